@@ -1,0 +1,56 @@
+/* expr.h: templates and expressions.
+ *
+ * A template is a JSON value (from YAML) whose strings may contain ${ expression }. A string
+ * that is exactly one "${...}" keeps the expression's JSON type (a number stays a number);
+ * otherwise the pieces are converted to strings and joined. "$${" writes a literal "${".
+ *
+ * Expressions: paths into the context (input.classId, saga.id, steps.pay.response.body.id,
+ * steps.pay.response.body.items[0]), literals ('text', "text", 12, 1.5, true, false, null),
+ * and function calls: string(x), number(x), integer(x), boolean(x), json(x) (serialize),
+ * default(x, fallback), now() (RFC 3339 UTC), now_ms(), upper(x), lower(x), concat(a, b, ...).
+ * A path that names missing data is an evaluation error unless wrapped in default(). */
+#ifndef SAGAD_EXPR_H
+#define SAGAD_EXPR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+
+struct tmpl;
+
+/* A reference found in a template, for static checks: the path's segments as written
+ * ("steps", "pay", "response", "body", "id"), and the offset of the ${ in the string
+ * (for column computation). Borrowed; valid during the callback. */
+struct tmpl_ref {
+	const char *const *segs;
+	size_t n_segs;
+	size_t offset;
+	const char *string;      /* the template string holding it */
+};
+typedef void (*tmpl_ref_cb)(const struct tmpl_ref *ref, void *arg);
+
+/* Compiles value (borrowed) into a new template owned by the caller (free with tmpl_free()).
+ * Returns NULL on a syntax error and writes "offset N: message" style text into err, with
+ * *err_offset set to the byte offset inside the offending string (or 0). */
+struct tmpl *tmpl_compile(const json_t *value, char *err, size_t errlen, size_t *err_offset);
+/* Compiles one string template. */
+struct tmpl *tmpl_compile_string(const char *s, char *err, size_t errlen, size_t *err_offset);
+void tmpl_free(struct tmpl *t);
+
+/* True when the template has no ${...} (its value is a constant). */
+bool tmpl_is_constant(const struct tmpl *t);
+/* Calls cb for every path the template reads. */
+void tmpl_visit_refs(const struct tmpl *t, tmpl_ref_cb cb, void *arg);
+
+/* Evaluates t against ctx (borrowed). Returns a new reference, or NULL with a message in err
+ * ("steps.pay.response.body.id: no field \"id\" in steps.pay.response.body"). */
+json_t *tmpl_eval(const struct tmpl *t, json_t *ctx, char *err, size_t errlen);
+/* Evaluates t and converts the result to a string (strings as is, numbers and booleans in
+ * their JSON text, null as "", objects and arrays as compact JSON). New malloc()ed string or
+ * NULL with err. */
+char *tmpl_eval_string(const struct tmpl *t, json_t *ctx, char *err, size_t errlen);
+
+/* Looks up a dotted path ("body.items[0].id") in v; borrowed result or NULL. */
+json_t *expr_lookup(json_t *v, const char *path);
+
+#endif

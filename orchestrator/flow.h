@@ -1,0 +1,190 @@
+/* flow.h: the compiled, immutable form of a flow file, and the operations the engine needs on
+ * it (input check, request rendering, success judgement, what to keep of a response).
+ *
+ * A struct flow is built by dsl_load_*() and never changed afterwards. It is refcounted:
+ * every saga running it holds a reference (flow_ref/flow_unref); a reload makes new flows and
+ * the old ones are freed when their last saga lets go. */
+#ifndef SAGAD_FLOW_H
+#define SAGAD_FLOW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+struct tmpl; /* expr.h: a compiled template */
+
+enum input_type { INPUT_ANY, INPUT_STRING, INPUT_INTEGER, INPUT_NUMBER, INPUT_BOOLEAN,
+		  INPUT_OBJECT, INPUT_ARRAY, INPUT_TYPE_MAX };
+const char *input_type_name(enum input_type t);
+
+struct flow_input_field {
+	char *name;
+	enum input_type type;
+	bool required;
+	json_t *default_value; /* owned; NULL when none */
+};
+
+struct flow_header {
+	char *name;
+	struct tmpl *value; /* owned */
+};
+
+enum participant_kind { PARTICIPANT_HTTP, PARTICIPANT_KIND_MAX };
+
+/* A participant's settings are resolved at load time (environment values included). */
+struct participant {
+	char *name;
+	enum participant_kind kind;
+	char *base_url;              /* "http://127.0.0.1:8081", no trailing slash */
+	struct flow_header *headers; /* default headers; values may be templates */
+	size_t n_headers;
+	int64_t timeout_ms;          /* default per-attempt timeout of its steps */
+};
+
+/* A request template: action or compensation of a step. */
+struct flow_request {
+	char *method;                /* "POST", upper case */
+	struct tmpl *path;           /* renders to a string starting with '/' */
+	struct flow_header *query;   /* name -> template; rendered values are URL-encoded */
+	size_t n_query;
+	struct flow_header *headers;
+	size_t n_headers;
+	struct tmpl *body;           /* renders to JSON; NULL = no body */
+	/* Success rule, judged on the response. */
+	int *ok_status;              /* accepted status codes; NULL/0 = any 2xx */
+	size_t n_ok_status;
+	bool has_body_equals;
+	json_t *body_equals;         /* body must equal this value (e.g. true) */
+	char **field_paths;          /* body field path ("payStaus", "a.b") ... */
+	json_t **field_equals;       /* ... must equal this value */
+	size_t n_fields;
+	int line;                    /* where it was declared, for messages */
+};
+
+/* Which failures a retry policy retries. */
+enum retry_on {
+	RETRY_ON_CONNECT = 1 << 0, /* could not connect, connection reset, DNS */
+	RETRY_ON_TIMEOUT = 1 << 1, /* no answer within the attempt's timeout */
+	RETRY_ON_5XX = 1 << 2,     /* status 500-599 */
+	RETRY_ON_429 = 1 << 3,     /* status 429, honouring Retry-After */
+	RETRY_ON_DEFAULT = 0xf,
+};
+
+struct retry_policy {
+	int max_attempts;        /* total attempts, >= 1 */
+	int64_t initial_backoff_ms;
+	double multiplier;       /* >= 1 */
+	int64_t max_backoff_ms;
+	double jitter;           /* 0..1: the delay is scaled by a random factor in [1-j, 1+j] */
+	unsigned on;             /* enum retry_on bits */
+};
+
+enum step_kind { STEP_KIND_CALL, STEP_KIND_SUBFLOW, STEP_KIND_MAX };
+
+struct flow;
+
+struct flow_step {
+	char *name;
+	int index;                    /* position in flow->steps */
+	enum step_kind kind;
+	/* STEP_KIND_CALL */
+	struct participant *participant; /* borrowed from flow->participants */
+	struct flow_request action;
+	struct flow_request *compensation; /* owned; NULL when the step has none */
+	/* STEP_KIND_SUBFLOW: runs another flow as a child saga; the child's compensation is
+	 * this step's compensation. */
+	char *subflow_name;
+	struct tmpl *subflow_input;   /* renders the child's input object */
+	/* Both kinds */
+	char **keep;                  /* response paths to keep ("body.id"); NULL = keep all */
+	size_t n_keep;
+	int64_t timeout_ms;           /* per attempt (call), or for the whole child (subflow; 0 = none) */
+	struct retry_policy retry;        /* of the action */
+	struct retry_policy comp_retry;   /* of the compensation */
+	bool pivot;                   /* informational: the step after which the saga commits */
+	int line;
+};
+
+struct flow {
+	int refs;
+	char *name;
+	int version;
+	char *description;
+	char *file;                    /* path it was loaded from */
+	struct flow_input_field *inputs;
+	size_t n_inputs;
+	bool input_closed;             /* reject input fields that are not declared */
+	struct participant *participants;
+	size_t n_participants;
+	struct flow_step *steps;
+	size_t n_steps;
+	int64_t deadline_ms;           /* whole saga; 0 = none */
+	struct tmpl *output;           /* the saga's result; NULL = every step's kept response */
+	char **wait_steps;             /* not used by the engine; reserved */
+	json_t *source;                /* the flow as JSON (for GET /v1/flows/{flow}); owned */
+};
+
+/* References. flow_unref() frees the flow when the count reaches zero; NULL is a no-op. */
+struct flow *flow_ref(struct flow *f);
+void flow_unref(struct flow *f);
+
+/* Returns the step named name, or NULL. */
+const struct flow_step *flow_find_step(const struct flow *f, const char *name);
+
+/* Checks (and completes with defaults) a saga input against the flow's declaration.
+ * *input is replaced by a new reference with defaults filled in. Returns 0, or SAGAD_EINPUT
+ * with a message such as `input.classId: required field missing` in err. */
+int flow_check_input(const struct flow *f, json_t **input, char *err, size_t errlen);
+
+/* A rendered HTTP request; free with flow_rendered_close(). */
+struct flow_rendered {
+	char *method;
+	char *url;          /* base URL + path + encoded query */
+	char **headers;     /* "Name: value" lines, participant defaults first */
+	size_t n_headers;
+	char *body;         /* serialized JSON, or NULL */
+	size_t body_len;
+};
+void flow_rendered_close(struct flow_rendered *r);
+
+/* Renders req for participant p against ctx, the saga's template context:
+ *   {"input": {...}, "saga": {"id": "...", "flow": "..."},
+ *    "steps": {"<name>": {"response": {"status": 200, "body": ...}}}}
+ * Returns 0, or SAGAD_ETEMPLATE with a message naming the missing data in err. */
+int flow_render_request(const struct participant *p, const struct flow_request *req,
+			json_t *ctx, struct flow_rendered *out, char *err, size_t errlen);
+
+/* Judges a response: true when req's success rule holds for status and body (body may be
+ * NULL when the response was not JSON). On false, writes why in err
+ * ("status 500 not in [200, 201]", "body.payStaus is \"X\", expected \"Y\""). */
+bool flow_judge(const struct flow_request *req, int status, json_t *body, char *err, size_t errlen);
+
+/* Returns the part of a response to keep in the saga's context, a new reference:
+ * response is {"status": N, "body": ...}; keep paths prune it. */
+json_t *flow_keep(const struct flow_step *st, json_t *response);
+
+/* Renders the saga's output from ctx (flow->output, or the steps' kept responses); new ref. */
+json_t *flow_render_output(const struct flow *f, json_t *ctx, char *err, size_t errlen);
+
+/* Renders a sub-flow step's child input; new reference or NULL with err. */
+json_t *flow_render_subflow_input(const struct flow_step *st, json_t *ctx, char *err, size_t errlen);
+
+/* The delay before attempt number `attempt` (2 = the first retry), with jitter; retry_after_ms
+ * (from a 429's Retry-After, or -1) takes precedence when larger. */
+int64_t flow_backoff_ms(const struct retry_policy *rp, int attempt, int64_t retry_after_ms);
+
+/* A set of loaded flows, looked up by name (the newest version wins). */
+struct flow_set {
+	struct flow **flows;
+	size_t n;
+};
+void flow_set_init(struct flow_set *fs);
+/* Drops the set's references. */
+void flow_set_close(struct flow_set *fs);
+/* Adds a reference to f. Returns SAGAD_EEXIST if a flow with that name and version exists. */
+int flow_set_add(struct flow_set *fs, struct flow *f);
+struct flow *flow_set_find(const struct flow_set *fs, const char *name);
+struct flow *flow_set_find_version(const struct flow_set *fs, const char *name, int version);
+
+#endif

@@ -1,0 +1,152 @@
+/* store.h: durable state behind one narrow interface (SQLite today; PostgreSQL and sharded
+ * backends later implement the same calls).
+ *
+ * Writes never commit on their own: the first write opens a transaction and store_commit()
+ * ends it. The daemon commits once per loop turn (grouped commit), then performs the side
+ * effects the committed writes allow (dispatches, API answers): persist, then act.
+ *
+ * Every saga row carries a shard id and the owner epoch of the node that wrote it last;
+ * updates are fenced on the epoch (a node with an older epoch cannot overwrite).
+ *
+ * Record structs: on writes their strings are borrowed from the caller; on reads the store
+ * fills them with malloc()ed copies owned by the caller, released by store_*_clear(). */
+#ifndef SAGAD_STORE_H
+#define SAGAD_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+
+struct store;
+
+struct store_options {
+	const char *path;        /* database file; created if missing */
+	const char *synchronous; /* "FULL" (default, shipped) or "NORMAL"/"OFF" for experiments */
+	int busy_timeout_ms;     /* default 5000 */
+	int shard;               /* shard id given to new sagas (0 on one node) */
+};
+
+/* Opens (creating and migrating the schema to the newest version) and takes a new owner
+ * epoch. Returns 0 and a store owned by the caller (store_close()), or an error with err. */
+int store_open(const struct store_options *opt, struct store **out, char *err, size_t errlen);
+/* Commits nothing: an open transaction is rolled back. NULL is a no-op. */
+void store_close(struct store *st);
+
+int64_t store_epoch(const struct store *st);
+int store_shard(const struct store *st);
+int store_schema_version(const struct store *st);
+
+/* True while writes are waiting for store_commit(). */
+bool store_pending(const struct store *st);
+/* Commits the open transaction (if any): 0, or an error (SAGAD_EBUSY, SAGAD_EFULL,
+ * SAGAD_EIO) after which the transaction has been rolled back. */
+int store_commit(struct store *st);
+/* Rolls the open transaction back (if any). */
+void store_rollback(struct store *st);
+/* Counters for metrics: commits done and rows written since open. */
+void store_stats(const struct store *st, uint64_t *commits, uint64_t *writes);
+
+/* A saga instance. */
+struct store_saga {
+	char *id;                 /* 26-char ULID */
+	int shard;
+	int64_t owner_epoch;      /* filled by the store on write */
+	char *flow;
+	int flow_version;
+	char *status;             /* saga state name: "running", "compensating", ... */
+	int cursor;               /* step index the engine is at */
+	char *input;              /* JSON text */
+	char *output;             /* JSON text or NULL */
+	char *error;              /* human text or NULL */
+	char *idempotency_key;    /* or NULL */
+	char *parent_id;          /* parent saga for a sub-flow run, or NULL */
+	int parent_step;          /* the parent's step index, -1 when no parent */
+	bool cancel_requested;
+	int64_t created_at, updated_at, deadline_at; /* ms since epoch; deadline 0 = none */
+};
+void store_saga_clear(struct store_saga *s);
+
+/* The current state of one step of a saga (upserted on every step transition). */
+struct store_step {
+	char *saga_id;
+	int idx;
+	char *name;
+	char *state;              /* step state name */
+	int attempt;              /* action attempts made */
+	int comp_attempt;         /* compensation attempts made */
+	char *response;           /* kept response JSON, or NULL */
+	char *error;              /* last error, or NULL */
+	int64_t updated_at;
+};
+void store_step_clear(struct store_step *s);
+
+/* One row of the append-only history: an attempt's dispatch or outcome, or a saga event. */
+struct store_history {
+	int64_t seq;              /* filled on read */
+	char *saga_id;
+	int step;                 /* step index or -1 for saga-level events */
+	char *step_name;          /* or NULL */
+	char *phase;              /* "action", "compensation" or "saga" */
+	int attempt;
+	char *event;              /* "dispatched", "succeeded", "failed", "timed_out", "started", ... */
+	char *request;            /* summary ("POST http://.../payments") or NULL */
+	int status;               /* HTTP status or 0 */
+	char *response;           /* response summary (truncated body) or NULL */
+	char *error;              /* or NULL */
+	int64_t started_at, ended_at;
+};
+void store_history_clear(struct store_history *h);
+
+/* A durable timer: at most one per (saga, kind). */
+struct store_timer {
+	char *saga_id;
+	char *kind;               /* "retry", "deadline", "timeout" */
+	int step;
+	int64_t due_at;           /* ms since epoch */
+};
+void store_timer_clear(struct store_timer *t);
+
+/* Inserts a new saga. SAGAD_EEXIST when (flow, idempotency_key) or (parent_id, parent_step)
+ * already exists: then *existing_id (if not NULL) gets a malloc()ed copy of that saga's id. */
+int store_saga_insert(struct store *st, const struct store_saga *s, char **existing_id);
+/* Updates status, cursor, output, error, cancel_requested, updated_at, deadline_at. */
+int store_saga_update(struct store *st, const struct store_saga *s);
+int store_step_put(struct store *st, const struct store_step *s);
+int store_history_append(struct store *st, const struct store_history *h);
+int store_timer_put(struct store *st, const struct store_timer *t);
+int store_timer_delete(struct store *st, const char *saga_id, const char *kind);
+
+/* Remembers a flow definition (its YAML source) so sagas started on it can resume after
+ * the file changed. Idempotent. */
+int store_flow_put(struct store *st, const char *name, int version, const char *source);
+/* *source gets a malloc()ed copy, or SAGAD_ENOENT. */
+int store_flow_get(struct store *st, const char *name, int version, char **source);
+
+/* Reads. Callbacks get borrowed records valid during the call; return non-zero to stop. */
+typedef int (*store_saga_cb)(const struct store_saga *s, void *arg);
+typedef int (*store_step_cb)(const struct store_step *s, void *arg);
+typedef int (*store_history_cb)(const struct store_history *h, void *arg);
+typedef int (*store_timer_cb)(const struct store_timer *t, void *arg);
+
+/* Every saga whose status is not final (not in final_states, a NULL-terminated list). */
+int store_each_unfinished(struct store *st, const char *const *final_states, store_saga_cb cb,
+			  void *arg);
+int store_each_step(struct store *st, const char *saga_id, store_step_cb cb, void *arg);
+int store_each_history(struct store *st, const char *saga_id, store_history_cb cb, void *arg);
+int store_each_timer(struct store *st, store_timer_cb cb, void *arg);
+
+/* Fills *out; SAGAD_ENOENT when missing. */
+int store_saga_get(struct store *st, const char *id, struct store_saga *out);
+/* The id of the saga with that key; SAGAD_ENOENT when none. *id is malloc()ed. */
+int store_saga_find_key(struct store *st, const char *flow, const char *idempotency_key, char **id);
+
+struct store_list_query {
+	const char *flow;         /* or NULL */
+	const char *status;       /* or NULL */
+	const char *before_id;    /* cursor: ids strictly older than this, or NULL */
+	int limit;                /* 1..1000 */
+};
+/* Newest first. */
+int store_saga_list(struct store *st, const struct store_list_query *q, store_saga_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,49 @@
+/* util.h: allocation that dies on OOM, clocks, durations, ids and a growable string buffer. */
+#ifndef SAGAD_UTIL_H
+#define SAGAD_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <stdbool.h>
+
+/* Allocation never returns NULL: it logs and aborts. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t n);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Logs "fatal: ..." and aborts: for states that cannot happen. */
+void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Wall clock in milliseconds since the epoch (persisted times, deadlines). */
+int64_t util_now_ms(void);
+/* Monotonic clock in milliseconds (durations). */
+int64_t util_mono_ms(void);
+/* Writes an RFC 3339 UTC time with milliseconds ("2026-11-21T18:33:42.123Z"); buf >= 32. */
+void util_format_time(int64_t ms, char *buf, size_t len);
+
+/* Parses "250ms", "2s", "1.5s", "5m", "2h", "21d" or a bare integer (milliseconds) into
+ * milliseconds. Returns 0 or SAGAD_EINVAL. */
+int util_parse_duration(const char *s, int64_t *ms);
+
+/* Writes a new 26-character sortable unique id (ULID: time + randomness) plus NUL; buf >= 27. */
+void util_new_id(char *buf);
+/* Fills buf with n random bytes from getrandom(). */
+void util_random(void *buf, size_t n);
+
+/* A growable NUL-terminated byte buffer; embed it and release with strbuf_close(). */
+struct strbuf {
+	char *data;
+	size_t len, cap;
+};
+void strbuf_init(struct strbuf *b);
+void strbuf_close(struct strbuf *b);
+void strbuf_add(struct strbuf *b, const void *p, size_t n);
+void strbuf_adds(struct strbuf *b, const char *s);
+void strbuf_addf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Gives the buffer's string to the caller (free() it) and resets the buffer. */
+char *strbuf_detach(struct strbuf *b);
+
+#endif
