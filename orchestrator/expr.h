@@ -19,13 +19,15 @@
 struct tmpl;
 
 /* A reference found in a template, for static checks: the path's segments as written
- * ("steps", "pay", "response", "body", "id"), and the offset of the ${ in the string
- * (for column computation). Borrowed; valid during the callback. */
+ * ("steps", "pay", "response", "body", "id"; an index is the segment "[0]", a quoted key
+ * ['a.b'] is "a.b"), and the offset of the ${ in the string (for column computation).
+ * Borrowed; valid during the callback. */
 struct tmpl_ref {
 	const char *const *segs;
 	size_t n_segs;
 	size_t offset;
 	const char *string;      /* the template string holding it */
+	size_t path_offset;      /* offset of the path itself (inside a function call too) */
 };
 typedef void (*tmpl_ref_cb)(const struct tmpl_ref *ref, void *arg);
 
@@ -33,6 +35,10 @@ typedef void (*tmpl_ref_cb)(const struct tmpl_ref *ref, void *arg);
  * Returns NULL on a syntax error and writes "offset N: message" style text into err, with
  * *err_offset set to the byte offset inside the offending string (or 0). */
 struct tmpl *tmpl_compile(const json_t *value, char *err, size_t errlen, size_t *err_offset);
+/* The same, and on error *err_value (when not NULL) points at the string inside value (borrowed)
+ * that does not compile, so a loader can map it back to its source position. */
+struct tmpl *tmpl_compile_ex(const json_t *value, char *err, size_t errlen, size_t *err_offset,
+			     const json_t **err_value);
 /* Compiles one string template. */
 struct tmpl *tmpl_compile_string(const char *s, char *err, size_t errlen, size_t *err_offset);
 void tmpl_free(struct tmpl *t);
@@ -43,7 +49,9 @@ bool tmpl_is_constant(const struct tmpl *t);
 void tmpl_visit_refs(const struct tmpl *t, tmpl_ref_cb cb, void *arg);
 
 /* Evaluates t against ctx (borrowed). Returns a new reference, or NULL with a message in err
- * ("steps.pay.response.body.id: no field \"id\" in steps.pay.response.body"). */
+ * ("steps.pay.response.body.id: no field \"id\" in steps.pay.response.body"). The result may
+ * share parts with the template's constants and with ctx: treat it as read-only
+ * (json_deep_copy() it before changing it). */
 json_t *tmpl_eval(const struct tmpl *t, json_t *ctx, char *err, size_t errlen);
 /* Evaluates t and converts the result to a string (strings as is, numbers and booleans in
  * their JSON text, null as "", objects and arrays as compact JSON). New malloc()ed string or
@@ -52,5 +60,11 @@ char *tmpl_eval_string(const struct tmpl *t, json_t *ctx, char *err, size_t errl
 
 /* Looks up a dotted path ("body.items[0].id") in v; borrowed result or NULL. */
 json_t *expr_lookup(json_t *v, const char *path);
+
+/* Splits a path ("body.items[0].id") into its segments ("body", "items", "[0]", "id") as a new
+ * NULL-terminated array owned by the caller (free with expr_path_free()); NULL when the path
+ * does not parse. *n (may be NULL) receives the count. */
+char **expr_path_split(const char *path, size_t *n);
+void expr_path_free(char **segs);
 
 #endif

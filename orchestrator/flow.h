@@ -121,7 +121,7 @@ struct flow {
 	size_t n_steps;
 	int64_t deadline_ms;           /* whole saga; 0 = none */
 	struct tmpl *output;           /* the saga's result; NULL = every step's kept response */
-	char **wait_steps;             /* not used by the engine; reserved */
+	char **wait_steps;             /* not used by the engine; reserved; NULL-terminated (or NULL) */
 	json_t *source;                /* the flow as JSON (for GET /v1/flows/{flow}); owned */
 };
 
