@@ -1,0 +1,100 @@
+/* test-util.c: durations, ids, string buffers, logfmt quoting and error names. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "error.h"
+#include "log.h"
+#include "util.h"
+
+static void test_durations(void **state)
+{
+	static const struct { const char *text; int rc; int64_t ms; } cases[] = {
+		{ "250ms", 0, 250 }, { "2s", 0, 2000 }, { "1.5s", 0, 1500 }, { "5m", 0, 300000 },
+		{ "2h", 0, 7200000 }, { "21d", 0, 1814400000LL }, { "42", 0, 42 },
+		{ "", SAGAD_EINVAL, 0 }, { "s", SAGAD_EINVAL, 0 }, { "5 s", SAGAD_EINVAL, 0 },
+		{ "-1s", SAGAD_EINVAL, 0 }, { "3w", SAGAD_EINVAL, 0 }, { "1e30d", SAGAD_EINVAL, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t ms = -1;
+		int rc = util_parse_duration(cases[i].text, &ms);
+		assert_int_equal(rc, cases[i].rc);
+		if (rc == 0)
+			assert_int_equal(ms, cases[i].ms);
+	}
+}
+
+static void test_ids_sort_by_time_and_are_unique(void **state)
+{
+	char prev[27], id[27];
+
+	util_new_id(prev);
+	assert_int_equal(strlen(prev), 26);
+	for (int i = 0; i < 10000; i++) {
+		util_new_id(id);
+		assert_true(strcmp(prev, id) < 0);
+		memcpy(prev, id, sizeof(id));
+	}
+}
+
+static void test_strbuf(void **state)
+{
+	struct strbuf b;
+	char *s;
+
+	strbuf_init(&b);
+	strbuf_adds(&b, "saga ");
+	strbuf_addf(&b, "%d/%s", 42, "pay");
+	for (int i = 0; i < 1000; i++)
+		strbuf_add(&b, "x", 1);
+	assert_int_equal(b.len, strlen("saga 42/pay") + 1000);
+	s = strbuf_detach(&b);
+	assert_memory_equal(s, "saga 42/pay", 11);
+	assert_null(b.data);
+	free(s);
+}
+
+static void test_log_quote(void **state)
+{
+	char buf[64];
+
+	assert_string_equal(log_quote("plain", buf, sizeof(buf)), "plain");
+	assert_string_equal(log_quote("two words", buf, sizeof(buf)), "\"two words\"");
+	assert_string_equal(log_quote("a\"b", buf, sizeof(buf)), "\"a\\\"b\"");
+	assert_string_equal(log_quote("", buf, sizeof(buf)), "\"\"");
+}
+
+static void test_errors_have_names_and_text(void **state)
+{
+	assert_string_equal(sagad_errname(SAGAD_EINPUT), "EINPUT");
+	assert_string_equal(sagad_strerror(SAGAD_ENOFLOW), "no such flow");
+	assert_string_equal(sagad_strerror(0), "ok");
+	assert_non_null(sagad_strerror(-2)); /* errno text */
+}
+
+static void test_time_format(void **state)
+{
+	char buf[40];
+
+	util_format_time(1795286022123LL, buf, sizeof(buf));
+	assert_string_equal(buf, "2026-11-21T18:33:42.123Z");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_ids_sort_by_time_and_are_unique),
+		cmocka_unit_test(test_strbuf),
+		cmocka_unit_test(test_log_quote),
+		cmocka_unit_test(test_errors_have_names_and_text),
+		cmocka_unit_test(test_time_format),
+	};
+
+	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
+}
