@@ -45,6 +45,10 @@ int store_commit(struct store *st);
 void store_rollback(struct store *st);
 /* Counters for metrics: commits done and rows written since open. */
 void store_stats(const struct store *st, uint64_t *commits, uint64_t *writes);
+/* Diagnostics (sagactl status, tests): the current value of one SQLite setting as text, into
+ * buf. name is one of journal_mode, synchronous, foreign_keys, busy_timeout,
+ * wal_autocheckpoint, page_size, page_count, freelist_count, cache_size (else SAGAD_EINVAL). */
+int store_pragma(struct store *st, const char *name, char *buf, size_t len);
 
 /* A saga instance. */
 struct store_saga {
@@ -106,36 +110,49 @@ struct store_timer {
 };
 void store_timer_clear(struct store_timer *t);
 
-/* Inserts a new saga. SAGAD_EEXIST when (flow, idempotency_key) or (parent_id, parent_step)
+/* Write errors: SAGAD_EBUSY, SAGAD_EFULL, SAGAD_EIO or SAGAD_ESTORE. After EBUSY, EFULL or
+ * EIO SQLite may have rolled back the whole open transaction (store_pending() tells). */
+
+/* Inserts a new saga; its shard and owner_epoch are the store's, not s->shard/owner_epoch.
+ * SAGAD_EEXIST when (flow, idempotency_key) or (parent_id, parent_step) or the id
  * already exists: then *existing_id (if not NULL) gets a malloc()ed copy of that saga's id. */
 int store_saga_insert(struct store *st, const struct store_saga *s, char **existing_id);
-/* Updates status, cursor, output, error, cancel_requested, updated_at, deadline_at. */
+/* Updates status, cursor, output, error, cancel_requested, updated_at, deadline_at, and takes
+ * the saga for this store's epoch. SAGAD_ENOENT for an unknown id; SAGAD_ESTATE when a node
+ * with a newer epoch wrote the saga last (fenced: this node must stop driving it). */
 int store_saga_update(struct store *st, const struct store_saga *s);
 int store_step_put(struct store *st, const struct store_step *s);
 int store_history_append(struct store *st, const struct store_history *h);
+/* Creates or replaces the (saga, kind) timer. Deleting a missing timer is not an error. */
 int store_timer_put(struct store *st, const struct store_timer *t);
 int store_timer_delete(struct store *st, const char *saga_id, const char *kind);
 
 /* Remembers a flow definition (its YAML source) so sagas started on it can resume after
- * the file changed. Idempotent. */
+ * the file changed. Idempotent; SAGAD_EEXIST when a different source is already stored
+ * under that name and version. */
 int store_flow_put(struct store *st, const char *name, int version, const char *source);
 /* *source gets a malloc()ed copy, or SAGAD_ENOENT. */
 int store_flow_get(struct store *st, const char *name, int version, char **source);
 
-/* Reads. Callbacks get borrowed records valid during the call; return non-zero to stop. */
+/* Reads. Callbacks get borrowed records valid during the call; return non-zero to stop, and
+ * the each/list function then returns that value (else 0 or a store error). No statement is
+ * running during a callback, so callbacks may call any store function, writes included. */
 typedef int (*store_saga_cb)(const struct store_saga *s, void *arg);
 typedef int (*store_step_cb)(const struct store_step *s, void *arg);
 typedef int (*store_history_cb)(const struct store_history *h, void *arg);
 typedef int (*store_timer_cb)(const struct store_timer *t, void *arg);
 
-/* Every saga whose status is not final (not in final_states, a NULL-terminated list). */
+/* Every saga whose status is not final (not in final_states, a NULL-terminated list), in id
+ * order. Fast (a partial index) when the list includes "completed" and "compensated". */
 int store_each_unfinished(struct store *st, const char *const *final_states, store_saga_cb cb,
 			  void *arg);
+/* Every saga a step of parent_id started (sub-flow runs), in parent_step order. */
+int store_each_child(struct store *st, const char *parent_id, store_saga_cb cb, void *arg);
 int store_each_step(struct store *st, const char *saga_id, store_step_cb cb, void *arg);
 int store_each_history(struct store *st, const char *saga_id, store_history_cb cb, void *arg);
 int store_each_timer(struct store *st, store_timer_cb cb, void *arg);
 
-/* Fills *out; SAGAD_ENOENT when missing. */
+/* Fills *out (overwritten, not cleared first); SAGAD_ENOENT when missing. */
 int store_saga_get(struct store *st, const char *id, struct store_saga *out);
 /* The id of the saga with that key; SAGAD_ENOENT when none. *id is malloc()ed. */
 int store_saga_find_key(struct store *st, const char *flow, const char *idempotency_key, char **id);
@@ -144,7 +161,7 @@ struct store_list_query {
 	const char *flow;         /* or NULL */
 	const char *status;       /* or NULL */
 	const char *before_id;    /* cursor: ids strictly older than this, or NULL */
-	int limit;                /* 1..1000 */
+	int limit;                /* clamped to 1..1000 */
 };
 /* Newest first. */
 int store_saga_list(struct store *st, const struct store_list_query *q, store_saga_cb cb, void *arg);

@@ -1,0 +1,1229 @@
+/* store.c: the SQLite store. One connection, used only from the loop thread; every statement
+ * is prepared once at open. Writes join one transaction (BEGIN IMMEDIATE on the first write
+ * after a commit) that store_commit() ends: the grouped commit. The schema and the reasons
+ * behind it are in docs/notes/schema.md. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <sqlite3.h>
+#include "error.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+/* Upsert (3.24) is the newest SQL feature used; prepare_v3 needs 3.20. */
+#define MIN_SQLITE_VERSION 3024000
+#define BATCH 256             /* rows read per query by the each functions */
+#define LIST_MAX 1000
+
+/* Statuses the partial index sagas_unfinished leaves out. The statement that uses the index
+ * must repeat the index's predicate exactly, so both take it from here. Changing the list
+ * needs a new migration that re-creates the index. */
+#define UNFINISHED_WHERE "status NOT IN ('completed', 'compensated')"
+
+/* The schema, one migration per entry, each applied in its own transaction. Never edit an
+ * applied migration: append a new one. The array length is the schema version. */
+static const char *const migrations[] = {
+	/* 1: the initial schema */
+	"CREATE TABLE schema_migrations ("
+	"  version INTEGER PRIMARY KEY,"
+	"  applied_at INTEGER NOT NULL);"
+	"CREATE TABLE meta ("
+	"  key TEXT PRIMARY KEY NOT NULL,"
+	"  value) WITHOUT ROWID;"
+	"INSERT INTO meta (key, value) VALUES ('owner_epoch', 0);"
+	"CREATE TABLE nodes ("
+	"  epoch INTEGER PRIMARY KEY,"
+	"  shard INTEGER NOT NULL,"
+	"  hostname TEXT NOT NULL,"
+	"  pid INTEGER NOT NULL,"
+	"  started_at INTEGER NOT NULL);"
+	"CREATE TABLE sagas ("
+	"  id TEXT PRIMARY KEY NOT NULL,"
+	"  shard INTEGER NOT NULL,"
+	"  owner_epoch INTEGER NOT NULL,"
+	"  flow TEXT NOT NULL,"
+	"  flow_version INTEGER NOT NULL,"
+	"  status TEXT NOT NULL,"
+	"  cursor INTEGER NOT NULL,"
+	"  input TEXT,"
+	"  output TEXT,"
+	"  error TEXT,"
+	"  idempotency_key TEXT,"
+	"  parent_id TEXT,"
+	"  parent_step INTEGER,"
+	"  cancel_requested INTEGER NOT NULL DEFAULT 0,"
+	"  created_at INTEGER NOT NULL,"
+	"  updated_at INTEGER NOT NULL,"
+	"  deadline_at INTEGER,"
+	"  CHECK ((parent_id IS NULL) = (parent_step IS NULL)));"
+	"CREATE INDEX sagas_flow ON sagas (flow, id);"
+	"CREATE INDEX sagas_status ON sagas (status, id);"
+	"CREATE INDEX sagas_unfinished ON sagas (id) WHERE " UNFINISHED_WHERE ";"
+	"CREATE UNIQUE INDEX sagas_idempotency ON sagas (flow, idempotency_key)"
+	"  WHERE idempotency_key IS NOT NULL;"
+	"CREATE UNIQUE INDEX sagas_parent ON sagas (parent_id, parent_step)"
+	"  WHERE parent_id IS NOT NULL;"
+	"CREATE TABLE saga_steps ("
+	"  saga_id TEXT NOT NULL REFERENCES sagas (id) ON DELETE CASCADE,"
+	"  idx INTEGER NOT NULL,"
+	"  name TEXT NOT NULL,"
+	"  state TEXT NOT NULL,"
+	"  attempt INTEGER NOT NULL DEFAULT 0,"
+	"  comp_attempt INTEGER NOT NULL DEFAULT 0,"
+	"  response TEXT,"
+	"  error TEXT,"
+	"  updated_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (saga_id, idx)) WITHOUT ROWID;"
+	"CREATE TABLE saga_history ("
+	"  seq INTEGER PRIMARY KEY,"
+	"  saga_id TEXT NOT NULL REFERENCES sagas (id) ON DELETE CASCADE,"
+	"  step INTEGER,"
+	"  step_name TEXT,"
+	"  phase TEXT NOT NULL,"
+	"  attempt INTEGER NOT NULL DEFAULT 0,"
+	"  event TEXT NOT NULL,"
+	"  request TEXT,"
+	"  status INTEGER,"
+	"  response TEXT,"
+	"  error TEXT,"
+	"  started_at INTEGER,"
+	"  ended_at INTEGER);"
+	"CREATE INDEX saga_history_saga ON saga_history (saga_id);"
+	"CREATE TABLE timers ("
+	"  saga_id TEXT NOT NULL REFERENCES sagas (id) ON DELETE CASCADE,"
+	"  kind TEXT NOT NULL,"
+	"  step INTEGER,"
+	"  due_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (saga_id, kind)) WITHOUT ROWID;"
+	"CREATE TABLE flow_versions ("
+	"  name TEXT NOT NULL,"
+	"  version INTEGER NOT NULL,"
+	"  source TEXT NOT NULL,"
+	"  loaded_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (name, version));",
+};
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+enum stmt_id {
+	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+	ST_SAGA_INSERT, ST_SAGA_UPDATE, ST_SAGA_EPOCH, ST_SAGA_GET,
+	ST_SAGA_FIND_KEY, ST_SAGA_FIND_PARENT, ST_SAGA_CHILDREN,
+	ST_UNFINISHED_INDEXED, ST_UNFINISHED_SCAN,
+	ST_STEP_PUT, ST_STEP_EACH,
+	ST_HISTORY_APPEND, ST_HISTORY_EACH,
+	ST_TIMER_PUT, ST_TIMER_DELETE, ST_TIMER_EACH,
+	ST_FLOW_PUT, ST_FLOW_GET,
+	/* store_saga_list: one statement per filter combination, so each can use its index */
+	ST_LIST, ST_LIST_LAST = ST_LIST + 7,
+	ST_MAX
+};
+enum { LIST_FLOW = 1, LIST_STATUS = 2, LIST_BEFORE = 4 };
+
+#define SAGA_COLS "id, shard, owner_epoch, flow, flow_version, status, cursor, input, output, " \
+	"error, idempotency_key, parent_id, parent_step, cancel_requested, created_at, "         \
+	"updated_at, deadline_at"
+#define STEP_COLS "saga_id, idx, name, state, attempt, comp_attempt, response, error, updated_at"
+#define HISTORY_COLS "saga_id, step, step_name, phase, attempt, event, request, status, " \
+	"response, error, started_at, ended_at"
+#define LIST_SQL(where) "SELECT " SAGA_COLS " FROM sagas " where " ORDER BY id DESC LIMIT ?4"
+
+static const char *const sql[ST_MAX] = {
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_SAGA_INSERT] = "INSERT INTO sagas (" SAGA_COLS ") VALUES "
+		"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+	[ST_SAGA_UPDATE] = "UPDATE sagas SET status = ?1, cursor = ?2, output = ?3, error = ?4, "
+		"cancel_requested = ?5, updated_at = ?6, deadline_at = ?7, owner_epoch = ?8 "
+		"WHERE id = ?9 AND owner_epoch <= ?8",
+	[ST_SAGA_EPOCH] = "SELECT owner_epoch FROM sagas WHERE id = ?1",
+	[ST_SAGA_GET] = "SELECT " SAGA_COLS " FROM sagas WHERE id = ?1",
+	[ST_SAGA_FIND_KEY] = "SELECT id FROM sagas WHERE flow = ?1 AND idempotency_key = ?2",
+	[ST_SAGA_FIND_PARENT] = "SELECT id FROM sagas WHERE parent_id = ?1 AND parent_step = ?2",
+	[ST_SAGA_CHILDREN] = "SELECT " SAGA_COLS " FROM sagas WHERE parent_id = ?1 "
+		"ORDER BY parent_step",
+	[ST_UNFINISHED_INDEXED] = "SELECT " SAGA_COLS " FROM sagas WHERE " UNFINISHED_WHERE
+		" AND id > ?1 ORDER BY id LIMIT ?2",
+	[ST_UNFINISHED_SCAN] = "SELECT " SAGA_COLS " FROM sagas WHERE id > ?1 ORDER BY id LIMIT ?2",
+	[ST_STEP_PUT] = "INSERT INTO saga_steps (" STEP_COLS ") VALUES "
+		"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (saga_id, idx) DO UPDATE SET "
+		"name = excluded.name, state = excluded.state, attempt = excluded.attempt, "
+		"comp_attempt = excluded.comp_attempt, response = excluded.response, "
+		"error = excluded.error, updated_at = excluded.updated_at",
+	[ST_STEP_EACH] = "SELECT " STEP_COLS " FROM saga_steps WHERE saga_id = ?1 ORDER BY idx",
+	[ST_HISTORY_APPEND] = "INSERT INTO saga_history (" HISTORY_COLS ") VALUES "
+		"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	[ST_HISTORY_EACH] = "SELECT seq, " HISTORY_COLS " FROM saga_history WHERE saga_id = ?1 "
+		"ORDER BY seq",
+	[ST_TIMER_PUT] = "INSERT INTO timers (saga_id, kind, step, due_at) VALUES (?1, ?2, ?3, ?4) "
+		"ON CONFLICT (saga_id, kind) DO UPDATE SET step = excluded.step, "
+		"due_at = excluded.due_at",
+	[ST_TIMER_DELETE] = "DELETE FROM timers WHERE saga_id = ?1 AND kind = ?2",
+	[ST_TIMER_EACH] = "SELECT saga_id, kind, step, due_at FROM timers "
+		"WHERE (saga_id, kind) > (?1, ?2) ORDER BY saga_id, kind LIMIT ?3",
+	[ST_FLOW_PUT] = "INSERT INTO flow_versions (name, version, source, loaded_at) "
+		"VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name, version) DO NOTHING",
+	[ST_FLOW_GET] = "SELECT source FROM flow_versions WHERE name = ?1 AND version = ?2",
+	[ST_LIST] = LIST_SQL(""),
+	[ST_LIST + LIST_FLOW] = LIST_SQL("WHERE flow = ?1"),
+	[ST_LIST + LIST_STATUS] = LIST_SQL("WHERE status = ?2"),
+	[ST_LIST + LIST_FLOW + LIST_STATUS] = LIST_SQL("WHERE flow = ?1 AND status = ?2"),
+	[ST_LIST + LIST_BEFORE] = LIST_SQL("WHERE id < ?3"),
+	[ST_LIST + LIST_BEFORE + LIST_FLOW] = LIST_SQL("WHERE flow = ?1 AND id < ?3"),
+	[ST_LIST + LIST_BEFORE + LIST_STATUS] = LIST_SQL("WHERE status = ?2 AND id < ?3"),
+	[ST_LIST + LIST_BEFORE + LIST_FLOW + LIST_STATUS] =
+		LIST_SQL("WHERE flow = ?1 AND status = ?2 AND id < ?3"),
+};
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[ST_MAX];
+	int64_t epoch;
+	int shard;
+	int schema_version;
+	uint64_t commits, writes;
+};
+
+/* --- errors ------------------------------------------------------------------------------ */
+
+static int map_rc(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return SAGAD_EBUSY;
+	case SQLITE_FULL:
+		return SAGAD_EFULL;
+	case SQLITE_IOERR:
+	case SQLITE_CANTOPEN:
+		return SAGAD_EIO;
+	case SQLITE_NOMEM:
+		return SAGAD_ENOMEM;
+	default:
+		return SAGAD_ESTORE;
+	}
+}
+
+/* Logs the connection's error message for op and returns rc as a sagad code. Call it before
+ * resetting the statement that failed. */
+static int fail(struct store *st, const char *op, int rc)
+{
+	char q[512];
+
+	log_error("event=store_error op=%s code=%d msg=%s", op, rc,
+		  log_quote(sqlite3_errmsg(st->db), q, sizeof(q)));
+	return map_rc(rc);
+}
+
+/* --- binding and reading ----------------------------------------------------------------- */
+
+/* Writes step before returning, so the caller's strings outlive the statement's use of them:
+ * SQLITE_STATIC saves a copy per column. */
+static void bind_text(sqlite3_stmt *stmt, int i, const char *s)
+{
+	if (s == NULL)
+		sqlite3_bind_null(stmt, i);
+	else
+		sqlite3_bind_text(stmt, i, s, -1, SQLITE_STATIC);
+}
+
+/* Binds v, or NULL when v is the "none" value (0 for times, -1 for indexes). */
+static void bind_opt(sqlite3_stmt *stmt, int i, int64_t v, int64_t none)
+{
+	if (v == none)
+		sqlite3_bind_null(stmt, i);
+	else
+		sqlite3_bind_int64(stmt, i, v);
+}
+
+static char *col_text(sqlite3_stmt *stmt, int i)
+{
+	const unsigned char *p = sqlite3_column_text(stmt, i);
+
+	if (p == NULL)
+		return NULL;
+	return xstrndup((const char *)p, (size_t)sqlite3_column_bytes(stmt, i));
+}
+
+static int64_t col_opt(sqlite3_stmt *stmt, int i, int64_t none)
+{
+	if (sqlite3_column_type(stmt, i) == SQLITE_NULL)
+		return none;
+	return sqlite3_column_int64(stmt, i);
+}
+
+static void finish(sqlite3_stmt *stmt)
+{
+	sqlite3_reset(stmt);
+	sqlite3_clear_bindings(stmt);
+}
+
+static void read_saga(sqlite3_stmt *stmt, struct store_saga *s)
+{
+	s->id = col_text(stmt, 0);
+	s->shard = sqlite3_column_int(stmt, 1);
+	s->owner_epoch = sqlite3_column_int64(stmt, 2);
+	s->flow = col_text(stmt, 3);
+	s->flow_version = sqlite3_column_int(stmt, 4);
+	s->status = col_text(stmt, 5);
+	s->cursor = sqlite3_column_int(stmt, 6);
+	s->input = col_text(stmt, 7);
+	s->output = col_text(stmt, 8);
+	s->error = col_text(stmt, 9);
+	s->idempotency_key = col_text(stmt, 10);
+	s->parent_id = col_text(stmt, 11);
+	s->parent_step = (int)col_opt(stmt, 12, -1);
+	s->cancel_requested = sqlite3_column_int(stmt, 13) != 0;
+	s->created_at = sqlite3_column_int64(stmt, 14);
+	s->updated_at = sqlite3_column_int64(stmt, 15);
+	s->deadline_at = col_opt(stmt, 16, 0);
+}
+
+static void read_step(sqlite3_stmt *stmt, struct store_step *s)
+{
+	s->saga_id = col_text(stmt, 0);
+	s->idx = sqlite3_column_int(stmt, 1);
+	s->name = col_text(stmt, 2);
+	s->state = col_text(stmt, 3);
+	s->attempt = sqlite3_column_int(stmt, 4);
+	s->comp_attempt = sqlite3_column_int(stmt, 5);
+	s->response = col_text(stmt, 6);
+	s->error = col_text(stmt, 7);
+	s->updated_at = sqlite3_column_int64(stmt, 8);
+}
+
+static void read_history(sqlite3_stmt *stmt, struct store_history *h)
+{
+	h->seq = sqlite3_column_int64(stmt, 0);
+	h->saga_id = col_text(stmt, 1);
+	h->step = (int)col_opt(stmt, 2, -1);
+	h->step_name = col_text(stmt, 3);
+	h->phase = col_text(stmt, 4);
+	h->attempt = sqlite3_column_int(stmt, 5);
+	h->event = col_text(stmt, 6);
+	h->request = col_text(stmt, 7);
+	h->status = (int)col_opt(stmt, 8, 0);
+	h->response = col_text(stmt, 9);
+	h->error = col_text(stmt, 10);
+	h->started_at = col_opt(stmt, 11, 0);
+	h->ended_at = col_opt(stmt, 12, 0);
+}
+
+static void read_timer(sqlite3_stmt *stmt, struct store_timer *t)
+{
+	t->saga_id = col_text(stmt, 0);
+	t->kind = col_text(stmt, 1);
+	t->step = (int)col_opt(stmt, 2, -1);
+	t->due_at = sqlite3_column_int64(stmt, 3);
+}
+
+/* --- transactions ------------------------------------------------------------------------ */
+
+/* Joins the grouped transaction, opening it on the first write after a commit. */
+static int begin(struct store *st)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_BEGIN];
+	int rc;
+
+	if (!sqlite3_get_autocommit(st->db))
+		return 0;
+	rc = sqlite3_step(stmt);
+	if (rc != SQLITE_DONE)
+		rc = fail(st, "begin", rc);
+	else
+		rc = 0;
+	sqlite3_reset(stmt);
+	return rc;
+}
+
+/* Steps a bound write statement inside the grouped transaction; the caller resets it (after
+ * reading the error message, if it wants it). Returns the SQLite result code (SQLITE_DONE on
+ * success). Constraint failures are not logged, for callers that treat them as answers;
+ * *err gets the sagad code (0 on success). */
+static int run_write(struct store *st, sqlite3_stmt *stmt, const char *op, int *err)
+{
+	int rc;
+
+	*err = begin(st);
+	if (*err != 0) {
+		finish(stmt);
+		return SQLITE_ERROR;
+	}
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_DONE)
+		st->writes += (uint64_t)sqlite3_changes(st->db);
+	else if ((rc & 0xff) != SQLITE_CONSTRAINT)
+		*err = fail(st, op, rc);
+	else
+		*err = SAGAD_ESTORE;
+	return rc;
+}
+
+/* A write whose every failure is an error. */
+static int exec_write(struct store *st, sqlite3_stmt *stmt, const char *op)
+{
+	int err, rc;
+
+	rc = run_write(st, stmt, op, &err);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		err = fail(st, op, rc);
+	finish(stmt);
+	return err;
+}
+
+bool store_pending(const struct store *st)
+{
+	return !sqlite3_get_autocommit(st->db);
+}
+
+int store_commit(struct store *st)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_COMMIT];
+	int rc, err;
+
+	if (sqlite3_get_autocommit(st->db))
+		return 0;
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(stmt);
+		st->commits++;
+		return 0;
+	}
+	err = fail(st, "commit", rc);
+	sqlite3_reset(stmt);
+	store_rollback(st);
+	return err;
+}
+
+void store_rollback(struct store *st)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_ROLLBACK];
+	int rc;
+
+	if (sqlite3_get_autocommit(st->db))
+		return;
+	rc = sqlite3_step(stmt);
+	if (rc != SQLITE_DONE)
+		fail(st, "rollback", rc);
+	sqlite3_reset(stmt);
+}
+
+void store_stats(const struct store *st, uint64_t *commits, uint64_t *writes)
+{
+	*commits = st->commits;
+	*writes = st->writes;
+}
+
+int64_t store_epoch(const struct store *st)
+{
+	return st->epoch;
+}
+
+int store_shard(const struct store *st)
+{
+	return st->shard;
+}
+
+int store_schema_version(const struct store *st)
+{
+	return st->schema_version;
+}
+
+/* --- open and close ---------------------------------------------------------------------- */
+
+/* Runs one SQL text (possibly several statements) with no result rows wanted. */
+static int exec(sqlite3 *db, const char *text, char *err, size_t errlen, const char *what)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(db, text, NULL, NULL, &msg);
+
+	if (rc == SQLITE_OK)
+		return 0;
+	snprintf(err, errlen, "%s: %s", what, msg ? msg : sqlite3_errstr(rc));
+	sqlite3_free(msg);
+	return map_rc(rc);
+}
+
+/* Runs a one-row query and copies its first column as text into buf ("" when no row). */
+static int query_text(sqlite3 *db, const char *text, char *buf, size_t len)
+{
+	sqlite3_stmt *stmt;
+	const unsigned char *p;
+	int rc;
+
+	buf[0] = '\0';
+	rc = sqlite3_prepare_v2(db, text, -1, &stmt, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		p = sqlite3_column_text(stmt, 0);
+		snprintf(buf, len, "%s", p ? (const char *)p : "");
+		rc = SQLITE_OK;
+	} else if (rc == SQLITE_DONE) {
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+static int configure(sqlite3 *db, const struct store_options *opt, char *err, size_t errlen)
+{
+	static const char *const sync_modes[] = { "OFF", "NORMAL", "FULL", "EXTRA" };
+	const char *sync = "FULL";
+	char buf[64], pragma[64];
+	int rc, timeout = opt->busy_timeout_ms ? opt->busy_timeout_ms : 5000;
+	size_t i;
+
+	if (opt->synchronous != NULL) {
+		for (i = 0; i < sizeof(sync_modes) / sizeof(sync_modes[0]); i++)
+			if (strcasecmp(opt->synchronous, sync_modes[i]) == 0)
+				break;
+		if (i == sizeof(sync_modes) / sizeof(sync_modes[0])) {
+			snprintf(err, errlen, "store synchronous \"%s\" is not one of FULL, NORMAL, "
+				 "OFF, EXTRA", opt->synchronous);
+			return SAGAD_EINVAL;
+		}
+		sync = sync_modes[i];
+	}
+	sqlite3_extended_result_codes(db, 1);
+	sqlite3_busy_timeout(db, timeout);
+
+	rc = query_text(db, "PRAGMA journal_mode = WAL", buf, sizeof(buf));
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "%s: setting journal_mode: %s", opt->path, sqlite3_errmsg(db));
+		return map_rc(rc);
+	}
+	if (strcasecmp(buf, "wal") != 0) {
+		snprintf(err, errlen, "%s: journal_mode is \"%s\", not \"wal\" (sagad needs a database "
+			 "file on a local filesystem that supports shared memory)", opt->path, buf);
+		return SAGAD_ESTORE;
+	}
+	/* sync is one of the constants above, never the caller's text. */
+	snprintf(pragma, sizeof(pragma), "PRAGMA synchronous = %s", sync);
+	rc = exec(db, pragma, err, errlen, opt->path);
+	if (rc == 0)
+		rc = exec(db, "PRAGMA foreign_keys = ON", err, errlen, opt->path);
+	if (rc != 0)
+		return rc;
+	rc = query_text(db, "PRAGMA foreign_keys", buf, sizeof(buf));
+	if (rc != SQLITE_OK || strcmp(buf, "1") != 0) {
+		snprintf(err, errlen, "%s: foreign_keys could not be enabled (SQLite built without "
+			 "foreign key support?)", opt->path);
+		return SAGAD_ESTORE;
+	}
+	return 0;
+}
+
+static int read_version(sqlite3 *db, int *version, char *err, size_t errlen, const char *path)
+{
+	char buf[32];
+	int rc;
+
+	rc = query_text(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+			"name = 'schema_migrations'", buf, sizeof(buf));
+	if (rc == SQLITE_OK && strcmp(buf, "0") == 0) {
+		*version = 0;
+		return 0;
+	}
+	if (rc == SQLITE_OK)
+		rc = query_text(db, "SELECT coalesce(max(version), 0) FROM schema_migrations", buf,
+				sizeof(buf));
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "%s: reading the schema version: %s", path, sqlite3_errmsg(db));
+		return map_rc(rc);
+	}
+	*version = atoi(buf);
+	return 0;
+}
+
+static int too_new(int v, const char *path, char *err, size_t errlen)
+{
+	if (v <= SCHEMA_VERSION)
+		return 0;
+	snprintf(err, errlen, "%s: database schema version %d is newer than this sagad supports "
+		 "(%d); upgrade sagad", path, v, SCHEMA_VERSION);
+	return SAGAD_ESTORE;
+}
+
+/* Applies the migrations the database lacks, each in its own transaction. */
+static int migrate(sqlite3 *db, const char *path, int *version, char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt = NULL;
+	char what[512];
+	int rc, v = 0;
+
+	rc = read_version(db, &v, err, errlen, path);
+	if (rc == 0)
+		rc = too_new(v, path, err, errlen);
+	while (rc == 0 && v < SCHEMA_VERSION) {
+		rc = exec(db, "BEGIN IMMEDIATE", err, errlen, path);
+		if (rc != 0)
+			break;
+		/* Another process may have migrated while we waited for the write lock. */
+		rc = read_version(db, &v, err, errlen, path);
+		if (rc == 0)
+			rc = too_new(v, path, err, errlen);
+		if (rc != 0 || v == SCHEMA_VERSION)
+			break;
+		snprintf(what, sizeof(what), "%s: migration %d", path, v + 1);
+		rc = exec(db, migrations[v], err, errlen, what);
+		if (rc != 0)
+			break;
+		if (sqlite3_prepare_v2(db, "INSERT INTO schema_migrations (version, applied_at) "
+				       "VALUES (?1, ?2)", -1, &stmt, NULL) != SQLITE_OK)
+			goto sqlfail;
+		sqlite3_bind_int(stmt, 1, v + 1);
+		sqlite3_bind_int64(stmt, 2, util_now_ms());
+		if (sqlite3_step(stmt) != SQLITE_DONE)
+			goto sqlfail;
+		sqlite3_finalize(stmt);
+		stmt = NULL;
+		rc = exec(db, "COMMIT", err, errlen, what);
+		if (rc != 0)
+			break;
+		log_info("event=store_migrated path=%s version=%d", path, v + 1);
+		v++;
+	}
+	goto out;
+sqlfail:
+	snprintf(err, errlen, "%s: migration %d: %s", path, v + 1, sqlite3_errmsg(db));
+	rc = map_rc(sqlite3_errcode(db));
+out:
+	sqlite3_finalize(stmt);
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	*version = v;
+	return rc;
+}
+
+/* Takes the next owner epoch and records this node under it, in one transaction. */
+static int take_epoch(struct store *st, const char *path, char *err, size_t errlen)
+{
+	sqlite3_stmt *stmt = NULL;
+	char host[256] = "unknown", buf[32];
+	int rc;
+
+	rc = exec(st->db, "BEGIN IMMEDIATE;"
+		  "UPDATE meta SET value = value + 1 WHERE key = 'owner_epoch'",
+		  err, errlen, path);
+	if (rc != 0)
+		goto out;
+	if (query_text(st->db, "SELECT value FROM meta WHERE key = 'owner_epoch'", buf,
+		       sizeof(buf)) != SQLITE_OK || buf[0] == '\0')
+		goto sqlfail;
+	st->epoch = strtoll(buf, NULL, 10);
+	gethostname(host, sizeof(host) - 1);
+	host[sizeof(host) - 1] = '\0';
+	if (sqlite3_prepare_v2(st->db, "INSERT INTO nodes (epoch, shard, hostname, pid, "
+			       "started_at) VALUES (?1, ?2, ?3, ?4, ?5)", -1, &stmt,
+			       NULL) != SQLITE_OK)
+		goto sqlfail;
+	sqlite3_bind_int64(stmt, 1, st->epoch);
+	sqlite3_bind_int(stmt, 2, st->shard);
+	sqlite3_bind_text(stmt, 3, host, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 4, (int64_t)getpid());
+	sqlite3_bind_int64(stmt, 5, util_now_ms());
+	if (sqlite3_step(stmt) != SQLITE_DONE)
+		goto sqlfail;
+	rc = exec(st->db, "COMMIT", err, errlen, path);
+	goto out;
+sqlfail:
+	snprintf(err, errlen, "%s: taking an owner epoch: %s", path, sqlite3_errmsg(st->db));
+	rc = map_rc(sqlite3_errcode(st->db));
+out:
+	sqlite3_finalize(stmt);
+	if (!sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+int store_open(const struct store_options *opt, struct store **out, char *err, size_t errlen)
+{
+	struct store *st;
+	int rc, i;
+
+	*out = NULL;
+	if (opt->path == NULL || opt->path[0] == '\0' || opt->busy_timeout_ms < 0) {
+		snprintf(err, errlen, "store: %s", opt->path == NULL || opt->path[0] == '\0' ?
+			 "no database path given" : "busy_timeout_ms must not be negative");
+		return SAGAD_EINVAL;
+	}
+	if (sqlite3_libversion_number() < MIN_SQLITE_VERSION) {
+		snprintf(err, errlen, "SQLite %s is too old: sagad needs 3.24.0 or newer",
+			 sqlite3_libversion());
+		return SAGAD_ESTORE;
+	}
+	st = xcalloc(1, sizeof(*st));
+	st->shard = opt->shard;
+	rc = sqlite3_open_v2(opt->path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+			     SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", opt->path,
+			 st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+		rc = map_rc(rc);
+		goto fail;
+	}
+	rc = configure(st->db, opt, err, errlen);
+	if (rc == 0)
+		rc = migrate(st->db, opt->path, &st->schema_version, err, errlen);
+	if (rc == 0)
+		rc = take_epoch(st, opt->path, err, errlen);
+	if (rc != 0)
+		goto fail;
+	for (i = 0; i < ST_MAX; i++) {
+		rc = sqlite3_prepare_v3(st->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
+					NULL);
+		if (rc != SQLITE_OK) {
+			snprintf(err, errlen, "%s: preparing statement %d: %s", opt->path, i,
+				 sqlite3_errmsg(st->db));
+			rc = map_rc(rc);
+			goto fail;
+		}
+	}
+	log_info("event=store_opened path=%s schema=%d epoch=%lld shard=%d synchronous=%s",
+		 opt->path, st->schema_version, (long long)st->epoch, st->shard,
+		 opt->synchronous ? opt->synchronous : "FULL");
+	*out = st;
+	return 0;
+fail:
+	store_close(st);
+	return rc;
+}
+
+void store_close(struct store *st)
+{
+	bool opened;
+	int i, rc;
+
+	if (st == NULL)
+		return;
+	opened = st->stmt[ST_MAX - 1] != NULL;   /* else store_open() failed half-way */
+	if (st->stmt[ST_ROLLBACK] != NULL)
+		store_rollback(st);
+	for (i = 0; i < ST_MAX; i++)
+		sqlite3_finalize(st->stmt[i]);
+	/* Refreshes the planner's statistics where they changed (cheap; SQLite's advice). */
+	if (opened)
+		sqlite3_exec(st->db, "PRAGMA optimize", NULL, NULL, NULL);
+	rc = sqlite3_close(st->db);
+	if (rc != SQLITE_OK)
+		log_error("event=store_error op=close code=%d msg=%s", rc, sqlite3_errstr(rc));
+	free(st);
+}
+
+int store_pragma(struct store *st, const char *name, char *buf, size_t len)
+{
+	static const char *const allowed[] = {
+		"journal_mode", "synchronous", "foreign_keys", "busy_timeout", "wal_autocheckpoint",
+		"page_size", "page_count", "freelist_count", "cache_size",
+	};
+	char text[64];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+		if (strcmp(name, allowed[i]) == 0)
+			break;
+	if (i == sizeof(allowed) / sizeof(allowed[0]))
+		return SAGAD_EINVAL;
+	snprintf(text, sizeof(text), "PRAGMA %s", allowed[i]);
+	rc = query_text(st->db, text, buf, len);
+	return rc == SQLITE_OK ? 0 : fail(st, "pragma", rc);
+}
+
+/* --- sagas ------------------------------------------------------------------------------- */
+
+/* Copies the first column of the one-row query stmt (bound by the caller) into *out. */
+static int one_text(struct store *st, sqlite3_stmt *stmt, const char *op, char **out)
+{
+	int rc = sqlite3_step(stmt);
+
+	if (rc == SQLITE_ROW) {
+		*out = col_text(stmt, 0);
+		rc = 0;
+	} else if (rc == SQLITE_DONE) {
+		rc = SAGAD_ENOENT;
+	} else {
+		rc = fail(st, op, rc);
+	}
+	finish(stmt);
+	return rc;
+}
+
+int store_saga_find_key(struct store *st, const char *flow, const char *idempotency_key, char **id)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_SAGA_FIND_KEY];
+
+	bind_text(stmt, 1, flow);
+	bind_text(stmt, 2, idempotency_key);
+	return one_text(st, stmt, "saga_find_key", id);
+}
+
+/* After a constraint failure on insert: the saga that holds the key, parent slot or id. */
+static int find_conflict(struct store *st, const struct store_saga *s, char **id)
+{
+	sqlite3_stmt *stmt;
+	int rc = SAGAD_ENOENT;
+
+	if (s->idempotency_key != NULL)
+		rc = store_saga_find_key(st, s->flow, s->idempotency_key, id);
+	if (rc == SAGAD_ENOENT && s->parent_id != NULL) {
+		stmt = st->stmt[ST_SAGA_FIND_PARENT];
+		bind_text(stmt, 1, s->parent_id);
+		sqlite3_bind_int(stmt, 2, s->parent_step);
+		rc = one_text(st, stmt, "saga_find_parent", id);
+	}
+	if (rc == SAGAD_ENOENT) {
+		stmt = st->stmt[ST_SAGA_EPOCH];
+		bind_text(stmt, 1, s->id);
+		rc = sqlite3_step(stmt);
+		if (rc == SQLITE_ROW) {
+			*id = xstrdup(s->id);
+			rc = 0;
+		} else {
+			rc = rc == SQLITE_DONE ? SAGAD_ENOENT : fail(st, "saga_insert", rc);
+		}
+		finish(stmt);
+	}
+	return rc;
+}
+
+int store_saga_insert(struct store *st, const struct store_saga *s, char **existing_id)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_SAGA_INSERT];
+	char errmsg[256], *id = NULL;
+	int rc, err;
+
+	bind_text(stmt, 1, s->id);
+	sqlite3_bind_int(stmt, 2, st->shard);
+	sqlite3_bind_int64(stmt, 3, st->epoch);
+	bind_text(stmt, 4, s->flow);
+	sqlite3_bind_int(stmt, 5, s->flow_version);
+	bind_text(stmt, 6, s->status);
+	sqlite3_bind_int(stmt, 7, s->cursor);
+	bind_text(stmt, 8, s->input);
+	bind_text(stmt, 9, s->output);
+	bind_text(stmt, 10, s->error);
+	bind_text(stmt, 11, s->idempotency_key);
+	bind_text(stmt, 12, s->parent_id);
+	if (s->parent_id != NULL)
+		sqlite3_bind_int(stmt, 13, s->parent_step);
+	else
+		sqlite3_bind_null(stmt, 13);
+	sqlite3_bind_int(stmt, 14, s->cancel_requested);
+	sqlite3_bind_int64(stmt, 15, s->created_at);
+	sqlite3_bind_int64(stmt, 16, s->updated_at);
+	bind_opt(stmt, 17, s->deadline_at, 0);
+	rc = run_write(st, stmt, "saga_insert", &err);
+	if ((rc & 0xff) != SQLITE_CONSTRAINT) {
+		finish(stmt);
+		return err;
+	}
+	/* Keep the message: the look-ups below replace the connection's error. */
+	snprintf(errmsg, sizeof(errmsg), "%s", sqlite3_errmsg(st->db));
+	finish(stmt);
+	err = find_conflict(st, s, &id);
+	if (err == SAGAD_ENOENT) {
+		/* NOT NULL or CHECK: a caller bug, not a duplicate. */
+		char q[512];
+
+		log_error("event=store_error op=saga_insert code=%d saga=%s msg=%s", rc, s->id,
+			  log_quote(errmsg, q, sizeof(q)));
+		return SAGAD_ESTORE;
+	}
+	if (err != 0)
+		return err;
+	log_debug("event=saga_duplicate saga=%s existing=%s", s->id, id);
+	if (existing_id != NULL)
+		*existing_id = id;
+	else
+		free(id);
+	return SAGAD_EEXIST;
+}
+
+int store_saga_update(struct store *st, const struct store_saga *s)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_SAGA_UPDATE];
+	int64_t owner;
+	int rc;
+
+	bind_text(stmt, 1, s->status);
+	sqlite3_bind_int(stmt, 2, s->cursor);
+	bind_text(stmt, 3, s->output);
+	bind_text(stmt, 4, s->error);
+	sqlite3_bind_int(stmt, 5, s->cancel_requested);
+	sqlite3_bind_int64(stmt, 6, s->updated_at);
+	bind_opt(stmt, 7, s->deadline_at, 0);
+	sqlite3_bind_int64(stmt, 8, st->epoch);
+	bind_text(stmt, 9, s->id);
+	rc = exec_write(st, stmt, "saga_update");
+	if (rc != 0 || sqlite3_changes(st->db) > 0)
+		return rc;
+
+	/* No row changed: the saga is missing, or a node with a newer epoch owns it. */
+	stmt = st->stmt[ST_SAGA_EPOCH];
+	bind_text(stmt, 1, s->id);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		owner = sqlite3_column_int64(stmt, 0);
+		log_warn("event=saga_fenced saga=%s epoch=%lld owner_epoch=%lld", s->id,
+			 (long long)st->epoch, (long long)owner);
+		rc = SAGAD_ESTATE;
+	} else {
+		rc = rc == SQLITE_DONE ? SAGAD_ENOENT : fail(st, "saga_update", rc);
+	}
+	finish(stmt);
+	return rc;
+}
+
+int store_saga_get(struct store *st, const char *id, struct store_saga *out)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_SAGA_GET];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	bind_text(stmt, 1, id);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		read_saga(stmt, out);
+		rc = 0;
+	} else {
+		rc = rc == SQLITE_DONE ? SAGAD_ENOENT : fail(st, "saga_get", rc);
+	}
+	finish(stmt);
+	return rc;
+}
+
+static bool is_final(const char *status, const char *const *final_states)
+{
+	for (; final_states != NULL && *final_states != NULL; final_states++)
+		if (strcmp(status, *final_states) == 0)
+			return true;
+	return false;
+}
+
+int store_each_unfinished(struct store *st, const char *const *final_states, store_saga_cb cb,
+			  void *arg)
+{
+	struct store_saga *batch = xcalloc(BATCH, sizeof(*batch));
+	sqlite3_stmt *stmt;
+	char *after = xstrdup("");
+	size_t n, i;
+	int rc = 0;
+
+	/* The partial index holds only sagas outside its list; usable when the caller's final
+	 * states include that list. Other final states are skipped here, row by row. */
+	stmt = st->stmt[is_final("completed", final_states) && is_final("compensated", final_states) ?
+			ST_UNFINISHED_INDEXED : ST_UNFINISHED_SCAN];
+	for (;;) {
+		/* Read a batch, then call back with no statement running: callbacks may write. */
+		sqlite3_bind_text(stmt, 1, after, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(stmt, 2, BATCH);
+		n = 0;
+		while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+			read_saga(stmt, &batch[n++]);
+		rc = rc == SQLITE_DONE ? 0 : fail(st, "each_unfinished", rc);
+		finish(stmt);
+		if (n > 0) {
+			free(after);
+			after = xstrdup(batch[n - 1].id);
+		}
+		for (i = 0; i < n; i++) {
+			if (rc == 0 && !is_final(batch[i].status, final_states))
+				rc = cb(&batch[i], arg);
+			store_saga_clear(&batch[i]);
+		}
+		if (rc != 0 || n < BATCH)
+			break;
+	}
+	free(after);
+	free(batch);
+	return rc;
+}
+
+int store_each_child(struct store *st, const char *parent_id, store_saga_cb cb, void *arg)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_SAGA_CHILDREN];
+	struct store_saga *rows = NULL;
+	size_t n = 0, cap = 0, i;
+	int rc;
+
+	bind_text(stmt, 1, parent_id);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			rows = xrealloc(rows, cap * sizeof(*rows));
+		}
+		read_saga(stmt, &rows[n++]);
+	}
+	rc = rc == SQLITE_DONE ? 0 : fail(st, "each_child", rc);
+	finish(stmt);
+	for (i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = cb(&rows[i], arg);
+		store_saga_clear(&rows[i]);
+	}
+	free(rows);
+	return rc;
+}
+
+int store_saga_list(struct store *st, const struct store_list_query *q, store_saga_cb cb, void *arg)
+{
+	struct store_saga *rows;
+	sqlite3_stmt *stmt;
+	int rc, limit = q->limit < 1 ? 1 : q->limit > LIST_MAX ? LIST_MAX : q->limit;
+	int n = 0, i, which = 0;
+
+	which |= q->flow != NULL ? LIST_FLOW : 0;
+	which |= q->status != NULL ? LIST_STATUS : 0;
+	which |= q->before_id != NULL ? LIST_BEFORE : 0;
+	stmt = st->stmt[ST_LIST + which];
+	if (q->flow != NULL)
+		bind_text(stmt, 1, q->flow);
+	if (q->status != NULL)
+		bind_text(stmt, 2, q->status);
+	if (q->before_id != NULL)
+		bind_text(stmt, 3, q->before_id);
+	sqlite3_bind_int(stmt, 4, limit);
+	rows = xcalloc((size_t)limit, sizeof(*rows));
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW && n < limit)
+		read_saga(stmt, &rows[n++]);
+	rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : fail(st, "saga_list", rc);
+	finish(stmt);
+	for (i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = cb(&rows[i], arg);
+		store_saga_clear(&rows[i]);
+	}
+	free(rows);
+	return rc;
+}
+
+/* --- steps, history, timers -------------------------------------------------------------- */
+
+int store_step_put(struct store *st, const struct store_step *s)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_STEP_PUT];
+
+	bind_text(stmt, 1, s->saga_id);
+	sqlite3_bind_int(stmt, 2, s->idx);
+	bind_text(stmt, 3, s->name);
+	bind_text(stmt, 4, s->state);
+	sqlite3_bind_int(stmt, 5, s->attempt);
+	sqlite3_bind_int(stmt, 6, s->comp_attempt);
+	bind_text(stmt, 7, s->response);
+	bind_text(stmt, 8, s->error);
+	sqlite3_bind_int64(stmt, 9, s->updated_at);
+	return exec_write(st, stmt, "step_put");
+}
+
+int store_each_step(struct store *st, const char *saga_id, store_step_cb cb, void *arg)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_STEP_EACH];
+	struct store_step *rows = NULL;
+	size_t n = 0, cap = 0, i;
+	int rc;
+
+	bind_text(stmt, 1, saga_id);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			rows = xrealloc(rows, cap * sizeof(*rows));
+		}
+		read_step(stmt, &rows[n++]);
+	}
+	rc = rc == SQLITE_DONE ? 0 : fail(st, "each_step", rc);
+	finish(stmt);
+	for (i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = cb(&rows[i], arg);
+		store_step_clear(&rows[i]);
+	}
+	free(rows);
+	return rc;
+}
+
+int store_history_append(struct store *st, const struct store_history *h)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_HISTORY_APPEND];
+
+	bind_text(stmt, 1, h->saga_id);
+	bind_opt(stmt, 2, h->step, -1);
+	bind_text(stmt, 3, h->step_name);
+	bind_text(stmt, 4, h->phase);
+	sqlite3_bind_int(stmt, 5, h->attempt);
+	bind_text(stmt, 6, h->event);
+	bind_text(stmt, 7, h->request);
+	bind_opt(stmt, 8, h->status, 0);
+	bind_text(stmt, 9, h->response);
+	bind_text(stmt, 10, h->error);
+	bind_opt(stmt, 11, h->started_at, 0);
+	bind_opt(stmt, 12, h->ended_at, 0);
+	return exec_write(st, stmt, "history_append");
+}
+
+int store_each_history(struct store *st, const char *saga_id, store_history_cb cb, void *arg)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_HISTORY_EACH];
+	struct store_history *rows = NULL;
+	size_t n = 0, cap = 0, i;
+	int rc;
+
+	bind_text(stmt, 1, saga_id);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 32;
+			rows = xrealloc(rows, cap * sizeof(*rows));
+		}
+		read_history(stmt, &rows[n++]);
+	}
+	rc = rc == SQLITE_DONE ? 0 : fail(st, "each_history", rc);
+	finish(stmt);
+	for (i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = cb(&rows[i], arg);
+		store_history_clear(&rows[i]);
+	}
+	free(rows);
+	return rc;
+}
+
+int store_timer_put(struct store *st, const struct store_timer *t)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_TIMER_PUT];
+
+	bind_text(stmt, 1, t->saga_id);
+	bind_text(stmt, 2, t->kind);
+	bind_opt(stmt, 3, t->step, -1);
+	sqlite3_bind_int64(stmt, 4, t->due_at);
+	return exec_write(st, stmt, "timer_put");
+}
+
+int store_timer_delete(struct store *st, const char *saga_id, const char *kind)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_TIMER_DELETE];
+
+	bind_text(stmt, 1, saga_id);
+	bind_text(stmt, 2, kind);
+	return exec_write(st, stmt, "timer_delete");
+}
+
+int store_each_timer(struct store *st, store_timer_cb cb, void *arg)
+{
+	struct store_timer *batch = xcalloc(BATCH, sizeof(*batch));
+	sqlite3_stmt *stmt = st->stmt[ST_TIMER_EACH];
+	char *after_id = xstrdup(""), *after_kind = xstrdup("");
+	size_t n, i;
+	int rc = 0;
+
+	for (;;) {
+		sqlite3_bind_text(stmt, 1, after_id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(stmt, 2, after_kind, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(stmt, 3, BATCH);
+		n = 0;
+		while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+			read_timer(stmt, &batch[n++]);
+		rc = rc == SQLITE_DONE ? 0 : fail(st, "each_timer", rc);
+		finish(stmt);
+		if (n > 0) {
+			free(after_id);
+			free(after_kind);
+			after_id = xstrdup(batch[n - 1].saga_id);
+			after_kind = xstrdup(batch[n - 1].kind);
+		}
+		for (i = 0; i < n; i++) {
+			if (rc == 0)
+				rc = cb(&batch[i], arg);
+			store_timer_clear(&batch[i]);
+		}
+		if (rc != 0 || n < BATCH)
+			break;
+	}
+	free(after_id);
+	free(after_kind);
+	free(batch);
+	return rc;
+}
+
+/* --- flow versions ----------------------------------------------------------------------- */
+
+int store_flow_put(struct store *st, const char *name, int version, const char *source)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_FLOW_PUT];
+	char *old = NULL;
+	int rc;
+
+	bind_text(stmt, 1, name);
+	sqlite3_bind_int(stmt, 2, version);
+	bind_text(stmt, 3, source);
+	sqlite3_bind_int64(stmt, 4, util_now_ms());
+	rc = exec_write(st, stmt, "flow_put");
+	if (rc != 0 || sqlite3_changes(st->db) > 0)
+		return rc;
+	/* Already stored: fine when it is the same text, a versioning bug otherwise. */
+	rc = store_flow_get(st, name, version, &old);
+	if (rc == 0 && strcmp(old, source) != 0) {
+		log_error("event=flow_version_conflict flow=%s version=%d msg=\"a different source "
+			  "is already stored under this version\"", name, version);
+		rc = SAGAD_EEXIST;
+	}
+	free(old);
+	return rc;
+}
+
+int store_flow_get(struct store *st, const char *name, int version, char **source)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_FLOW_GET];
+
+	bind_text(stmt, 1, name);
+	sqlite3_bind_int(stmt, 2, version);
+	return one_text(st, stmt, "flow_get", source);
+}
+
+/* --- records ----------------------------------------------------------------------------- */
+
+void store_saga_clear(struct store_saga *s)
+{
+	free(s->id);
+	free(s->flow);
+	free(s->status);
+	free(s->input);
+	free(s->output);
+	free(s->error);
+	free(s->idempotency_key);
+	free(s->parent_id);
+	memset(s, 0, sizeof(*s));
+}
+
+void store_step_clear(struct store_step *s)
+{
+	free(s->saga_id);
+	free(s->name);
+	free(s->state);
+	free(s->response);
+	free(s->error);
+	memset(s, 0, sizeof(*s));
+}
+
+void store_history_clear(struct store_history *h)
+{
+	free(h->saga_id);
+	free(h->step_name);
+	free(h->phase);
+	free(h->event);
+	free(h->request);
+	free(h->response);
+	free(h->error);
+	memset(h, 0, sizeof(*h));
+}
+
+void store_timer_clear(struct store_timer *t)
+{
+	free(t->saga_id);
+	free(t->kind);
+	memset(t, 0, sizeof(*t));
+}

@@ -1,0 +1,902 @@
+/* test-store.c: the SQLite store on real database files in a temporary folder. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <sqlite3.h>
+#include "error.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+static char dir[64];
+static char path[128];          /* this test's database file */
+static int test_no;
+
+/* A 26-character id: prefix then i, zero-padded (a few results live at once). */
+static const char *ID(const char *prefix, int i)
+{
+	static char bufs[4][32];
+	static int next;
+	char *b = bufs[next++ % 4];
+
+	snprintf(b, sizeof(bufs[0]), "%s%0*d", prefix, (int)(26 - strlen(prefix)), i);
+	return b;
+}
+
+static const char *const finals[] = { "completed", "compensated", NULL };
+
+static int group_setup(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/test-store.XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	log_min_level = LOG_ERROR;
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	return rmdir(dir);
+}
+
+static int setup(void **state)
+{
+	snprintf(path, sizeof(path), "%s/t%d.db", dir, ++test_no);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char p[160];
+
+	unlink(path);
+	snprintf(p, sizeof(p), "%s-wal", path);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", path);
+	unlink(p);
+	return 0;
+}
+
+static struct store *open_store(void)
+{
+	struct store_options opt = { .path = path };
+	struct store *st = NULL;
+	char err[512];
+	int rc = store_open(&opt, &st, err, sizeof(err));
+
+	if (rc != 0)
+		print_error("store_open: %s\n", err);
+	assert_int_equal(rc, 0);
+	assert_non_null(st);
+	return st;
+}
+
+/* Runs one statement on a separate connection to the test's database file. */
+static void raw_exec(const char *text)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, text, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static int64_t raw_int(const char *text)
+{
+	sqlite3 *db;
+	sqlite3_stmt *stmt;
+	int64_t v;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, text, -1, &stmt, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+	v = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	return v;
+}
+
+static struct store_saga saga(const char *id, const char *flow, const char *status)
+{
+	struct store_saga s = {
+		.id = (char *)id, .flow = (char *)flow, .flow_version = 1, .status = (char *)status,
+		.input = "{}", .parent_step = -1, .created_at = 1000, .updated_at = 1000,
+	};
+	return s;
+}
+
+static void insert(struct store *st, const char *id, const char *flow, const char *status)
+{
+	struct store_saga s = saga(id, flow, status);
+
+	assert_int_equal(store_saga_insert(st, &s, NULL), 0);
+}
+
+/* --- open, migrations, settings ---------------------------------------------------------- */
+
+static void test_open_reopen(void **state)
+{
+	struct store *st = open_store();
+	int64_t e1;
+
+	e1 = store_epoch(st);
+	assert_true(e1 >= 1);
+	assert_int_equal(store_shard(st), 0);
+	assert_true(store_schema_version(st) >= 1);
+	assert_false(store_pending(st));
+	store_close(st);
+
+	st = open_store();
+	assert_int_equal(store_epoch(st), e1 + 1);
+	store_close(st);
+	st = open_store();
+	assert_int_equal(raw_int("SELECT count(*) FROM schema_migrations"),
+			 store_schema_version(st));
+	assert_int_equal(store_epoch(st), e1 + 2);
+	store_close(st);
+	assert_int_equal(raw_int("SELECT count(*) FROM nodes"), 3);
+	assert_int_equal(raw_int("SELECT max(epoch) FROM nodes"), e1 + 2);
+	store_close(NULL);
+}
+
+static void test_refuse_newer_schema(void **state)
+{
+	struct store_options opt = { .path = path };
+	struct store *st = open_store();
+	char err[512], sqltext[128], want[128];
+	int v = store_schema_version(st);
+
+	store_close(st);
+	snprintf(sqltext, sizeof(sqltext), "INSERT INTO schema_migrations VALUES (%d, 0)", v + 3);
+	raw_exec(sqltext);
+	st = (struct store *)&opt; /* must be reset to NULL on failure */
+	assert_int_equal(store_open(&opt, &st, err, sizeof(err)), SAGAD_ESTORE);
+	assert_null(st);
+	snprintf(want, sizeof(want), "database schema version %d is newer than this sagad "
+		 "supports (%d); upgrade sagad", v + 3, v);
+	assert_non_null(strstr(err, want));
+}
+
+static void test_pragmas(void **state)
+{
+	struct store_options opt = { .path = path, .synchronous = "normal", .shard = 7 };
+	struct store *st = open_store();
+	char buf[64], err[512];
+
+	assert_int_equal(store_pragma(st, "journal_mode", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "wal");
+	assert_int_equal(store_pragma(st, "synchronous", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "2");
+	assert_int_equal(store_pragma(st, "foreign_keys", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "1");
+	assert_int_equal(store_pragma(st, "busy_timeout", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "5000");
+	assert_int_equal(store_pragma(st, "wal_checkpoint", buf, sizeof(buf)), SAGAD_EINVAL);
+	assert_int_equal(store_pragma(st, "synchronous=OFF", buf, sizeof(buf)), SAGAD_EINVAL);
+	store_close(st);
+
+	assert_int_equal(store_open(&opt, &st, err, sizeof(err)), 0);
+	assert_int_equal(store_pragma(st, "synchronous", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "1");
+	assert_int_equal(store_shard(st), 7);
+	store_close(st);
+
+	opt.synchronous = "sometimes";
+	assert_int_equal(store_open(&opt, &st, err, sizeof(err)), SAGAD_EINVAL);
+	assert_non_null(strstr(err, "\"sometimes\""));
+	opt.synchronous = NULL;
+	opt.busy_timeout_ms = -1;
+	assert_int_equal(store_open(&opt, &st, err, sizeof(err)), SAGAD_EINVAL);
+
+	/* No WAL without a file: the store says so instead of running without it. */
+	opt.busy_timeout_ms = 0;
+	opt.path = ":memory:";
+	assert_int_equal(store_open(&opt, &st, err, sizeof(err)), SAGAD_ESTORE);
+	assert_non_null(strstr(err, "not \"wal\""));
+
+	opt.path = "/nonexistent-dir/x.db";
+	assert_int_equal(store_open(&opt, &st, err, sizeof(err)), SAGAD_EIO);
+}
+
+static void test_not_a_database(void **state)
+{
+	struct store_options opt = { .path = path };
+	struct store *st;
+	char err[512];
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs("this is not an SQLite database, it is a text file with enough bytes in it..\n"
+	      "................................................................................\n",
+	      f);
+	fclose(f);
+	assert_int_equal(store_open(&opt, &st, err, sizeof(err)), SAGAD_ESTORE);
+	assert_non_null(strstr(err, path));
+}
+
+/* --- sagas ------------------------------------------------------------------------------- */
+
+static void test_saga_roundtrip(void **state)
+{
+	struct store *st = open_store();
+	struct store_saga s = {
+		.id = "01J9ZZZZZZZZZZZZZZZZZZZZZA", .shard = 99, .owner_epoch = 12345,
+		.flow = "apply", .flow_version = 3, .status = "running", .cursor = 2,
+		.input = "{\"studentName\":\"Kim\"}", .output = "{\"ok\":true}", .error = "boom",
+		.idempotency_key = "k-1", .parent_id = "01J9PARENT0000000000000000", .parent_step = 4,
+		.cancel_requested = true, .created_at = 1700000000123, .updated_at = 1700000000456,
+		.deadline_at = 1700000060000,
+	};
+	struct store_saga got, p = saga("01J9PARENT0000000000000000", "parent", "running");
+
+	assert_int_equal(store_saga_insert(st, &p, NULL), 0);
+	assert_int_equal(store_saga_insert(st, &s, NULL), 0);
+	assert_int_equal(store_saga_get(st, s.id, &got), 0);
+	assert_string_equal(got.id, s.id);
+	assert_int_equal(got.shard, 0);                 /* the store's shard */
+	assert_int_equal(got.owner_epoch, store_epoch(st));
+	assert_string_equal(got.flow, "apply");
+	assert_int_equal(got.flow_version, 3);
+	assert_string_equal(got.status, "running");
+	assert_int_equal(got.cursor, 2);
+	assert_string_equal(got.input, s.input);
+	assert_string_equal(got.output, s.output);
+	assert_string_equal(got.error, "boom");
+	assert_string_equal(got.idempotency_key, "k-1");
+	assert_string_equal(got.parent_id, s.parent_id);
+	assert_int_equal(got.parent_step, 4);
+	assert_true(got.cancel_requested);
+	assert_int_equal(got.created_at, s.created_at);
+	assert_int_equal(got.updated_at, s.updated_at);
+	assert_int_equal(got.deadline_at, s.deadline_at);
+	store_saga_clear(&got);
+	assert_null(got.id);
+	store_saga_clear(&got);                          /* cleared twice: harmless */
+
+	/* Optional fields absent. */
+	assert_int_equal(store_saga_get(st, p.id, &got), 0);
+	assert_null(got.output);
+	assert_null(got.error);
+	assert_null(got.idempotency_key);
+	assert_null(got.parent_id);
+	assert_int_equal(got.parent_step, -1);
+	assert_false(got.cancel_requested);
+	assert_int_equal(got.deadline_at, 0);
+	store_saga_clear(&got);
+
+	assert_int_equal(store_saga_get(st, "nope", &got), SAGAD_ENOENT);
+	assert_int_equal(store_commit(st), 0);
+	store_close(st);
+
+	/* Committed data survives a reopen. */
+	st = open_store();
+	assert_int_equal(store_saga_get(st, s.id, &got), 0);
+	assert_string_equal(got.input, s.input);
+	store_saga_clear(&got);
+	store_close(st);
+}
+
+static void test_saga_update(void **state)
+{
+	struct store *st = open_store();
+	struct store_saga s = saga("01J9A00000000000000000001", "apply", "running"), got;
+
+	s.deadline_at = 5000;
+	assert_int_equal(store_saga_insert(st, &s, NULL), 0);
+	s.status = "compensating";
+	s.cursor = 3;
+	s.output = "{\"x\":1}";
+	s.error = "step pay: http 503";
+	s.cancel_requested = true;
+	s.updated_at = 2000;
+	s.deadline_at = 0;
+	s.flow = "ignored";                              /* not an updated column */
+	assert_int_equal(store_saga_update(st, &s), 0);
+	assert_int_equal(store_saga_get(st, s.id, &got), 0);
+	assert_string_equal(got.status, "compensating");
+	assert_string_equal(got.flow, "apply");
+	assert_int_equal(got.cursor, 3);
+	assert_string_equal(got.output, "{\"x\":1}");
+	assert_string_equal(got.error, "step pay: http 503");
+	assert_true(got.cancel_requested);
+	assert_int_equal(got.updated_at, 2000);
+	assert_int_equal(got.created_at, 1000);
+	assert_int_equal(got.deadline_at, 0);
+	store_saga_clear(&got);
+
+	s.id = "01J9MISSING000000000000000";
+	assert_int_equal(store_saga_update(st, &s), SAGAD_ENOENT);
+	store_close(st);
+}
+
+static void test_idempotency_conflict(void **state)
+{
+	struct store *st = open_store();
+	struct store_saga a = saga("01J9A00000000000000000001", "apply", "running");
+	struct store_saga b = saga("01J9A00000000000000000002", "apply", "running");
+	struct store_saga c = saga("01J9A00000000000000000003", "cancel", "running");
+	char *existing = NULL, *id = NULL;
+
+	a.idempotency_key = b.idempotency_key = c.idempotency_key = "order-42";
+	assert_int_equal(store_saga_insert(st, &a, &existing), 0);
+	assert_null(existing);
+	assert_int_equal(store_saga_insert(st, &b, &existing), SAGAD_EEXIST);
+	assert_non_null(existing);
+	assert_string_equal(existing, a.id);
+	free(existing);
+	assert_int_equal(store_saga_insert(st, &b, NULL), SAGAD_EEXIST);
+	/* The same key in another flow is another saga. */
+	assert_int_equal(store_saga_insert(st, &c, NULL), 0);
+	/* No key: no uniqueness. */
+	insert(st, "01J9A00000000000000000004", "apply", "running");
+	insert(st, "01J9A00000000000000000005", "apply", "running");
+	/* The same id again. */
+	existing = NULL;
+	assert_int_equal(store_saga_insert(st, &c, &existing), SAGAD_EEXIST);
+	assert_string_equal(existing, c.id);
+	free(existing);
+
+	assert_int_equal(store_saga_find_key(st, "apply", "order-42", &id), 0);
+	assert_string_equal(id, a.id);
+	free(id);
+	assert_int_equal(store_saga_find_key(st, "apply", "order-43", &id), SAGAD_ENOENT);
+
+	/* The conflicts did not break the transaction. */
+	assert_true(store_pending(st));
+	assert_int_equal(store_commit(st), 0);
+	store_close(st);
+	st = open_store();
+	assert_int_equal(store_saga_find_key(st, "cancel", "order-42", &id), 0);
+	assert_string_equal(id, c.id);
+	free(id);
+	store_close(st);
+}
+
+struct ids {
+	int n;
+	char id[64][32];
+	struct store *st;           /* when set, the callback writes (re-entrancy) */
+};
+
+static int on_saga(const struct store_saga *s, void *arg)
+{
+	struct ids *ids = arg;
+
+	assert_true(ids->n < 64);
+	snprintf(ids->id[ids->n++], sizeof(ids->id[0]), "%s", s->id);
+	if (ids->st != NULL) {
+		struct store_saga u = *s;
+
+		u.status = "completed";
+		assert_int_equal(store_saga_update(ids->st, &u), 0);
+	}
+	return 0;
+}
+
+static void test_parent_unique(void **state)
+{
+	struct store *st = open_store();
+	struct store_saga p = saga("01J9P00000000000000000000", "parent", "running");
+	struct store_saga c1 = saga("01J9C00000000000000000001", "child", "running");
+	struct store_saga c2 = saga("01J9C00000000000000000002", "child", "running");
+	char *existing = NULL;
+
+	assert_int_equal(store_saga_insert(st, &p, NULL), 0);
+	c1.parent_id = c2.parent_id = p.id;
+	c1.parent_step = c2.parent_step = 1;
+	assert_int_equal(store_saga_insert(st, &c1, NULL), 0);
+	assert_int_equal(store_saga_insert(st, &c2, &existing), SAGAD_EEXIST);
+	assert_string_equal(existing, c1.id);
+	free(existing);
+	c2.parent_step = 0;
+	assert_int_equal(store_saga_insert(st, &c2, NULL), 0);
+
+	struct ids ids = { 0 };
+	assert_int_equal(store_each_child(st, p.id, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 2);
+	assert_string_equal(ids.id[0], c2.id);          /* parent_step 0 */
+	assert_string_equal(ids.id[1], c1.id);          /* parent_step 1 */
+	memset(&ids, 0, sizeof(ids));
+	assert_int_equal(store_each_child(st, c1.id, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 0);
+	store_close(st);
+}
+
+static void test_fencing(void **state)
+{
+	struct store *old = open_store(), *new;
+	struct store_saga s = saga("01J9F00000000000000000000", "apply", "running"), got;
+
+	assert_int_equal(store_saga_insert(old, &s, NULL), 0);
+	assert_int_equal(store_commit(old), 0);
+	s.status = "running";
+	s.cursor = 1;
+	assert_int_equal(store_saga_update(old, &s), 0);
+	assert_int_equal(store_commit(old), 0);
+
+	new = open_store();
+	assert_true(store_epoch(new) > store_epoch(old));
+	s.cursor = 2;
+	assert_int_equal(store_saga_update(new, &s), 0);
+	assert_int_equal(store_commit(new), 0);
+	assert_int_equal(store_saga_get(new, s.id, &got), 0);
+	assert_int_equal(got.owner_epoch, store_epoch(new));
+	store_saga_clear(&got);
+
+	/* The node with the older epoch lost the saga. */
+	s.cursor = 3;
+	assert_int_equal(store_saga_update(old, &s), SAGAD_ESTATE);
+	assert_int_equal(store_commit(old), 0);
+	assert_int_equal(store_saga_get(new, s.id, &got), 0);
+	assert_int_equal(got.cursor, 2);
+	store_saga_clear(&got);
+	store_close(old);
+	store_close(new);
+}
+
+static void test_busy(void **state)
+{
+	struct store_options opt = { .path = path, .busy_timeout_ms = 50 };
+	struct store *a = open_store(), *b;
+	char err[512];
+
+	assert_int_equal(store_open(&opt, &b, err, sizeof(err)), 0);
+	insert(a, "01J9B00000000000000000001", "apply", "running");
+	assert_true(store_pending(a));
+	/* a holds the write lock until it commits. */
+	struct store_saga s = saga("01J9B00000000000000000002", "apply", "running");
+	assert_int_equal(store_saga_insert(b, &s, NULL), SAGAD_EBUSY);
+	assert_false(store_pending(b));
+	assert_int_equal(store_commit(a), 0);
+	assert_int_equal(store_saga_insert(b, &s, NULL), 0);
+	assert_int_equal(store_commit(b), 0);
+	store_close(a);
+	store_close(b);
+}
+
+/* --- transactions ------------------------------------------------------------------------ */
+
+static void test_commit_rollback(void **state)
+{
+	struct store *st = open_store();
+	struct store_saga got;
+	uint64_t commits, writes;
+
+	assert_false(store_pending(st));
+	assert_int_equal(store_commit(st), 0);          /* nothing to commit */
+	store_stats(st, &commits, &writes);
+	assert_int_equal(commits, 0);
+	assert_int_equal(writes, 0);
+
+	insert(st, "01J9T00000000000000000001", "apply", "running");
+	assert_true(store_pending(st));
+	/* Reads see this connection's uncommitted writes and open no transaction. */
+	assert_int_equal(store_saga_get(st, "01J9T00000000000000000001", &got), 0);
+	store_saga_clear(&got);
+	store_rollback(st);
+	assert_false(store_pending(st));
+	assert_int_equal(store_saga_get(st, "01J9T00000000000000000001", &got), SAGAD_ENOENT);
+	store_rollback(st);                             /* nothing to roll back */
+
+	assert_int_equal(store_saga_get(st, "01J9T00000000000000000002", &got), SAGAD_ENOENT);
+	assert_false(store_pending(st));
+	insert(st, "01J9T00000000000000000002", "apply", "running");
+	insert(st, "01J9T00000000000000000003", "apply", "running");
+	assert_int_equal(store_commit(st), 0);
+	assert_false(store_pending(st));
+	store_stats(st, &commits, &writes);
+	assert_int_equal(commits, 1);
+	assert_int_equal(writes, 3);
+
+	/* Uncommitted at close: gone. */
+	insert(st, "01J9T00000000000000000004", "apply", "running");
+	store_close(st);
+
+	st = open_store();
+	assert_int_equal(store_saga_get(st, "01J9T00000000000000000002", &got), 0);
+	store_saga_clear(&got);
+	assert_int_equal(store_saga_get(st, "01J9T00000000000000000003", &got), 0);
+	store_saga_clear(&got);
+	assert_int_equal(store_saga_get(st, "01J9T00000000000000000004", &got), SAGAD_ENOENT);
+	assert_int_equal(store_saga_get(st, "01J9T00000000000000000001", &got), SAGAD_ENOENT);
+
+	/* A failed write (no such saga: foreign key) leaves the transaction usable. */
+	struct store_step step = { .saga_id = "01J9NOPE", .idx = 0, .name = "x", .state = "s" };
+	insert(st, "01J9T00000000000000000005", "apply", "running");
+	assert_int_equal(store_step_put(st, &step), SAGAD_ESTORE);
+	assert_true(store_pending(st));
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(store_saga_get(st, "01J9T00000000000000000005", &got), 0);
+	store_saga_clear(&got);
+	store_close(st);
+}
+
+/* --- steps, history, timers, flows ------------------------------------------------------- */
+
+struct collect {
+	int n;
+	char seen[8][128];
+	int64_t nums[8];
+	int stop_at;                /* stop (return 7) at this row, when > 0 */
+};
+
+static int on_step(const struct store_step *s, void *arg)
+{
+	struct collect *c = arg;
+
+	snprintf(c->seen[c->n], sizeof(c->seen[0]), "%d:%s:%s:%d:%d:%s:%s:%lld", s->idx, s->name,
+		 s->state, s->attempt, s->comp_attempt, s->response ? s->response : "-",
+		 s->error ? s->error : "-", (long long)s->updated_at);
+	c->n++;
+	return c->stop_at == c->n ? 7 : 0;
+}
+
+static void test_steps(void **state)
+{
+	struct store *st = open_store();
+	struct store_step s = { .saga_id = "01J9S00000000000000000000", .idx = 0, .name = "apply",
+				.state = "dispatched", .attempt = 1, .updated_at = 10 };
+	struct collect c = { 0 };
+
+	insert(st, s.saga_id, "apply", "running");
+	assert_int_equal(store_step_put(st, &s), 0);
+	s.idx = 1;
+	s.name = "pay";
+	assert_int_equal(store_step_put(st, &s), 0);
+	/* Upsert step 0. */
+	s.idx = 0;
+	s.name = "apply";
+	s.state = "compensated";
+	s.attempt = 2;
+	s.comp_attempt = 1;
+	s.response = "{\"id\":7}";
+	s.error = "gone";
+	s.updated_at = 20;
+	assert_int_equal(store_step_put(st, &s), 0);
+
+	assert_int_equal(store_each_step(st, s.saga_id, on_step, &c), 0);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.seen[0], "0:apply:compensated:2:1:{\"id\":7}:gone:20");
+	assert_string_equal(c.seen[1], "1:pay:dispatched:1:0:-:-:10");
+
+	memset(&c, 0, sizeof(c));
+	c.stop_at = 1;
+	assert_int_equal(store_each_step(st, s.saga_id, on_step, &c), 7);
+	assert_int_equal(c.n, 1);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_each_step(st, "other", on_step, &c), 0);
+	assert_int_equal(c.n, 0);
+	store_close(st);
+}
+
+static int on_history(const struct store_history *h, void *arg)
+{
+	struct collect *c = arg;
+
+	c->nums[c->n] = h->seq;
+	snprintf(c->seen[c->n], sizeof(c->seen[0]), "%d:%s:%s:%d:%s:%s:%d:%s:%s:%lld:%lld", h->step,
+		 h->step_name ? h->step_name : "-", h->phase, h->attempt, h->event,
+		 h->request ? h->request : "-", h->status, h->response ? h->response : "-",
+		 h->error ? h->error : "-", (long long)h->started_at, (long long)h->ended_at);
+	c->n++;
+	return 0;
+}
+
+static void test_history(void **state)
+{
+	struct store *st = open_store();
+	const char *id = "01J9H00000000000000000000";
+	struct store_history h[] = {
+		{ .saga_id = (char *)id, .step = -1, .phase = "saga", .event = "started",
+		  .started_at = 5 },
+		{ .saga_id = (char *)id, .step = 0, .step_name = "pay", .phase = "action",
+		  .attempt = 1, .event = "dispatched", .request = "POST http://p/payments",
+		  .started_at = 6 },
+		{ .saga_id = (char *)id, .step = 0, .step_name = "pay", .phase = "action",
+		  .attempt = 1, .event = "failed", .request = "POST http://p/payments",
+		  .status = 503, .response = "busy", .error = "http 503", .started_at = 6,
+		  .ended_at = 9 },
+	};
+	struct collect c = { 0 };
+
+	insert(st, id, "apply", "running");
+	insert(st, "01J9H00000000000000000001", "apply", "running");
+	for (size_t i = 0; i < 3; i++) {
+		struct store_history other = h[i];
+
+		assert_int_equal(store_history_append(st, &h[i]), 0);
+		other.saga_id = "01J9H00000000000000000001";
+		assert_int_equal(store_history_append(st, &other), 0);
+	}
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(store_each_history(st, id, on_history, &c), 0);
+	assert_int_equal(c.n, 3);
+	assert_true(c.nums[0] < c.nums[1] && c.nums[1] < c.nums[2]);
+	assert_string_equal(c.seen[0], "-1:-:saga:0:started:-:0:-:-:5:0");
+	assert_string_equal(c.seen[1], "0:pay:action:1:dispatched:POST http://p/payments:0:-:-:6:0");
+	assert_string_equal(c.seen[2],
+			    "0:pay:action:1:failed:POST http://p/payments:503:busy:http 503:6:9");
+	store_close(st);
+}
+
+static int on_timer(const struct store_timer *t, void *arg)
+{
+	struct collect *c = arg;
+
+	if (c->n < 8)
+		snprintf(c->seen[c->n], sizeof(c->seen[0]), "%s:%s:%d:%lld", t->saga_id, t->kind,
+			 t->step, (long long)t->due_at);
+	c->n++;
+	return 0;
+}
+
+static void test_timers(void **state)
+{
+	struct store *st = open_store();
+	struct store_timer t = { .saga_id = "01J9T00000000000000000001", .kind = "retry",
+				 .step = 2, .due_at = 100 };
+	struct collect c = { 0 };
+	char id[32];
+
+	insert(st, "01J9T00000000000000000001", "apply", "running");
+	insert(st, "01J9T00000000000000000002", "apply", "running");
+	assert_int_equal(store_timer_put(st, &t), 0);
+	t.kind = "deadline";
+	t.step = -1;
+	t.due_at = 500;
+	assert_int_equal(store_timer_put(st, &t), 0);
+	t.saga_id = "01J9T00000000000000000002";
+	t.kind = "timeout";
+	t.step = 0;
+	t.due_at = 50;
+	assert_int_equal(store_timer_put(st, &t), 0);
+	/* Replace: at most one timer per (saga, kind). */
+	t.due_at = 60;
+	t.step = 1;
+	assert_int_equal(store_timer_put(st, &t), 0);
+
+	assert_int_equal(store_each_timer(st, on_timer, &c), 0);
+	assert_int_equal(c.n, 3);
+	assert_string_equal(c.seen[0], "01J9T00000000000000000001:deadline:-1:500");
+	assert_string_equal(c.seen[1], "01J9T00000000000000000001:retry:2:100");
+	assert_string_equal(c.seen[2], "01J9T00000000000000000002:timeout:1:60");
+
+	assert_int_equal(store_timer_delete(st, "01J9T00000000000000000001", "retry"), 0);
+	assert_int_equal(store_timer_delete(st, "01J9T00000000000000000001", "retry"), 0);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_each_timer(st, on_timer, &c), 0);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.seen[0], "01J9T00000000000000000001:deadline:-1:500");
+
+	/* More than one read batch. */
+	for (int i = 0; i < 600; i++) {
+		snprintf(id, sizeof(id), "%s", ID("01J9U", i));
+		insert(st, id, "apply", "running");
+		t.saga_id = id;
+		t.kind = "retry";
+		assert_int_equal(store_timer_put(st, &t), 0);
+	}
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_each_timer(st, on_timer, &c), 0);
+	assert_int_equal(c.n, 602);
+	store_close(st);
+}
+
+static void test_flows(void **state)
+{
+	struct store *st = open_store();
+	char *src = NULL;
+
+	assert_int_equal(store_flow_get(st, "apply", 1, &src), SAGAD_ENOENT);
+	assert_int_equal(store_flow_put(st, "apply", 1, "name: apply\nversion: 1\n"), 0);
+	assert_int_equal(store_flow_put(st, "apply", 1, "name: apply\nversion: 1\n"), 0);
+	assert_int_equal(store_flow_put(st, "apply", 1, "name: apply\nversion: 1\n# edited\n"),
+			 SAGAD_EEXIST);
+	assert_int_equal(store_flow_put(st, "apply", 2, "name: apply\nversion: 2\n"), 0);
+	assert_int_equal(store_commit(st), 0);
+	store_close(st);
+
+	st = open_store();
+	assert_int_equal(store_flow_get(st, "apply", 1, &src), 0);
+	assert_string_equal(src, "name: apply\nversion: 1\n");
+	free(src);
+	assert_int_equal(store_flow_get(st, "apply", 2, &src), 0);
+	assert_string_equal(src, "name: apply\nversion: 2\n");
+	free(src);
+	assert_int_equal(store_flow_get(st, "other", 1, &src), SAGAD_ENOENT);
+	store_close(st);
+}
+
+/* --- listing and recovery ---------------------------------------------------------------- */
+
+static void test_list(void **state)
+{
+	struct store *st = open_store();
+	static const char *const flows[] = { "apply", "cancel" };
+	static const char *const statuses[] = { "running", "completed", "compensated" };
+	struct store_list_query q = { .limit = 100 };
+	struct ids ids = { 0 };
+	char id[32];
+	int i;
+
+	/* ids 00..29: flow alternates, status cycles through three */
+	for (i = 0; i < 30; i++) {
+		snprintf(id, sizeof(id), "%s", ID("01J9L", i));
+		insert(st, id, flows[i % 2], statuses[i % 3]);
+	}
+	assert_int_equal(store_commit(st), 0);
+
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 30);
+	assert_string_equal(ids.id[0], ID("01J9L", 29));
+	assert_string_equal(ids.id[29], ID("01J9L", 0));
+
+	memset(&ids, 0, sizeof(ids));
+	q.flow = "apply";
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 15);
+	assert_string_equal(ids.id[0], ID("01J9L", 28));
+
+	memset(&ids, 0, sizeof(ids));
+	q.status = "running";          /* i % 2 == 0 and i % 3 == 0: 0, 6, 12, 18, 24 */
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 5);
+	assert_string_equal(ids.id[0], ID("01J9L", 24));
+	assert_string_equal(ids.id[4], ID("01J9L", 0));
+
+	memset(&ids, 0, sizeof(ids));
+	q.flow = NULL;                 /* running: 0, 3, ..., 27 */
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 10);
+
+	/* Paging: 4 at a time with the last id as the cursor. */
+	q.status = NULL;
+	q.limit = 4;
+	q.before_id = NULL;
+	int total = 0, pages = 0;
+	char cursor[32];
+	for (;;) {
+		memset(&ids, 0, sizeof(ids));
+		assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+		if (ids.n == 0)
+			break;
+		if (total > 0)
+			assert_true(strcmp(ids.id[0], cursor) < 0);
+		total += ids.n;
+		pages++;
+		snprintf(cursor, sizeof(cursor), "%s", ids.id[ids.n - 1]);
+		q.before_id = cursor;
+	}
+	assert_int_equal(total, 30);
+	assert_int_equal(pages, 8);
+
+	/* Cursor with filters. */
+	memset(&ids, 0, sizeof(ids));
+	q.flow = "cancel";
+	q.status = "completed";        /* odd and i % 3 == 1: 1, 7, 13, 19, 25 */
+	q.before_id = ID("01J9L", 19);
+	q.limit = 100;
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 3);
+	assert_string_equal(ids.id[0], ID("01J9L", 13));
+
+	/* Limit clamps. */
+	memset(&ids, 0, sizeof(ids));
+	q = (struct store_list_query){ .limit = 0 };
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 1);
+	memset(&ids, 0, sizeof(ids));
+	q.limit = 1000000;
+	q.flow = "cancel";
+	q.status = "running";
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 5);
+	store_close(st);
+}
+
+static void test_each_unfinished(void **state)
+{
+	struct store *st = open_store();
+	static const char *const statuses[] = { "running", "completed", "compensated", "failed",
+						"compensating" };
+	static const char *const with_failed[] = { "completed", "compensated", "failed", NULL };
+	static const char *const only_completed[] = { "completed", NULL };
+	struct ids ids = { 0 };
+	char id[32];
+	int i;
+
+	for (i = 0; i < 10; i++) {
+		snprintf(id, sizeof(id), "%s", ID("01J9U", 9 - i));
+		insert(st, id, "apply", statuses[i % 5]);
+	}
+	/* Ascending ids; unfinished: running (i 0, 5 -> ids 9, 4), failed (i 3, 8 -> 6, 1),
+	 * compensating (i 4, 9 -> 5, 0). */
+	assert_int_equal(store_each_unfinished(st, finals, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 6);
+	assert_string_equal(ids.id[0], ID("01J9U", 0));
+	assert_string_equal(ids.id[1], ID("01J9U", 1));
+	assert_string_equal(ids.id[5], ID("01J9U", 9));
+
+	memset(&ids, 0, sizeof(ids));
+	assert_int_equal(store_each_unfinished(st, with_failed, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 4);
+
+	/* Not using the partial index: compensated counts as unfinished. */
+	memset(&ids, 0, sizeof(ids));
+	assert_int_equal(store_each_unfinished(st, only_completed, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 8);
+
+	/* Callbacks may write: complete every unfinished saga while iterating. */
+	memset(&ids, 0, sizeof(ids));
+	ids.st = st;
+	assert_int_equal(store_each_unfinished(st, finals, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 6);
+	memset(&ids, 0, sizeof(ids));
+	assert_int_equal(store_each_unfinished(st, finals, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 0);
+	store_close(st);
+}
+
+static int count_saga(const struct store_saga *s, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int stop_saga(const struct store_saga *s, void *arg)
+{
+	return ++*(int *)arg == 300 ? SAGAD_ESHUTDOWN : 0;
+}
+
+static void test_each_unfinished_batches(void **state)
+{
+	struct store *st = open_store();
+	char id[32];
+	int i, n = 0;
+
+	for (i = 0; i < 700; i++) {
+		snprintf(id, sizeof(id), "%s", ID("01J9V", i));
+		insert(st, id, "apply", i % 7 == 0 ? "completed" : "running");
+	}
+	assert_int_equal(store_each_unfinished(st, finals, count_saga, &n), 0);
+	assert_int_equal(n, 600);
+	n = 0;
+	assert_int_equal(store_each_unfinished(st, finals, stop_saga, &n), SAGAD_ESHUTDOWN);
+	assert_int_equal(n, 300);
+	store_close(st);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_open_reopen),
+		T(test_refuse_newer_schema),
+		T(test_pragmas),
+		T(test_not_a_database),
+		T(test_saga_roundtrip),
+		T(test_saga_update),
+		T(test_idempotency_conflict),
+		T(test_parent_unique),
+		T(test_fencing),
+		T(test_busy),
+		T(test_commit_rollback),
+		T(test_steps),
+		T(test_history),
+		T(test_timers),
+		T(test_flows),
+		T(test_list),
+		T(test_each_unfinished),
+		T(test_each_unfinished_batches),
+	};
+
+	cmocka_set_message_output(CM_OUTPUT_TAP);
+	return cmocka_run_group_tests_name("store", tests, group_setup, group_teardown);
+}
