@@ -1,0 +1,682 @@
+/* api.c: the admin API routes.
+ *
+ * Every answer goes out after the commit that makes it true: starts, cancels and retries
+ * through engine_wait(), reads through engine_defer(). A request that waits holds a struct
+ * pending, freed when it is answered or when the client goes away. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "api.h"
+#include "engine.h"
+#include "error.h"
+#include "flow.h"
+#include "httpd.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+#define ID_LEN 27
+#define MAX_KEY_LEN 200
+#define LIST_DEFAULT 50
+
+struct api {
+	struct engine *engine;
+	struct store *store;
+	struct flow_set *const *flows;
+	const bool *ready;
+	const char *not_ready_reason;
+	int64_t default_wait_ms;
+};
+
+enum pending_kind { PENDING_SAGA, PENDING_GET_SAGA, PENDING_LIST, PENDING_FLOWS, PENDING_FLOW };
+
+/* A request whose answer waits for a commit or a saga's progress. */
+struct pending {
+	struct api *api;
+	struct httpd_req *req;
+	struct engine_waiter *waiter;
+	enum pending_kind kind;
+	char id[ID_LEN];
+	int ok_status;                 /* status when the wait target is reached */
+	bool replayed;                 /* idempotent repeat of an earlier start */
+	bool aborted;                  /* client went away before the deferred answer */
+	bool deferred;                 /* an engine_defer() call is outstanding */
+	struct store_list_query q;     /* PENDING_LIST */
+	char *q_flow, *q_status, *q_cursor, *name;
+};
+
+/* ---- answers ----------------------------------------------------------------------- */
+
+static void respond_json(struct httpd_req *req, int status, json_t *body, const char *const *headers)
+{
+	char *text = json_dumps(body, JSON_COMPACT);
+
+	httpd_respond(req, status, "application/json", text, strlen(text), headers);
+	free(text);
+	json_decref(body);
+}
+
+static void respond_error(struct httpd_req *req, int status, int code, const char *message)
+{
+	respond_json(req, status, json_pack("{s:{s:s, s:s}}", "error", "code", sagad_errname(code),
+					    "message", message), NULL);
+}
+
+static void pending_free(struct pending *p)
+{
+	free(p->q_flow);
+	free(p->q_status);
+	free(p->q_cursor);
+	free(p->name);
+	free(p);
+}
+
+static void time_field(json_t *o, const char *key, int64_t ms)
+{
+	char buf[40];
+
+	if (ms <= 0) {
+		json_object_set_new(o, key, json_null());
+		return;
+	}
+	util_format_time(ms, buf, sizeof(buf));
+	json_object_set_new(o, key, json_string(buf));
+}
+
+static json_t *parsed_or_null(const char *text)
+{
+	json_t *v;
+
+	if (text == NULL)
+		return json_null();
+	v = json_loads(text, JSON_DECODE_ANY, NULL);
+	return v ? v : json_string(text);
+}
+
+static json_t *str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+static json_t *saga_summary(const struct store_saga *s)
+{
+	json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:o, s:b}", "id", s->id, "flow", s->flow,
+			      "flow_version", s->flow_version, "status", s->status,
+			      "error", str_or_null(s->error), "cancel_requested", s->cancel_requested);
+
+	json_object_set_new(o, "parent_id", str_or_null(s->parent_id));
+	time_field(o, "created_at", s->created_at);
+	time_field(o, "updated_at", s->updated_at);
+	return o;
+}
+
+static int on_step_row(const struct store_step *st, void *arg)
+{
+	json_t *o = json_pack("{s:s, s:i, s:s, s:i, s:i, s:o, s:o}", "name", st->name, "index",
+			      st->idx, "state", st->state, "attempt", st->attempt, "comp_attempt",
+			      st->comp_attempt, "response", parsed_or_null(st->response), "error",
+			      str_or_null(st->error));
+
+	time_field(o, "updated_at", st->updated_at);
+	json_array_append_new(arg, o);
+	return 0;
+}
+
+static int on_history_row(const struct store_history *h, void *arg)
+{
+	json_t *o = json_pack("{s:I, s:o, s:s, s:i, s:s, s:o, s:o, s:o, s:o}", "seq", (json_int_t)h->seq,
+			      "step", str_or_null(h->step_name), "phase", h->phase, "attempt",
+			      h->attempt, "event", h->event, "request", str_or_null(h->request),
+			      "status", h->status ? json_integer(h->status) : json_null(), "response",
+			      str_or_null(h->response), "error", str_or_null(h->error));
+
+	time_field(o, "started_at", h->started_at);
+	time_field(o, "ended_at", h->ended_at);
+	json_object_set_new(o, "ms", json_integer(h->ended_at - h->started_at));
+	json_array_append_new(arg, o);
+	return 0;
+}
+
+/* The whole saga as the API shows it, from committed state; NULL when unknown. */
+static json_t *saga_json(struct api *a, const char *id)
+{
+	struct store_saga s;
+	json_t *o, *steps, *hist;
+
+	if (store_saga_get(a->store, id, &s) != 0)
+		return NULL;
+	o = saga_summary(&s);
+	json_object_set_new(o, "input", parsed_or_null(s.input));
+	json_object_set_new(o, "output", parsed_or_null(s.output));
+	json_object_set_new(o, "idempotency_key", str_or_null(s.idempotency_key));
+	time_field(o, "deadline_at", s.deadline_at);
+	steps = json_array();
+	store_each_step(a->store, id, on_step_row, steps);
+	json_object_set_new(o, "steps", steps);
+	hist = json_array();
+	store_each_history(a->store, id, on_history_row, hist);
+	json_object_set_new(o, "history", hist);
+	store_saga_clear(&s);
+	return o;
+}
+
+static void answer_saga(struct pending *p, int status)
+{
+	json_t *body = saga_json(p->api, p->id);
+	char location[64];
+	const char *headers[5];
+	int n = 0;
+
+	if (body == NULL) {
+		respond_error(p->req, 404, SAGAD_ENOSAGA, "no such saga");
+		return;
+	}
+	snprintf(location, sizeof(location), "/v1/sagas/%s", p->id);
+	headers[n++] = "Location";
+	headers[n++] = location;
+	if (p->replayed) {
+		headers[n++] = "Idempotent-Replayed";
+		headers[n++] = "true";
+	}
+	headers[n] = NULL;
+	respond_json(p->req, status, body, headers);
+}
+
+/* ---- waiting for a saga ------------------------------------------------------------ */
+
+static void on_saga_wait(const char *saga_id, enum engine_wait_result res, void *arg)
+{
+	struct pending *p = arg;
+
+	p->waiter = NULL;
+	switch (res) {
+	case ENGINE_WAIT_REACHED:
+	case ENGINE_WAIT_UNREACHABLE:
+		answer_saga(p, p->ok_status);
+		break;
+	case ENGINE_WAIT_TIMEOUT:
+		answer_saga(p, 202);
+		break;
+	case ENGINE_WAIT_ABORTED:
+		respond_error(p->req, 503, SAGAD_ESHUTDOWN, "sagad is shutting down; the saga "
+			      "continues after restart: poll GET /v1/sagas/{id}");
+		break;
+	}
+	pending_free(p);
+}
+
+static void on_pending_abort(struct httpd_req *req, void *arg)
+{
+	struct pending *p = arg;
+
+	if (p->waiter != NULL) {
+		engine_wait_cancel(p->waiter);
+		pending_free(p);
+	} else if (p->deferred) {
+		p->aborted = true; /* freed by the deferred call */
+	} else {
+		pending_free(p);
+	}
+}
+
+static void on_deferred(void *arg);
+
+static void defer(struct pending *p)
+{
+	p->deferred = true;
+	httpd_req_on_abort(p->req, on_pending_abort, p);
+	engine_defer(p->api->engine, on_deferred, p);
+}
+
+/* Waits for target on saga p->id; a saga no longer in memory is ended: answer from the store. */
+static void wait_saga(struct pending *p, enum engine_wait_target target, const char *step,
+		      int64_t timeout_ms)
+{
+	int rc;
+
+	p->kind = PENDING_SAGA;
+	p->waiter = engine_wait(p->api->engine, p->id, target, step, timeout_ms, on_saga_wait, p, &rc);
+	if (p->waiter == NULL) {
+		p->kind = PENDING_GET_SAGA;
+		defer(p);
+		return;
+	}
+	httpd_req_on_abort(p->req, on_pending_abort, p);
+}
+
+/* ---- routes ------------------------------------------------------------------------ */
+
+static bool content_type_json(struct httpd_req *req)
+{
+	const char *ct = httpd_req_header(req, "Content-Type");
+	size_t n = strlen("application/json");
+
+	return ct != NULL && strncasecmp(ct, "application/json", n) == 0 &&
+	       (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+static bool valid_key(const char *k)
+{
+	size_t n = strlen(k);
+
+	if (n == 0 || n > MAX_KEY_LEN)
+		return false;
+	for (; *k; k++)
+		if (!isprint((unsigned char)*k))
+			return false;
+	return true;
+}
+
+static void route_start(struct api *a, struct httpd_req *req, const char *flow_name)
+{
+	const char *wait = httpd_req_query(req, "wait");
+	const char *timeout = httpd_req_query(req, "timeout");
+	const char *key = httpd_req_header(req, "Idempotency-Key");
+	const char *prefer = httpd_req_header(req, "Prefer");
+	struct flow *f = flow_set_find(*a->flows, flow_name);
+	enum engine_wait_target target = ENGINE_WAIT_COMPLETION;
+	const char *step = NULL;
+	int64_t timeout_ms = a->default_wait_ms;
+	char err[1024], id[ID_LEN];
+	json_error_t jerr;
+	json_t *input;
+	size_t len;
+	const char *body;
+	bool existed;
+	struct pending *p;
+	int rc;
+
+	if (f == NULL) {
+		snprintf(err, sizeof(err), "no flow named \"%s\"; GET /v1/flows lists the loaded flows",
+			 flow_name);
+		respond_error(req, 404, SAGAD_ENOFLOW, err);
+		return;
+	}
+	if (!*a->ready) {
+		respond_error(req, 503, SAGAD_ESHUTDOWN, a->not_ready_reason);
+		return;
+	}
+	body = httpd_req_body(req, &len);
+	if (len > 0 && !content_type_json(req)) {
+		respond_error(req, 415, SAGAD_EINVAL, "the saga input must be sent as "
+			      "Content-Type: application/json");
+		return;
+	}
+	if (prefer != NULL && strstr(prefer, "respond-async") != NULL && wait == NULL)
+		target = ENGINE_WAIT_COMMITTED;
+	if (wait != NULL) {
+		if (strcmp(wait, "none") == 0) {
+			target = ENGINE_WAIT_COMMITTED;
+		} else if (strcmp(wait, "completion") == 0) {
+			target = ENGINE_WAIT_COMPLETION;
+		} else if (strncmp(wait, "step:", 5) == 0 && flow_find_step(f, wait + 5) != NULL) {
+			target = ENGINE_WAIT_STEP;
+			step = wait + 5;
+		} else {
+			struct strbuf b;
+			strbuf_init(&b);
+			for (size_t i = 0; i < f->n_steps; i++)
+				strbuf_addf(&b, "%s%s", i ? ", " : "", f->steps[i].name);
+			snprintf(err, sizeof(err), "wait=%s: expected none, completion or step:NAME "
+				 "with a step of flow %s (%s)", wait, f->name, b.data ? b.data : "");
+			strbuf_close(&b);
+			respond_error(req, 400, SAGAD_EINVAL, err);
+			return;
+		}
+	}
+	if (timeout != NULL && (util_parse_duration(timeout, &timeout_ms) != 0 || timeout_ms <= 0)) {
+		snprintf(err, sizeof(err), "timeout=%s: expected a duration such as 30s or 500ms",
+			 timeout);
+		respond_error(req, 400, SAGAD_EINVAL, err);
+		return;
+	}
+	if (key != NULL && !valid_key(key)) {
+		respond_error(req, 400, SAGAD_EINVAL, "Idempotency-Key must be 1 to 200 printable "
+			      "characters");
+		return;
+	}
+	if (len == 0) {
+		input = json_object();
+	} else {
+		input = json_loadb(body, len, 0, &jerr);
+		if (input == NULL) {
+			snprintf(err, sizeof(err), "request body is not valid JSON: line %d, column "
+				 "%d: %s", jerr.line, jerr.column, jerr.text);
+			respond_error(req, 400, SAGAD_EINVAL, err);
+			return;
+		}
+	}
+	if (!json_is_object(input)) {
+		json_decref(input);
+		respond_error(req, 400, SAGAD_EINVAL, "the saga input must be a JSON object, "
+			      "e.g. {\"studentName\": \"kim\"}");
+		return;
+	}
+	rc = engine_start(a->engine, flow_name, input, key, id, &existed, err, sizeof(err));
+	json_decref(input);
+	switch (rc) {
+	case 0:
+		break;
+	case SAGAD_ENOFLOW:
+		respond_error(req, 404, rc, err);
+		return;
+	case SAGAD_EINPUT:
+		respond_error(req, 422, rc, err);
+		return;
+	case SAGAD_ESHUTDOWN:
+		respond_error(req, 503, rc, err);
+		return;
+	default:
+		respond_error(req, 503, rc, err);
+		return;
+	}
+	p = xcalloc(1, sizeof(*p));
+	p->api = a;
+	p->req = req;
+	memcpy(p->id, id, ID_LEN);
+	p->replayed = existed;
+	p->ok_status = target == ENGINE_WAIT_COMMITTED ? 202 : 200;
+	if (target == ENGINE_WAIT_COMMITTED)
+		engine_crashpoint("start_committed_pending");
+	wait_saga(p, target, step, timeout_ms);
+}
+
+static void route_cancel_retry(struct api *a, struct httpd_req *req, const char *id, bool retry)
+{
+	char err[512];
+	struct pending *p;
+	int rc;
+
+	rc = retry ? engine_retry(a->engine, id, err, sizeof(err)) :
+		     engine_cancel(a->engine, id, err, sizeof(err));
+	if (rc == SAGAD_ENOSAGA) {
+		respond_error(req, 404, rc, err);
+		return;
+	}
+	if (rc == SAGAD_ESTATE) {
+		respond_error(req, 409, rc, err);
+		return;
+	}
+	if (rc != 0) {
+		respond_error(req, 503, rc, sagad_strerror(rc));
+		return;
+	}
+	p = xcalloc(1, sizeof(*p));
+	p->api = a;
+	p->req = req;
+	snprintf(p->id, ID_LEN, "%s", id);
+	p->ok_status = 202;
+	wait_saga(p, ENGINE_WAIT_COMMITTED, NULL, 0);
+}
+
+static int on_list_row(const struct store_saga *s, void *arg)
+{
+	json_array_append_new(arg, saga_summary(s));
+	return 0;
+}
+
+static void answer_list(struct pending *p)
+{
+	json_t *arr = json_array(), *body;
+	size_t n;
+
+	store_saga_list(p->api->store, &p->q, on_list_row, arr);
+	n = json_array_size(arr);
+	body = json_pack("{s:o}", "sagas", arr);
+	if (n > 0 && (int)n == p->q.limit)
+		json_object_set(body, "next_cursor",
+				json_object_get(json_array_get(arr, n - 1), "id"));
+	else
+		json_object_set_new(body, "next_cursor", json_null());
+	respond_json(p->req, 200, body, NULL);
+}
+
+static json_t *flow_summary(const struct flow *f)
+{
+	json_t *steps = json_array();
+
+	for (size_t i = 0; i < f->n_steps; i++)
+		json_array_append_new(steps, json_string(f->steps[i].name));
+	return json_pack("{s:s, s:i, s:o, s:o, s:o}", "name", f->name, "version", f->version,
+			 "description", str_or_null(f->description), "file", str_or_null(f->file),
+			 "steps", steps);
+}
+
+static void answer_flows(struct pending *p)
+{
+	struct flow_set *fs = *p->api->flows;
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < fs->n; i++) {
+		/* The newest version of each name only. */
+		if (flow_set_find(fs, fs->flows[i]->name) == fs->flows[i])
+			json_array_append_new(arr, flow_summary(fs->flows[i]));
+	}
+	respond_json(p->req, 200, json_pack("{s:o}", "flows", arr), NULL);
+}
+
+static void answer_flow(struct pending *p)
+{
+	struct flow *f = flow_set_find(*p->api->flows, p->name);
+	json_t *body;
+	char err[256];
+
+	if (f == NULL) {
+		snprintf(err, sizeof(err), "no flow named \"%s\"", p->name);
+		respond_error(p->req, 404, SAGAD_ENOFLOW, err);
+		return;
+	}
+	body = f->source ? json_deep_copy(f->source) : flow_summary(f);
+	json_object_set_new(body, "file", str_or_null(f->file));
+	respond_json(p->req, 200, body, NULL);
+}
+
+static void on_deferred(void *arg)
+{
+	struct pending *p = arg;
+
+	p->deferred = false;
+	if (p->aborted) {
+		pending_free(p);
+		return;
+	}
+	httpd_req_on_abort(p->req, NULL, NULL);
+	switch (p->kind) {
+	case PENDING_SAGA:
+	case PENDING_GET_SAGA:
+		answer_saga(p, p->ok_status ? p->ok_status : 200);
+		break;
+	case PENDING_LIST:
+		answer_list(p);
+		break;
+	case PENDING_FLOWS:
+		answer_flows(p);
+		break;
+	case PENDING_FLOW:
+		answer_flow(p);
+		break;
+	}
+	pending_free(p);
+}
+
+static struct pending *pending_new(struct api *a, struct httpd_req *req, enum pending_kind kind)
+{
+	struct pending *p = xcalloc(1, sizeof(*p));
+
+	p->api = a;
+	p->req = req;
+	p->kind = kind;
+	p->ok_status = 200;
+	return p;
+}
+
+static void route_list(struct api *a, struct httpd_req *req)
+{
+	const char *flow = httpd_req_query(req, "flow");
+	const char *status = httpd_req_query(req, "status");
+	const char *limit = httpd_req_query(req, "limit");
+	const char *cursor = httpd_req_query(req, "cursor");
+	enum saga_state st;
+	struct pending *p;
+	long n = LIST_DEFAULT;
+	char *end;
+
+	if (status != NULL && saga_state_parse(status, &st) != 0) {
+		respond_error(req, 400, SAGAD_EINVAL, "status: expected running, compensating, "
+			      "completed, compensated or failed");
+		return;
+	}
+	if (limit != NULL) {
+		n = strtol(limit, &end, 10);
+		if (*limit == '\0' || *end != '\0' || n < 1 || n > 1000) {
+			respond_error(req, 400, SAGAD_EINVAL, "limit: expected an integer from 1 to 1000");
+			return;
+		}
+	}
+	p = pending_new(a, req, PENDING_LIST);
+	p->q_flow = flow ? xstrdup(flow) : NULL;
+	p->q_status = status ? xstrdup(status) : NULL;
+	p->q_cursor = cursor ? xstrdup(cursor) : NULL;
+	p->q.flow = p->q_flow;
+	p->q.status = p->q_status;
+	p->q.before_id = p->q_cursor;
+	p->q.limit = (int)n;
+	defer(p);
+}
+
+static void route_get_saga(struct api *a, struct httpd_req *req, const char *id)
+{
+	struct pending *p;
+	struct store_saga s;
+
+	if (strlen(id) != ID_LEN - 1 || store_saga_get(a->store, id, &s) != 0) {
+		char err[128];
+		snprintf(err, sizeof(err), "no saga with id \"%.40s\"", id);
+		respond_error(req, 404, SAGAD_ENOSAGA, err);
+		return;
+	}
+	store_saga_clear(&s);
+	p = pending_new(a, req, PENDING_GET_SAGA);
+	snprintf(p->id, ID_LEN, "%s", id);
+	defer(p);
+}
+
+static void method_not_allowed(struct httpd_req *req, const char *allow)
+{
+	const char *headers[] = { "Allow", allow, NULL };
+	char msg[160];
+
+	snprintf(msg, sizeof(msg), "method %s not allowed here; use %s", httpd_req_method(req), allow);
+	respond_json(req, 405, json_pack("{s:{s:s, s:s}}", "error", "code", "EINVAL", "message", msg),
+		     headers);
+}
+
+/* Splits "/v1/sagas/ID/cancel" into at most n segments (copied into buf). */
+static int split_path(const char *path, char *buf, size_t len, char **seg, int n)
+{
+	int k = 0;
+	char *p;
+
+	snprintf(buf, len, "%s", path);
+	p = buf;
+	while (*p == '/')
+		p++;
+	while (*p && k < n) {
+		seg[k++] = p;
+		p = strchr(p, '/');
+		if (p == NULL)
+			break;
+		*p++ = '\0';
+	}
+	if (p != NULL && *p != '\0')
+		return -1; /* too many segments */
+	return k;
+}
+
+void api_handle(struct httpd_req *req, void *arg)
+{
+	struct api *a = arg;
+	const char *method = httpd_req_method(req), *path = httpd_req_path(req);
+	bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+	char buf[512], msg[600], *seg[5];
+	int n = split_path(path, buf, sizeof(buf), seg, 5);
+
+	if (n == 1 && strcmp(seg[0], "livez") == 0) {
+		if (!get)
+			return method_not_allowed(req, "GET");
+		respond_json(req, 200, json_pack("{s:s}", "status", "ok"), NULL);
+		return;
+	}
+	if (n == 1 && strcmp(seg[0], "readyz") == 0) {
+		if (!get)
+			return method_not_allowed(req, "GET");
+		if (*a->ready)
+			respond_json(req, 200, json_pack("{s:s}", "status", "ready"), NULL);
+		else
+			respond_json(req, 503, json_pack("{s:s, s:s}", "status", "not_ready", "reason",
+							  a->not_ready_reason), NULL);
+		return;
+	}
+	if (n >= 2 && strcmp(seg[0], "v1") == 0) {
+		if (strcmp(seg[1], "flows") == 0) {
+			if (n == 2) {
+				if (!get)
+					return method_not_allowed(req, "GET");
+				return defer(pending_new(a, req, PENDING_FLOWS));
+			}
+			if (n == 3) {
+				struct pending *p;
+				if (!get)
+					return method_not_allowed(req, "GET");
+				p = pending_new(a, req, PENDING_FLOW);
+				p->name = xstrdup(seg[2]);
+				return defer(p);
+			}
+			if (n == 4 && strcmp(seg[3], "sagas") == 0) {
+				if (!post)
+					return method_not_allowed(req, "POST");
+				return route_start(a, req, seg[2]);
+			}
+		} else if (strcmp(seg[1], "sagas") == 0) {
+			if (n == 2) {
+				if (!get)
+					return method_not_allowed(req, "GET");
+				return route_list(a, req);
+			}
+			if (n == 3) {
+				if (!get)
+					return method_not_allowed(req, "GET");
+				return route_get_saga(a, req, seg[2]);
+			}
+			if (n == 4 && (strcmp(seg[3], "cancel") == 0 || strcmp(seg[3], "retry") == 0)) {
+				if (!post)
+					return method_not_allowed(req, "POST");
+				return route_cancel_retry(a, req, seg[2], seg[3][0] == 'r');
+			}
+		}
+	}
+	snprintf(msg, sizeof(msg), "no route for %s %.200s; see docs/api.md for the routes", method,
+		 path);
+	respond_error(req, 404, SAGAD_ENOENT, msg);
+}
+
+struct api *api_new(const struct api_options *opt)
+{
+	struct api *a = xcalloc(1, sizeof(*a));
+
+	a->engine = opt->engine;
+	a->store = opt->store;
+	a->flows = opt->flows;
+	a->ready = opt->ready;
+	a->not_ready_reason = opt->not_ready_reason ? opt->not_ready_reason : "starting";
+	a->default_wait_ms = opt->default_wait_ms > 0 ? opt->default_wait_ms : 30000;
+	return a;
+}
+
+void api_free(struct api *a)
+{
+	free(a);
+}

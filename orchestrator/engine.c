@@ -1,0 +1,1971 @@
+/* engine.c: the saga state machines.
+ *
+ * One loop thread owns every saga. A saga advances in saga_drive(), which loops over
+ * "what is the next thing to do" until the saga must wait (for a reply, a timer or a child
+ * saga). Every transition goes through saga_set_state() or step_set_state(), which persist
+ * it (the store's open transaction) and log it. Side effects (HTTP dispatches, answers to
+ * waiting clients) are queued and run by engine_flush() only after the commit.
+ *
+ * Memory: every unfinished saga is in memory (sagas map); finished ones are evicted after the
+ * commit that finished them and reloaded from the store when needed (operator retry, a
+ * parent compensating a completed child). */
+#include <assert.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "error.h"
+#include "http.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+#include "dsl.h"
+
+#define TIMER_BATCH 1000       /* timers handled per wake-up; the rest on the next turn */
+#define SUMMARY_MAX 512        /* bytes of a body kept in the history */
+#define ID_LEN 27
+
+enum phase { PHASE_ACTION, PHASE_COMPENSATION };
+static const char *const phase_names[] = { "action", "compensation" };
+
+enum timer_kind { TIMER_RETRY, TIMER_DEADLINE, TIMER_TIMEOUT, TIMER_KIND_MAX };
+static const char *const timer_kind_names[] = { "retry", "deadline", "timeout" };
+
+struct call;
+
+struct step_run {
+	enum step_state state;
+	int attempt;             /* action attempts made */
+	int comp_attempt;        /* compensation attempts made */
+	char *error;             /* last error, owned */
+	struct call *call;       /* the attempt in flight, or NULL */
+	char child_id[ID_LEN];   /* sub-flow child saga, "" when none */
+	int64_t retry_after_ms;  /* from the last 429 */
+};
+
+struct engine_waiter {
+	struct engine *e;
+	struct engine_waiter *next;      /* in the saga's list */
+	char saga_id[ID_LEN];
+	enum engine_wait_target target;
+	int step;
+	engine_wait_cb cb;
+	void *arg;
+	uv_timer_t timer;
+	bool done;
+};
+
+struct saga {
+	char id[ID_LEN];
+	struct engine *e;
+	struct flow *flow;               /* counted reference */
+	enum saga_state state;
+	int cursor;                      /* the step being run (forward) or undone (backward) */
+	json_t *input;
+	json_t *ctx;                     /* {"input", "saga", "steps"}: template context */
+	json_t *output;                  /* or NULL */
+	char *error;                     /* why it compensates, or NULL */
+	char *idempotency_key;
+	char parent_id[ID_LEN];          /* "" when none */
+	int parent_step;
+	bool cancel_requested;
+	int64_t created_at, updated_at, deadline_at;
+	uint32_t timer_gen[TIMER_KIND_MAX]; /* bumps on cancel: stale heap entries are skipped */
+	struct step_run *steps;
+	struct engine_waiter *waiters;
+	bool row_dirty;                  /* saga row needs an UPDATE in this turn */
+	bool changed;                    /* waiters must be checked after the commit */
+	bool inserted;                   /* row exists in the store */
+};
+
+/* An attempt in flight. Replies find their saga by id, so a late reply for a saga that
+ * moved on (or was evicted) is recognised and ignored. */
+struct call {
+	struct engine *e;
+	char saga_id[ID_LEN];
+	int step;
+	enum phase phase;
+	int attempt;
+	int64_t started_at;
+	char *request_summary;
+	struct http_call *hc;
+};
+
+struct timer_entry {
+	int64_t due;
+	char saga_id[ID_LEN];
+	uint8_t kind;
+	int step;
+	uint32_t gen;
+};
+
+enum effect_kind { EFFECT_DISPATCH, EFFECT_DEFER };
+struct effect {
+	enum effect_kind kind;
+	struct effect *next;
+	/* dispatch */
+	struct call *call;
+	struct flow_rendered req;
+	int64_t timeout_ms;
+	/* defer */
+	engine_defer_cb cb;
+	void *arg;
+};
+
+struct engine {
+	uv_loop_t *loop;
+	struct store *store;
+	struct http_client *http;
+	struct flow_set *flows;
+	struct flow_set retired;         /* old versions reloaded from the store for resumed sagas */
+	int64_t max_wait_ms;
+	/* sagas by id: open addressing, linear probing, tombstones */
+	struct saga **slots;
+	size_t n_slots, n_sagas, n_used;
+	/* timers: binary min-heap on due */
+	struct timer_entry *heap;
+	size_t n_heap, cap_heap;
+	uv_timer_t wake;
+	int64_t wake_due;                /* due time the uv timer is set for, or -1 */
+	/* side effects waiting for the commit */
+	struct effect *effects, **effects_tail;
+	/* sagas touched this turn (changed flag set) */
+	struct saga **touched;
+	size_t n_touched, cap_touched;
+	bool quiescing;
+	bool crash_before_commit;
+	size_t inflight;
+	struct engine_stats stats;
+};
+
+static json_t *ctx_response(const struct saga *s, int i);
+
+static const char *const saga_state_names[SAGA_STATE_MAX] = {
+	"running", "compensating", "completed", "compensated", "failed",
+};
+
+static const char *const step_state_names[STEP_STATE_MAX] = {
+	"pending", "running", "retry_wait", "succeeded", "failed", "timed_out",
+	"compensating", "compensation_wait", "compensated", "not_compensated",
+	"compensation_failed",
+};
+
+const char *saga_state_name(enum saga_state s)
+{
+	return s < SAGA_STATE_MAX ? saga_state_names[s] : "?";
+}
+
+int saga_state_parse(const char *name, enum saga_state *out)
+{
+	for (int i = 0; i < SAGA_STATE_MAX; i++)
+		if (strcmp(name, saga_state_names[i]) == 0) {
+			*out = (enum saga_state)i;
+			return 0;
+		}
+	return SAGAD_EINVAL;
+}
+
+bool saga_state_final(enum saga_state s)
+{
+	return s == SAGA_COMPLETED || s == SAGA_COMPENSATED;
+}
+
+static bool saga_ended(enum saga_state s)
+{
+	return saga_state_final(s) || s == SAGA_FAILED;
+}
+
+const char *step_state_name(enum step_state s)
+{
+	return s < STEP_STATE_MAX ? step_state_names[s] : "?";
+}
+
+int step_state_parse(const char *name, enum step_state *out)
+{
+	for (int i = 0; i < STEP_STATE_MAX; i++)
+		if (strcmp(name, step_state_names[i]) == 0) {
+			*out = (enum step_state)i;
+			return 0;
+		}
+	return SAGAD_EINVAL;
+}
+
+/* ---- crash points (tests) ---------------------------------------------------------- */
+
+void engine_crashpoint(const char *name)
+{
+	static int init, remaining;
+	static char want[64];
+	const char *env;
+
+	if (!init) {
+		init = 1;
+		env = getenv("SAGAD_CRASHPOINT");
+		if (env != NULL && *env != '\0') {
+			const char *colon = strchr(env, ':');
+			size_t n = colon ? (size_t)(colon - env) : strlen(env);
+			if (n >= sizeof(want))
+				n = sizeof(want) - 1;
+			memcpy(want, env, n);
+			want[n] = '\0';
+			remaining = colon ? atoi(colon + 1) : 1;
+			if (remaining < 1)
+				remaining = 1;
+		}
+	}
+	if (want[0] == '\0' || strcmp(want, name) != 0)
+		return;
+	if (--remaining > 0)
+		return;
+	log_warn("event=crashpoint point=%s msg=\"killing myself (SAGAD_CRASHPOINT)\"", name);
+	fflush(stderr);
+	raise(SIGKILL);
+}
+
+/* ---- the sagas map ----------------------------------------------------------------- */
+
+#define TOMBSTONE ((struct saga *)1)
+
+static uint64_t hash_id(const char *id)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+	return h;
+}
+
+static struct saga *map_get(struct engine *e, const char *id)
+{
+	size_t mask = e->n_slots - 1, i = hash_id(id) & mask;
+
+	for (;;) {
+		struct saga *s = e->slots[i];
+		if (s == NULL)
+			return NULL;
+		if (s != TOMBSTONE && strcmp(s->id, id) == 0)
+			return s;
+		i = (i + 1) & mask;
+	}
+}
+
+static void map_put(struct engine *e, struct saga *s);
+
+static void map_grow(struct engine *e)
+{
+	struct saga **old = e->slots;
+	size_t n = e->n_slots;
+
+	e->n_slots = n ? n * 2 : 1024;
+	while (e->n_sagas * 2 >= e->n_slots)
+		e->n_slots *= 2;
+	e->slots = xcalloc(e->n_slots, sizeof(*e->slots));
+	e->n_sagas = e->n_used = 0;
+	for (size_t i = 0; i < n; i++)
+		if (old[i] != NULL && old[i] != TOMBSTONE)
+			map_put(e, old[i]);
+	free(old);
+}
+
+static void map_put(struct engine *e, struct saga *s)
+{
+	size_t mask, i;
+
+	if ((e->n_used + 1) * 4 >= e->n_slots * 3)
+		map_grow(e);
+	mask = e->n_slots - 1;
+	i = hash_id(s->id) & mask;
+	while (e->slots[i] != NULL && e->slots[i] != TOMBSTONE)
+		i = (i + 1) & mask;
+	if (e->slots[i] == NULL)
+		e->n_used++;
+	e->slots[i] = s;
+	e->n_sagas++;
+}
+
+static void map_del(struct engine *e, struct saga *s)
+{
+	size_t mask = e->n_slots - 1, i = hash_id(s->id) & mask;
+
+	while (e->slots[i] != NULL) {
+		if (e->slots[i] == s) {
+			e->slots[i] = TOMBSTONE;
+			e->n_sagas--;
+			return;
+		}
+		i = (i + 1) & mask;
+	}
+}
+
+/* ---- timers: a min-heap behind one uv timer ---------------------------------------- */
+
+static void heap_swap(struct engine *e, size_t a, size_t b)
+{
+	struct timer_entry t = e->heap[a];
+
+	e->heap[a] = e->heap[b];
+	e->heap[b] = t;
+}
+
+static void heap_push(struct engine *e, const struct timer_entry *t)
+{
+	size_t i;
+
+	if (e->n_heap == e->cap_heap) {
+		e->cap_heap = e->cap_heap ? e->cap_heap * 2 : 256;
+		e->heap = xrealloc(e->heap, e->cap_heap * sizeof(*e->heap));
+	}
+	i = e->n_heap++;
+	e->heap[i] = *t;
+	while (i > 0 && e->heap[(i - 1) / 2].due > e->heap[i].due) {
+		heap_swap(e, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void heap_pop(struct engine *e)
+{
+	size_t i = 0;
+
+	e->heap[0] = e->heap[--e->n_heap];
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < e->n_heap && e->heap[l].due < e->heap[m].due)
+			m = l;
+		if (r < e->n_heap && e->heap[r].due < e->heap[m].due)
+			m = r;
+		if (m == i)
+			break;
+		heap_swap(e, i, m);
+		i = m;
+	}
+}
+
+static void on_wake(uv_timer_t *t);
+
+static void wake_rearm(struct engine *e)
+{
+	int64_t delay;
+
+	if (e->n_heap == 0) {
+		uv_timer_stop(&e->wake);
+		e->wake_due = -1;
+		return;
+	}
+	if (e->wake_due == e->heap[0].due && uv_is_active((uv_handle_t *)&e->wake))
+		return;
+	delay = e->heap[0].due - util_now_ms();
+	if (delay < 0)
+		delay = 0;
+	e->wake_due = e->heap[0].due;
+	uv_timer_start(&e->wake, on_wake, (uint64_t)delay, 0);
+}
+
+/* Arms a durable timer of kind for s (replacing one of that kind): persisted now, in the
+ * heap at once (it cannot fire before this turn's commit: timers run on a later turn). */
+static void timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t due, bool persist)
+{
+	struct engine *e = s->e;
+	struct timer_entry t;
+
+	s->timer_gen[kind]++;
+	if (persist) {
+		struct store_timer row = {
+			.saga_id = s->id, .kind = (char *)timer_kind_names[kind],
+			.step = step, .due_at = due,
+		};
+		if (store_timer_put(e->store, &row) != 0)
+			log_error("saga=%s event=timer_put_failed kind=%s", s->id, timer_kind_names[kind]);
+	}
+	memset(&t, 0, sizeof(t));
+	t.due = due;
+	memcpy(t.saga_id, s->id, ID_LEN);
+	t.kind = (uint8_t)kind;
+	t.step = step;
+	t.gen = s->timer_gen[kind];
+	heap_push(e, &t);
+	wake_rearm(e);
+}
+
+static void timer_cancel(struct saga *s, enum timer_kind kind)
+{
+	s->timer_gen[kind]++;
+	store_timer_delete(s->e->store, s->id, timer_kind_names[kind]);
+}
+
+/* ---- persistence ------------------------------------------------------------------- */
+
+static void touch(struct saga *s)
+{
+	struct engine *e = s->e;
+
+	s->updated_at = util_now_ms();
+	if (s->changed)
+		return;
+	s->changed = true;
+	if (e->n_touched == e->cap_touched) {
+		e->cap_touched = e->cap_touched ? e->cap_touched * 2 : 64;
+		e->touched = xrealloc(e->touched, e->cap_touched * sizeof(*e->touched));
+	}
+	e->touched[e->n_touched++] = s;
+}
+
+static char *json_text(json_t *v)
+{
+	return v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+}
+
+static void fill_saga_row(const struct saga *s, struct store_saga *row, char **input, char **output)
+{
+	memset(row, 0, sizeof(*row));
+	row->id = (char *)s->id;
+	row->shard = store_shard(s->e->store);
+	row->flow = s->flow->name;
+	row->flow_version = s->flow->version;
+	row->status = (char *)saga_state_name(s->state);
+	row->cursor = s->cursor;
+	*input = json_text(s->input);
+	*output = json_text(s->output);
+	row->input = *input;
+	row->output = *output;
+	row->error = s->error;
+	row->idempotency_key = s->idempotency_key;
+	row->parent_id = s->parent_id[0] ? (char *)s->parent_id : NULL;
+	row->parent_step = s->parent_id[0] ? s->parent_step : -1;
+	row->cancel_requested = s->cancel_requested;
+	row->created_at = s->created_at;
+	row->updated_at = s->updated_at;
+	row->deadline_at = s->deadline_at;
+}
+
+static void persist_saga(struct saga *s)
+{
+	struct store_saga row;
+	char *input, *output;
+	int rc;
+
+	fill_saga_row(s, &row, &input, &output);
+	rc = store_saga_update(s->e->store, &row);
+	if (rc != 0)
+		log_error("saga=%s event=persist_failed err=%s", s->id, sagad_strerror(rc));
+	free(input);
+	free(output);
+	s->row_dirty = false;
+}
+
+static void persist_step(struct saga *s, int i)
+{
+	struct step_run *r = &s->steps[i];
+	char *text = json_text(ctx_response(s, i));
+	struct store_step row = {
+		.saga_id = s->id, .idx = i, .name = s->flow->steps[i].name,
+		.state = (char *)step_state_name(r->state), .attempt = r->attempt,
+		.comp_attempt = r->comp_attempt, .response = text, .error = r->error,
+		.updated_at = s->updated_at,
+	};
+	int rc = store_step_put(s->e->store, &row);
+
+	if (rc != 0)
+		log_error("saga=%s step=%s event=persist_failed err=%s", s->id,
+			  s->flow->steps[i].name, sagad_strerror(rc));
+	free(text);
+}
+
+static void history(struct saga *s, int step, const char *phase, int attempt, const char *event,
+		    const char *request, int status, const char *response, const char *error,
+		    int64_t started_at)
+{
+	struct store_history h = {
+		.saga_id = s->id, .step = step,
+		.step_name = step >= 0 ? s->flow->steps[step].name : NULL,
+		.phase = (char *)phase, .attempt = attempt, .event = (char *)event,
+		.request = (char *)request, .status = status, .response = (char *)response,
+		.error = (char *)error, .started_at = started_at ? started_at : s->updated_at,
+		.ended_at = s->updated_at,
+	};
+
+	if (store_history_append(s->e->store, &h) != 0)
+		log_error("saga=%s event=history_failed", s->id);
+}
+
+/* ---- transitions ------------------------------------------------------------------- */
+
+static void saga_drive(struct saga *s);
+static void child_done(struct saga *child);
+
+static void saga_set_state(struct saga *s, enum saga_state next, const char *reason)
+{
+	enum saga_state prev = s->state;
+	char q[256];
+
+	s->state = next;
+	touch(s);
+	log_info("saga=%s flow=%s event=saga_state from=%s to=%s%s%s", s->id, s->flow->name,
+		 saga_state_name(prev), saga_state_name(next), reason ? " reason=" : "",
+		 reason ? log_quote(reason, q, sizeof(q)) : "");
+	persist_saga(s);
+	history(s, -1, "saga", 0, saga_state_name(next), NULL, 0, NULL, reason, 0);
+	switch (next) {
+	case SAGA_COMPLETED:
+		s->e->stats.completed++;
+		break;
+	case SAGA_COMPENSATED:
+		s->e->stats.compensated++;
+		break;
+	case SAGA_FAILED:
+		s->e->stats.failed++;
+		break;
+	default:
+		break;
+	}
+	if (saga_ended(next)) {
+		timer_cancel(s, TIMER_DEADLINE);
+		if (s->parent_id[0])
+			child_done(s);
+	}
+}
+
+static void step_set_state(struct saga *s, int i, enum step_state next)
+{
+	struct step_run *r = &s->steps[i];
+
+	log_debug("saga=%s step=%s event=step_state from=%s to=%s", s->id, s->flow->steps[i].name,
+		  step_state_name(r->state), step_state_name(next));
+	r->state = next;
+	touch(s);
+	persist_step(s, i);
+}
+
+static void set_step_error(struct saga *s, int i, const char *msg)
+{
+	free(s->steps[i].error);
+	s->steps[i].error = msg ? xstrdup(msg) : NULL;
+}
+
+static void set_saga_error(struct saga *s, const char *msg)
+{
+	if (s->error == NULL && msg != NULL)
+		s->error = xstrdup(msg);
+}
+
+/* A step's kept response lives at ctx.steps.<name>.response (what templates address). */
+static void ctx_set_response(struct saga *s, int i, json_t *kept)
+{
+	json_object_set_new(json_object_get(s->ctx, "steps"), s->flow->steps[i].name,
+			    json_pack("{s:o}", "response", kept));
+}
+
+static json_t *ctx_response(const struct saga *s, int i)
+{
+	return json_object_get(json_object_get(json_object_get(s->ctx, "steps"),
+					       s->flow->steps[i].name), "response");
+}
+
+static void start_compensation(struct saga *s, const char *reason)
+{
+	set_saga_error(s, reason);
+	timer_cancel(s, TIMER_DEADLINE);
+	saga_set_state(s, SAGA_COMPENSATING, reason);
+}
+
+/* ---- dispatch ---------------------------------------------------------------------- */
+
+static void queue_effect(struct engine *e, struct effect *fx)
+{
+	fx->next = NULL;
+	*e->effects_tail = fx;
+	e->effects_tail = &fx->next;
+}
+
+/* "00-<trace id from the saga id>-<random span>-01": one trace per saga. */
+static void traceparent(const char *saga_id, char *buf, size_t len)
+{
+	static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+	unsigned char trace[16] = { 0 }, span[8];
+	unsigned __int128 v = 0;
+	char hex_trace[33], hex_span[17];
+
+	for (int i = 0; i < 26; i++) {
+		const char *p = strchr(alphabet, saga_id[i]);
+		v = (v << 5) | (unsigned)(p ? p - alphabet : 0);
+	}
+	for (int i = 15; i >= 0; i--) {
+		trace[i] = (unsigned char)(v & 0xff);
+		v >>= 8;
+	}
+	util_random(span, sizeof(span));
+	for (int i = 0; i < 16; i++)
+		sprintf(hex_trace + 2 * i, "%02x", trace[i]);
+	for (int i = 0; i < 8; i++)
+		sprintf(hex_span + 2 * i, "%02x", span[i]);
+	snprintf(buf, len, "00-%s-%s-01", hex_trace, hex_span);
+}
+
+static char *summarize(const char *method, const char *url, const char *body)
+{
+	if (body == NULL)
+		return xasprintf("%s %s", method, url);
+	if (strlen(body) > SUMMARY_MAX)
+		return xasprintf("%s %s %.*s...", method, url, SUMMARY_MAX, body);
+	return xasprintf("%s %s %s", method, url, body);
+}
+
+static void add_header(struct flow_rendered *r, char *line)
+{
+	r->headers = xrealloc(r->headers, (r->n_headers + 1) * sizeof(*r->headers));
+	r->headers[r->n_headers++] = line;
+}
+
+/* Renders and queues attempt `attempt` of step i's action or compensation. The step's new
+ * state (running/compensating) is persisted by the caller's transition in this same turn,
+ * so the dispatch leaves only after that commit. Returns 0, or SAGAD_ETEMPLATE when the
+ * request cannot be rendered (message in err). */
+static int dispatch_call(struct saga *s, int i, enum phase phase, int attempt, char *err,
+			 size_t errlen)
+{
+	const struct flow_step *st = &s->flow->steps[i];
+	const struct flow_request *req = phase == PHASE_ACTION ? &st->action : st->compensation;
+	struct effect *fx = xcalloc(1, sizeof(*fx));
+	struct call *c;
+	char tp[64];
+	int rc;
+
+	rc = flow_render_request(st->participant, req, s->ctx, &fx->req, err, errlen);
+	if (rc != 0) {
+		free(fx);
+		return rc;
+	}
+	add_header(&fx->req, xasprintf("Idempotency-Key: %s:%s:%s", s->id, st->name,
+				       phase_names[phase]));
+	traceparent(s->id, tp, sizeof(tp));
+	add_header(&fx->req, xasprintf("traceparent: %s", tp));
+	add_header(&fx->req, xasprintf("X-Saga-Id: %s", s->id));
+	add_header(&fx->req, xasprintf("X-Saga-Step: %s", st->name));
+	add_header(&fx->req, xasprintf("X-Saga-Attempt: %d", attempt));
+	c = xcalloc(1, sizeof(*c));
+	c->e = s->e;
+	memcpy(c->saga_id, s->id, ID_LEN);
+	c->step = i;
+	c->phase = phase;
+	c->attempt = attempt;
+	c->request_summary = summarize(fx->req.method, fx->req.url, fx->req.body);
+	fx->kind = EFFECT_DISPATCH;
+	fx->call = c;
+	fx->timeout_ms = st->timeout_ms > 0 ? st->timeout_ms : 10000;
+	s->steps[i].call = c;
+	s->e->inflight++;
+	queue_effect(s->e, fx);
+	return 0;
+}
+
+static void call_free(struct call *c)
+{
+	if (c == NULL)
+		return;
+	free(c->request_summary);
+	free(c);
+}
+
+static void on_http_done(const struct http_result *res, void *arg);
+
+static void run_dispatch(struct engine *e, struct effect *fx)
+{
+	struct call *c = fx->call;
+	struct http_request hr = {
+		.method = fx->req.method, .url = fx->req.url,
+		.headers = (const char *const *)fx->req.headers, .n_headers = fx->req.n_headers,
+		.body = fx->req.body, .body_len = fx->req.body_len, .timeout_ms = fx->timeout_ms,
+	};
+	int rc;
+
+	engine_crashpoint("before_dispatch");
+	c->started_at = util_now_ms();
+	e->stats.dispatches++;
+	rc = http_client_send(e->http, &hr, on_http_done, c, &c->hc);
+	if (rc != 0) {
+		/* Report it as a connection failure through the normal path. */
+		struct http_result r = { .error = SAGAD_ECONNECT, .error_text = sagad_strerror(rc),
+					 .body = "", .retry_after_ms = -1 };
+		c->hc = NULL;
+		on_http_done(&r, c);
+	}
+}
+
+/* Dispatches step i's action (attempt k) and records the transition. */
+static void step_dispatch(struct saga *s, int i, enum phase phase)
+{
+	struct step_run *r = &s->steps[i];
+	char err[512];
+	int attempt;
+
+	if (phase == PHASE_ACTION)
+		attempt = ++r->attempt;
+	else
+		attempt = ++r->comp_attempt;
+	if (dispatch_call(s, i, phase, attempt, err, sizeof(err)) != 0) {
+		/* A request that cannot be rendered will never succeed: no retry. */
+		char *msg = xasprintf("%s of step \"%s\" cannot be rendered: %s",
+				      phase_names[phase], s->flow->steps[i].name, err);
+		log_warn("saga=%s step=%s event=render_failed phase=%s error=\"%s\"", s->id,
+			 s->flow->steps[i].name, phase_names[phase], err);
+		set_step_error(s, i, msg);
+		touch(s);
+		history(s, i, phase_names[phase], attempt, "failed", NULL, 0, NULL, msg, 0);
+		if (phase == PHASE_ACTION) {
+			step_set_state(s, i, STEP_FAILED);
+		} else {
+			step_set_state(s, i, STEP_COMP_FAILED);
+		}
+		free(msg);
+		return;
+	}
+	step_set_state(s, i, phase == PHASE_ACTION ? STEP_RUNNING : STEP_COMPENSATING);
+}
+
+/* ---- sub-flows --------------------------------------------------------------------- */
+
+static struct saga *saga_create(struct engine *e, struct flow *f, json_t *input,
+				const char *key, const struct saga *parent, int parent_step,
+				char **existing_id, int *rc);
+static struct saga *saga_load(struct engine *e, const char *id);
+
+static void child_result(struct saga *parent, int i, struct saga *child);
+
+/* Starts (or re-attaches to) the child saga of sub-flow step i. */
+static void subflow_dispatch(struct saga *s, int i)
+{
+	struct engine *e = s->e;
+	const struct flow_step *st = &s->flow->steps[i];
+	struct step_run *r = &s->steps[i];
+	struct flow *child_flow = flow_set_find(e->flows, st->subflow_name);
+	struct saga *child;
+	char err[512], *existing = NULL;
+	json_t *input;
+	int rc = 0;
+
+	r->attempt++;
+	if (child_flow == NULL) {
+		set_step_error(s, i, "sub-flow is not loaded");
+		step_set_state(s, i, STEP_FAILED);
+		return;
+	}
+	input = flow_render_subflow_input(st, s->ctx, err, sizeof(err));
+	if (input == NULL) {
+		char *msg = xasprintf("input of sub-flow \"%s\" cannot be rendered: %s",
+				      st->subflow_name, err);
+		set_step_error(s, i, msg);
+		history(s, i, "action", r->attempt, "failed", NULL, 0, NULL, msg, 0);
+		free(msg);
+		step_set_state(s, i, STEP_FAILED);
+		return;
+	}
+	if (flow_check_input(child_flow, &input, err, sizeof(err)) != 0) {
+		char *msg = xasprintf("input of sub-flow \"%s\" rejected: %s", st->subflow_name, err);
+		set_step_error(s, i, msg);
+		history(s, i, "action", r->attempt, "failed", NULL, 0, NULL, msg, 0);
+		free(msg);
+		json_decref(input);
+		step_set_state(s, i, STEP_FAILED);
+		return;
+	}
+	child = saga_create(e, child_flow, input, NULL, s, i, &existing, &rc);
+	json_decref(input);
+	if (child == NULL && rc == SAGAD_EEXIST && existing != NULL)
+		child = saga_load(e, existing);
+	free(existing);
+	if (child == NULL) {
+		set_step_error(s, i, "cannot create the child saga");
+		step_set_state(s, i, STEP_FAILED);
+		return;
+	}
+	memcpy(r->child_id, child->id, ID_LEN);
+	history(s, i, "action", r->attempt, "dispatched", child->id, 0, NULL, NULL, 0);
+	step_set_state(s, i, STEP_RUNNING);
+	if (st->timeout_ms > 0)
+		timer_arm(s, TIMER_TIMEOUT, i, util_now_ms() + st->timeout_ms, true);
+	if (saga_ended(child->state))
+		child_result(s, i, child);
+	else
+		saga_drive(child);
+}
+
+/* Compensating a sub-flow step: the child compensates its own completed steps. */
+static void subflow_compensate(struct saga *s, int i)
+{
+	struct step_run *r = &s->steps[i];
+	struct saga *child = r->child_id[0] ? map_get(s->e, r->child_id) : NULL;
+
+	if (child == NULL && r->child_id[0])
+		child = saga_load(s->e, r->child_id);
+	r->comp_attempt++;
+	if (child == NULL) {
+		history(s, i, "compensation", r->comp_attempt, "compensated", NULL, 0, NULL,
+			"no child saga: nothing to undo", 0);
+		step_set_state(s, i, STEP_COMPENSATED);
+		return;
+	}
+	step_set_state(s, i, STEP_COMPENSATING);
+	history(s, i, "compensation", r->comp_attempt, "dispatched", child->id, 0, NULL, NULL, 0);
+	switch (child->state) {
+	case SAGA_COMPENSATED:
+		child_result(s, i, child);
+		return;
+	case SAGA_RUNNING:
+	case SAGA_COMPLETED:
+		child->cancel_requested = true;
+		start_compensation(child, "compensated by its parent saga");
+		saga_drive(child);
+		return;
+	case SAGA_FAILED:
+		/* The parent's retry resumes the child's compensation too. */
+		engine_retry(s->e, child->id, NULL, 0);
+		return;
+	case SAGA_COMPENSATING:
+		saga_drive(child);
+		return;
+	default:
+		return;
+	}
+}
+
+/* A child saga ended (or, while the parent compensates, reached a state it needs). */
+static void child_result(struct saga *s, int i, struct saga *child)
+{
+	struct step_run *r = &s->steps[i];
+	json_t *resp, *kept;
+
+	if (r->state == STEP_RUNNING) {
+		timer_cancel(s, TIMER_TIMEOUT);
+		if (child->state == SAGA_COMPLETED) {
+			resp = json_pack("{s:i, s:O, s:s}", "status", 200, "body",
+					 child->output ? child->output : json_null(), "saga", child->id);
+			kept = flow_keep(&s->flow->steps[i], resp);
+			ctx_set_response(s, i, kept);
+			json_decref(resp);
+			set_step_error(s, i, NULL);
+			history(s, i, "action", r->attempt, "succeeded", child->id, 200, NULL, NULL, 0);
+			step_set_state(s, i, STEP_SUCCEEDED);
+		} else if (child->state == SAGA_COMPENSATED) {
+			char *msg = xasprintf("sub-flow %s compensated: %s", child->flow->name,
+					      child->error ? child->error : "");
+			set_step_error(s, i, msg);
+			history(s, i, "action", r->attempt, "failed", child->id, 0, NULL, msg, 0);
+			free(msg);
+			step_set_state(s, i, STEP_FAILED);
+		} else if (child->state == SAGA_FAILED) {
+			char *msg = xasprintf("sub-flow %s failed to compensate: %s", child->flow->name,
+					      child->error ? child->error : "");
+			set_step_error(s, i, msg);
+			history(s, i, "action", r->attempt, "failed", child->id, 0, NULL, msg, 0);
+			free(msg);
+			step_set_state(s, i, STEP_COMP_FAILED);
+		} else {
+			return;
+		}
+	} else if (r->state == STEP_COMPENSATING) {
+		if (child->state == SAGA_COMPENSATED) {
+			history(s, i, "compensation", r->comp_attempt, "compensated", child->id, 0,
+				NULL, NULL, 0);
+			set_step_error(s, i, NULL);
+			step_set_state(s, i, STEP_COMPENSATED);
+		} else if (child->state == SAGA_FAILED) {
+			char *msg = xasprintf("sub-flow %s failed to compensate: %s", child->flow->name,
+					      child->error ? child->error : "");
+			set_step_error(s, i, msg);
+			history(s, i, "compensation", r->comp_attempt, "failed", child->id, 0, NULL,
+				msg, 0);
+			free(msg);
+			step_set_state(s, i, STEP_COMP_FAILED);
+		} else {
+			return;
+		}
+	} else {
+		return;
+	}
+	saga_drive(s);
+}
+
+static void child_done(struct saga *child)
+{
+	struct saga *parent = map_get(child->e, child->parent_id);
+
+	if (parent == NULL || child->parent_step < 0 ||
+	    (size_t)child->parent_step >= parent->flow->n_steps)
+		return;
+	child_result(parent, child->parent_step, child);
+}
+
+/* ---- replies ----------------------------------------------------------------------- */
+
+enum outcome { OUT_SUCCESS, OUT_RETRY, OUT_FAILED, OUT_UNKNOWN };
+
+/* The response body as JSON when the participant says it is JSON (and it parses), else
+ * NULL; *stored gets what the saga keeps: that JSON, or the body as a string. */
+static json_t *parse_body(const struct http_result *res, json_t **stored)
+{
+	json_t *v = NULL;
+
+	if (res->body_len > 0 && res->content_type != NULL &&
+	    strstr(res->content_type, "json") != NULL)
+		v = json_loadb(res->body, res->body_len, JSON_DECODE_ANY, NULL);
+	if (v != NULL)
+		*stored = json_incref(v);
+	else if (res->body_len == 0)
+		*stored = json_null();
+	else
+		*stored = json_stringn(res->body, res->body_len);
+	return v;
+}
+
+static enum outcome classify(const struct http_result *res, const struct flow_request *req,
+			     const struct retry_policy *rp, json_t *body, char *err, size_t errlen)
+{
+	if (res->error == 0) {
+		if (flow_judge(req, res->status, body, err, errlen))
+			return OUT_SUCCESS;
+		if (res->status >= 500 && res->status <= 599)
+			return (rp->on & RETRY_ON_5XX) ? OUT_RETRY : OUT_FAILED;
+		if (res->status == 429)
+			return (rp->on & RETRY_ON_429) ? OUT_RETRY : OUT_FAILED;
+		return OUT_FAILED;
+	}
+	snprintf(err, errlen, "%s%s%s", sagad_strerror(res->error),
+		 res->error_text ? ": " : "", res->error_text ? res->error_text : "");
+	switch (res->error) {
+	case SAGAD_ETIMEOUT:
+		return (rp->on & RETRY_ON_TIMEOUT) ? OUT_RETRY : OUT_UNKNOWN;
+	case SAGAD_ECONNECT:
+		if (rp->on & RETRY_ON_CONNECT)
+			return OUT_RETRY;
+		return res->request_sent ? OUT_UNKNOWN : OUT_FAILED;
+	case SAGAD_ETOOBIG:
+		return OUT_UNKNOWN;
+	default:
+		return (rp->on & RETRY_ON_CONNECT) ? OUT_RETRY : OUT_UNKNOWN;
+	}
+}
+
+static const char *outcome_event(const struct http_result *res, enum outcome o)
+{
+	if (o == OUT_SUCCESS)
+		return "succeeded";
+	if (res->error == SAGAD_ETIMEOUT)
+		return "timed_out";
+	return "failed";
+}
+
+static void on_http_done(const struct http_result *res, void *arg)
+{
+	struct call *c = arg;
+	struct engine *e = c->e;
+	struct saga *s = map_get(e, c->saga_id);
+	const struct flow_step *st;
+	const struct flow_request *req;
+	const struct retry_policy *rp;
+	struct step_run *r;
+	char err[512], *summary = NULL;
+	enum outcome o;
+	json_t *body = NULL, *stored = NULL, *resp;
+	int max;
+
+	e->inflight--;
+	if (s == NULL || s->steps[c->step].call != c) {
+		e->stats.late_replies++;
+		log_info("saga=%s step=%d event=late_reply phase=%s attempt=%d status=%d "
+			 "msg=\"reply for an attempt that is no longer awaited; ignored\"",
+			 c->saga_id, c->step, phase_names[c->phase], c->attempt, res->status);
+		call_free(c);
+		return;
+	}
+	engine_crashpoint("after_dispatch");
+	r = &s->steps[c->step];
+	r->call = NULL;
+	st = &s->flow->steps[c->step];
+	req = c->phase == PHASE_ACTION ? &st->action : st->compensation;
+	rp = c->phase == PHASE_ACTION ? &st->retry : &st->comp_retry;
+	if (res->error == 0)
+		body = parse_body(res, &stored);
+	err[0] = '\0';
+	o = classify(res, req, rp, body, err, sizeof(err));
+	max = rp->max_attempts > 0 ? rp->max_attempts : 1;
+	if (o == OUT_RETRY && c->attempt >= max)
+		o = res->error == 0 ? OUT_FAILED : OUT_UNKNOWN;
+	if (res->error == 0)
+		summary = res->body_len > SUMMARY_MAX ?
+			xasprintf("%.*s...", SUMMARY_MAX, res->body) : xstrdup(res->body);
+	touch(s);
+	history(s, c->step, phase_names[c->phase], c->attempt, outcome_event(res, o),
+		c->request_summary, res->error == 0 ? res->status : 0, summary,
+		o == OUT_SUCCESS ? NULL : err, c->started_at);
+	free(summary);
+	log_info("saga=%s flow=%s step=%s event=%s phase=%s attempt=%d status=%d ms=%lld%s%s%s",
+		 s->id, s->flow->name, st->name, outcome_event(res, o), phase_names[c->phase],
+		 c->attempt, res->status, (long long)res->elapsed_ms, o == OUT_SUCCESS ? "" : " error=\"",
+		 o == OUT_SUCCESS ? "" : err, o == OUT_SUCCESS ? "" : "\"");
+
+	if (c->phase == PHASE_ACTION) {
+		switch (o) {
+		case OUT_SUCCESS:
+			resp = json_pack("{s:i, s:O}", "status", res->status, "body", stored);
+			ctx_set_response(s, c->step, flow_keep(st, resp));
+			json_decref(resp);
+			set_step_error(s, c->step, NULL);
+			step_set_state(s, c->step, STEP_SUCCEEDED);
+			break;
+		case OUT_RETRY:
+			set_step_error(s, c->step, err);
+			step_set_state(s, c->step, STEP_RETRY_WAIT);
+			timer_arm(s, TIMER_RETRY, c->step, util_now_ms() +
+				  flow_backoff_ms(rp, c->attempt + 1, res->retry_after_ms), true);
+			break;
+		case OUT_FAILED:
+			set_step_error(s, c->step, err);
+			step_set_state(s, c->step, STEP_FAILED);
+			break;
+		case OUT_UNKNOWN:
+			set_step_error(s, c->step, err);
+			step_set_state(s, c->step, STEP_TIMED_OUT);
+			break;
+		}
+	} else {
+		switch (o) {
+		case OUT_SUCCESS:
+			set_step_error(s, c->step, NULL);
+			step_set_state(s, c->step, STEP_COMPENSATED);
+			break;
+		case OUT_RETRY:
+			set_step_error(s, c->step, err);
+			step_set_state(s, c->step, STEP_COMP_RETRY_WAIT);
+			timer_arm(s, TIMER_RETRY, c->step, util_now_ms() +
+				  flow_backoff_ms(rp, c->attempt + 1, res->retry_after_ms), true);
+			break;
+		case OUT_FAILED:
+		case OUT_UNKNOWN:
+			set_step_error(s, c->step, err);
+			step_set_state(s, c->step, STEP_COMP_FAILED);
+			break;
+		}
+	}
+	json_decref(body);
+	json_decref(stored);
+	call_free(c);
+	e->crash_before_commit = getenv("SAGAD_CRASHPOINT") != NULL;
+	saga_drive(s);
+}
+
+/* ---- the driver -------------------------------------------------------------------- */
+
+static void step_failure_reason(struct saga *s, int i, char *buf, size_t len)
+{
+	snprintf(buf, len, "step \"%s\" %s: %s", s->flow->steps[i].name,
+		 s->steps[i].state == STEP_TIMED_OUT ? "timed out" : "failed",
+		 s->steps[i].error ? s->steps[i].error : "unknown error");
+}
+
+static void complete(struct saga *s)
+{
+	char err[512];
+
+	json_decref(s->output);
+	s->output = flow_render_output(s->flow, s->ctx, err, sizeof(err));
+	if (s->output == NULL)
+		s->output = json_pack("{s:s}", "error", err);
+	saga_set_state(s, SAGA_COMPLETED, NULL);
+}
+
+/* Advances s until it must wait. */
+static void saga_drive(struct saga *s)
+{
+	char reason[640];
+
+	for (;;) {
+		if (s->state == SAGA_RUNNING) {
+			struct step_run *r;
+
+			if (s->cursor >= (int)s->flow->n_steps) {
+				complete(s);
+				return;
+			}
+			r = &s->steps[s->cursor];
+			switch (r->state) {
+			case STEP_PENDING:
+				if (s->flow->steps[s->cursor].kind == STEP_KIND_SUBFLOW)
+					subflow_dispatch(s, s->cursor);
+				else
+					step_dispatch(s, s->cursor, PHASE_ACTION);
+				if (s->steps[s->cursor].state == STEP_RUNNING ||
+				    s->steps[s->cursor].state == STEP_PENDING)
+					return;
+				continue;
+			case STEP_RUNNING:
+			case STEP_RETRY_WAIT:
+				return;
+			case STEP_SUCCEEDED:
+				s->cursor++;
+				s->row_dirty = true;
+				continue;
+			case STEP_FAILED:
+			case STEP_TIMED_OUT:
+			case STEP_COMP_FAILED: /* a sub-flow that could not undo itself */
+				step_failure_reason(s, s->cursor, reason, sizeof(reason));
+				start_compensation(s, reason);
+				continue;
+			default:
+				fatalx("saga %s: step %d in state %s while running", s->id, s->cursor,
+				       step_state_name(r->state));
+			}
+		} else if (s->state == SAGA_COMPENSATING) {
+			struct step_run *r;
+			const struct flow_step *st;
+
+			if (s->cursor >= (int)s->flow->n_steps)
+				s->cursor = (int)s->flow->n_steps - 1;
+			if (s->cursor < 0) {
+				saga_set_state(s, SAGA_COMPENSATED, NULL);
+				return;
+			}
+			r = &s->steps[s->cursor];
+			st = &s->flow->steps[s->cursor];
+			switch (r->state) {
+			case STEP_RUNNING:
+				if (st->kind == STEP_KIND_SUBFLOW && r->child_id[0]) {
+					/* Stop the child's forward progress; its outcome comes back
+					 * through child_result(). */
+					struct saga *child = map_get(s->e, r->child_id);
+					if (child != NULL && child->state == SAGA_RUNNING) {
+						child->cancel_requested = true;
+						start_compensation(child, "its parent saga is compensating");
+						saga_drive(child);
+						if (r->state != STEP_RUNNING)
+							continue;
+					}
+				}
+				return; /* the action's outcome decides whether it needs undoing */
+			case STEP_RETRY_WAIT:
+				timer_cancel(s, TIMER_RETRY);
+				set_step_error(s, s->cursor, "not retried: the saga is compensating");
+				step_set_state(s, s->cursor, STEP_FAILED);
+				continue;
+			case STEP_PENDING:
+			case STEP_FAILED:
+			case STEP_COMPENSATED:
+			case STEP_NOT_COMPENSATED:
+				s->cursor--;
+				s->row_dirty = true;
+				continue;
+			case STEP_SUCCEEDED:
+			case STEP_TIMED_OUT:
+				if (st->kind == STEP_KIND_SUBFLOW) {
+					subflow_compensate(s, s->cursor);
+					if (s->state != SAGA_COMPENSATING)
+						return;
+					if (r->state == STEP_COMPENSATING)
+						return;
+					continue;
+				}
+				if (st->compensation == NULL) {
+					history(s, s->cursor, "compensation", 0, "not_compensated", NULL, 0,
+						NULL, "the step declares no compensation", 0);
+					step_set_state(s, s->cursor, STEP_NOT_COMPENSATED);
+					continue;
+				}
+				step_dispatch(s, s->cursor, PHASE_COMPENSATION);
+				if (r->state == STEP_COMPENSATING)
+					return;
+				continue;
+			case STEP_COMPENSATING:
+			case STEP_COMP_RETRY_WAIT:
+				return;
+			case STEP_COMP_FAILED:
+				snprintf(reason, sizeof(reason),
+					 "compensation of step \"%s\" failed: %s; fix the cause, then "
+					 "retry with: sagactl saga retry %s", st->name,
+					 r->error ? r->error : "unknown error", s->id);
+				free(s->error);
+				s->error = xstrdup(reason);
+				saga_set_state(s, SAGA_FAILED, reason);
+				return;
+			default:
+				fatalx("saga %s: step %d in state %s while compensating", s->id,
+				       s->cursor, step_state_name(r->state));
+			}
+		} else {
+			return;
+		}
+	}
+}
+
+/* ---- timers firing ----------------------------------------------------------------- */
+
+static void timer_fired(struct engine *e, const struct timer_entry *t)
+{
+	struct saga *s = map_get(e, t->saga_id);
+	struct step_run *r;
+
+	if (s == NULL || s->timer_gen[t->kind] != t->gen)
+		return;
+	store_timer_delete(e->store, s->id, timer_kind_names[t->kind]);
+	switch (t->kind) {
+	case TIMER_DEADLINE:
+		if (s->state == SAGA_RUNNING) {
+			char reason[128];
+			snprintf(reason, sizeof(reason), "deadline of %lldms exceeded",
+				 (long long)s->flow->deadline_ms);
+			history(s, -1, "saga", 0, "deadline_exceeded", NULL, 0, NULL, reason, 0);
+			start_compensation(s, reason);
+			saga_drive(s);
+		}
+		return;
+	case TIMER_RETRY:
+		if (t->step < 0 || (size_t)t->step >= s->flow->n_steps)
+			return;
+		r = &s->steps[t->step];
+		if (r->state == STEP_RETRY_WAIT && s->state == SAGA_RUNNING)
+			step_dispatch(s, t->step, PHASE_ACTION);
+		else if (r->state == STEP_COMP_RETRY_WAIT && s->state == SAGA_COMPENSATING)
+			step_dispatch(s, t->step, PHASE_COMPENSATION);
+		saga_drive(s);
+		return;
+	case TIMER_TIMEOUT:
+		if (t->step < 0 || (size_t)t->step >= s->flow->n_steps)
+			return;
+		r = &s->steps[t->step];
+		if (r->state == STEP_RUNNING && s->flow->steps[t->step].kind == STEP_KIND_SUBFLOW) {
+			char msg[128];
+			struct saga *child = map_get(e, r->child_id);
+			snprintf(msg, sizeof(msg), "sub-flow did not finish within %lldms",
+				 (long long)s->flow->steps[t->step].timeout_ms);
+			history(s, t->step, "action", r->attempt, "timed_out", r->child_id, 0, NULL,
+				msg, 0);
+			set_step_error(s, t->step, msg);
+			start_compensation(s, msg);
+			/* The child is told to compensate by the driver; its outcome returns
+			 * through child_result(). */
+			if (child == NULL) {
+				step_set_state(s, t->step, STEP_TIMED_OUT);
+			}
+			saga_drive(s);
+		}
+		return;
+	}
+}
+
+static void on_wake(uv_timer_t *t)
+{
+	struct engine *e = t->data;
+	int64_t now = util_now_ms();
+	int n = 0;
+
+	e->wake_due = -1;
+	while (e->n_heap > 0 && e->heap[0].due <= now && n < TIMER_BATCH) {
+		struct timer_entry te = e->heap[0];
+		heap_pop(e);
+		timer_fired(e, &te);
+		n++;
+	}
+	wake_rearm(e);
+}
+
+/* ---- saga objects ------------------------------------------------------------------ */
+
+static json_t *make_ctx(const struct saga *s)
+{
+	return json_pack("{s:O, s:{s:s, s:s, s:i}, s:{}}", "input", s->input, "saga", "id", s->id,
+			 "flow", s->flow->name, "flow_version", s->flow->version, "steps");
+}
+
+static struct saga *saga_alloc(struct engine *e, struct flow *f)
+{
+	struct saga *s = xcalloc(1, sizeof(*s));
+
+	s->e = e;
+	s->flow = flow_ref(f);
+	s->steps = xcalloc(f->n_steps ? f->n_steps : 1, sizeof(*s->steps));
+	s->parent_step = -1;
+	return s;
+}
+
+static void saga_free(struct saga *s)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->flow->n_steps; i++)
+		free(s->steps[i].error);
+	free(s->steps);
+	json_decref(s->input);
+	json_decref(s->ctx);
+	json_decref(s->output);
+	free(s->error);
+	free(s->idempotency_key);
+	flow_unref(s->flow);
+	free(s);
+}
+
+/* Creates a new running saga and records it. On a key clash returns NULL with
+ * *rc = SAGAD_EEXIST and *existing_id set. */
+static struct saga *saga_create(struct engine *e, struct flow *f, json_t *input,
+				const char *key, const struct saga *parent, int parent_step,
+				char **existing_id, int *rc)
+{
+	struct saga *s = saga_alloc(e, f);
+	struct store_saga row;
+	char *in_text, *out_text;
+
+	util_new_id(s->id);
+	s->state = SAGA_RUNNING;
+	s->input = json_incref(input);
+	s->idempotency_key = key ? xstrdup(key) : NULL;
+	s->created_at = s->updated_at = util_now_ms();
+	if (f->deadline_ms > 0)
+		s->deadline_at = s->created_at + f->deadline_ms;
+	if (parent != NULL) {
+		memcpy(s->parent_id, parent->id, ID_LEN);
+		s->parent_step = parent_step;
+	}
+	s->ctx = make_ctx(s);
+	fill_saga_row(s, &row, &in_text, &out_text);
+	*rc = store_saga_insert(e->store, &row, existing_id);
+	free(in_text);
+	free(out_text);
+	if (*rc != 0) {
+		saga_free(s);
+		return NULL;
+	}
+	s->inserted = true;
+	map_put(e, s);
+	for (size_t i = 0; i < f->n_steps; i++)
+		persist_step(s, (int)i);
+	history(s, -1, "saga", 0, "started", NULL, 0, NULL, NULL, 0);
+	if (s->deadline_at > 0)
+		timer_arm(s, TIMER_DEADLINE, -1, s->deadline_at, true);
+	e->stats.started++;
+	touch(s);
+	log_info("saga=%s flow=%s version=%d event=saga_started%s%s", s->id, f->name, f->version,
+		 parent ? " parent=" : "", parent ? parent->id : "");
+	return s;
+}
+
+static struct flow *flow_for(struct engine *e, const char *name, int version)
+{
+	struct flow *f = flow_set_find_version(e->flows, name, version);
+	struct dsl_errors errs = { 0 };
+	char *source = NULL;
+
+	if (f == NULL)
+		f = flow_set_find_version(&e->retired, name, version);
+	if (f != NULL)
+		return f;
+	/* The file changed since the saga started: rebuild the version it started on. */
+	if (store_flow_get(e->store, name, version, &source) != 0)
+		return NULL;
+	if (dsl_load_buffer(name, source, strlen(source), NULL, &f, &errs) != 0) {
+		char *text = dsl_errors_format(&errs);
+		log_error("flow=%s version=%d event=stored_flow_invalid errors=\"%s\"", name, version, text);
+		free(text);
+		dsl_errors_close(&errs);
+		free(source);
+		return NULL;
+	}
+	free(source);
+	flow_set_add(&e->retired, f);
+	flow_unref(f);
+	log_info("flow=%s version=%d event=flow_version_restored msg=\"resuming sagas on the "
+		 "version they started with\"", name, version);
+	return f;
+}
+
+struct load_ctx {
+	struct saga *s;
+};
+
+static int on_load_step(const struct store_step *row, void *arg)
+{
+	struct saga *s = arg;
+	enum step_state st;
+
+	if (row->idx < 0 || (size_t)row->idx >= s->flow->n_steps)
+		return 0;
+	if (step_state_parse(row->state, &st) != 0)
+		return 0;
+	s->steps[row->idx].state = st;
+	s->steps[row->idx].attempt = row->attempt;
+	s->steps[row->idx].comp_attempt = row->comp_attempt;
+	s->steps[row->idx].error = row->error ? xstrdup(row->error) : NULL;
+	if (row->response != NULL) {
+		json_t *v = json_loads(row->response, JSON_DECODE_ANY, NULL);
+		if (v != NULL)
+			ctx_set_response(s, row->idx, v);
+	}
+	return 0;
+}
+
+static struct saga *saga_from_row(struct engine *e, const struct store_saga *row)
+{
+	struct flow *f = flow_for(e, row->flow, row->flow_version);
+	struct saga *s;
+	enum saga_state st;
+
+	if (f == NULL) {
+		log_error("saga=%s flow=%s version=%d event=resume_failed msg=\"flow version not "
+			  "found in flows folder or store\"", row->id, row->flow, row->flow_version);
+		return NULL;
+	}
+	if (saga_state_parse(row->status, &st) != 0)
+		return NULL;
+	s = saga_alloc(e, f);
+	snprintf(s->id, ID_LEN, "%s", row->id);
+	s->state = st;
+	s->cursor = row->cursor;
+	s->input = json_loads(row->input ? row->input : "{}", 0, NULL);
+	if (s->input == NULL)
+		s->input = json_object();
+	s->output = row->output ? json_loads(row->output, JSON_DECODE_ANY, NULL) : NULL;
+	s->error = row->error ? xstrdup(row->error) : NULL;
+	s->idempotency_key = row->idempotency_key ? xstrdup(row->idempotency_key) : NULL;
+	if (row->parent_id)
+		snprintf(s->parent_id, ID_LEN, "%s", row->parent_id);
+	s->parent_step = row->parent_step;
+	s->cancel_requested = row->cancel_requested;
+	s->created_at = row->created_at;
+	s->updated_at = row->updated_at;
+	s->deadline_at = row->deadline_at;
+	s->inserted = true;
+	s->ctx = make_ctx(s);
+	store_each_step(e->store, s->id, on_load_step, s);
+	/* Children's ids: the child rows point at their parent. */
+	map_put(e, s);
+	return s;
+}
+
+static int on_child_row(const struct store_saga *row, void *arg)
+{
+	struct saga *parent = arg;
+
+	if (row->parent_id && strcmp(row->parent_id, parent->id) == 0 && row->parent_step >= 0 &&
+	    (size_t)row->parent_step < parent->flow->n_steps)
+		snprintf(parent->steps[row->parent_step].child_id, ID_LEN, "%s", row->id);
+	return 0;
+}
+
+static struct saga *saga_load(struct engine *e, const char *id)
+{
+	struct store_saga row;
+	struct saga *s = map_get(e, id);
+
+	if (s != NULL)
+		return s;
+	if (store_saga_get(e->store, id, &row) != 0)
+		return NULL;
+	s = saga_from_row(e, &row);
+	store_saga_clear(&row);
+	if (s != NULL)
+		store_each_child(e->store, s->id, on_child_row, s);
+	return s;
+}
+
+/* ---- public API -------------------------------------------------------------------- */
+
+int engine_new(const struct engine_options *opt, struct engine **out)
+{
+	struct engine *e = xcalloc(1, sizeof(*e));
+
+	e->loop = opt->loop;
+	e->store = opt->store;
+	e->http = opt->http;
+	e->flows = opt->flows;
+	e->max_wait_ms = opt->max_wait_ms > 0 ? opt->max_wait_ms : 5 * 60 * 1000;
+	flow_set_init(&e->retired);
+	e->effects_tail = &e->effects;
+	e->wake_due = -1;
+	map_grow(e);
+	uv_timer_init(e->loop, &e->wake);
+	e->wake.data = e;
+	*out = e;
+	return 0;
+}
+
+static void on_engine_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void engine_free(struct engine *e)
+{
+	struct effect *fx, *next;
+
+	if (e == NULL)
+		return;
+	for (fx = e->effects; fx != NULL; fx = next) {
+		next = fx->next;
+		if (fx->kind == EFFECT_DISPATCH) {
+			flow_rendered_close(&fx->req);
+		}
+		free(fx);
+	}
+	for (size_t i = 0; i < e->n_slots; i++) {
+		struct saga *s = e->slots[i];
+		if (s == NULL || s == TOMBSTONE)
+			continue;
+		for (size_t j = 0; j < s->flow->n_steps; j++)
+			if (s->steps[j].call) {
+				if (s->steps[j].call->hc)
+					http_call_cancel(s->steps[j].call->hc);
+				call_free(s->steps[j].call);
+			}
+		while (s->waiters) {
+			struct engine_waiter *w = s->waiters;
+			s->waiters = w->next;
+			w->done = true;
+			uv_timer_stop(&w->timer);
+			uv_close((uv_handle_t *)&w->timer, on_engine_closed);
+		}
+		saga_free(s);
+	}
+	free(e->slots);
+	free(e->heap);
+	free(e->touched);
+	flow_set_close(&e->retired);
+	uv_timer_stop(&e->wake);
+	e->wake.data = e;
+	uv_close((uv_handle_t *)&e->wake, on_engine_closed);
+}
+
+void engine_set_flows(struct engine *e, struct flow_set *fs)
+{
+	e->flows = fs;
+}
+
+static const char *const final_states[] = { "completed", "compensated", "failed", NULL };
+
+static int on_recover_row(const struct store_saga *row, void *arg)
+{
+	struct engine *e = arg;
+
+	if (saga_from_row(e, row) == NULL)
+		log_error("saga=%s event=not_resumed", row->id);
+	return 0;
+}
+
+static int on_recover_timer(const struct store_timer *t, void *arg)
+{
+	struct engine *e = arg;
+	struct saga *s = map_get(e, t->saga_id);
+
+	for (int k = 0; k < TIMER_KIND_MAX; k++)
+		if (s != NULL && strcmp(t->kind, timer_kind_names[k]) == 0)
+			timer_arm(s, (enum timer_kind)k, t->step, t->due_at, false);
+	return 0;
+}
+
+int engine_recover(struct engine *e)
+{
+	size_t resumed = 0, redispatched = 0;
+	int rc;
+
+	rc = store_each_unfinished(e->store, final_states, on_recover_row, e);
+	if (rc != 0)
+		return rc;
+	for (size_t i = 0; i < e->n_slots; i++) {
+		struct saga *s = e->slots[i];
+		if (s != NULL && s != TOMBSTONE)
+			store_each_child(e->store, s->id, on_child_row, s);
+	}
+	rc = store_each_timer(e->store, on_recover_timer, e);
+	if (rc != 0)
+		return rc;
+	/* Re-send every dispatch whose outcome is unknown, with the same idempotency key. */
+	for (size_t i = 0; i < e->n_slots; i++) {
+		struct saga *s = e->slots[i];
+		if (s == NULL || s == TOMBSTONE)
+			continue;
+		resumed++;
+		for (size_t j = 0; j < s->flow->n_steps; j++) {
+			struct step_run *r = &s->steps[j];
+			char err[512];
+			enum phase ph;
+			int attempt;
+
+			if (r->state == STEP_RUNNING && s->flow->steps[j].kind == STEP_KIND_SUBFLOW)
+				continue; /* the child saga resumes on its own */
+			if (r->state == STEP_RUNNING)
+				ph = PHASE_ACTION;
+			else if (r->state == STEP_COMPENSATING &&
+				 s->flow->steps[j].kind == STEP_KIND_CALL)
+				ph = PHASE_COMPENSATION;
+			else
+				continue;
+			attempt = ph == PHASE_ACTION ? r->attempt : r->comp_attempt;
+			if (dispatch_call(s, (int)j, ph, attempt, err, sizeof(err)) == 0) {
+				history(s, (int)j, phase_names[ph], attempt, "redispatched", NULL, 0,
+					NULL, "outcome unknown after restart", 0);
+				redispatched++;
+			}
+		}
+		if (s->deadline_at > 0 && s->state == SAGA_RUNNING &&
+		    s->timer_gen[TIMER_DEADLINE] == 0)
+			timer_arm(s, TIMER_DEADLINE, -1, s->deadline_at, true);
+		/* A retry wait whose timer row is missing retries now rather than never. */
+		for (size_t j = 0; j < s->flow->n_steps; j++)
+			if ((s->steps[j].state == STEP_RETRY_WAIT ||
+			     s->steps[j].state == STEP_COMP_RETRY_WAIT) &&
+			    s->timer_gen[TIMER_RETRY] == 0)
+				timer_arm(s, TIMER_RETRY, (int)j, util_now_ms(), true);
+	}
+	/* Drive sagas that were between steps when the process stopped. */
+	for (size_t i = 0; i < e->n_slots; i++) {
+		struct saga *s = e->slots[i];
+		if (s != NULL && s != TOMBSTONE)
+			saga_drive(s);
+	}
+	log_info("event=recovered sagas=%zu redispatched=%zu", resumed, redispatched);
+	return 0;
+}
+
+int engine_start(struct engine *e, const char *flow_name, json_t *input,
+		 const char *idempotency_key, char id[27], bool *existed, char *err, size_t errlen)
+{
+	struct flow *f;
+	struct saga *s;
+	char *existing = NULL;
+	json_t *checked;
+	int rc;
+
+	*existed = false;
+	if (e->quiescing) {
+		snprintf(err, errlen, "sagad is shutting down; retry on another node or after restart");
+		return SAGAD_ESHUTDOWN;
+	}
+	f = flow_set_find(e->flows, flow_name);
+	if (f == NULL) {
+		snprintf(err, errlen, "no flow named \"%s\"", flow_name);
+		return SAGAD_ENOFLOW;
+	}
+	if (idempotency_key != NULL &&
+	    store_saga_find_key(e->store, f->name, idempotency_key, &existing) == 0) {
+		snprintf(id, ID_LEN, "%s", existing);
+		free(existing);
+		*existed = true;
+		return 0;
+	}
+	checked = json_incref(input);
+	rc = flow_check_input(f, &checked, err, errlen);
+	if (rc != 0) {
+		json_decref(checked);
+		return rc;
+	}
+	s = saga_create(e, f, checked, idempotency_key, NULL, -1, &existing, &rc);
+	json_decref(checked);
+	if (s == NULL) {
+		if (rc == SAGAD_EEXIST && existing != NULL) {
+			snprintf(id, ID_LEN, "%s", existing);
+			free(existing);
+			*existed = true;
+			return 0;
+		}
+		free(existing);
+		snprintf(err, errlen, "cannot record the saga: %s", sagad_strerror(rc));
+		return rc;
+	}
+	memcpy(id, s->id, ID_LEN);
+	saga_drive(s);
+	return 0;
+}
+
+int engine_cancel(struct engine *e, const char *id, char *err, size_t errlen)
+{
+	struct saga *s = map_get(e, id);
+
+	if (s == NULL) {
+		struct store_saga row;
+		if (store_saga_get(e->store, id, &row) != 0) {
+			if (err)
+				snprintf(err, errlen, "no saga with id \"%s\"", id);
+			return SAGAD_ENOSAGA;
+		}
+		if (err)
+			snprintf(err, errlen, "saga %s is already %s; nothing to cancel", id, row.status);
+		store_saga_clear(&row);
+		return SAGAD_ESTATE;
+	}
+	if (s->state == SAGA_COMPENSATING)
+		return 0;
+	if (s->state != SAGA_RUNNING) {
+		if (err)
+			snprintf(err, errlen, "saga %s is already %s; nothing to cancel", id,
+				 saga_state_name(s->state));
+		return SAGAD_ESTATE;
+	}
+	s->cancel_requested = true;
+	history(s, -1, "saga", 0, "cancel_requested", NULL, 0, NULL, NULL, 0);
+	start_compensation(s, "cancelled by request");
+	saga_drive(s);
+	return 0;
+}
+
+int engine_retry(struct engine *e, const char *id, char *err, size_t errlen)
+{
+	struct saga *s = saga_load(e, id);
+
+	if (s == NULL) {
+		if (err)
+			snprintf(err, errlen, "no saga with id \"%s\"", id);
+		return SAGAD_ENOSAGA;
+	}
+	if (s->state != SAGA_FAILED) {
+		if (err)
+			snprintf(err, errlen, "saga %s is %s; only failed sagas can be retried", id,
+				 saga_state_name(s->state));
+		return SAGAD_ESTATE;
+	}
+	/* Give every failed compensation a new round of attempts, from the top. */
+	for (size_t i = 0; i < s->flow->n_steps; i++) {
+		struct step_run *r = &s->steps[i];
+		if (r->state == STEP_COMP_FAILED) {
+			/* Back to "needs undoing": the driver compensates it again. */
+			r->comp_attempt = 0;
+			step_set_state(s, (int)i, STEP_SUCCEEDED);
+		}
+	}
+	history(s, -1, "saga", 0, "retry_requested", NULL, 0, NULL, NULL, 0);
+	s->cursor = (int)s->flow->n_steps - 1;
+	saga_set_state(s, SAGA_COMPENSATING, "retried by an operator");
+	saga_drive(s);
+	return 0;
+}
+
+/* ---- waiters ----------------------------------------------------------------------- */
+
+static void on_waiter_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void waiter_finish(struct engine_waiter *w, enum engine_wait_result res)
+{
+	engine_wait_cb cb = w->cb;
+	void *arg = w->arg;
+	char id[ID_LEN];
+
+	if (w->done)
+		return;
+	w->done = true;
+	memcpy(id, w->saga_id, ID_LEN);
+	uv_timer_stop(&w->timer);
+	w->timer.data = w;
+	uv_close((uv_handle_t *)&w->timer, on_waiter_closed);
+	cb(id, res, arg);
+}
+
+static void waiter_unlink(struct engine_waiter *w)
+{
+	struct saga *s = map_get(w->e, w->saga_id);
+	struct engine_waiter **p;
+
+	if (s == NULL)
+		return;
+	for (p = &s->waiters; *p != NULL; p = &(*p)->next)
+		if (*p == w) {
+			*p = w->next;
+			return;
+		}
+}
+
+static void on_wait_timeout(uv_timer_t *t)
+{
+	struct engine_waiter *w = t->data;
+
+	waiter_unlink(w);
+	waiter_finish(w, ENGINE_WAIT_TIMEOUT);
+}
+
+/* Where a waiter stands against the saga's committed state. -1: not yet. */
+static int waiter_check(const struct saga *s, const struct engine_waiter *w)
+{
+	switch (w->target) {
+	case ENGINE_WAIT_COMMITTED:
+		return ENGINE_WAIT_REACHED;
+	case ENGINE_WAIT_COMPLETION:
+		return saga_ended(s->state) ? ENGINE_WAIT_REACHED : -1;
+	case ENGINE_WAIT_STEP:
+		if (s->steps[w->step].state == STEP_SUCCEEDED)
+			return ENGINE_WAIT_REACHED;
+		if (s->state != SAGA_RUNNING)
+			return ENGINE_WAIT_UNREACHABLE;
+		return -1;
+	}
+	return -1;
+}
+
+struct engine_waiter *engine_wait(struct engine *e, const char *id, enum engine_wait_target t,
+				  const char *step, int64_t timeout_ms, engine_wait_cb cb,
+				  void *arg, int *rc)
+{
+	struct saga *s = map_get(e, id);
+	struct engine_waiter *w;
+	int idx = -1;
+
+	*rc = 0;
+	if (s == NULL) {
+		*rc = SAGAD_ENOSAGA;
+		return NULL;
+	}
+	if (t == ENGINE_WAIT_STEP) {
+		const struct flow_step *st = step ? flow_find_step(s->flow, step) : NULL;
+		if (st == NULL) {
+			*rc = SAGAD_EINVAL;
+			return NULL;
+		}
+		idx = st->index;
+	}
+	if (timeout_ms <= 0 || timeout_ms > e->max_wait_ms)
+		timeout_ms = e->max_wait_ms;
+	w = xcalloc(1, sizeof(*w));
+	w->e = e;
+	memcpy(w->saga_id, s->id, ID_LEN);
+	w->target = t;
+	w->step = idx;
+	w->cb = cb;
+	w->arg = arg;
+	uv_timer_init(e->loop, &w->timer);
+	w->timer.data = w;
+	uv_timer_start(&w->timer, on_wait_timeout, (uint64_t)timeout_ms, 0);
+	w->next = s->waiters;
+	s->waiters = w;
+	/* Checked after the next commit. */
+	touch(s);
+	return w;
+}
+
+void engine_wait_cancel(struct engine_waiter *w)
+{
+	if (w == NULL || w->done)
+		return;
+	waiter_unlink(w);
+	w->done = true;
+	uv_timer_stop(&w->timer);
+	uv_close((uv_handle_t *)&w->timer, on_waiter_closed);
+}
+
+void engine_defer(struct engine *e, engine_defer_cb cb, void *arg)
+{
+	struct effect *fx = xcalloc(1, sizeof(*fx));
+
+	fx->kind = EFFECT_DEFER;
+	fx->cb = cb;
+	fx->arg = arg;
+	queue_effect(e, fx);
+}
+
+/* ---- the commit cycle -------------------------------------------------------------- */
+
+static void check_waiters(struct saga *s)
+{
+	struct engine_waiter **p = &s->waiters;
+
+	while (*p != NULL) {
+		struct engine_waiter *w = *p;
+		int res = waiter_check(s, w);
+		if (res < 0) {
+			p = &w->next;
+			continue;
+		}
+		*p = w->next;
+		waiter_finish(w, (enum engine_wait_result)res);
+	}
+}
+
+static void evict(struct saga *s)
+{
+	map_del(s->e, s);
+	saga_free(s);
+}
+
+int engine_flush(struct engine *e)
+{
+	int rounds = 0;
+
+	do {
+		struct effect *fx;
+		size_t n_touched;
+		int rc;
+
+		/* Sagas whose row changed without a state change (cursor moves). */
+		for (size_t i = 0; i < e->n_touched; i++)
+			if (e->touched[i]->row_dirty)
+				persist_saga(e->touched[i]);
+		if (store_pending(e->store)) {
+			if (e->crash_before_commit)
+				engine_crashpoint("before_reply_commit");
+			rc = store_commit(e->store);
+			if (rc != 0) {
+				log_error("event=commit_failed err=\"%s\"", sagad_strerror(rc));
+				return rc;
+			}
+			if (e->crash_before_commit) {
+				e->crash_before_commit = false;
+				engine_crashpoint("after_reply_commit");
+			}
+		}
+		fx = e->effects;
+		e->effects = NULL;
+		e->effects_tail = &e->effects;
+		n_touched = e->n_touched;
+		/* Answers first (they must see the committed state), then dispatches. */
+		for (size_t i = 0; i < n_touched; i++) {
+			struct saga *s = e->touched[i];
+			s->changed = false;
+			check_waiters(s);
+		}
+		while (fx != NULL) {
+			struct effect *next = fx->next;
+			if (fx->kind == EFFECT_DISPATCH)
+				run_dispatch(e, fx);
+			else
+				fx->cb(fx->arg);
+			if (fx->kind == EFFECT_DISPATCH)
+				flow_rendered_close(&fx->req);
+			free(fx);
+			fx = next;
+		}
+		/* Evict ended sagas nobody waits for. Sagas touched during the effects above
+		 * were appended after n_touched and stay for the next round. */
+		for (size_t i = 0; i < n_touched; i++) {
+			struct saga *s = e->touched[i];
+			if (saga_ended(s->state) && s->waiters == NULL && !s->changed)
+				evict(s);
+		}
+		memmove(e->touched, e->touched + n_touched,
+			(e->n_touched - n_touched) * sizeof(*e->touched));
+		e->n_touched -= n_touched;
+	} while ((store_pending(e->store) || e->effects != NULL) && ++rounds < 8);
+	return 0;
+}
+
+void engine_quiesce(struct engine *e)
+{
+	e->quiescing = true;
+	for (size_t i = 0; i < e->n_slots; i++) {
+		struct saga *s = e->slots[i];
+		if (s == NULL || s == TOMBSTONE)
+			continue;
+		while (s->waiters != NULL) {
+			struct engine_waiter *w = s->waiters;
+			s->waiters = w->next;
+			waiter_finish(w, ENGINE_WAIT_ABORTED);
+		}
+	}
+}
+
+size_t engine_inflight(const struct engine *e)
+{
+	return e->inflight;
+}
+
+void engine_stats(const struct engine *e, struct engine_stats *out)
+{
+	*out = e->stats;
+	out->active = e->n_sagas;
+}

@@ -1,0 +1,140 @@
+/* engine.h: the saga engine. Runs every saga's state machine on the loop thread, persists each
+ * transition through the store before its side effect, and drives participants through the
+ * adapters. It owns the commit cycle: writes of one loop turn are committed together by
+ * engine_flush(), and only then are requests dispatched and clients answered.
+ *
+ * Saga states:  running -> completed
+ *               running -> compensating -> compensated
+ *                                       -> failed (a compensation exhausted its retries;
+ *                                          waits for an operator: engine_retry())
+ * Step states are listed in enum step_state; see docs/architecture.md for both diagrams. */
+#ifndef SAGAD_ENGINE_H
+#define SAGAD_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "flow.h"
+
+struct engine;
+struct engine_waiter;
+struct store;
+struct http_client;
+
+enum saga_state {
+	SAGA_RUNNING,
+	SAGA_COMPENSATING,
+	SAGA_COMPLETED,
+	SAGA_COMPENSATED,
+	SAGA_FAILED,
+	SAGA_STATE_MAX
+};
+const char *saga_state_name(enum saga_state s);
+int saga_state_parse(const char *name, enum saga_state *out);
+/* completed and compensated: nothing more will ever happen. failed waits for an operator. */
+bool saga_state_final(enum saga_state s);
+
+enum step_state {
+	STEP_PENDING,            /* not started */
+	STEP_RUNNING,            /* action attempt dispatched, outcome awaited */
+	STEP_RETRY_WAIT,         /* action attempt failed; next attempt on a durable timer */
+	STEP_SUCCEEDED,          /* action done; its response is kept in the saga's context */
+	STEP_FAILED,             /* action failed for good: nothing to undo */
+	STEP_TIMED_OUT,          /* last attempt's outcome unknown: compensated like a success */
+	STEP_COMPENSATING,       /* compensation attempt dispatched */
+	STEP_COMP_RETRY_WAIT,    /* compensation attempt failed; next one on a durable timer */
+	STEP_COMPENSATED,        /* undone */
+	STEP_NOT_COMPENSATED,    /* succeeded but declares no compensation: left as is */
+	STEP_COMP_FAILED,        /* compensation exhausted its retries: needs an operator */
+	STEP_STATE_MAX
+};
+const char *step_state_name(enum step_state s);
+int step_state_parse(const char *name, enum step_state *out);
+
+struct engine_options {
+	uv_loop_t *loop;
+	struct store *store;          /* borrowed */
+	struct http_client *http;     /* borrowed */
+	struct flow_set *flows;       /* borrowed; replaced by engine_set_flows() on reload */
+	int64_t max_wait_ms;          /* longest wait a client may ask for; default 5 min */
+};
+
+/* Returns 0 and a new engine owned by the caller (engine_free()). */
+int engine_new(const struct engine_options *opt, struct engine **out);
+/* Frees in-memory state (nothing is written); timers close on the loop. NULL is a no-op. */
+void engine_free(struct engine *e);
+
+/* Loads every unfinished saga from the store, re-arms its timers and re-sends each dispatch
+ * whose outcome is unknown (same idempotency key). Call once after engine_new(). */
+int engine_recover(struct engine *e);
+
+/* Uses a new set of flows for new sagas (running sagas keep theirs). fs is borrowed. */
+void engine_set_flows(struct engine *e, struct flow_set *fs);
+
+/* Starts a saga of the newest version of flow_name. On success *id gets the saga's id (27
+ * bytes) and *existed tells whether the idempotency key matched an earlier start (then
+ * nothing new happens). The start is durable only after the next engine_flush(): wait for
+ * ENGINE_WAIT_COMMITTED before acknowledging. Errors: SAGAD_ENOFLOW, SAGAD_EINPUT (message
+ * in err), SAGAD_ESHUTDOWN, store errors. input is borrowed. */
+int engine_start(struct engine *e, const char *flow_name, json_t *input,
+		 const char *idempotency_key, char id[27], bool *existed, char *err, size_t errlen);
+
+/* Stops a running saga's forward progress and compensates its completed steps. Idempotent
+ * for a saga already compensating. SAGAD_ENOSAGA, or SAGAD_ESTATE (message in err) when the
+ * saga is already completed, compensated or failed. */
+int engine_cancel(struct engine *e, const char *id, char *err, size_t errlen);
+
+/* Resumes the compensation of a failed saga (the failed compensation gets a new round of
+ * attempts). SAGAD_ENOSAGA or SAGAD_ESTATE. */
+int engine_retry(struct engine *e, const char *id, char *err, size_t errlen);
+
+/* Waiting for a saga: the callback runs once, after the commit that makes the target true,
+ * when the target can no longer be reached, or after timeout_ms. */
+enum engine_wait_target {
+	ENGINE_WAIT_COMMITTED,   /* the saga's current state is durable */
+	ENGINE_WAIT_COMPLETION,  /* the saga is final (completed, compensated) or failed */
+	ENGINE_WAIT_STEP,        /* the named step succeeded (or the saga ended without it) */
+};
+enum engine_wait_result {
+	ENGINE_WAIT_REACHED,     /* the target is true */
+	ENGINE_WAIT_UNREACHABLE, /* the saga ended (or compensates) without reaching it */
+	ENGINE_WAIT_TIMEOUT,
+	ENGINE_WAIT_ABORTED,     /* the engine is shutting down */
+};
+typedef void (*engine_wait_cb)(const char *saga_id, enum engine_wait_result res, void *arg);
+/* Returns a waiter handle (valid until its callback runs or engine_wait_cancel()), or NULL
+ * when the saga is unknown (SAGAD_ENOSAGA in *rc) or the step name is not in its flow. */
+struct engine_waiter *engine_wait(struct engine *e, const char *id, enum engine_wait_target t,
+				  const char *step, int64_t timeout_ms, engine_wait_cb cb,
+				  void *arg, int *rc);
+/* Abandons a waiter; its callback will not run. */
+void engine_wait_cancel(struct engine_waiter *w);
+
+/* Runs cb after the next commit (immediately during the next flush if nothing is pending):
+ * for answers that must not show uncommitted state. */
+typedef void (*engine_defer_cb)(void *arg);
+void engine_defer(struct engine *e, engine_defer_cb cb, void *arg);
+
+/* Commits the writes of this loop turn, then runs the side effects they allow (dispatches,
+ * waiter callbacks, deferred calls). Called by the daemon once per loop turn. Returns 0 or
+ * the commit's error (the daemon then stops: the store is the truth, recovery resumes). */
+int engine_flush(struct engine *e);
+
+/* Stops accepting starts (SAGAD_ESHUTDOWN) and reports how many calls are in flight. */
+void engine_quiesce(struct engine *e);
+size_t engine_inflight(const struct engine *e);
+
+struct engine_stats {
+	uint64_t started, completed, compensated, failed;
+	uint64_t dispatches, late_replies, active;
+};
+void engine_stats(const struct engine *e, struct engine_stats *out);
+
+/* Test hook: SAGAD_CRASHPOINT=name[:n] kills the process with SIGKILL the n-th time the
+ * named point is passed (start_committed, before_dispatch, after_dispatch,
+ * before_reply_commit, after_reply_commit). */
+void engine_crashpoint(const char *name);
+
+#endif

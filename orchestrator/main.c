@@ -1,0 +1,437 @@
+/* main.c: sagad, the saga orchestrator daemon: flags, flows, store, recovery, the loop. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "dsl.h"
+#include "engine.h"
+#include "error.h"
+#include "flow.h"
+#include "http.h"
+#include "httpd.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+#define SHUTDOWN_POLL_MS 50
+
+struct daemon {
+	uv_loop_t *loop;
+	const char *flows_dir;
+	const char *db_path;
+	char listen_addr[128];
+	int listen_port;
+	const char *port_file;
+	const char *synchronous;
+	size_t max_body, max_response;
+	int64_t shutdown_grace_ms, max_wait_ms;
+	struct flow_set *flows;
+	struct store *store;
+	struct http_client *http;
+	struct engine *engine;
+	struct httpd *httpd;
+	struct api *api;
+	bool ready;
+	uv_prepare_t flush;
+	uv_signal_t sigterm, sigint, sighup;
+	uv_timer_t shutdown_timer;
+	int64_t shutdown_deadline;
+	bool stopping;
+	int exit_code;
+};
+
+static void usage(FILE *out)
+{
+	fputs("usage: sagad [options]\n"
+	      "\n"
+	      "The saga orchestrator daemon: loads the flows of a folder, serves the admin API,\n"
+	      "and drives every saga to its end, resuming all of them after a restart.\n"
+	      "\n"
+	      "  --flows DIR         flow files (*.yaml) to load       [$SAGAD_FLOWS or ./flows]\n"
+	      "  --db FILE           SQLite database (created)          [$SAGAD_DB or ./sagad.db]\n"
+	      "  --listen ADDR:PORT  admin API address (loopback by default)\n"
+	      "                                                         [$SAGAD_LISTEN or 127.0.0.1:7700]\n"
+	      "  --port-file FILE    write the port listened on (useful with port 0)\n"
+	      "  --log-level LEVEL   debug, info, warn or error         [info]\n"
+	      "  --max-body BYTES    largest API request body           [1048576]\n"
+	      "  --max-response BYTES largest participant response body [1048576]\n"
+	      "  --max-wait DURATION longest a client may wait for a saga [5m]\n"
+	      "  --shutdown-grace DURATION  wait for calls in flight on SIGTERM [10s]\n"
+	      "  --synchronous MODE  SQLite synchronous: FULL (shipped, durable) or NORMAL\n"
+	      "  --check             load and check the flows, then exit (0 ok, 1 errors)\n"
+	      "  --version, --help\n"
+	      "\n"
+	      "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads the flows (a broken\n"
+	      "flow file is reported and the loaded flows stay).\n"
+	      "Docs: README.md, docs/api.md, docs/flow-dsl.md, docs/architecture.md\n", out);
+}
+
+static int parse_listen(struct daemon *d, const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	char *end;
+	long port;
+	size_t n;
+
+	if (colon == NULL)
+		return SAGAD_EINVAL;
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || port < 0 || port > 65535)
+		return SAGAD_EINVAL;
+	n = (size_t)(colon - s);
+	if (n >= sizeof(d->listen_addr))
+		return SAGAD_EINVAL;
+	if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+		s++;
+		n -= 2;
+	}
+	memcpy(d->listen_addr, s, n);
+	d->listen_addr[n] = '\0';
+	d->listen_port = (int)port;
+	return 0;
+}
+
+static bool loopback(const char *addr)
+{
+	return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
+	       strcmp(addr, "localhost") == 0;
+}
+
+/* Loads the flows folder; prints every error. */
+static int load_flows(const char *dir, struct flow_set **out)
+{
+	struct flow_set *fs = xcalloc(1, sizeof(*fs));
+	struct dsl_errors errs = { 0 };
+	int rc;
+
+	flow_set_init(fs);
+	rc = dsl_load_dir(dir, NULL, fs, &errs);
+	if (rc != 0) {
+		char *text = dsl_errors_format(&errs);
+		fprintf(stderr, "%s", text);
+		log_error("event=flows_invalid dir=%s errors=%zu msg=\"fix the files above; "
+			  "sagactl flow validate FILE checks one\"", dir, errs.n);
+		free(text);
+		dsl_errors_close(&errs);
+		flow_set_close(fs);
+		free(fs);
+		return rc;
+	}
+	dsl_errors_close(&errs);
+	*out = fs;
+	return 0;
+}
+
+static void free_flows(struct flow_set *fs)
+{
+	if (fs == NULL)
+		return;
+	flow_set_close(fs);
+	free(fs);
+}
+
+/* Records every loaded flow's source, so sagas resume on the version they started with. */
+static void remember_flows(struct daemon *d)
+{
+	for (size_t i = 0; i < d->flows->n; i++) {
+		struct flow *f = d->flows->flows[i];
+		FILE *fp = f->file ? fopen(f->file, "r") : NULL;
+		struct strbuf b;
+		char chunk[4096];
+		size_t n;
+
+		if (fp == NULL)
+			continue;
+		strbuf_init(&b);
+		while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+			strbuf_add(&b, chunk, n);
+		fclose(fp);
+		if (store_flow_put(d->store, f->name, f->version, b.data ? b.data : "") != 0)
+			log_warn("flow=%s event=flow_source_not_stored", f->name);
+		strbuf_close(&b);
+		log_info("flow=%s version=%d steps=%zu file=%s event=flow_loaded", f->name, f->version,
+			 f->n_steps, f->file);
+	}
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+	struct daemon *d = h->data;
+	int rc = engine_flush(d->engine);
+
+	if (rc != 0) {
+		/* Crash-only: the store holds the truth; a restart resumes every saga. */
+		log_error("event=fatal_store_error err=\"%s\" msg=\"stopping; restart sagad to resume "
+			  "from the last commit\"", sagad_strerror(rc));
+		d->exit_code = 1;
+		uv_stop(d->loop);
+	}
+}
+
+static void close_all(struct daemon *d)
+{
+	httpd_free(d->httpd);
+	d->httpd = NULL;
+	uv_prepare_stop(&d->flush);
+	uv_signal_stop(&d->sigterm);
+	uv_signal_stop(&d->sigint);
+	uv_signal_stop(&d->sighup);
+	uv_close((uv_handle_t *)&d->flush, NULL);
+	uv_close((uv_handle_t *)&d->sigterm, NULL);
+	uv_close((uv_handle_t *)&d->sigint, NULL);
+	uv_close((uv_handle_t *)&d->sighup, NULL);
+	uv_close((uv_handle_t *)&d->shutdown_timer, NULL);
+}
+
+static void on_shutdown_tick(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	size_t inflight = engine_inflight(d->engine);
+
+	if (inflight > 0 && util_mono_ms() < d->shutdown_deadline)
+		return;
+	if (inflight > 0)
+		log_warn("event=shutdown calls_in_flight=%zu msg=\"not waiting longer; they are "
+			 "re-sent with the same idempotency key after restart\"", inflight);
+	uv_timer_stop(t);
+	if (engine_flush(d->engine) != 0)
+		d->exit_code = 1;
+	close_all(d);
+	uv_stop(d->loop);
+}
+
+static void begin_shutdown(struct daemon *d, const char *why)
+{
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	d->ready = false;
+	log_info("event=shutdown signal=%s calls_in_flight=%zu", why, engine_inflight(d->engine));
+	httpd_quiesce(d->httpd);
+	engine_quiesce(d->engine);
+	d->shutdown_deadline = util_mono_ms() + d->shutdown_grace_ms;
+	uv_timer_start(&d->shutdown_timer, on_shutdown_tick, 0, SHUTDOWN_POLL_MS);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct daemon *d = h->data;
+
+	if (signum == SIGHUP) {
+		struct flow_set *fs = NULL;
+		if (load_flows(d->flows_dir, &fs) != 0) {
+			log_error("event=reload_failed msg=\"keeping the flows loaded before\"");
+			return;
+		}
+		/* Running sagas hold references to their flows; the old set can go. */
+		free_flows(d->flows);
+		d->flows = fs;
+		engine_set_flows(d->engine, fs);
+		remember_flows(d);
+		log_info("event=reloaded flows=%zu", fs->n);
+		return;
+	}
+	begin_shutdown(d, signum == SIGTERM ? "TERM" : "INT");
+}
+
+static int write_port_file(const char *path, int port)
+{
+	char tmp[4096];
+	FILE *fp;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fp = fopen(tmp, "w");
+	if (fp == NULL)
+		return -errno;
+	fprintf(fp, "%d\n", port);
+	if (fclose(fp) != 0 || rename(tmp, path) != 0)
+		return -errno;
+	return 0;
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : def;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "flows", required_argument, NULL, 'f' },
+		{ "db", required_argument, NULL, 'd' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "port-file", required_argument, NULL, 'p' },
+		{ "log-level", required_argument, NULL, 'L' },
+		{ "max-body", required_argument, NULL, 'B' },
+		{ "max-response", required_argument, NULL, 'R' },
+		{ "max-wait", required_argument, NULL, 'W' },
+		{ "shutdown-grace", required_argument, NULL, 'G' },
+		{ "synchronous", required_argument, NULL, 'S' },
+		{ "check", no_argument, NULL, 'c' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct daemon d;
+	struct store_options so = { 0 };
+	struct http_client_options ho = { 0 };
+	struct engine_options eo = { 0 };
+	struct httpd_options hd = { 0 };
+	struct api_options ao = { 0 };
+	bool check_only = false;
+	char err[512];
+	int c, rc;
+
+	memset(&d, 0, sizeof(d));
+	d.flows_dir = env_or("SAGAD_FLOWS", "flows");
+	d.db_path = env_or("SAGAD_DB", "sagad.db");
+	d.max_body = 1 << 20;
+	d.max_response = 1 << 20;
+	d.shutdown_grace_ms = 10000;
+	d.max_wait_ms = 5 * 60 * 1000;
+	if (parse_listen(&d, env_or("SAGAD_LISTEN", "127.0.0.1:7700")) != 0) {
+		fprintf(stderr, "sagad: SAGAD_LISTEN: expected ADDR:PORT\n");
+		return 2;
+	}
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f': d.flows_dir = optarg; break;
+		case 'd': d.db_path = optarg; break;
+		case 'l':
+			if (parse_listen(&d, optarg) != 0) {
+				fprintf(stderr, "sagad: --listen %s: expected ADDR:PORT, e.g. "
+					"127.0.0.1:7700\n", optarg);
+				return 2;
+			}
+			break;
+		case 'p': d.port_file = optarg; break;
+		case 'L':
+			if (log_level_parse(optarg, &log_min_level) != 0) {
+				fprintf(stderr, "sagad: --log-level %s: expected debug, info, warn or "
+					"error\n", optarg);
+				return 2;
+			}
+			break;
+		case 'B': d.max_body = (size_t)strtoull(optarg, NULL, 10); break;
+		case 'R': d.max_response = (size_t)strtoull(optarg, NULL, 10); break;
+		case 'W':
+		case 'G': {
+			int64_t ms;
+			if (util_parse_duration(optarg, &ms) != 0) {
+				fprintf(stderr, "sagad: %s: expected a duration such as 10s\n", optarg);
+				return 2;
+			}
+			if (c == 'W')
+				d.max_wait_ms = ms;
+			else
+				d.shutdown_grace_ms = ms;
+			break;
+		}
+		case 'S': d.synchronous = optarg; break;
+		case 'c': check_only = true; break;
+		case 'V': printf("sagad %s\n", PACKAGE_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "sagad: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	if (load_flows(d.flows_dir, &d.flows) != 0)
+		return 1;
+	if (check_only) {
+		printf("%zu flows ok in %s\n", d.flows->n, d.flows_dir);
+		free_flows(d.flows);
+		return 0;
+	}
+	so.path = d.db_path;
+	so.synchronous = d.synchronous;
+	rc = store_open(&so, &d.store, err, sizeof(err));
+	if (rc != 0) {
+		log_error("event=store_open_failed db=%s err=\"%s\"", d.db_path, err);
+		return 1;
+	}
+	d.loop = uv_default_loop();
+	ho.max_response_bytes = d.max_response;
+	rc = http_client_new(d.loop, &ho, &d.http);
+	if (rc != 0) {
+		log_error("event=http_client_failed err=\"%s\"", sagad_strerror(rc));
+		return 1;
+	}
+	eo.loop = d.loop;
+	eo.store = d.store;
+	eo.http = d.http;
+	eo.flows = d.flows;
+	eo.max_wait_ms = d.max_wait_ms;
+	engine_new(&eo, &d.engine);
+	remember_flows(&d);
+
+	ao.engine = d.engine;
+	ao.store = d.store;
+	ao.flows = &d.flows;
+	ao.ready = &d.ready;
+	ao.not_ready_reason = "recovering unfinished sagas";
+	d.api = api_new(&ao);
+	hd.address = d.listen_addr;
+	hd.port = d.listen_port;
+	hd.max_body_bytes = d.max_body;
+	hd.handler = api_handle;
+	hd.arg = d.api;
+	rc = httpd_start(d.loop, &hd, &d.httpd, err, sizeof(err));
+	if (rc != 0) {
+		log_error("event=listen_failed err=\"%s\"", err);
+		return 1;
+	}
+	if (!loopback(d.listen_addr))
+		log_warn("event=exposed listen=%s msg=\"the admin API is reachable from other "
+			 "hosts and has no authentication yet; keep it behind a firewall\"",
+			 d.listen_addr);
+	uv_prepare_init(d.loop, &d.flush);
+	d.flush.data = &d;
+	uv_prepare_start(&d.flush, on_flush);
+	uv_signal_init(d.loop, &d.sigterm);
+	uv_signal_init(d.loop, &d.sigint);
+	uv_signal_init(d.loop, &d.sighup);
+	d.sigterm.data = d.sigint.data = d.sighup.data = &d;
+	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&d.sigint, on_signal, SIGINT);
+	uv_signal_start(&d.sighup, on_signal, SIGHUP);
+	uv_timer_init(d.loop, &d.shutdown_timer);
+	d.shutdown_timer.data = &d;
+
+	rc = engine_recover(d.engine);
+	if (rc != 0) {
+		log_error("event=recovery_failed err=\"%s\"", sagad_strerror(rc));
+		return 1;
+	}
+	rc = engine_flush(d.engine);
+	if (rc != 0)
+		return 1;
+	d.ready = true;
+	if (d.port_file != NULL && write_port_file(d.port_file, httpd_port(d.httpd)) != 0)
+		log_warn("event=port_file_failed file=%s", d.port_file);
+	log_info("event=ready listen=%s:%d db=%s flows=%zu version=%s", d.listen_addr,
+		 httpd_port(d.httpd), d.db_path, d.flows->n, PACKAGE_VERSION);
+
+	uv_run(d.loop, UV_RUN_DEFAULT);
+
+	engine_free(d.engine);
+	http_client_free(d.http);
+	uv_run(d.loop, UV_RUN_NOWAIT);
+	api_free(d.api);
+	store_close(d.store);
+	free_flows(d.flows);
+	log_info("event=stopped exit=%d", d.exit_code);
+	return d.exit_code;
+}

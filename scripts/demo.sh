@@ -1,0 +1,88 @@
+#!/bin/sh
+# The main job: installs what is missing, builds, starts the example participants (class,
+# payment, delivery) and sagad on the embedded SQLite default with the flows of flows/, then
+# gives a short guided tour with sagactl: a class application that completes and one that
+# compensates. It keeps running until Ctrl-C when started from a terminal (DEMO_STAY=0 to stop
+# after the tour; DEMO_STAY=1 to stay even without a terminal).
+set -eu
+cd "$(dirname "$0")/.."
+TOP=$(pwd)
+./scripts/install-deps.sh
+echo "== building sagad and sagactl"
+./scripts/build.sh
+
+RUN="$TOP/run/demo"
+rm -rf "$RUN"
+mkdir -p "$RUN"
+PIDS=""
+cleanup() {
+	for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+port_of() { # file
+	i=0
+	while [ ! -s "$1" ]; do
+		i=$((i + 1)); [ $i -gt 100 ] && { echo "demo: $1 did not appear" >&2; exit 1; }
+		sleep 0.1
+	done
+	cat "$1"
+}
+
+echo "== starting the example participants (their own processes, SQLite records)"
+for svc in class payment delivery; do
+	python3 examples/participants/participant.py "$svc" --port 0 --db "$RUN/$svc.db" \
+		--port-file "$RUN/$svc.port" 2>"$RUN/$svc.log" &
+	PIDS="$PIDS $!"
+done
+CLASS_URL="http://127.0.0.1:$(port_of "$RUN/class.port")"
+PAYMENT_URL="http://127.0.0.1:$(port_of "$RUN/payment.port")"
+DELIVERY_URL="http://127.0.0.1:$(port_of "$RUN/delivery.port")"
+export CLASS_URL PAYMENT_URL DELIVERY_URL
+echo "   class $CLASS_URL, payment $PAYMENT_URL, delivery $DELIVERY_URL"
+
+echo "== starting sagad (flows/, database $RUN/sagad.db)"
+./sagad --flows flows --db "$RUN/sagad.db" --listen "${SAGAD_LISTEN:-127.0.0.1:0}" \
+	--port-file "$RUN/sagad.port" 2>"$RUN/sagad.log" &
+PIDS="$PIDS $!"
+SAGAD_URL="http://127.0.0.1:$(port_of "$RUN/sagad.port")"
+export SAGAD_URL
+echo "   sagad $SAGAD_URL (log: $RUN/sagad.log)"
+
+say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+say "1. The flows sagad loaded"
+run ./sagactl flow list
+
+say "2. A student applies for a class: apply -> pay (the pivot) -> ship, all succeed"
+OK=$(./sagactl -o json saga start apply --wait completion --input \
+	'{"studentName":"kim","classId":"2","courseId":2,"addr":"SEOUL NAMGU","telephoneInfo":"010-1234-2345","payMethod":"BANK","payAccount":"1234-2334-4556-7890"}' \
+	| jq -r .id)
+run ./sagactl saga show "$OK"
+
+say "3. A payment is declined (payAccount 0000-...): the pivot fails, the application is compensated"
+BAD=$(./sagactl -o json saga start apply --wait completion --input \
+	'{"studentName":"lee","classId":"3","courseId":3,"addr":"BUSAN","telephoneInfo":"010-9999-0000","payMethod":"CARD","payAccount":"0000-1111-2222-3333"}' \
+	| jq -r .id)
+run ./sagactl saga show "$BAD"
+
+say "4. What the participants recorded (their own databases)"
+printf 'classes:    '; curl -s "$CLASS_URL/classes" | jq -c '[._embedded.classes[] | {id, studentName, applyStatus}]'
+printf 'payments:   '; curl -s "$PAYMENT_URL/payments" | jq -c '[._embedded.payments[] | {applyId, payStaus}]'
+printf 'deliveries: '; curl -s "$DELIVERY_URL/deliveries" | jq -c '[._embedded.deliveries[] | {applyId, deliveryStatus}]'
+
+say "5. All sagas"
+run ./sagactl saga list
+
+stay=${DEMO_STAY:-}
+if [ -z "$stay" ]; then
+	if [ -t 0 ] && [ -z "${CI:-}" ]; then stay=1; else stay=0; fi
+fi
+if [ "$stay" = 1 ]; then
+	say "sagad is running: export SAGAD_URL=$SAGAD_URL and try ./sagactl --help. Ctrl-C stops everything."
+	wait
+fi
+echo
+echo "demo done: one saga completed ($OK), one compensated ($BAD)"

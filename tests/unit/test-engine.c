@@ -1,0 +1,575 @@
+/* test-engine.c: the saga engine's transitions, run for real: the engine, a SQLite file, the
+ * libcurl client and an in-process participant (httpd) on one loop. Each test scripts the
+ * participant's answers per path and checks the saga's states, attempts, the order of the
+ * calls the participant saw, and what recovery does with the store a "crashed" engine left. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "dsl.h"
+#include "engine.h"
+#include "error.h"
+#include "flow.h"
+#include "http.h"
+#include "httpd.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+/* ---- a scripted participant ---------------------------------------------------------- */
+
+struct rule {
+	const char *method, *path;    /* exact match */
+	int statuses[8];              /* answers in order; the last one repeats; 0 = end */
+	int delay_ms;
+	const char *body;             /* default {"id":7} */
+	int seen;
+};
+
+struct participant {
+	struct rule rules[16];
+	int n_rules;
+	char calls[64][128];          /* "POST /a key" in arrival order */
+	int n_calls;
+};
+
+static struct participant P;
+
+struct delayed {
+	uv_timer_t timer;
+	struct httpd_req *req;
+	int status;
+	const char *body;
+};
+
+static void on_delayed_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void on_delay(uv_timer_t *t)
+{
+	struct delayed *d = t->data;
+
+	if (d->req != NULL)
+		httpd_respond(d->req, d->status, "application/json", d->body, strlen(d->body), NULL);
+	uv_close((uv_handle_t *)t, on_delayed_closed);
+}
+
+static void on_req_abort(struct httpd_req *req, void *arg)
+{
+	struct delayed *d = arg;
+
+	d->req = NULL;
+}
+
+static void participant_handle(struct httpd_req *req, void *arg)
+{
+	const char *m = httpd_req_method(req), *p = httpd_req_path(req);
+	const char *key = httpd_req_header(req, "Idempotency-Key");
+
+	if (P.n_calls < 64)
+		snprintf(P.calls[P.n_calls++], 128, "%s %s %s", m, p, key ? key : "-");
+	for (int i = 0; i < P.n_rules; i++) {
+		struct rule *r = &P.rules[i];
+		int k, status;
+		const char *body;
+
+		if (strcmp(r->method, m) != 0 || strcmp(r->path, p) != 0)
+			continue;
+		k = r->seen++;
+		while (k > 0 && (k >= 8 || r->statuses[k] == 0))
+			k--;
+		status = r->statuses[k] ? r->statuses[k] : 200;
+		body = r->body ? r->body : "{\"id\":7}";
+		if (r->delay_ms > 0) {
+			struct delayed *d = xcalloc(1, sizeof(*d));
+			d->req = req;
+			d->status = status;
+			d->body = body;
+			uv_timer_init(uv_default_loop(), &d->timer);
+			d->timer.data = d;
+			httpd_req_on_abort(req, on_req_abort, d);
+			uv_timer_start(&d->timer, on_delay, (uint64_t)r->delay_ms, 0);
+			return;
+		}
+		httpd_respond(req, status, "application/json", body, strlen(body), NULL);
+		return;
+	}
+	httpd_respond(req, 200, "application/json", "{\"id\":7}", 8, NULL);
+}
+
+static void rule(const char *method, const char *path, int delay_ms, const char *body, ...)
+{
+	struct rule *r = &P.rules[P.n_rules++];
+	va_list ap;
+	int s, n = 0;
+
+	memset(r, 0, sizeof(*r));
+	r->method = method;
+	r->path = path;
+	r->delay_ms = delay_ms;
+	r->body = body;
+	va_start(ap, body);
+	while ((s = va_arg(ap, int)) != 0 && n < 8)
+		r->statuses[n++] = s;
+	va_end(ap);
+}
+
+/* ---- fixture ------------------------------------------------------------------------ */
+
+struct fixture {
+	char dir[64], db[96];
+	struct httpd *httpd;
+	struct http_client *http;
+	struct store *store;
+	struct engine *engine;
+	struct flow_set flows;
+	uv_prepare_t flush;
+	int port;
+	bool done;
+	enum engine_wait_result result;
+};
+
+static struct fixture F;
+
+static void on_flush(uv_prepare_t *h)
+{
+	assert_int_equal(engine_flush(F.engine), 0);
+}
+
+static const char *flow_text(const char *tmpl)
+{
+	static char buf[8192];
+	char url[64];
+	const char *p;
+	size_t o = 0;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", F.port);
+	for (p = tmpl; *p && o + 64 < sizeof(buf); p++) {
+		if (strncmp(p, "URL", 3) == 0) {
+			o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s", url);
+			p += 2;
+		} else {
+			buf[o++] = *p;
+		}
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+static void add_flow(const char *yaml)
+{
+	struct dsl_errors errs = { 0 };
+	struct flow *f = NULL;
+	const char *text = flow_text(yaml);
+	int rc = dsl_load_buffer("test.yaml", text, strlen(text), NULL, &f, &errs);
+
+	if (rc != 0) {
+		char *e = dsl_errors_format(&errs);
+		print_error("%s", e);
+		free(e);
+	}
+	assert_int_equal(rc, 0);
+	dsl_errors_close(&errs);
+	assert_int_equal(flow_set_add(&F.flows, f), 0);
+	store_flow_put(F.store, f->name, f->version, text);
+	flow_unref(f);
+}
+
+static void engine_up(void)
+{
+	struct engine_options eo = { .loop = uv_default_loop(), .store = F.store, .http = F.http,
+				     .flows = &F.flows };
+	assert_int_equal(engine_new(&eo, &F.engine), 0);
+}
+
+static int setup(void **state)
+{
+	struct httpd_options ho = { .address = "127.0.0.1", .port = 0, .handler = participant_handle };
+	struct http_client_options co = { 0 };
+	struct store_options so = { 0 };
+	char err[256];
+
+	memset(&P, 0, sizeof(P));
+	memset(&F, 0, sizeof(F));
+	log_min_level = LOG_WARN;
+	snprintf(F.dir, sizeof(F.dir), "/tmp/test-engine.XXXXXX");
+	assert_non_null(mkdtemp(F.dir));
+	snprintf(F.db, sizeof(F.db), "%s/sagad.db", F.dir);
+	assert_int_equal(httpd_start(uv_default_loop(), &ho, &F.httpd, err, sizeof(err)), 0);
+	F.port = httpd_port(F.httpd);
+	assert_int_equal(http_client_new(uv_default_loop(), &co, &F.http), 0);
+	so.path = F.db;
+	assert_int_equal(store_open(&so, &F.store, err, sizeof(err)), 0);
+	flow_set_init(&F.flows);
+	engine_up();
+	uv_prepare_init(uv_default_loop(), &F.flush);
+	uv_prepare_start(&F.flush, on_flush);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	uv_prepare_stop(&F.flush);
+	uv_close((uv_handle_t *)&F.flush, NULL);
+	engine_free(F.engine);
+	http_client_free(F.http);
+	httpd_free(F.httpd);
+	store_close(F.store);
+	flow_set_close(&F.flows);
+	uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", F.dir);
+	(void)system(cmd);
+	return 0;
+}
+
+static void on_done(const char *id, enum engine_wait_result res, void *arg)
+{
+	F.done = true;
+	F.result = res;
+	uv_stop(uv_default_loop());
+}
+
+static void run_until(const char *id, enum engine_wait_target t, const char *step)
+{
+	int rc;
+
+	F.done = false;
+	assert_non_null(engine_wait(F.engine, id, t, step, 20000, on_done, NULL, &rc));
+	while (!F.done)
+		uv_run(uv_default_loop(), UV_RUN_ONCE);
+}
+
+static void start(const char *flow, const char *input, char id[27])
+{
+	json_t *in = json_loads(input, 0, NULL);
+	char err[256];
+	bool existed;
+
+	assert_non_null(in);
+	assert_int_equal(engine_start(F.engine, flow, in, NULL, id, &existed, err, sizeof(err)), 0);
+	json_decref(in);
+}
+
+static void assert_status(const char *id, const char *status)
+{
+	struct store_saga s;
+
+	assert_int_equal(store_saga_get(F.store, id, &s), 0);
+	assert_string_equal(s.status, status);
+	store_saga_clear(&s);
+}
+
+struct steps_seen {
+	char states[8][32];
+	int attempts[8];
+};
+
+static int on_step(const struct store_step *st, void *arg)
+{
+	struct steps_seen *ss = arg;
+
+	if (st->idx < 8) {
+		snprintf(ss->states[st->idx], 32, "%s", st->state);
+		ss->attempts[st->idx] = st->attempt;
+	}
+	return 0;
+}
+
+static struct steps_seen steps_of(const char *id)
+{
+	struct steps_seen ss;
+
+	memset(&ss, 0, sizeof(ss));
+	store_each_step(F.store, id, on_step, &ss);
+	return ss;
+}
+
+/* The participant's calls, as "METHOD PATH" joined by ", " (keys left out). */
+static const char *calls(void)
+{
+	static char buf[2048];
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < P.n_calls; i++) {
+		char m[16], p[96];
+		sscanf(P.calls[i], "%15s %95s", m, p);
+		o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%s %s", i ? ", " : "", m, p);
+	}
+	return buf;
+}
+
+static const char *THREE =
+	"name: three\nversion: 1\n"
+	"participants:\n  p: { url: URL, timeout: 2s }\n"
+	"steps:\n"
+	"  - name: a\n    participant: p\n"
+	"    action: { method: POST, path: /a }\n"
+	"    compensation: { method: POST, path: /a/undo }\n"
+	"    retry: { max_attempts: 3, initial_backoff: 10ms, jitter: 0 }\n"
+	"  - name: b\n    participant: p\n"
+	"    action: { method: POST, path: /b }\n"
+	"    compensation: { method: POST, path: \"/b/undo/${steps.b.response.body.id}\",\n"
+	"                    retry: { max_attempts: 3, initial_backoff: 10ms, jitter: 0 } }\n"
+	"    retry: { max_attempts: 3, initial_backoff: 10ms, jitter: 0 }\n"
+	"  - name: c\n    participant: p\n"
+	"    action: { method: POST, path: /c }\n"
+	"    compensation: { method: POST, path: /c/undo }\n"
+	"    timeout: 200ms\n"
+	"    retry: { max_attempts: 3, initial_backoff: 10ms, jitter: 0, on: [connect, 5xx] }\n";
+
+/* ---- tests -------------------------------------------------------------------------- */
+
+static void test_happy_path(void **state)
+{
+	char id[27];
+	struct steps_seen ss;
+
+	add_flow(THREE);
+	start("three", "{}", id);
+	run_until(id, ENGINE_WAIT_COMPLETION, NULL);
+	assert_int_equal(F.result, ENGINE_WAIT_REACHED);
+	assert_status(id, "completed");
+	ss = steps_of(id);
+	assert_string_equal(ss.states[0], "succeeded");
+	assert_string_equal(ss.states[2], "succeeded");
+	assert_string_equal(calls(), "POST /a, POST /b, POST /c");
+	/* The idempotency key names the saga, the step and the phase. */
+	assert_non_null(strstr(P.calls[1], ":b:action"));
+	assert_non_null(strstr(P.calls[1], id));
+}
+
+static void test_failure_compensates_in_reverse(void **state)
+{
+	char id[27];
+	struct steps_seen ss;
+
+	add_flow(THREE);
+	rule("POST", "/c", 0, NULL, 400, 0);
+	start("three", "{}", id);
+	run_until(id, ENGINE_WAIT_COMPLETION, NULL);
+	assert_status(id, "compensated");
+	ss = steps_of(id);
+	assert_string_equal(ss.states[2], "failed");
+	assert_int_equal(ss.attempts[2], 1); /* a 400 is not retried */
+	assert_string_equal(ss.states[1], "compensated");
+	assert_string_equal(ss.states[0], "compensated");
+	/* b's compensation path uses b's response: the id 7 it returned. */
+	assert_string_equal(calls(), "POST /a, POST /b, POST /c, POST /b/undo/7, POST /a/undo");
+}
+
+static void test_retry_then_success(void **state)
+{
+	char id[27];
+	struct steps_seen ss;
+
+	add_flow(THREE);
+	rule("POST", "/b", 0, NULL, 503, 503, 200, 0);
+	start("three", "{}", id);
+	run_until(id, ENGINE_WAIT_COMPLETION, NULL);
+	assert_status(id, "completed");
+	ss = steps_of(id);
+	assert_int_equal(ss.attempts[1], 3);
+	assert_string_equal(calls(), "POST /a, POST /b, POST /b, POST /b, POST /c");
+	/* Every attempt of one step carries the same idempotency key. */
+	assert_string_equal(strchr(P.calls[1], ' ') + 3, strchr(P.calls[3], ' ') + 3);
+}
+
+static void test_retries_exhausted_compensate(void **state)
+{
+	char id[27];
+
+	add_flow(THREE);
+	rule("POST", "/b", 0, NULL, 500, 0);
+	start("three", "{}", id);
+	run_until(id, ENGINE_WAIT_COMPLETION, NULL);
+	assert_status(id, "compensated");
+	assert_string_equal(calls(), "POST /a, POST /b, POST /b, POST /b, POST /a/undo");
+}
+
+static void test_timeout_compensates_the_unknown_step(void **state)
+{
+	char id[27];
+	struct steps_seen ss;
+
+	add_flow(THREE);
+	rule("POST", "/c", 600, NULL, 200, 0); /* slower than its 200ms timeout, not retried */
+	start("three", "{}", id);
+	run_until(id, ENGINE_WAIT_COMPLETION, NULL);
+	assert_status(id, "compensated");
+	ss = steps_of(id);
+	assert_string_equal(ss.states[2], "compensated"); /* outcome unknown: undone too */
+	assert_string_equal(calls(), "POST /a, POST /b, POST /c, POST /c/undo, POST /b/undo/7, POST /a/undo");
+}
+
+static void test_compensation_exhausted_fails_then_retry(void **state)
+{
+	char id[27], err[256];
+	struct steps_seen ss;
+
+	add_flow(THREE);
+	rule("POST", "/c", 0, NULL, 409, 0);
+	rule("POST", "/b/undo/7", 0, NULL, 500, 500, 500, 200, 0);
+	start("three", "{}", id);
+	run_until(id, ENGINE_WAIT_COMPLETION, NULL);
+	assert_status(id, "failed");
+	ss = steps_of(id);
+	assert_string_equal(ss.states[1], "compensation_failed");
+	assert_string_equal(ss.states[0], "succeeded"); /* not undone before b is */
+	/* An operator retries: b's compensation gets new attempts, then a is undone. */
+	assert_int_equal(engine_retry(F.engine, id, err, sizeof(err)), 0);
+	run_until(id, ENGINE_WAIT_COMPLETION, NULL);
+	assert_status(id, "compensated");
+	assert_string_equal(calls(), "POST /a, POST /b, POST /c, POST /b/undo/7, POST /b/undo/7, "
+			    "POST /b/undo/7, POST /b/undo/7, POST /a/undo");
+}
+
+static void test_cancel_running_saga(void **state)
+{
+	char id[27], err[256];
+
+	add_flow(THREE);
+	rule("POST", "/b", 300, NULL, 200, 0);
+	start("three", "{}", id);
+	run_until(id, ENGINE_WAIT_STEP, "a");
+	assert_int_equal(engine_cancel(F.engine, id, err, sizeof(err)), 0);
+	run_until(id, ENGINE_WAIT_COMPLETION, NULL);
+	assert_status(id, "compensated");
+	/* b was in flight when cancelled: it succeeded, so it is undone; c never ran. */
+	assert_string_equal(calls(), "POST /a, POST /b, POST /b/undo/7, POST /a/undo");
+	assert_int_equal(engine_cancel(F.engine, id, err, sizeof(err)), SAGAD_ESTATE);
+}
+
+static void test_idempotent_start(void **state)
+{
+	char id1[27], id2[27], err[256];
+	json_t *in = json_object();
+	bool existed;
+
+	add_flow(THREE);
+	assert_int_equal(engine_start(F.engine, "three", in, "k-1", id1, &existed, err, sizeof(err)), 0);
+	assert_false(existed);
+	assert_int_equal(engine_start(F.engine, "three", in, "k-1", id2, &existed, err, sizeof(err)), 0);
+	assert_true(existed);
+	assert_string_equal(id1, id2);
+	json_decref(in);
+	run_until(id1, ENGINE_WAIT_COMPLETION, NULL);
+	assert_string_equal(calls(), "POST /a, POST /b, POST /c");
+}
+
+static void test_input_checked(void **state)
+{
+	char id[27], err[256];
+	json_t *in = json_pack("{s:i}", "classId", 5);
+	bool existed;
+
+	add_flow("name: typed\nversion: 1\ninput:\n  classId: { type: string, required: true }\n"
+		 "participants:\n  p: { url: URL }\n"
+		 "steps:\n  - name: a\n    participant: p\n    action: { method: POST, path: /a }\n");
+	assert_int_equal(engine_start(F.engine, "typed", in, NULL, id, &existed, err, sizeof(err)),
+			 SAGAD_EINPUT);
+	assert_non_null(strstr(err, "classId"));
+	assert_int_equal(engine_start(F.engine, "nope", in, NULL, id, &existed, err, sizeof(err)),
+			 SAGAD_ENOFLOW);
+	json_decref(in);
+}
+
+/* A crash after the dispatch was committed: a new engine on the same store re-sends the
+ * call with the same idempotency key and finishes the saga. */
+static void test_recovery_redispatches(void **state)
+{
+	char id[27];
+	struct steps_seen ss;
+	int rc;
+
+	add_flow(THREE);
+	rule("POST", "/b", 400, NULL, 200, 0);
+	start("three", "{}", id);
+	run_until(id, ENGINE_WAIT_STEP, "a");
+	/* b is dispatched and in flight; commit and "crash" (drop the engine). */
+	while (P.n_calls < 2)
+		uv_run(uv_default_loop(), UV_RUN_ONCE);
+	assert_int_equal(engine_flush(F.engine), 0);
+	engine_free(F.engine);
+	engine_up();
+	assert_int_equal(engine_recover(F.engine), 0);
+	F.done = false;
+	assert_non_null(engine_wait(F.engine, id, ENGINE_WAIT_COMPLETION, NULL, 20000, on_done, NULL, &rc));
+	while (!F.done)
+		uv_run(uv_default_loop(), UV_RUN_ONCE);
+	assert_status(id, "completed");
+	ss = steps_of(id);
+	assert_string_equal(ss.states[1], "succeeded");
+	/* b was sent twice, under one key. */
+	assert_int_equal(P.rules[0].seen, 2);
+	assert_string_equal(strchr(P.calls[1], ' ') + 3, strchr(P.calls[2], ' ') + 3);
+}
+
+static void test_subflow_compensated_by_parent(void **state)
+{
+	char id[27];
+
+	add_flow("name: child\nversion: 1\ninput:\n  n: string\n"
+		 "participants:\n  p: { url: URL }\n"
+		 "steps:\n  - name: x\n    participant: p\n"
+		 "    action: { method: POST, path: \"/x/${input.n}\" }\n"
+		 "    compensation: { method: POST, path: /x/undo }\n");
+	add_flow("name: parent\nversion: 1\n"
+		 "participants:\n  p: { url: URL }\n"
+		 "steps:\n"
+		 "  - name: kid\n    flow: child\n    input: { n: \"${saga.flow}\" }\n"
+		 "  - name: last\n    participant: p\n    action: { method: POST, path: /last }\n");
+	rule("POST", "/last", 0, NULL, 422, 0);
+	start("parent", "{}", id);
+	run_until(id, ENGINE_WAIT_COMPLETION, NULL);
+	assert_status(id, "compensated");
+	assert_string_equal(calls(), "POST /x/parent, POST /last, POST /x/undo");
+}
+
+static void test_deadline_compensates(void **state)
+{
+	char id[27];
+
+	add_flow("name: slow\nversion: 1\ndeadline: 150ms\n"
+		 "participants:\n  p: { url: URL }\n"
+		 "steps:\n  - name: a\n    participant: p\n    action: { method: POST, path: /a }\n"
+		 "    compensation: { method: POST, path: /a/undo }\n"
+		 "  - name: b\n    participant: p\n    action: { method: POST, path: /b }\n");
+	rule("POST", "/b", 400, NULL, 200, 0);
+	start("slow", "{}", id);
+	run_until(id, ENGINE_WAIT_COMPLETION, NULL);
+	assert_status(id, "compensated");
+	/* b was in flight at the deadline; it answered success later, so it has no undo here
+	 * (no compensation declared) and a is undone. */
+	assert_string_equal(calls(), "POST /a, POST /b, POST /a/undo");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_happy_path, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure_compensates_in_reverse, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retry_then_success, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retries_exhausted_compensate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_compensates_the_unknown_step, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compensation_exhausted_fails_then_retry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_running_saga, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idempotent_start, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_input_checked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recovery_redispatches, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_subflow_compensated_by_parent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deadline_compensates, setup, teardown),
+	};
+
+	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
+}
