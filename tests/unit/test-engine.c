@@ -32,14 +32,14 @@ struct rule {
 	int seen;
 };
 
-struct participant {
+struct fake_participant {
 	struct rule rules[16];
 	int n_rules;
 	char calls[64][128];          /* "POST /a key" in arrival order */
 	int n_calls;
 };
 
-static struct participant P;
+static struct fake_participant P;
 
 struct delayed {
 	uv_timer_t timer;
