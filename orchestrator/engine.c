@@ -991,8 +991,14 @@ static void on_http_done(const struct http_result *res, void *arg)
 	err[0] = '\0';
 	o = classify(res, req, rp, body, err, sizeof(err));
 	max = rp->max_attempts > 0 ? rp->max_attempts : 1;
-	if (o == OUT_RETRY && c->attempt >= max)
-		o = res->error == 0 ? OUT_FAILED : OUT_UNKNOWN;
+	if (o == OUT_RETRY && c->attempt >= max) {
+		/* Out of attempts: an answer or a request that never left is a definite failure;
+		 * a timeout or a connection lost after sending leaves the outcome unknown. */
+		if (res->error == 0 || (res->error == SAGAD_ECONNECT && !res->request_sent))
+			o = OUT_FAILED;
+		else
+			o = OUT_UNKNOWN;
+	}
 	if (res->error == 0)
 		summary = res->body_len > SUMMARY_MAX ?
 			xasprintf("%.*s...", SUMMARY_MAX, res->body) : xstrdup(res->body);
@@ -1061,7 +1067,7 @@ static void on_http_done(const struct http_result *res, void *arg)
 static void step_failure_reason(struct saga *s, int i, char *buf, size_t len)
 {
 	snprintf(buf, len, "step \"%s\" %s: %s", s->flow->steps[i].name,
-		 s->steps[i].state == STEP_TIMED_OUT ? "timed out" : "failed",
+		 s->steps[i].state == STEP_TIMED_OUT ? "failed with an unknown outcome" : "failed",
 		 s->steps[i].error ? s->steps[i].error : "unknown error");
 }
 
