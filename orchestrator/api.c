@@ -379,8 +379,6 @@ static void route_start(struct api *a, struct httpd_req *req, const char *flow_n
 	memcpy(p->id, id, ID_LEN);
 	p->replayed = existed;
 	p->ok_status = target == ENGINE_WAIT_COMMITTED ? 202 : 200;
-	if (target == ENGINE_WAIT_COMMITTED)
-		engine_crashpoint("start_committed_pending");
 	wait_saga(p, target, step, timeout_ms);
 }
 

@@ -1914,6 +1914,8 @@ int engine_flush(struct engine *e)
 				e->crash_before_commit = false;
 				engine_crashpoint("after_reply_commit");
 			}
+			if (e->effects != NULL)
+				engine_crashpoint("after_commit");
 		}
 		fx = e->effects;
 		e->effects = NULL;

@@ -133,8 +133,10 @@ struct engine_stats {
 void engine_stats(const struct engine *e, struct engine_stats *out);
 
 /* Test hook: SAGAD_CRASHPOINT=name[:n] kills the process with SIGKILL the n-th time the
- * named point is passed (start_committed, before_dispatch, after_dispatch,
- * before_reply_commit, after_reply_commit). */
+ * named point is passed: after_commit (a commit with side effects pending, before any of
+ * them), before_dispatch (a committed dispatch about to be sent), after_dispatch (a reply
+ * arrived, nothing recorded yet), before_reply_commit (the reply recorded, not committed),
+ * after_reply_commit. */
 void engine_crashpoint(const char *name);
 
 #endif

@@ -1,0 +1,587 @@
+/* httpd.c: the admin API's HTTP/1.1 server: libmicrohttpd in external-epoll mode on the loop.
+ * MHD's epoll fd is watched by a uv_poll; after every MHD_run() the uv_timer is re-armed from
+ * MHD_get_timeout() (without that, keep-alive connections stall).
+ *
+ * A request (struct httpd_req) is allocated on the access handler's first call and stored as
+ * MHD's per-request context. Its states:
+ *   RECEIVING  the body is arriving (or being discarded after it grew past max_body_bytes);
+ *   HANDLING   inside the handler: httpd_respond() here just queues the response;
+ *   PENDING    the handler returned without answering: the connection is suspended;
+ *              httpd_respond() queues the response and resumes it;
+ *   RESPONDED  a response is queued; MHD still sends it;
+ *   ABORTED    the client went away while PENDING; the abort callback has run.
+ * The struct itself is freed only once MHD reports the request completed (NOTIFY_COMPLETED)
+ * and its disconnect watcher (below) is closed; for the caller it is invalid right after
+ * httpd_respond() or the abort callback.
+ *
+ * MHD does not watch a suspended connection, so a client that leaves while its answer is
+ * pending would go unnoticed until the answer is written. When the request has an abort
+ * callback, a uv_poll on the connection's socket waits for UV_DISCONNECT (the peer's FIN or
+ * an error) while it is PENDING; then the abort callback runs and the connection is resumed
+ * so that MHD closes it. Without an abort callback a late httpd_respond() stays harmless: the
+ * write fails and the request is released. A client that half-closes its side after sending a
+ * request counts as gone.
+ *
+ * httpd_free() resumes the suspended connections (MHD must not be stopped with any) and stops
+ * MHD, which runs the pending requests' abort callbacks; a pending request without one is
+ * released too, so nothing may answer it after httpd_free(). Called from inside a handler,
+ * httpd_free() defers the stop until MHD_run() has returned. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <microhttpd.h>
+#include "error.h"
+#include "httpd.h"
+#include "log.h"
+#include "util.h"
+
+#define HTTPD_DEFAULT_MAX_BODY (1024 * 1024)
+#define HTTPD_DEFAULT_TIMEOUT_S 60
+
+enum req_state { REQ_RECEIVING, REQ_HANDLING, REQ_PENDING, REQ_RESPONDED, REQ_ABORTED };
+
+struct httpd_req {
+	struct httpd *h;
+	struct MHD_Connection *conn;
+	struct httpd_req *prev, *next;  /* h->pending, while PENDING */
+	const char *method;             /* MHD's, valid for the request */
+	const char *path;
+	struct strbuf body;
+	enum req_state state;
+	unsigned too_big : 1;
+	unsigned mhd_done : 1;          /* MHD has released the request */
+	unsigned watching : 1;          /* watch is active */
+	unsigned watch_closing : 1;     /* watch close callback pending */
+	httpd_abort_cb abort_cb;
+	void *abort_arg;
+	uv_poll_t watch;                /* UV_DISCONNECT on the socket while PENDING */
+	char peer[INET6_ADDRSTRLEN];
+};
+
+struct httpd {
+	uv_loop_t *loop;
+	struct MHD_Daemon *d;
+	uv_poll_t poll;                 /* MHD's epoll fd */
+	uv_timer_t timer;               /* MHD_get_timeout() */
+	httpd_handler_cb handler;
+	void *arg;
+	size_t max_body;
+	int port;
+	int handles;                    /* open uv handles; freed when the last one closes */
+	int run_soon;                   /* a resume happened: run MHD again at once */
+	int closing;
+	int in_run;                     /* inside MHD_run(): httpd_free() defers the stop */
+	struct MHD_Response *too_big;   /* the shared 413 answer */
+	struct httpd_req *pending;
+	char *errbuf;                   /* while starting: where MHD's messages go */
+	size_t errlen;
+};
+
+/* --- the loop bridge -------------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t);
+static void stop(struct httpd *h);
+
+static void rearm(struct httpd *h)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+
+	if (h->run_soon)
+		uv_timer_start(&h->timer, on_timer, 0, 0);
+	else if (MHD_get_timeout(h->d, &ms) == MHD_YES)
+		uv_timer_start(&h->timer, on_timer, (uint64_t)ms, 0);
+	else
+		uv_timer_stop(&h->timer);
+}
+
+static void run(struct httpd *h)
+{
+	h->run_soon = 0;
+	h->in_run = 1;
+	MHD_run(h->d);
+	h->in_run = 0;
+	if (h->closing)
+		stop(h);        /* httpd_free() was called from a handler */
+	else
+		rearm(h);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	run(t->data);
+}
+
+static void on_epoll(uv_poll_t *p, int status, int events)
+{
+	(void)status;
+	(void)events;
+	run(p->data);
+}
+
+/* Runs MHD on the next loop iteration (after a resume); never recursively. */
+static void run_soon(struct httpd *h)
+{
+	h->run_soon = 1;
+	uv_timer_start(&h->timer, on_timer, 0, 0);
+}
+
+/* --- requests --------------------------------------------------------------------------- */
+
+static void req_maybe_free(struct httpd_req *r)
+{
+	if (r->mhd_done && !r->watch_closing) {
+		strbuf_close(&r->body);
+		free(r);
+	}
+}
+
+static void on_watch_closed(uv_handle_t *hd)
+{
+	struct httpd_req *r = hd->data;
+
+	r->watch_closing = 0;
+	req_maybe_free(r);
+}
+
+static void watch_stop(struct httpd_req *r)
+{
+	if (!r->watching)
+		return;
+	r->watching = 0;
+	r->watch_closing = 1;
+	uv_close((uv_handle_t *)&r->watch, on_watch_closed);
+}
+
+static void pending_unlink(struct httpd_req *r)
+{
+	struct httpd *h = r->h;
+
+	if (r->prev != NULL)
+		r->prev->next = r->next;
+	else
+		h->pending = r->next;
+	if (r->next != NULL)
+		r->next->prev = r->prev;
+	r->prev = r->next = NULL;
+}
+
+static void on_peer_event(uv_poll_t *p, int status, int events)
+{
+	struct httpd_req *r = p->data;
+	httpd_abort_cb cb = r->abort_cb;
+	void *arg = r->abort_arg;
+
+	if (status == 0 && !(events & UV_DISCONNECT))
+		return;
+	watch_stop(r);
+	if (r->state != REQ_PENDING)
+		return;
+	pending_unlink(r);
+	r->state = REQ_ABORTED;
+	/* MHD closes the connection once it sees it again (the access handler says MHD_NO). */
+	MHD_resume_connection(r->conn);
+	run_soon(r->h);
+	cb(r, arg);
+}
+
+static void watch_start(struct httpd_req *r)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	if (r->watching || r->watch_closing || r->abort_cb == NULL || r->state != REQ_PENDING)
+		return;
+	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci == NULL || uv_poll_init_socket(r->h->loop, &r->watch, ci->connect_fd) != 0)
+		return;
+	r->watch.data = r;
+	r->watching = 1;
+	uv_poll_start(&r->watch, UV_DISCONNECT, on_peer_event);
+}
+
+static void queue(struct httpd_req *r, int status, const char *content_type, const char *body,
+		  size_t len, const char *const *headers)
+{
+	struct MHD_Response *resp;
+
+	resp = MHD_create_response_from_buffer(len, (void *)(len > 0 ? body : ""),
+					       MHD_RESPMEM_MUST_COPY);
+	if (resp == NULL)
+		fatalx("httpd: cannot create a response");
+	if (content_type != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	for (size_t i = 0; headers != NULL && headers[i] != NULL && headers[i + 1] != NULL; i += 2)
+		MHD_add_response_header(resp, headers[i], headers[i + 1]);
+	if (MHD_queue_response(r->conn, (unsigned)status, resp) != MHD_YES)
+		log_warn("event=httpd_queue_failed method=%s status=%d", r->method, status);
+	MHD_destroy_response(resp);
+}
+
+static void queue_too_big(struct httpd_req *r)
+{
+	if (MHD_queue_response(r->conn, MHD_HTTP_CONTENT_TOO_LARGE, r->h->too_big) != MHD_YES)
+		log_warn("event=httpd_queue_failed method=%s status=413", r->method);
+	r->state = REQ_RESPONDED;
+	strbuf_close(&r->body);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+				 const char *method, const char *version,
+				 const char *upload_data, size_t *upload_data_size, void **ctx)
+{
+	struct httpd *h = cls;
+	struct httpd_req *r = *ctx;
+
+	(void)version;
+	if (r == NULL) {
+		const char *cl, *expect;
+		unsigned long long n = 0;
+
+		if (h->closing)
+			return MHD_NO;
+		r = xcalloc(1, sizeof(*r));
+		r->h = h;
+		r->conn = conn;
+		r->method = method;
+		r->path = url;
+		strbuf_init(&r->body);
+		*ctx = r;
+		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						 MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl != NULL)
+			n = strtoull(cl, NULL, 10);
+		if (n > h->max_body) {
+			r->too_big = 1;
+			/* A client waiting for "100 Continue" gets the 413 instead and never sends
+			 * the body; others send it and we discard it (answering early would make
+			 * the server close a socket with unread data, and the client likely miss
+			 * the 413 in the reset). */
+			expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_EXPECT);
+			if (expect != NULL && strcasecmp(expect, "100-continue") == 0)
+				queue_too_big(r);
+		} else if (n > 0) {
+			r->body.data = xmalloc((size_t)n + 1);
+			r->body.data[0] = '\0';
+			r->body.cap = (size_t)n + 1;
+		}
+		return MHD_YES;
+	}
+
+	if (*upload_data_size != 0) {
+		if (!r->too_big && r->body.len + *upload_data_size > h->max_body) {
+			r->too_big = 1;
+			strbuf_close(&r->body);
+		}
+		if (!r->too_big)
+			strbuf_add(&r->body, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+
+	switch (r->state) {
+	case REQ_RECEIVING:
+		if (r->too_big) {
+			queue_too_big(r);
+			return MHD_YES;
+		}
+		r->state = REQ_HANDLING;
+		h->handler(r, h->arg);
+		if (r->state == REQ_HANDLING) {
+			r->state = REQ_PENDING;
+			r->next = h->pending;
+			if (h->pending != NULL)
+				h->pending->prev = r;
+			h->pending = r;
+			MHD_suspend_connection(conn);
+			watch_start(r);
+		}
+		return MHD_YES;
+	case REQ_RESPONDED:
+		return MHD_YES;
+	case REQ_PENDING:       /* resumed by httpd_free() */
+	case REQ_ABORTED:       /* resumed after the client left: close it */
+	default:
+		return MHD_NO;
+	}
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct httpd_req *r = *ctx;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (r == NULL)
+		return;
+	*ctx = NULL;
+	if (r->state == REQ_PENDING) {
+		/* Only at shutdown: MHD does not look at suspended connections otherwise. */
+		watch_stop(r);
+		pending_unlink(r);
+		r->state = REQ_ABORTED;
+		if (r->abort_cb != NULL)
+			r->abort_cb(r, r->abort_arg);
+	}
+	r->mhd_done = 1;
+	req_maybe_free(r);
+}
+
+/* --- the server ------------------------------------------------------------------------- */
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	struct httpd *h = cls;
+	char msg[512], q[600];
+	size_t n;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '.'))
+		msg[--n] = '\0';
+	if (h->errbuf != NULL && h->errlen > 0) {
+		snprintf(h->errbuf, h->errlen, "%s", msg);
+		return;
+	}
+	log_debug("event=httpd_mhd msg=%s", log_quote(msg, q, sizeof(q)));
+}
+
+static int parse_address(const char *addr, int port, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, addr, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		return AF_INET;
+	}
+	if (inet_pton(AF_INET6, addr, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		return AF_INET6;
+	}
+	return -1;
+}
+
+int httpd_start(uv_loop_t *loop, const struct httpd_options *opt, struct httpd **out,
+		char *err, size_t errlen)
+{
+	const char *addr = opt->address != NULL ? opt->address : "127.0.0.1";
+	unsigned timeout_s = opt->connection_timeout_s ? opt->connection_timeout_s
+						       : HTTPD_DEFAULT_TIMEOUT_S;
+	struct sockaddr_storage ss;
+	const union MHD_DaemonInfo *info;
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	struct httpd *h;
+	char msg[256], body[256];
+	int family, n, rc;
+
+	msg[0] = '\0';
+	if (opt->handler == NULL || opt->port < 0 || opt->port > 65535) {
+		snprintf(err, errlen, "httpd: a handler and a port in 0..65535 are required");
+		return SAGAD_EINVAL;
+	}
+	if ((family = parse_address(addr, opt->port, &ss)) < 0) {
+		snprintf(err, errlen, "listen address \"%s\": not an IPv4 or IPv6 address", addr);
+		return SAGAD_EINVAL;
+	}
+	if (family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+
+	h = xcalloc(1, sizeof(*h));
+	h->loop = loop;
+	h->handler = opt->handler;
+	h->arg = opt->arg;
+	h->max_body = opt->max_body_bytes ? opt->max_body_bytes : HTTPD_DEFAULT_MAX_BODY;
+	h->errbuf = msg;
+	h->errlen = sizeof(msg);
+	h->d = MHD_start_daemon(flags, (uint16_t)opt->port, NULL, NULL, on_access, h,
+				MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+				MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+				MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+				MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+				MHD_OPTION_END);
+	h->errbuf = NULL;
+	if (h->d == NULL) {
+		const char *reason = strrchr(msg, ':');
+
+		/* MHD says "Failed to bind to port 8080: Address already in use". */
+		if (reason != NULL && strstr(msg, "bind") != NULL)
+			snprintf(err, errlen, "bind %s%s%s:%d%s", family == AF_INET6 ? "[" : "",
+				 addr, family == AF_INET6 ? "]" : "", opt->port, reason);
+		else
+			snprintf(err, errlen, "listen %s port %d: %s", addr, opt->port,
+				 msg[0] ? msg : "cannot start the HTTP server");
+		free(h);
+		return SAGAD_EIO;
+	}
+	info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+	h->port = info != NULL ? info->port : opt->port;
+
+	n = snprintf(body, sizeof(body),
+		     "{\"error\":{\"code\":\"ETOOBIG\",\"message\":\"request body exceeds %zu "
+		     "bytes; send a smaller body or raise --max-body\"}}", h->max_body);
+	h->too_big = MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+	if (h->too_big == NULL)
+		fatalx("httpd: cannot create a response");
+	MHD_add_response_header(h->too_big, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+
+	info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
+	if (info == NULL || (rc = uv_poll_init(loop, &h->poll, info->epoll_fd)) != 0) {
+		snprintf(err, errlen, "httpd: cannot watch the epoll fd");
+		MHD_destroy_response(h->too_big);
+		MHD_stop_daemon(h->d);
+		free(h);
+		return SAGAD_EIO;
+	}
+	h->poll.data = h;
+	uv_timer_init(loop, &h->timer);
+	h->timer.data = h;
+	h->handles = 2;
+	uv_poll_start(&h->poll, UV_READABLE, on_epoll);
+	rearm(h);
+	*out = h;
+	return 0;
+}
+
+int httpd_port(const struct httpd *h)
+{
+	return h->port;
+}
+
+void httpd_quiesce(struct httpd *h)
+{
+	MHD_socket fd;
+
+	/* External polling mode: no ITC needed, and the returned listen socket is ours to close
+	 * at once (only threaded modes must wait for MHD_stop_daemon()). */
+	fd = MHD_quiesce_daemon(h->d);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+}
+
+static void on_handle_closed(uv_handle_t *hd)
+{
+	struct httpd *h = hd->data;
+
+	if (--h->handles == 0)
+		free(h);
+}
+
+static void stop(struct httpd *h)
+{
+	struct httpd_req *r;
+
+	uv_close((uv_handle_t *)&h->poll, on_handle_closed);
+	uv_close((uv_handle_t *)&h->timer, on_handle_closed);
+	/* MHD_stop_daemon() must not meet suspended connections: resume them; it then closes
+	 * them and NOTIFY_COMPLETED runs the abort callbacks. */
+	for (r = h->pending; r != NULL; r = r->next) {
+		watch_stop(r);
+		MHD_resume_connection(r->conn);
+	}
+	MHD_stop_daemon(h->d);
+	MHD_destroy_response(h->too_big);
+	h->d = NULL;
+}
+
+void httpd_free(struct httpd *h)
+{
+	if (h == NULL || h->closing)
+		return;
+	h->closing = 1;
+	if (!h->in_run)
+		stop(h);
+}
+
+/* --- request accessors ------------------------------------------------------------------ */
+
+const char *httpd_req_method(const struct httpd_req *r)
+{
+	return r->method;
+}
+
+const char *httpd_req_path(const struct httpd_req *r)
+{
+	return r->path;
+}
+
+const char *httpd_req_query(const struct httpd_req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *httpd_req_header(const struct httpd_req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *httpd_req_body(const struct httpd_req *r, size_t *len)
+{
+	if (len != NULL)
+		*len = r->body.len;
+	return r->body.data != NULL ? r->body.data : "";
+}
+
+const char *httpd_req_peer(const struct httpd_req *r)
+{
+	struct httpd_req *w = (struct httpd_req *)r;   /* the address is formatted lazily */
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr *sa;
+
+	if (w->peer[0] != '\0')
+		return w->peer;
+	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci == NULL || (sa = ci->client_addr) == NULL)
+		return "";
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, w->peer,
+			  sizeof(w->peer));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, w->peer,
+			  sizeof(w->peer));
+	return w->peer;
+}
+
+void httpd_req_on_abort(struct httpd_req *r, httpd_abort_cb cb, void *arg)
+{
+	r->abort_cb = cb;
+	r->abort_arg = arg;
+	if (cb == NULL)
+		watch_stop(r);
+	else
+		watch_start(r);
+}
+
+void httpd_respond(struct httpd_req *r, int status, const char *content_type,
+		   const char *body, size_t len, const char *const *headers)
+{
+	switch (r->state) {
+	case REQ_HANDLING:
+		queue(r, status, content_type, body, len, headers);
+		r->state = REQ_RESPONDED;
+		break;
+	case REQ_PENDING:
+		/* Stop watching before MHD may close the socket. */
+		watch_stop(r);
+		pending_unlink(r);
+		queue(r, status, content_type, body, len, headers);
+		r->state = REQ_RESPONDED;
+		MHD_resume_connection(r->conn);
+		run_soon(r->h);
+		break;
+	default:
+		fatalx("httpd_respond: request %s %s is not awaiting an answer (state %d)",
+		       r->method, r->path, (int)r->state);
+	}
+	strbuf_close(&r->body);
+}

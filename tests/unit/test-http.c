@@ -1,0 +1,767 @@
+/* test-http.c: the HTTP server (orchestrator/httpd.c) and the HTTP client (adapters/http.c)
+ * talking to each other on one libuv loop. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <cmocka.h>
+#include <uv.h>
+#include "error.h"
+#include "http.h"
+#include "httpd.h"
+#include "util.h"
+
+#define BIG_BODY (2 * 1024 * 1024)
+
+static uv_loop_t loop;
+static struct httpd *srv;
+static struct http_client *cli;
+static char base[64];
+
+/* --- the server side -------------------------------------------------------------------- */
+
+static struct {
+	int handled;            /* handler calls */
+	int aborted;            /* abort callbacks */
+	int late_responses;     /* delayed answers sent */
+	char last_path[64], last_query[64], last_header[64], last_peer[64], last_method[16];
+} seen;
+
+static char *big_body;
+static struct httpd *victim;    /* /shutdown frees it from inside its handler */
+
+/* Counts an event and lets run_until() look at it. */
+static void bump(int *count)
+{
+	(*count)++;
+	uv_stop(&loop);
+}
+
+struct delayed {
+	uv_timer_t timer;
+	struct httpd_req *req;
+};
+
+static void on_delayed_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void on_delay(uv_timer_t *t)
+{
+	struct delayed *d = t->data;
+
+	httpd_respond(d->req, 200, "text/plain", "late", 4, NULL);
+	bump(&seen.late_responses);
+	uv_close((uv_handle_t *)&d->timer, on_delayed_closed);
+}
+
+static void on_req_abort(struct httpd_req *req, void *arg)
+{
+	struct delayed *d = arg;
+
+	bump(&seen.aborted);
+	uv_timer_stop(&d->timer);
+	uv_close((uv_handle_t *)&d->timer, on_delayed_closed);
+}
+
+static void copy(char *dst, size_t n, const char *src)
+{
+	snprintf(dst, n, "%s", src != NULL ? src : "(null)");
+}
+
+static void handler(struct httpd_req *req, void *arg)
+{
+	const char *path = httpd_req_path(req), *q;
+	size_t len;
+	const char *body = httpd_req_body(req, &len);
+	char buf[64];
+
+	bump(&seen.handled);
+	copy(seen.last_path, sizeof(seen.last_path), path);
+	copy(seen.last_method, sizeof(seen.last_method), httpd_req_method(req));
+	copy(seen.last_query, sizeof(seen.last_query), httpd_req_query(req, "name"));
+	copy(seen.last_header, sizeof(seen.last_header), httpd_req_header(req, "X-Test"));
+	copy(seen.last_peer, sizeof(seen.last_peer), httpd_req_peer(req));
+
+	if (strcmp(path, "/hello") == 0) {
+		const char *hdrs[] = { "X-Reply", "yes", NULL };
+		httpd_respond(req, 200, "text/plain", "hello", 5, hdrs);
+	} else if (strcmp(path, "/shutdown") == 0) {
+		httpd_respond(req, 202, NULL, "", 0, NULL);
+		httpd_free(victim);
+	} else if (strcmp(path, "/echo") == 0) {
+		httpd_respond(req, 201, "application/octet-stream", body, len, NULL);
+	} else if (strcmp(path, "/len") == 0) {
+		int n = snprintf(buf, sizeof(buf), "%zu", len);
+		httpd_respond(req, 200, "text/plain", buf, (size_t)n, NULL);
+	} else if (strcmp(path, "/busy") == 0) {
+		const char *hdrs[] = { "Retry-After", "2", NULL };
+		httpd_respond(req, 503, "application/json", "{}", 2, hdrs);
+	} else if (strcmp(path, "/busy-date") == 0) {
+		char date[64];
+		time_t t = time(NULL) + 10;
+		struct tm tm;
+		const char *hdrs[] = { "Retry-After", date, NULL };
+
+		gmtime_r(&t, &tm);
+		strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		httpd_respond(req, 429, NULL, "", 0, hdrs);
+	} else if (strcmp(path, "/big") == 0) {
+		httpd_respond(req, 200, "text/plain", big_body, BIG_BODY, NULL);
+	} else if (strcmp(path, "/async") == 0 || strcmp(path, "/async-noabort") == 0) {
+		struct delayed *d = xmalloc(sizeof(*d));
+
+		q = httpd_req_query(req, "ms");
+		d->req = req;
+		uv_timer_init(&loop, &d->timer);
+		d->timer.data = d;
+		uv_timer_start(&d->timer, on_delay, q != NULL ? strtoull(q, NULL, 10) : 10, 0);
+		if (strcmp(path, "/async") == 0)
+			httpd_req_on_abort(req, on_req_abort, d);
+	} else {
+		httpd_respond(req, 404, "application/json", "{\"error\":{}}", 12, NULL);
+	}
+}
+
+/* --- the client side -------------------------------------------------------------------- */
+
+struct outcome {
+	int done;
+	int error;
+	int status;
+	char *body;
+	size_t body_len;
+	char content_type[64];
+	int64_t retry_after_ms;
+	int request_sent;
+};
+
+static int n_done;             /* callbacks so far */
+static int in_send;             /* a callback must never run inside http_client_send() */
+static int cb_in_send;
+
+static void on_done(const struct http_result *res, void *arg)
+{
+	struct outcome *o = arg;
+
+	if (in_send)
+		cb_in_send++;
+	o->done++;
+	bump(&n_done);
+	o->error = res->error;
+	o->status = res->status;
+	free(o->body);
+	o->body = xstrndup(res->body, res->body_len);
+	o->body_len = res->body_len;
+	copy(o->content_type, sizeof(o->content_type), res->content_type);
+	o->retry_after_ms = res->retry_after_ms;
+	o->request_sent = res->request_sent;
+}
+
+static void outcome_clear(struct outcome *o)
+{
+	free(o->body);
+	memset(o, 0, sizeof(*o));
+}
+
+static int send_req(struct http_client *c, const char *method, const char *path,
+		    const char *body, size_t len, int64_t timeout_ms, struct outcome *o,
+		    struct http_call **call)
+{
+	char url[256];
+	const char *hdrs[] = { "X-Test: 42", "Content-Type: text/plain" };
+	struct http_request req = {
+		.method = method, .url = url, .headers = hdrs, .n_headers = 2,
+		.body = body, .body_len = len, .timeout_ms = timeout_ms,
+	};
+	int rc;
+
+	if (strncmp(path, "http", 4) == 0)
+		snprintf(url, sizeof(url), "%s", path);
+	else
+		snprintf(url, sizeof(url), "%s%s", base, path);
+	in_send = 1;
+	rc = http_client_send(c, &req, on_done, o, call);
+	in_send = 0;
+	return rc;
+}
+
+static int timed_out;
+
+static void on_watchdog(uv_timer_t *t)
+{
+	timed_out = 1;
+	uv_stop(&loop);
+}
+
+/* Runs the loop until *count reaches want (or 10 s pass); returns *count. */
+static int run_until(int *count, int want)
+{
+	uv_timer_t dog;
+
+	timed_out = 0;
+	uv_timer_init(&loop, &dog);
+	uv_timer_start(&dog, on_watchdog, 10000, 0);
+	while (*count < want && !timed_out)
+		uv_run(&loop, UV_RUN_DEFAULT);
+	if (timed_out)
+		fprintf(stderr, "# run_until: gave up at %d of %d\n", *count, want);
+	uv_close((uv_handle_t *)&dog, NULL);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	return *count;
+}
+
+static void run_for(uint64_t ms)
+{
+	uv_timer_t t;
+
+	uv_timer_init(&loop, &t);
+	uv_timer_start(&t, on_watchdog, ms, 0);
+	timed_out = 0;
+	while (!timed_out)
+		uv_run(&loop, UV_RUN_DEFAULT);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static int call1(const char *method, const char *path, const char *body, size_t len,
+		 int64_t timeout_ms, struct outcome *o)
+{
+	outcome_clear(o);
+	assert_int_equal(send_req(cli, method, path, body, len, timeout_ms, o, NULL), 0);
+	return run_until(&o->done, 1);
+}
+
+/* --- tests ------------------------------------------------------------------------------ */
+
+static void test_basic(void **state)
+{
+	struct outcome o = { 0 };
+
+	assert_int_equal(call1("GET", "/hello?name=ada%20l", NULL, 0, 2000, &o), 1);
+	assert_int_equal(o.error, 0);
+	assert_int_equal(o.status, 200);
+	assert_string_equal(o.body, "hello");
+	assert_string_equal(o.content_type, "text/plain");
+	assert_int_equal(o.retry_after_ms, -1);
+	assert_int_equal(o.request_sent, 1);
+	assert_string_equal(seen.last_path, "/hello");
+	assert_string_equal(seen.last_method, "GET");
+	assert_string_equal(seen.last_query, "ada l");
+	assert_string_equal(seen.last_header, "42");
+	assert_string_equal(seen.last_peer, "127.0.0.1");
+	assert_int_equal(cb_in_send, 0);
+
+	assert_int_equal(call1("GET", "/nope", NULL, 0, 2000, &o), 1);
+	assert_int_equal(o.status, 404);
+	outcome_clear(&o);
+}
+
+static void test_post_echo(void **state)
+{
+	struct outcome o = { 0 };
+	static const char body[] = "{\"order\":17,\"amount\":\"12.50\"}";
+
+	assert_int_equal(call1("POST", "/echo", body, strlen(body), 2000, &o), 1);
+	assert_int_equal(o.error, 0);
+	assert_int_equal(o.status, 201);
+	assert_int_equal(o.body_len, strlen(body));
+	assert_string_equal(o.body, body);
+	assert_string_equal(seen.last_method, "POST");
+
+	assert_int_equal(call1("PUT", "/echo", "x", 1, 2000, &o), 1);
+	assert_int_equal(o.status, 201);
+	assert_string_equal(o.body, "x");
+	assert_string_equal(seen.last_method, "PUT");
+
+	assert_int_equal(call1("POST", "/echo", NULL, 0, 2000, &o), 1);
+	assert_int_equal(o.status, 201);
+	assert_int_equal(o.body_len, 0);
+	assert_string_equal(o.body, "");
+	outcome_clear(&o);
+}
+
+static void test_async_answer(void **state)
+{
+	struct outcome o = { 0 };
+	int late = seen.late_responses;
+
+	assert_int_equal(call1("POST", "/async?ms=50", "{}", 2, 2000, &o), 1);
+	assert_int_equal(o.error, 0);
+	assert_int_equal(o.status, 200);
+	assert_string_equal(o.body, "late");
+	assert_int_equal(seen.late_responses, late + 1);
+	outcome_clear(&o);
+}
+
+static void test_timeout(void **state)
+{
+	struct outcome o = { 0 };
+	int aborted = seen.aborted;
+
+	assert_int_equal(call1("POST", "/async?ms=3000", "{}", 2, 150, &o), 1);
+	assert_int_equal(o.error, SAGAD_ETIMEOUT);
+	assert_int_equal(o.request_sent, 1);
+	/* curl closed the connection: the server notices and drops the pending answer */
+	assert_int_equal(run_until(&seen.aborted, aborted + 1), aborted + 1);
+	outcome_clear(&o);
+}
+
+static int closed_port(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	close(fd);
+	return ntohs(sin.sin_port);
+}
+
+static void test_refused(void **state)
+{
+	struct outcome o = { 0 };
+	char url[64];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", closed_port());
+	assert_int_equal(call1("POST", url, "{}", 2, 2000, &o), 1);
+	assert_int_equal(o.error, SAGAD_ECONNECT);
+	assert_int_equal(o.request_sent, 0);
+	assert_int_equal(cb_in_send, 0);
+
+	/* only http and https */
+	assert_int_equal(call1("GET", "file:///etc/passwd", NULL, 0, 2000, &o), 1);
+	assert_int_equal(o.error, SAGAD_EIO);
+	assert_int_equal(o.request_sent, 0);
+	assert_int_equal(cb_in_send, 0);
+	outcome_clear(&o);
+}
+
+static void test_too_big(void **state)
+{
+	struct outcome o = { 0 };
+
+	assert_int_equal(call1("GET", "/big", NULL, 0, 5000, &o), 1);
+	assert_int_equal(o.error, SAGAD_ETOOBIG);
+	assert_string_equal(o.body, "");
+	/* the client is fine afterwards */
+	assert_int_equal(call1("GET", "/hello", NULL, 0, 2000, &o), 1);
+	assert_int_equal(o.status, 200);
+	outcome_clear(&o);
+}
+
+/* A bare HTTP/1.0-style server whose body has no length: only the write callback can stop it. */
+static char raw_body[5000];
+
+static void on_raw_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	static char rbuf[4096];
+
+	*buf = uv_buf_init(rbuf, sizeof(rbuf));
+}
+
+static void on_raw_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void on_raw_written(uv_write_t *w, int status)
+{
+	uv_close((uv_handle_t *)w->handle, on_raw_closed);
+	free(w);
+}
+
+static void on_raw_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	static char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n";
+	uv_buf_t bufs[2] = { uv_buf_init(head, sizeof(head) - 1),
+			     uv_buf_init(raw_body, sizeof(raw_body)) };
+	uv_write_t *w;
+
+	if (nread == 0)
+		return;
+	uv_read_stop(s);
+	if (nread < 0) {
+		uv_close((uv_handle_t *)s, on_raw_closed);
+		return;
+	}
+	w = xmalloc(sizeof(*w));
+	uv_write(w, s, bufs, 2, on_raw_written);
+}
+
+static void on_raw_conn(uv_stream_t *server, int status)
+{
+	uv_tcp_t *c = xmalloc(sizeof(*c));
+
+	uv_tcp_init(&loop, c);
+	assert_int_equal(uv_accept(server, (uv_stream_t *)c), 0);
+	uv_read_start((uv_stream_t *)c, on_raw_alloc, on_raw_read);
+}
+
+static void test_too_big_unknown_length(void **state)
+{
+	struct http_client_options copt = { .max_response_bytes = 1000 };
+	struct sockaddr_in sin;
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	struct http_client *c;
+	struct outcome o = { 0 };
+	uv_tcp_t server;
+	char url[64];
+
+	memset(raw_body, 'r', sizeof(raw_body));
+	uv_ip4_addr("127.0.0.1", 0, &sin);
+	uv_tcp_init(&loop, &server);
+	assert_int_equal(uv_tcp_bind(&server, (struct sockaddr *)&sin, 0), 0);
+	assert_int_equal(uv_listen((uv_stream_t *)&server, 16, on_raw_conn), 0);
+	uv_tcp_getsockname(&server, (struct sockaddr *)&ss, &len);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+
+	assert_int_equal(http_client_new(&loop, &copt, &c), 0);
+	assert_int_equal(send_req(c, "GET", url, NULL, 0, 2000, &o, NULL), 0);
+	assert_int_equal(run_until(&o.done, 1), 1);
+	assert_int_equal(o.error, SAGAD_ETOOBIG);
+	/* the same length with a Content-Length header is refused from the headers */
+	outcome_clear(&o);
+	assert_int_equal(send_req(c, "GET", "/echo", raw_body, sizeof(raw_body), 2000, &o, NULL), 0);
+	assert_int_equal(run_until(&o.done, 1), 1);
+	assert_int_equal(o.error, SAGAD_ETOOBIG);
+	http_client_free(c);
+	uv_close((uv_handle_t *)&server, NULL);
+	run_for(20);
+	outcome_clear(&o);
+}
+
+/* Freeing the client from inside a completion callback is allowed. */
+static struct http_client *doomed;
+
+static void on_done_free(const struct http_result *res, void *arg)
+{
+	on_done(res, arg);
+	http_client_free(doomed);
+}
+
+static void test_client_free_in_callback(void **state)
+{
+	struct outcome o[2] = { { 0 } };
+	char url[128];
+	struct http_request req = { .method = "GET", .url = url, .timeout_ms = 2000 };
+
+	snprintf(url, sizeof(url), "%s/hello", base);
+	assert_int_equal(http_client_new(&loop, NULL, &doomed), 0);
+	assert_int_equal(http_client_send(doomed, &req, on_done_free, &o[0], NULL), 0);
+	assert_int_equal(http_client_send(doomed, &req, on_done_free, &o[1], NULL), 0);
+	run_for(100);
+	/* exactly one answer arrives; the other call is dropped with the client */
+	assert_int_equal(o[0].done + o[1].done, 1);
+	outcome_clear(&o[0]);
+	outcome_clear(&o[1]);
+}
+
+static void test_retry_after(void **state)
+{
+	struct outcome o = { 0 };
+
+	assert_int_equal(call1("POST", "/busy", "{}", 2, 2000, &o), 1);
+	assert_int_equal(o.error, 0);
+	assert_int_equal(o.status, 503);
+	assert_int_equal(o.retry_after_ms, 2000);
+	assert_string_equal(o.content_type, "application/json");
+
+	assert_int_equal(call1("POST", "/busy-date", "{}", 2, 2000, &o), 1);
+	assert_int_equal(o.status, 429);
+	assert_in_range(o.retry_after_ms, 8000, 10000);
+	assert_string_equal(o.content_type, "(null)");
+	outcome_clear(&o);
+}
+
+static void test_body_limit(void **state)
+{
+	struct outcome o = { 0 };
+	char *body = xmalloc(BIG_BODY);
+	int handled = seen.handled;
+
+	memset(body, 'a', BIG_BODY);
+	assert_int_equal(call1("POST", "/echo", body, BIG_BODY, 5000, &o), 1);
+	assert_int_equal(o.error, 0);
+	assert_int_equal(o.status, 413);
+	assert_string_equal(o.content_type, "application/json");
+	assert_string_equal(o.body, "{\"error\":{\"code\":\"ETOOBIG\",\"message\":\"request body "
+			    "exceeds 1048576 bytes; send a smaller body or raise --max-body\"}}");
+	assert_int_equal(seen.handled, handled);
+
+	/* a client that waits for "100 Continue" gets the 413 before sending the body */
+	{
+		char url[128];
+		const char *hdrs[] = { "Expect: 100-continue" };
+		struct http_request req = { .method = "POST", .url = url, .headers = hdrs,
+					    .n_headers = 1, .body = body, .body_len = BIG_BODY,
+					    .timeout_ms = 5000 };
+
+		snprintf(url, sizeof(url), "%s/echo", base);
+		outcome_clear(&o);
+		assert_int_equal(http_client_send(cli, &req, on_done, &o, NULL), 0);
+		assert_int_equal(run_until(&o.done, 1), 1);
+		assert_int_equal(o.error, 0);
+		assert_int_equal(o.status, 413);
+		assert_non_null(strstr(o.body, "ETOOBIG"));
+		assert_int_equal(seen.handled, handled);
+	}
+
+	/* exactly the limit is fine */
+	assert_int_equal(call1("POST", "/len", body, 1024 * 1024, 5000, &o), 1);
+	assert_int_equal(o.status, 200);
+	assert_string_equal(o.body, "1048576");
+	free(body);
+	outcome_clear(&o);
+}
+
+/* Keep-alive: each answer sends the next request; stalls without the timer re-arm. */
+static int chain_left, chain_ok;
+
+static void on_chain(const struct http_result *res, void *arg)
+{
+	struct http_request req = { .method = "GET", .url = arg, .timeout_ms = 2000 };
+
+	if (res->error == 0 && res->status == 200 && strcmp(res->body, "hello") == 0)
+		bump(&chain_ok);
+	if (--chain_left > 0)
+		assert_int_equal(http_client_send(cli, &req, on_chain, arg, NULL), 0);
+}
+
+static void test_keepalive_sequential(void **state)
+{
+	char url[128];
+	uint64_t t0 = uv_now(&loop);
+	int ok;
+
+	snprintf(url, sizeof(url), "%s/hello", base);
+	chain_left = 200;
+	chain_ok = 0;
+	assert_int_equal(http_client_send(cli, &(struct http_request){
+				 .method = "GET", .url = url, .timeout_ms = 2000 },
+				 on_chain, url, NULL), 0);
+	ok = run_until(&chain_ok, 200);
+	assert_int_equal(ok, 200);
+	assert_int_equal(chain_left, 0);
+	assert_true(uv_now(&loop) - t0 < 5000);
+}
+
+static void test_concurrent(void **state)
+{
+	enum { N = 100 };
+	struct outcome *o = xcalloc(N, sizeof(*o));
+	int done, ok = 0;
+
+	for (int i = 0; i < N; i++)
+		assert_int_equal(send_req(cli, "POST", i % 2 ? "/async?ms=20" : "/echo", "{}", 2,
+					  5000, &o[i], NULL), 0);
+	assert_int_equal(http_client_active(cli), N);
+	done = n_done;
+	assert_int_equal(run_until(&n_done, done + N), done + N);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(o[i].done, 1);
+		if (o[i].error == 0 && (o[i].status == 200 || o[i].status == 201))
+			ok++;
+		outcome_clear(&o[i]);
+	}
+	assert_int_equal(ok, N);
+	assert_int_equal(http_client_active(cli), 0);
+	free(o);
+}
+
+static void test_cancel(void **state)
+{
+	struct outcome o = { 0 };
+	struct http_call *call;
+	int late = seen.late_responses;
+
+	assert_int_equal(send_req(cli, "POST", "/async-noabort?ms=100", "{}", 2, 2000, &o, &call), 0);
+	assert_int_equal(http_client_active(cli), 1);
+	http_call_cancel(call);
+	assert_int_equal(http_client_active(cli), 0);
+	run_for(300);
+	assert_int_equal(o.done, 0);
+	/* if the request got out at all, the server's late answer went nowhere, harmlessly */
+	assert_in_range(seen.late_responses, late, late + 1);
+	outcome_clear(&o);
+}
+
+static void test_client_abort(void **state)
+{
+	struct outcome o = { 0 };
+	struct http_call *call;
+	int handled = seen.handled, aborted = seen.aborted, late = seen.late_responses;
+
+	/* with an abort callback: the server learns that the client left */
+	assert_int_equal(send_req(cli, "POST", "/async?ms=5000", "{}", 2, 10000, &o, &call), 0);
+	assert_int_equal(run_until(&seen.handled, handled + 1), handled + 1);
+	http_call_cancel(call);
+	assert_int_equal(run_until(&seen.aborted, aborted + 1), aborted + 1);
+	assert_int_equal(o.done, 0);
+
+	/* without one: the late answer is written to a closed connection, harmlessly */
+	assert_int_equal(send_req(cli, "POST", "/async-noabort?ms=100", "{}", 2, 10000, &o,
+				  &call), 0);
+	assert_int_equal(run_until(&seen.handled, handled + 2), handled + 2);
+	http_call_cancel(call);
+	assert_int_equal(run_until(&seen.late_responses, late + 1), late + 1);
+	run_for(50);
+	assert_int_equal(o.done, 0);
+
+	/* and the server keeps serving */
+	assert_int_equal(call1("GET", "/hello", NULL, 0, 2000, &o), 1);
+	assert_int_equal(o.status, 200);
+	outcome_clear(&o);
+}
+
+static void test_client_free_in_flight(void **state)
+{
+	struct http_client *c;
+	struct outcome o[3] = { { 0 } };
+
+	assert_int_equal(http_client_new(&loop, NULL, &c), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(send_req(c, "POST", "/async?ms=2000", "{}", 2, 5000, &o[i], NULL), 0);
+	run_for(50);
+	http_client_free(c);
+	run_for(100);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(o[i].done, 0);
+		outcome_clear(&o[i]);
+	}
+}
+
+static void test_server_lifecycle(void **state)
+{
+	struct httpd_options opt = { .address = "127.0.0.1", .port = httpd_port(srv),
+				     .handler = handler };
+	struct httpd *h;
+	struct outcome o = { 0 };
+	char err[256], want[128], url[128];
+	int aborted;
+
+	/* the port is taken */
+	assert_int_not_equal(httpd_start(&loop, &opt, &h, err, sizeof(err)), 0);
+	snprintf(want, sizeof(want), "bind 127.0.0.1:%d: Address already in use", opt.port);
+	assert_string_equal(err, want);
+
+	/* an IPv6 server on an ephemeral port */
+	opt.address = "::1";
+	opt.port = 0;
+	if (httpd_start(&loop, &opt, &h, err, sizeof(err)) == 0) {
+		snprintf(url, sizeof(url), "http://[::1]:%d/hello", httpd_port(h));
+		assert_int_equal(call1("GET", url, NULL, 0, 2000, &o), 1);
+		assert_int_equal(o.status, 200);
+		assert_string_equal(seen.last_peer, "::1");
+		httpd_free(h);
+	}
+
+	/* quiesce refuses new connections; free drops (aborts) a pending request */
+	opt.address = NULL;
+	assert_int_equal(httpd_start(&loop, &opt, &h, err, sizeof(err)), 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/async?ms=5000", httpd_port(h));
+	aborted = seen.aborted;
+	outcome_clear(&o);
+	assert_int_equal(send_req(cli, "POST", url, "{}", 2, 5000, &o, NULL), 0);
+	run_for(100);
+	httpd_quiesce(h);
+	{
+		struct outcome o2 = { 0 };
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d/hello", httpd_port(h));
+		assert_int_equal(call1("GET", url, NULL, 0, 2000, &o2), 1);
+		assert_int_equal(o2.error, SAGAD_ECONNECT);
+		outcome_clear(&o2);
+	}
+	assert_int_equal(o.done, 0);
+	httpd_free(h);
+	assert_int_equal(seen.aborted, aborted + 1);
+	assert_int_equal(run_until(&o.done, 1), 1);
+	assert_int_equal(o.error, SAGAD_ECONNECT);
+
+	/* freed from inside its own handler: the stop waits until MHD_run() returns */
+	assert_int_equal(httpd_start(&loop, &opt, &victim, err, sizeof(err)), 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/shutdown", httpd_port(victim));
+	assert_int_equal(call1("GET", url, NULL, 0, 2000, &o), 1);
+	assert_true(o.error == SAGAD_ECONNECT || o.status == 202);
+	outcome_clear(&o);
+}
+
+/* --- fixture ---------------------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+	struct httpd_options opt = { .address = "127.0.0.1", .port = 0, .handler = handler };
+	char err[256];
+
+	big_body = xmalloc(BIG_BODY);
+	memset(big_body, 'b', BIG_BODY);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	if (httpd_start(&loop, &opt, &srv, err, sizeof(err)) != 0) {
+		fprintf(stderr, "httpd_start: %s\n", err);
+		return -1;
+	}
+	assert_true(httpd_port(srv) > 0);
+	snprintf(base, sizeof(base), "http://127.0.0.1:%d", httpd_port(srv));
+	return http_client_new(&loop, NULL, &cli);
+}
+
+static void count_handle(uv_handle_t *h, void *arg)
+{
+	(void)h;
+	(*(int *)arg)++;
+}
+
+static int teardown(void **state)
+{
+	int n = 0;
+
+	http_client_free(cli);
+	httpd_free(srv);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_walk(&loop, count_handle, &n);
+	free(big_body);
+	if (n != 0) {
+		fprintf(stderr, "%d handles left open\n", n);
+		return -1;
+	}
+	return uv_loop_close(&loop) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_basic),
+		cmocka_unit_test(test_post_echo),
+		cmocka_unit_test(test_async_answer),
+		cmocka_unit_test(test_timeout),
+		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_too_big),
+		cmocka_unit_test(test_too_big_unknown_length),
+		cmocka_unit_test(test_retry_after),
+		cmocka_unit_test(test_body_limit),
+		cmocka_unit_test(test_keepalive_sequential),
+		cmocka_unit_test(test_concurrent),
+		cmocka_unit_test(test_cancel),
+		cmocka_unit_test(test_client_abort),
+		cmocka_unit_test(test_client_free_in_flight),
+		cmocka_unit_test(test_client_free_in_callback),
+		cmocka_unit_test(test_server_lifecycle),
+	};
+
+	cmocka_set_message_output(CM_OUTPUT_TAP);
+	if (getenv("TEST_FILTER") != NULL)
+		cmocka_set_test_filter(getenv("TEST_FILTER"));
+	return cmocka_run_group_tests_name("http", tests, setup, teardown);
+}
