@@ -152,7 +152,10 @@ static void remember_flows(struct daemon *d)
 			strbuf_add(&b, chunk, n);
 		fclose(fp);
 		if (store_flow_put(d->store, f->name, f->version, b.data ? b.data : "") != 0)
-			log_warn("flow=%s event=flow_source_not_stored", f->name);
+			log_warn("flow=%s version=%d file=%s event=flow_changed_same_version "
+				 "msg=\"the file changed but kept its version: running sagas continue on "
+				 "the changed definition; bump version: when you change a flow\"",
+				 f->name, f->version, f->file);
 		strbuf_close(&b);
 		log_info("flow=%s version=%d steps=%zu file=%s event=flow_loaded", f->name, f->version,
 			 f->n_steps, f->file);
