@@ -52,7 +52,7 @@ struct pending {
 
 static void respond_json(struct httpd_req *req, int status, json_t *body, const char *const *headers)
 {
-	char *text = json_dumps(body, JSON_COMPACT);
+	char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
 
 	httpd_respond(req, status, "application/json", text, strlen(text), headers);
 	free(text);
