@@ -1,0 +1,614 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # TMP, SAGAD_EXIT, PARTICIPANT_EXIT ... are for the test scripts
+# tests/e2e/lib/common.sh -- helpers for the end-to-end tests (tests/e2e/NN-name.sh).
+#
+# A test script:
+#     #!/bin/bash
+#     . "${TOP_SRCDIR:-$(dirname "$0")/../..}/tests/e2e/lib/common.sh"
+#     e2e_init
+#     plan 3
+#     start_participants
+#     start_sagad
+#     body=$(api POST '/v1/flows/apply/sagas?wait=completion' '{"studentName":"s",...}')
+#     is "$HTTP_STATUS" 200 "apply answered 200"
+#     is "$(jq -r .status <<<"$body")" completed "saga completed"
+#     ...
+#     done_testing
+#
+# It prints TAP on stdout (automake's tap-driver.sh reads it).  Environment (from `make check`):
+# SAGAD, SAGACTL (binaries), TOP_SRCDIR.  Run one by hand with
+#     TOP_SRCDIR=$PWD SAGAD=$PWD/sagad bash tests/e2e/NN-name.sh
+# E2E_KEEP=1 keeps the temporary directory; E2E_TIMEOUT (default 300 s) bounds a whole script.
+#
+# Notes
+# * Start processes (start_participants, start_sagad, ...) directly, never inside $(...): a
+#   process started in a subshell is not tracked and the variables it exports are lost.
+# * `api` prints the body and sets HTTP_STATUS.  `body=$(api ...)` runs api in a subshell;
+#   HTTP_STATUS is still right afterwards because the status also goes to a file that a DEBUG
+#   trap (installed by e2e_init, with functrace) reads before every command.  API_BODY is set
+#   only when api is not run in a subshell.
+# * The library does not `set -e`; assertions never exit the script.
+# * Never use a bare `wait`: it waits for the participants and sagad too.  Wait for the pids
+#   you started (`wait "${pids[@]}"`).
+
+# ---------------------------------------------------------------------------------------------
+# Globals
+
+: "${TOP_SRCDIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}"
+export TOP_SRCDIR
+PARTICIPANT_PY="$TOP_SRCDIR/examples/participants/participant.py"
+PARTICIPANT_NAMES=(class payment delivery)
+
+E2E_TMP=""
+TMP=""                       # alias of E2E_TMP for test scripts ($TMP/sagad.log ...)
+HTTP_STATUS=""
+API_BODY=""
+SAGAD_PID=""
+SAGAD_URL=""
+SAGAD_EXIT=""
+PARTICIPANT_EXIT=""
+declare -gA E2E_PPID=()       # participant name -> pid
+declare -gA E2E_PPORT=()      # participant name -> port (kept across restarts)
+E2E_PIDS=()                  # every process started by this library
+E2E_WATCHDOG_PID=""
+
+_TAP_N=0
+_TAP_FAILED=0
+_TAP_PLAN=""
+
+# ---------------------------------------------------------------------------------------------
+# Setup and cleanup
+
+e2e_init() {
+	local dep
+	for dep in curl jq python3; do
+		if ! command -v "$dep" >/dev/null 2>&1; then
+			echo "1..0 # SKIP $dep is not installed"
+			exit 0
+		fi
+	done
+	E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/sagad-e2e.XXXXXX") || {
+		echo "Bail out! cannot create a temporary directory"; exit 1; }
+	TMP=$E2E_TMP
+	export E2E_TMP
+	trap _e2e_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	trap 'exit 129' HUP
+	# Keep HTTP_STATUS right even after `body=$(api ...)` (see the notes at the top).
+	set -o functrace
+	trap '{ read -r HTTP_STATUS < "$E2E_TMP/.http_status"; } 2>/dev/null || :' DEBUG
+	# Watchdog: a hung test must not hang `make check`.  Its output goes nowhere, so that no
+	# stray process keeps the TAP pipe open.
+	local limit=${E2E_TIMEOUT:-300} main=$$
+	(
+		trap '' DEBUG
+		trap 'kill "$sp" 2>/dev/null; exit 0' TERM
+		sleep "$limit" & sp=$!
+		wait "$sp"
+		echo "timeout after ${limit}s" >"$E2E_TMP/.watchdog"
+		kill -TERM "$main"
+	) >/dev/null 2>&1 &
+	E2E_WATCHDOG_PID=$!
+	disown "$E2E_WATCHDOG_PID"
+}
+
+_e2e_kill_all() {
+	local pid n
+	for pid in "${E2E_PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null
+	done
+	for n in $(seq 1 50); do
+		local alive=0
+		for pid in "${E2E_PIDS[@]}"; do
+			kill -0 "$pid" 2>/dev/null && alive=1
+		done
+		[ "$alive" = 0 ] && break
+		sleep 0.1
+	done
+	for pid in "${E2E_PIDS[@]}"; do
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	E2E_PIDS=()
+}
+
+_e2e_cleanup() {
+	local rc=$?
+	trap - DEBUG
+	set +o functrace
+	if [ -n "$E2E_WATCHDOG_PID" ]; then
+		kill -TERM "$E2E_WATCHDOG_PID" 2>/dev/null
+	fi
+	if [ -n "$E2E_TMP" ] && [ -s "$E2E_TMP/.watchdog" ]; then
+		diag "e2e watchdog: $(cat "$E2E_TMP/.watchdog") (E2E_TIMEOUT)"
+		_TAP_FAILED=$((_TAP_FAILED + 1))
+	fi
+	_e2e_kill_all
+	if [ "$rc" != 0 ] || [ "$_TAP_FAILED" != 0 ]; then
+		e2e_dump_logs
+	fi
+	if [ -n "$E2E_TMP" ] && [ -d "$E2E_TMP" ]; then
+		if [ -n "${E2E_KEEP:-}" ]; then
+			diag "kept $E2E_TMP"
+		else
+			rm -rf "$E2E_TMP"
+		fi
+	fi
+	[ "$rc" = 0 ] && [ "$_TAP_FAILED" != 0 ] && rc=1
+	exit "$rc"
+}
+
+# Prints the tails of sagad's and the participants' logs as TAP diagnostics.
+e2e_dump_logs() {
+	[ -n "$E2E_TMP" ] || return 0
+	local f
+	if [ -s "$E2E_TMP/sagad.log" ]; then
+		diag "---- tail of sagad.log ----"
+		tail -n "${E2E_LOG_LINES:-60}" "$E2E_TMP/sagad.log" | diag_stdin
+	fi
+	for f in "$E2E_TMP"/*.participant.log; do
+		[ -s "$f" ] || continue
+		diag "---- tail of $(basename "$f") ----"
+		tail -n 15 "$f" | diag_stdin
+	done
+}
+
+# Remembers a process so that cleanup kills it (for processes a test starts itself).
+e2e_track_pid() {
+	E2E_PIDS+=("$1")
+}
+
+_e2e_untrack_pid() {
+	local p keep=()
+	for p in "${E2E_PIDS[@]}"; do
+		[ "$p" = "$1" ] || keep+=("$p")
+	done
+	E2E_PIDS=("${keep[@]}")
+}
+
+# wait_until TIMEOUT_S CMD [ARGS...]: runs CMD every 0.1 s until it succeeds (0) or the time
+# is up (1).
+wait_until() {
+	local timeout=$1; shift
+	local end=$(( $(date +%s%N) + ${timeout%.*} * 1000000000 ))
+	while :; do
+		"$@" && return 0
+		[ "$(date +%s%N)" -ge "$end" ] && return 1
+		sleep 0.1
+	done
+}
+
+# Prints a free TCP port on 127.0.0.1 (racy by nature: use soon).
+free_port() {
+	python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+_e2e_http_code() {   # URL -> prints the status (000 when no answer)
+	curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------
+# Participants (examples/participants/participant.py)
+
+_participant_var() {
+	case "$1" in
+	class) echo CLASS_URL ;;
+	payment) echo PAYMENT_URL ;;
+	delivery) echo DELIVERY_URL ;;
+	*) return 1 ;;
+	esac
+}
+
+# Prints a participant's base URL.
+participant_url() {
+	local var
+	var=$(_participant_var "$1") || return 1
+	echo "${!var}"
+}
+
+# start_participant NAME: starts (or restarts, on the same port and database) one participant
+# and waits until /_control/health answers.  Exports CLASS_URL / PAYMENT_URL / DELIVERY_URL.
+start_participant() {
+	_e2e_launch_participant "$1" && _e2e_await_participant "$1"
+}
+
+_e2e_launch_participant() {
+	local name=$1 port pid
+	_participant_var "$name" >/dev/null || { diag "unknown participant $name"; return 1; }
+	if [ -n "${E2E_PPID[$name]:-}" ] && kill -0 "${E2E_PPID[$name]}" 2>/dev/null; then
+		diag "participant $name is already running (pid ${E2E_PPID[$name]})"
+		return 1
+	fi
+	port=${E2E_PPORT[$name]:-0}
+	rm -f "$E2E_TMP/$name.port"
+	echo "=== start_participant $name port=$port $(date +%T.%N)" >>"$E2E_TMP/$name.participant.log"
+	python3 "$PARTICIPANT_PY" "$name" --host 127.0.0.1 --port "$port" \
+		--db "$E2E_TMP/$name.db" --port-file "$E2E_TMP/$name.port" \
+		>>"$E2E_TMP/$name.participant.log" 2>&1 </dev/null &
+	pid=$!
+	E2E_PPID[$name]=$pid
+	e2e_track_pid "$pid"
+}
+
+_e2e_await_participant() {
+	local name=$1 var port
+	var=$(_participant_var "$name") || return 1
+	if ! wait_until 10 test -s "$E2E_TMP/$name.port"; then
+		diag "participant $name did not start (see $name.participant.log)"
+		tail -n 5 "$E2E_TMP/$name.participant.log" | diag_stdin
+		return 1
+	fi
+	read -r port <"$E2E_TMP/$name.port"
+	E2E_PPORT[$name]=$port
+	printf -v "$var" 'http://127.0.0.1:%s' "$port"
+	export "${var?}"
+	if ! wait_until 10 _e2e_healthy "${!var}"; then
+		diag "participant $name is not healthy at ${!var}"
+		return 1
+	fi
+}
+
+_e2e_healthy() {
+	[ "$(_e2e_http_code "$1/_control/health")" = 200 ]
+}
+
+# start_participants: class, payment and delivery, each on a free port with its own database.
+start_participants() {
+	local n rc=0
+	for n in "${PARTICIPANT_NAMES[@]}"; do
+		_e2e_launch_participant "$n" || rc=1
+	done
+	for n in "${PARTICIPANT_NAMES[@]}"; do
+		_e2e_await_participant "$n" || rc=1
+	done
+	return $rc
+}
+
+# stop_participant NAME [SIGNAL]: stops it (SIGTERM by default; KILL for a crash) and waits;
+# sets PARTICIPANT_EXIT (0 after a clean SIGTERM shutdown, 137 after KILL).
+stop_participant() {
+	local name=$1 sig=${2:-TERM} pid
+	pid=${E2E_PPID[$name]:-}
+	[ -n "$pid" ] || { diag "participant $name was not started"; return 1; }
+	kill "-$sig" "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	PARTICIPANT_EXIT=$?
+	_e2e_untrack_pid "$pid"
+	E2E_PPID[$name]=""
+	return 0
+}
+
+kill9_participant() {
+	stop_participant "$1" KILL
+}
+
+# participant_log NAME: prints the participant's operations log (a JSON array).
+participant_log() {
+	local url
+	url=$(participant_url "$1") || return 1
+	curl -s --max-time 10 "$url/_control/log"
+}
+
+# fault NAME JSON: installs a fault (see examples/participants/README.md); prints the answer.
+fault() {
+	local url
+	url=$(participant_url "$1") || return 1
+	curl -s --max-time 10 -X POST -H 'Content-Type: application/json' --data-binary "$2" \
+		"$url/_control/faults"
+}
+
+# clear_faults NAME
+clear_faults() {
+	local url
+	url=$(participant_url "$1") || return 1
+	curl -s --max-time 10 -X DELETE "$url/_control/faults" >/dev/null
+}
+
+# pcall NAME METHOD PATH [JSON] [curl args...]: a request to a participant, like api.
+pcall() {
+	local url
+	url=$(participant_url "$1") || return 1
+	shift
+	_e2e_request "$url" "$@"
+}
+
+# ---------------------------------------------------------------------------------------------
+# sagad
+
+# start_sagad [extra args]: starts sagad on a free port with the flows of $FLOWS_DIR (default
+# $TOP_SRCDIR/flows) and $TMP/sagad.db; waits for the port file and GET /readyz == 200.
+# Exports SAGAD_URL.  Environment such as SAGAD_CRASHPOINT can be given as
+# `SAGAD_CRASHPOINT=after_dispatch start_sagad`.
+start_sagad() {
+	local dir=${FLOWS_DIR:-$TOP_SRCDIR/flows} port pid
+	if [ -z "${SAGAD:-}" ] || [ ! -x "$SAGAD" ]; then
+		diag "SAGAD (${SAGAD:-unset}) is not an executable"
+		return 1
+	fi
+	if [ -n "$SAGAD_PID" ] && kill -0 "$SAGAD_PID" 2>/dev/null; then
+		diag "sagad is already running (pid $SAGAD_PID)"
+		return 1
+	fi
+	rm -f "$E2E_TMP/sagad.port"
+	echo "=== start_sagad $* ${SAGAD_CRASHPOINT:+SAGAD_CRASHPOINT=$SAGAD_CRASHPOINT} $(date +%T.%N)" \
+		>>"$E2E_TMP/sagad.log"
+	"$SAGAD" --flows "$dir" --db "$E2E_TMP/sagad.db" --listen 127.0.0.1:0 \
+		--port-file "$E2E_TMP/sagad.port" "$@" >>"$E2E_TMP/sagad.log" 2>&1 </dev/null &
+	pid=$!
+	SAGAD_PID=$pid
+	SAGAD_EXIT=""
+	e2e_track_pid "$pid"
+	if ! wait_until 15 _e2e_sagad_port_ready "$pid"; then
+		diag "sagad did not write its port file"
+		tail -n 20 "$E2E_TMP/sagad.log" | diag_stdin
+		return 1
+	fi
+	read -r port <"$E2E_TMP/sagad.port"
+	SAGAD_URL="http://127.0.0.1:$port"
+	export SAGAD_URL
+	if ! wait_until 15 _e2e_sagad_ready "$pid"; then
+		diag "sagad is not ready at $SAGAD_URL/readyz"
+		tail -n 20 "$E2E_TMP/sagad.log" | diag_stdin
+		return 1
+	fi
+}
+
+_e2e_sagad_port_ready() {
+	kill -0 "$1" 2>/dev/null || return 2
+	[ -s "$E2E_TMP/sagad.port" ]
+}
+
+_e2e_sagad_ready() {
+	kill -0 "$1" 2>/dev/null || return 2
+	[ "$(_e2e_http_code "$SAGAD_URL/readyz")" = 200 ]
+}
+
+# sagad_alive: true while the sagad started last runs.
+sagad_alive() {
+	[ -n "$SAGAD_PID" ] && kill -0 "$SAGAD_PID" 2>/dev/null
+}
+
+# wait_sagad_exit [timeout_s]: waits for sagad to exit by itself (a crashpoint); sets SAGAD_EXIT
+# (137 = SIGKILL).  Returns 1 if it is still running after the timeout.
+wait_sagad_exit() {
+	local timeout=${1:-30}
+	[ -n "$SAGAD_PID" ] || return 0
+	if ! wait_until "$timeout" _e2e_not_alive "$SAGAD_PID"; then
+		diag "sagad (pid $SAGAD_PID) still running after ${timeout}s"
+		return 1
+	fi
+	wait "$SAGAD_PID" 2>/dev/null
+	SAGAD_EXIT=$?
+	_e2e_untrack_pid "$SAGAD_PID"
+	SAGAD_PID=""
+}
+
+_e2e_not_alive() {
+	! kill -0 "$1" 2>/dev/null
+}
+
+# kill9_sagad: SIGKILL (a crash) and reap.
+kill9_sagad() {
+	[ -n "$SAGAD_PID" ] || return 0
+	kill -KILL "$SAGAD_PID" 2>/dev/null
+	wait "$SAGAD_PID" 2>/dev/null
+	SAGAD_EXIT=$?
+	_e2e_untrack_pid "$SAGAD_PID"
+	SAGAD_PID=""
+}
+
+# stop_sagad [timeout_s]: SIGTERM and wait (SIGKILL after the timeout, default 15 s, with a
+# diagnostic and status 1).  Sets SAGAD_EXIT.
+stop_sagad() {
+	local timeout=${1:-15} rc=0
+	[ -n "$SAGAD_PID" ] || return 0
+	kill -TERM "$SAGAD_PID" 2>/dev/null
+	if ! wait_until "$timeout" _e2e_not_alive "$SAGAD_PID"; then
+		diag "sagad did not stop within ${timeout}s of SIGTERM; killing it"
+		kill -KILL "$SAGAD_PID" 2>/dev/null
+		rc=1
+	fi
+	wait "$SAGAD_PID" 2>/dev/null
+	SAGAD_EXIT=$?
+	_e2e_untrack_pid "$SAGAD_PID"
+	SAGAD_PID=""
+	return $rc
+}
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+# _e2e_request BASE METHOD PATH [JSON] [curl args...]
+_e2e_request() {
+	local base=$1 method=$2 path=$3 code
+	shift 3
+	local data=()
+	if [ $# -gt 0 ]; then
+		if [ -n "$1" ]; then
+			data=(-H 'Content-Type: application/json' --data-binary "$1")
+		fi
+		shift
+	fi
+	code=$(curl -s -o "$E2E_TMP/.http_body" -w '%{http_code}' --max-time "${API_MAX_TIME:-60}" \
+		-X "$method" "${data[@]}" "$@" "$base$path")
+	[ -n "$code" ] || code=000
+	echo "$code" >"$E2E_TMP/.http_status.new" && mv -f "$E2E_TMP/.http_status.new" "$E2E_TMP/.http_status"
+	HTTP_STATUS=$code
+	API_BODY=$(cat "$E2E_TMP/.http_body" 2>/dev/null)
+	printf '%s\n' "$API_BODY"
+	[ "$code" != 000 ]
+}
+
+# api METHOD PATH [JSON] [curl args...]: a request to sagad ($SAGAD_URL); prints the body, sets
+# HTTP_STATUS (000 when no answer; then status 1) and API_BODY.  Extra curl args, e.g.
+#     api POST /v1/flows/apply/sagas?wait=none "$input" -H 'Idempotency-Key: k1'
+api() {
+	_e2e_request "$SAGAD_URL" "$@"
+}
+
+# http_status: prints the status of the last api/pcall call (works after $(api ...) too).
+http_status() {
+	cat "$E2E_TMP/.http_status" 2>/dev/null || echo 000
+}
+
+# wait_status ID STATUS [timeout_s]: polls GET /v1/sagas/ID until .status == STATUS; prints
+# the saga JSON.  Returns 1 on timeout, or at once when the saga reaches another final status
+# (completed, compensated, failed), with a diagnostic.
+wait_status() {
+	local id=$1 want=$2 timeout=${3:-30} body st end
+	end=$(( $(date +%s) + ${timeout%.*} ))
+	while :; do
+		body=$(_e2e_request "$SAGAD_URL" GET "/v1/sagas/$id")
+		st=$(jq -r '.status // empty' <<<"$body" 2>/dev/null)
+		if [ "$st" = "$want" ]; then
+			printf '%s\n' "$body"
+			return 0
+		fi
+		case "$st" in
+		completed | compensated | failed)
+			diag "saga $id is $st, waited for $want"
+			printf '%s\n' "$body"
+			return 1 ;;
+		esac
+		if [ "$(date +%s)" -ge "$end" ]; then
+			diag "saga $id: status '${st}' (HTTP $HTTP_STATUS) after ${timeout}s, waited for $want"
+			printf '%s\n' "$body"
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+# jget JSON FILTER: jq -r FILTER on JSON (prints nothing for null).
+jget() {
+	jq -r "$2 // empty" <<<"$1" 2>/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------
+# TAP
+
+plan() {
+	_TAP_PLAN=$1
+	echo "1..$1"
+}
+
+skip_all() {
+	echo "1..0 # SKIP $*"
+	exit 0
+}
+
+bail_out() {
+	echo "Bail out! $*"
+	exit 1
+}
+
+_tap_result() {   # PASSED(0|1) DESC
+	_TAP_N=$((_TAP_N + 1))
+	if [ "$1" = 1 ]; then
+		echo "ok $_TAP_N - $2"
+	else
+		echo "not ok $_TAP_N - $2"
+		_TAP_FAILED=$((_TAP_FAILED + 1))
+	fi
+}
+
+# ok COND DESC: COND is either an integer, taken as an exit status (0 = pass: `cmd; ok $? d`),
+# or a shell command line that is eval'ed (`ok '[ "$n" -gt 2 ]' "more than two"`).
+ok() {
+	local cond=$1 desc=${2:-} rc
+	if [[ $cond =~ ^-?[0-9]+$ ]]; then
+		rc=$cond
+	else
+		eval "$cond" >/dev/null 2>&1
+		rc=$?
+	fi
+	if [ "$rc" = 0 ]; then
+		_tap_result 1 "$desc"
+		return 0
+	fi
+	_tap_result 0 "$desc"
+	[[ $cond =~ ^-?[0-9]+$ ]] || diag "  condition: $cond"
+	return 1
+}
+
+# is GOT EXPECTED DESC
+is() {
+	if [ "$1" = "$2" ]; then
+		_tap_result 1 "${3:-}"
+		return 0
+	fi
+	_tap_result 0 "${3:-}"
+	diag "       got: '$1'"
+	diag "  expected: '$2'"
+	return 1
+}
+
+# isnt GOT UNEXPECTED DESC
+isnt() {
+	if [ "$1" != "$2" ]; then
+		_tap_result 1 "${3:-}"
+		return 0
+	fi
+	_tap_result 0 "${3:-}"
+	diag "       got: '$1' (should differ)"
+	return 1
+}
+
+# like GOT REGEX DESC (bash extended regex)
+like() {
+	if [[ $1 =~ $2 ]]; then
+		_tap_result 1 "${3:-}"
+		return 0
+	fi
+	_tap_result 0 "${3:-}"
+	diag "       got: '$1'"
+	diag "  expected to match: $2"
+	return 1
+}
+
+# pass DESC / fail DESC
+pass() { _tap_result 1 "$1"; }
+fail() { _tap_result 0 "$1"; }
+
+# skip N REASON: N skipped tests
+skip() {
+	local i
+	for ((i = 0; i < $1; i++)); do
+		_TAP_N=$((_TAP_N + 1))
+		echo "ok $_TAP_N # SKIP ${2:-}"
+	done
+}
+
+# diag MSG: a TAP diagnostic (each line prefixed with "# ", on stdout).
+diag() {
+	local line
+	while IFS= read -r line || [ -n "$line" ]; do
+		echo "# $line"
+	done <<<"$*"
+}
+
+diag_stdin() {
+	local line
+	while IFS= read -r line || [ -n "$line" ]; do
+		echo "# $line"
+	done
+}
+
+# done_testing: prints the plan if none was given; exits 1 if a test failed or the count does
+# not match the plan, else 0 (cleanup runs from the EXIT trap).
+done_testing() {
+	if [ -z "$_TAP_PLAN" ]; then
+		echo "1..$_TAP_N"
+	elif [ "$_TAP_PLAN" != "$_TAP_N" ]; then
+		diag "planned $_TAP_PLAN tests but ran $_TAP_N"
+		_TAP_FAILED=$((_TAP_FAILED + 1))
+	fi
+	[ "$_TAP_FAILED" = 0 ] && exit 0
+	diag "$_TAP_FAILED of $_TAP_N tests failed"
+	exit 1
+}
