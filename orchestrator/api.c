@@ -27,7 +27,7 @@ struct api {
 	struct store *store;
 	struct flow_set *const *flows;
 	const bool *ready;
-	const char *not_ready_reason;
+	const char *const *not_ready_reason;
 	int64_t default_wait_ms;
 };
 
@@ -239,7 +239,20 @@ static void wait_saga(struct pending *p, enum engine_wait_target target, const c
 
 	p->kind = PENDING_SAGA;
 	p->waiter = engine_wait(p->api->engine, p->id, target, step, timeout_ms, on_saga_wait, p, &rc);
+	if (p->waiter == NULL && rc == SAGAD_ESHUTDOWN) {
+		respond_error(p->req, 503, rc, "sagad is shutting down; the saga continues after "
+			      "the restart: poll GET /v1/sagas/{id}");
+		pending_free(p);
+		return;
+	}
+	if (p->waiter == NULL && rc == SAGAD_EINVAL) {
+		respond_error(p->req, 400, rc, "wait=step:NAME names a step this saga's flow version "
+			      "does not have");
+		pending_free(p);
+		return;
+	}
 	if (p->waiter == NULL) {
+		/* Not in memory: the saga has ended; answer from the store after the commit. */
 		p->kind = PENDING_GET_SAGA;
 		defer(p);
 		return;
@@ -296,7 +309,7 @@ static void route_start(struct api *a, struct httpd_req *req, const char *flow_n
 		return;
 	}
 	if (!*a->ready) {
-		respond_error(req, 503, SAGAD_ESHUTDOWN, a->not_ready_reason);
+		respond_error(req, 503, SAGAD_ESHUTDOWN, *a->not_ready_reason);
 		return;
 	}
 	body = httpd_req_body(req, &len);
@@ -399,7 +412,7 @@ static void route_cancel_retry(struct api *a, struct httpd_req *req, const char 
 		return;
 	}
 	if (rc != 0) {
-		respond_error(req, 503, rc, sagad_strerror(rc));
+		respond_error(req, 503, rc, rc == SAGAD_ESHUTDOWN ? err : sagad_strerror(rc));
 		return;
 	}
 	p = xcalloc(1, sizeof(*p));
@@ -603,56 +616,78 @@ void api_handle(struct httpd_req *req, void *arg)
 	int n = split_path(path, buf, sizeof(buf), seg, 5);
 
 	if (n == 1 && strcmp(seg[0], "livez") == 0) {
-		if (!get)
-			return method_not_allowed(req, "GET");
+		if (!get) {
+			method_not_allowed(req, "GET");
+			return;
+		}
 		respond_json(req, 200, json_pack("{s:s}", "status", "ok"), NULL);
 		return;
 	}
 	if (n == 1 && strcmp(seg[0], "readyz") == 0) {
-		if (!get)
-			return method_not_allowed(req, "GET");
+		if (!get) {
+			method_not_allowed(req, "GET");
+			return;
+		}
 		if (*a->ready)
 			respond_json(req, 200, json_pack("{s:s}", "status", "ready"), NULL);
 		else
 			respond_json(req, 503, json_pack("{s:s, s:s}", "status", "not_ready", "reason",
-							  a->not_ready_reason), NULL);
+							  *a->not_ready_reason), NULL);
 		return;
 	}
 	if (n >= 2 && strcmp(seg[0], "v1") == 0) {
 		if (strcmp(seg[1], "flows") == 0) {
 			if (n == 2) {
-				if (!get)
-					return method_not_allowed(req, "GET");
-				return defer(pending_new(a, req, PENDING_FLOWS));
+				if (!get) {
+					method_not_allowed(req, "GET");
+					return;
+				}
+				defer(pending_new(a, req, PENDING_FLOWS));
+				return;
 			}
 			if (n == 3) {
 				struct pending *p;
-				if (!get)
-					return method_not_allowed(req, "GET");
+				if (!get) {
+					method_not_allowed(req, "GET");
+					return;
+				}
 				p = pending_new(a, req, PENDING_FLOW);
 				p->name = xstrdup(seg[2]);
-				return defer(p);
+				defer(p);
+				return;
 			}
 			if (n == 4 && strcmp(seg[3], "sagas") == 0) {
-				if (!post)
-					return method_not_allowed(req, "POST");
-				return route_start(a, req, seg[2]);
+				if (!post) {
+					method_not_allowed(req, "POST");
+					return;
+				}
+				route_start(a, req, seg[2]);
+				return;
 			}
 		} else if (strcmp(seg[1], "sagas") == 0) {
 			if (n == 2) {
-				if (!get)
-					return method_not_allowed(req, "GET");
-				return route_list(a, req);
+				if (!get) {
+					method_not_allowed(req, "GET");
+					return;
+				}
+				route_list(a, req);
+				return;
 			}
 			if (n == 3) {
-				if (!get)
-					return method_not_allowed(req, "GET");
-				return route_get_saga(a, req, seg[2]);
+				if (!get) {
+					method_not_allowed(req, "GET");
+					return;
+				}
+				route_get_saga(a, req, seg[2]);
+				return;
 			}
 			if (n == 4 && (strcmp(seg[3], "cancel") == 0 || strcmp(seg[3], "retry") == 0)) {
-				if (!post)
-					return method_not_allowed(req, "POST");
-				return route_cancel_retry(a, req, seg[2], seg[3][0] == 'r');
+				if (!post) {
+					method_not_allowed(req, "POST");
+					return;
+				}
+				route_cancel_retry(a, req, seg[2], seg[3][0] == 'r');
+				return;
 			}
 		}
 	}
@@ -669,7 +704,7 @@ struct api *api_new(const struct api_options *opt)
 	a->store = opt->store;
 	a->flows = opt->flows;
 	a->ready = opt->ready;
-	a->not_ready_reason = opt->not_ready_reason ? opt->not_ready_reason : "starting";
+	a->not_ready_reason = opt->not_ready_reason;
 	a->default_wait_ms = opt->default_wait_ms > 0 ? opt->default_wait_ms : 30000;
 	return a;
 }

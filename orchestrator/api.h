@@ -18,7 +18,7 @@ struct api_options {
 	struct store *store;            /* borrowed */
 	struct flow_set *const *flows;  /* borrowed: points at the daemon's current set */
 	const bool *ready;              /* borrowed: false until recovery is done */
-	const char *not_ready_reason;   /* static text for /readyz while not ready */
+	const char *const *not_ready_reason; /* borrowed: why /readyz says not ready */
 	int64_t default_wait_ms;        /* wait timeout when the client gives none; default 30 s */
 };
 

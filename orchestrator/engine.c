@@ -43,7 +43,7 @@ struct step_run {
 	char *error;             /* last error, owned */
 	struct call *call;       /* the attempt in flight, or NULL */
 	char child_id[ID_LEN];   /* sub-flow child saga, "" when none */
-	int64_t retry_after_ms;  /* from the last 429 */
+	bool maybe_applied;      /* some attempt's outcome was unknown (sticky, persisted) */
 };
 
 struct engine_waiter {
@@ -56,6 +56,7 @@ struct engine_waiter {
 	void *arg;
 	uv_timer_t timer;
 	bool done;
+	bool timeout_pending;            /* timed out; answered after the next commit */
 };
 
 struct saga {
@@ -73,7 +74,7 @@ struct saga {
 	int parent_step;
 	bool cancel_requested;
 	int64_t created_at, updated_at, deadline_at;
-	uint32_t timer_gen[TIMER_KIND_MAX]; /* bumps on cancel: stale heap entries are skipped */
+	uint32_t timer_gen[TIMER_KIND_MAX]; /* from e->timer_seq: stale heap entries are skipped */
 	struct step_run *steps;
 	struct engine_waiter *waiters;
 	bool row_dirty;                  /* saga row needs an UPDATE in this turn */
@@ -92,6 +93,7 @@ struct call {
 	int64_t started_at;
 	char *request_summary;
 	struct http_call *hc;
+	int send_error;          /* http_client_send() refused the call */
 };
 
 struct timer_entry {
@@ -137,6 +139,9 @@ struct engine {
 	size_t n_touched, cap_touched;
 	bool quiescing;
 	bool crash_before_commit;
+	int write_error;                 /* first failed store write of this turn (crash-only) */
+	uint32_t timer_seq;              /* timer generations, engine-wide so a reloaded saga
+					  * never matches a stale heap entry */
 	size_t inflight;
 	struct engine_stats stats;
 };
@@ -254,13 +259,15 @@ static struct saga *map_get(struct engine *e, const char *id)
 
 static void map_put(struct engine *e, struct saga *s);
 
-static void map_grow(struct engine *e)
+/* Rebuilds the table with room for twice the live sagas (at least 1024 slots), dropping
+ * tombstones: it grows with the sagas in memory, not with every saga ever started. */
+static void map_rehash(struct engine *e)
 {
 	struct saga **old = e->slots;
-	size_t n = e->n_slots;
+	size_t n = e->n_slots, live = e->n_sagas;
 
-	e->n_slots = n ? n * 2 : 1024;
-	while (e->n_sagas * 2 >= e->n_slots)
+	e->n_slots = 1024;
+	while (e->n_slots < (live + 1) * 4)
 		e->n_slots *= 2;
 	e->slots = xcalloc(e->n_slots, sizeof(*e->slots));
 	e->n_sagas = e->n_used = 0;
@@ -275,7 +282,7 @@ static void map_put(struct engine *e, struct saga *s)
 	size_t mask, i;
 
 	if ((e->n_used + 1) * 4 >= e->n_slots * 3)
-		map_grow(e);
+		map_rehash(e);
 	mask = e->n_slots - 1;
 	i = hash_id(s->id) & mask;
 	while (e->slots[i] != NULL && e->slots[i] != TOMBSTONE)
@@ -346,6 +353,20 @@ static void heap_pop(struct engine *e)
 
 static void on_wake(uv_timer_t *t);
 
+/* A failed write may have rolled the whole transaction back (SQLite does on I/O errors and
+ * a full disk), or a newer owner fenced us out: nothing of this turn may act. The first
+ * error is latched and engine_flush() returns it instead of committing (crash-only). */
+static void store_failed(struct engine *e, int rc, const char *what, const char *saga_id)
+{
+	if (rc == 0)
+		return;
+	log_error("saga=%s event=store_write_failed op=%s err=\"%s\"", saga_id, what,
+		  rc == SAGAD_ESTATE ? "another sagad owns this saga now (newer owner epoch)" :
+		  sagad_strerror(rc));
+	if (e->write_error == 0)
+		e->write_error = rc;
+}
+
 static void wake_rearm(struct engine *e)
 {
 	int64_t delay;
@@ -371,14 +392,13 @@ static void timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t du
 	struct engine *e = s->e;
 	struct timer_entry t;
 
-	s->timer_gen[kind]++;
+	s->timer_gen[kind] = ++e->timer_seq;
 	if (persist) {
 		struct store_timer row = {
 			.saga_id = s->id, .kind = (char *)timer_kind_names[kind],
 			.step = step, .due_at = due,
 		};
-		if (store_timer_put(e->store, &row) != 0)
-			log_error("saga=%s event=timer_put_failed kind=%s", s->id, timer_kind_names[kind]);
+		store_failed(e, store_timer_put(e->store, &row), "timer_put", s->id);
 	}
 	memset(&t, 0, sizeof(t));
 	t.due = due;
@@ -392,17 +412,19 @@ static void timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t du
 
 static void timer_cancel(struct saga *s, enum timer_kind kind)
 {
-	s->timer_gen[kind]++;
-	store_timer_delete(s->e->store, s->id, timer_kind_names[kind]);
+	s->timer_gen[kind] = ++s->e->timer_seq;
+	store_failed(s->e, store_timer_delete(s->e->store, s->id, timer_kind_names[kind]),
+		     "timer_delete", s->id);
 }
 
 /* ---- persistence ------------------------------------------------------------------- */
 
-static void touch(struct saga *s)
+/* Puts s on this turn's list: its waiters are checked after the commit, and it is evicted
+ * then if it has ended. */
+static void mark_changed(struct saga *s)
 {
 	struct engine *e = s->e;
 
-	s->updated_at = util_now_ms();
 	if (s->changed)
 		return;
 	s->changed = true;
@@ -411,6 +433,12 @@ static void touch(struct saga *s)
 		e->touched = xrealloc(e->touched, e->cap_touched * sizeof(*e->touched));
 	}
 	e->touched[e->n_touched++] = s;
+}
+
+static void touch(struct saga *s)
+{
+	s->updated_at = util_now_ms();
+	mark_changed(s);
 }
 
 static char *json_text(json_t *v)
@@ -449,8 +477,7 @@ static void persist_saga(struct saga *s)
 
 	fill_saga_row(s, &row, &input, &output);
 	rc = store_saga_update(s->e->store, &row);
-	if (rc != 0)
-		log_error("saga=%s event=persist_failed err=%s", s->id, sagad_strerror(rc));
+	store_failed(s->e, rc, "saga_update", s->id);
 	free(input);
 	free(output);
 	s->row_dirty = false;
@@ -464,13 +491,10 @@ static void persist_step(struct saga *s, int i)
 		.saga_id = s->id, .idx = i, .name = s->flow->steps[i].name,
 		.state = (char *)step_state_name(r->state), .attempt = r->attempt,
 		.comp_attempt = r->comp_attempt, .response = text, .error = r->error,
-		.updated_at = s->updated_at,
+		.updated_at = s->updated_at, .maybe_applied = r->maybe_applied,
 	};
-	int rc = store_step_put(s->e->store, &row);
 
-	if (rc != 0)
-		log_error("saga=%s step=%s event=persist_failed err=%s", s->id,
-			  s->flow->steps[i].name, sagad_strerror(rc));
+	store_failed(s->e, store_step_put(s->e->store, &row), "step_put", s->id);
 	free(text);
 }
 
@@ -487,8 +511,7 @@ static void history(struct saga *s, int step, const char *phase, int attempt, co
 		.ended_at = s->updated_at,
 	};
 
-	if (store_history_append(s->e->store, &h) != 0)
-		log_error("saga=%s event=history_failed", s->id);
+	store_failed(s->e, store_history_append(s->e->store, &h), "history_append", s->id);
 }
 
 /* ---- transitions ------------------------------------------------------------------- */
@@ -671,6 +694,15 @@ static void call_free(struct call *c)
 
 static void on_http_done(const struct http_result *res, void *arg);
 
+static void on_send_failed(void *arg)
+{
+	struct call *c = arg;
+	struct http_result r = { .error = SAGAD_ECONNECT, .error_text = sagad_strerror(c->send_error),
+				 .body = "", .retry_after_ms = -1 };
+
+	on_http_done(&r, c);
+}
+
 static void run_dispatch(struct engine *e, struct effect *fx)
 {
 	struct call *c = fx->call;
@@ -679,18 +711,31 @@ static void run_dispatch(struct engine *e, struct effect *fx)
 		.headers = (const char *const *)fx->req.headers, .n_headers = fx->req.n_headers,
 		.body = fx->req.body, .body_len = fx->req.body_len, .timeout_ms = fx->timeout_ms,
 	};
+	struct saga *s;
 	int rc;
 
+	if (e->quiescing) {
+		/* Shutting down: the step stays "running" in the store and is sent after the
+		 * restart, with the same idempotency key. */
+		s = map_get(e, c->saga_id);
+		if (s != NULL && s->steps[c->step].call == c)
+			s->steps[c->step].call = NULL;
+		e->inflight--;
+		log_info("saga=%s step=%d event=dispatch_parked msg=\"shutting down; sent after "
+			 "restart\"", c->saga_id, c->step);
+		call_free(c);
+		return;
+	}
 	engine_crashpoint("before_dispatch");
 	c->started_at = util_now_ms();
 	e->stats.dispatches++;
 	rc = http_client_send(e->http, &hr, on_http_done, c, &c->hc);
 	if (rc != 0) {
-		/* Report it as a connection failure through the normal path. */
-		struct http_result r = { .error = SAGAD_ECONNECT, .error_text = sagad_strerror(rc),
-					 .body = "", .retry_after_ms = -1 };
+		/* Reported through the normal reply path on the next round, after this round's
+		 * other effects, like any reply. */
 		c->hc = NULL;
-		on_http_done(&r, c);
+		c->send_error = rc;
+		engine_defer(e, on_send_failed, c);
 	}
 }
 
@@ -991,6 +1036,9 @@ static void on_http_done(const struct http_result *res, void *arg)
 	err[0] = '\0';
 	o = classify(res, req, rp, body, err, sizeof(err));
 	max = rp->max_attempts > 0 ? rp->max_attempts : 1;
+	if (c->phase == PHASE_ACTION && o != OUT_SUCCESS && res->error != 0 &&
+	    (res->error != SAGAD_ECONNECT || res->request_sent))
+		r->maybe_applied = true;
 	if (o == OUT_RETRY && c->attempt >= max) {
 		/* Out of attempts: an answer or a request that never left is a definite failure;
 		 * a timeout or a connection lost after sending leaves the outcome unknown. */
@@ -1028,12 +1076,11 @@ static void on_http_done(const struct http_result *res, void *arg)
 				  flow_backoff_ms(rp, c->attempt + 1, res->retry_after_ms), true);
 			break;
 		case OUT_FAILED:
-			set_step_error(s, c->step, err);
-			step_set_state(s, c->step, STEP_FAILED);
-			break;
 		case OUT_UNKNOWN:
+			/* An earlier attempt that may have been applied keeps the outcome unknown. */
 			set_step_error(s, c->step, err);
-			step_set_state(s, c->step, STEP_TIMED_OUT);
+			step_set_state(s, c->step, o == OUT_UNKNOWN || r->maybe_applied ?
+				       STEP_TIMED_OUT : STEP_FAILED);
 			break;
 		}
 	} else {
@@ -1097,15 +1144,20 @@ static void saga_drive(struct saga *s)
 			}
 			r = &s->steps[s->cursor];
 			switch (r->state) {
-			case STEP_PENDING:
-				if (s->flow->steps[s->cursor].kind == STEP_KIND_SUBFLOW)
-					subflow_dispatch(s, s->cursor);
+			case STEP_PENDING: {
+				int i = s->cursor;
+
+				if (s->flow->steps[i].kind == STEP_KIND_SUBFLOW)
+					subflow_dispatch(s, i);
 				else
-					step_dispatch(s, s->cursor, PHASE_ACTION);
-				if (s->steps[s->cursor].state == STEP_RUNNING ||
-				    s->steps[s->cursor].state == STEP_PENDING)
+					step_dispatch(s, i, PHASE_ACTION);
+				/* A child that ended at once has driven this saga already (it may
+				 * have moved on, or ended): look again from the top. */
+				if (s->state == SAGA_RUNNING && s->cursor == i &&
+				    (s->steps[i].state == STEP_RUNNING || s->steps[i].state == STEP_PENDING))
 					return;
 				continue;
+			}
 			case STEP_RUNNING:
 			case STEP_RETRY_WAIT:
 				return;
@@ -1151,9 +1203,11 @@ static void saga_drive(struct saga *s)
 				}
 				return; /* the action's outcome decides whether it needs undoing */
 			case STEP_RETRY_WAIT:
+				/* Not retried. If an earlier attempt may have been applied, it is
+				 * undone like a success; otherwise there is nothing to undo. */
 				timer_cancel(s, TIMER_RETRY);
 				set_step_error(s, s->cursor, "not retried: the saga is compensating");
-				step_set_state(s, s->cursor, STEP_FAILED);
+				step_set_state(s, s->cursor, r->maybe_applied ? STEP_TIMED_OUT : STEP_FAILED);
 				continue;
 			case STEP_PENDING:
 			case STEP_FAILED:
@@ -1400,6 +1454,7 @@ static int on_load_step(const struct store_step *row, void *arg)
 	s->steps[row->idx].attempt = row->attempt;
 	s->steps[row->idx].comp_attempt = row->comp_attempt;
 	s->steps[row->idx].error = row->error ? xstrdup(row->error) : NULL;
+	s->steps[row->idx].maybe_applied = row->maybe_applied;
 	if (row->response != NULL) {
 		json_t *v = json_loads(row->response, JSON_DECODE_ANY, NULL);
 		if (v != NULL)
@@ -1467,8 +1522,10 @@ static struct saga *saga_load(struct engine *e, const char *id)
 		return NULL;
 	s = saga_from_row(e, &row);
 	store_saga_clear(&row);
-	if (s != NULL)
+	if (s != NULL) {
 		store_each_child(e->store, s->id, on_child_row, s);
+		mark_changed(s); /* evicted again after the next commit if nothing keeps it */
+	}
 	return s;
 }
 
@@ -1486,7 +1543,7 @@ int engine_new(const struct engine_options *opt, struct engine **out)
 	flow_set_init(&e->retired);
 	e->effects_tail = &e->effects;
 	e->wake_due = -1;
-	map_grow(e);
+	map_rehash(e);
 	uv_timer_init(e->loop, &e->wake);
 	e->wake.data = e;
 	*out = e;
@@ -1506,11 +1563,13 @@ void engine_free(struct engine *e)
 		return;
 	for (fx = e->effects; fx != NULL; fx = next) {
 		next = fx->next;
-		if (fx->kind == EFFECT_DISPATCH) {
-			flow_rendered_close(&fx->req);
-		}
+		if (fx->kind == EFFECT_DISPATCH)
+			flow_rendered_close(&fx->req); /* the call belongs to its saga's step */
 		free(fx);
 	}
+	e->effects = NULL;
+	e->effects_tail = &e->effects;
+	e->n_touched = 0;
 	for (size_t i = 0; i < e->n_slots; i++) {
 		struct saga *s = e->slots[i];
 		if (s == NULL || s == TOMBSTONE)
@@ -1684,6 +1743,11 @@ int engine_cancel(struct engine *e, const char *id, char *err, size_t errlen)
 {
 	struct saga *s = map_get(e, id);
 
+	if (e->quiescing) {
+		if (err)
+			snprintf(err, errlen, "sagad is shutting down; cancel again after the restart");
+		return SAGAD_ESHUTDOWN;
+	}
 	if (s == NULL) {
 		struct store_saga row;
 		if (store_saga_get(e->store, id, &row) != 0) {
@@ -1713,8 +1777,14 @@ int engine_cancel(struct engine *e, const char *id, char *err, size_t errlen)
 
 int engine_retry(struct engine *e, const char *id, char *err, size_t errlen)
 {
-	struct saga *s = saga_load(e, id);
+	struct saga *s;
 
+	if (e->quiescing) {
+		if (err)
+			snprintf(err, errlen, "sagad is shutting down; retry again after the restart");
+		return SAGAD_ESHUTDOWN;
+	}
+	s = saga_load(e, id);
 	if (s == NULL) {
 		if (err)
 			snprintf(err, errlen, "no saga with id \"%s\"", id);
@@ -1736,6 +1806,9 @@ int engine_retry(struct engine *e, const char *id, char *err, size_t errlen)
 		}
 	}
 	history(s, -1, "saga", 0, "retry_requested", NULL, 0, NULL, NULL, 0);
+	free(s->error);
+	s->error = xstrdup("compensating again after an operator retry (an earlier compensation "
+			   "had failed; see the history)");
 	s->cursor = (int)s->flow->n_steps - 1;
 	saga_set_state(s, SAGA_COMPENSATING, "retried by an operator");
 	saga_drive(s);
@@ -1779,12 +1852,27 @@ static void waiter_unlink(struct engine_waiter *w)
 		}
 }
 
+static void on_wait_timeout_committed(void *arg)
+{
+	struct engine_waiter *w = arg;
+
+	w->timeout_pending = false;
+	if (w->cb == NULL) {
+		/* Cancelled while waiting for the commit. */
+		uv_close((uv_handle_t *)&w->timer, on_waiter_closed);
+		return;
+	}
+	waiter_finish(w, ENGINE_WAIT_TIMEOUT);
+}
+
+/* Timers run before this turn's commit: the answer (the saga as it is) waits for it. */
 static void on_wait_timeout(uv_timer_t *t)
 {
 	struct engine_waiter *w = t->data;
 
 	waiter_unlink(w);
-	waiter_finish(w, ENGINE_WAIT_TIMEOUT);
+	w->timeout_pending = true;
+	engine_defer(w->e, on_wait_timeout_committed, w);
 }
 
 /* Where a waiter stands against the saga's committed state. -1: not yet. */
@@ -1814,6 +1902,10 @@ struct engine_waiter *engine_wait(struct engine *e, const char *id, enum engine_
 	int idx = -1;
 
 	*rc = 0;
+	if (e->quiescing) {
+		*rc = SAGAD_ESHUTDOWN;
+		return NULL;
+	}
 	if (s == NULL) {
 		*rc = SAGAD_ENOSAGA;
 		return NULL;
@@ -1849,6 +1941,10 @@ void engine_wait_cancel(struct engine_waiter *w)
 {
 	if (w == NULL || w->done)
 		return;
+	if (w->timeout_pending) {
+		w->cb = NULL; /* the deferred call closes it */
+		return;
+	}
 	waiter_unlink(w);
 	w->done = true;
 	uv_timer_stop(&w->timer);
@@ -1902,6 +1998,10 @@ int engine_flush(struct engine *e)
 		for (size_t i = 0; i < e->n_touched; i++)
 			if (e->touched[i]->row_dirty)
 				persist_saga(e->touched[i]);
+		if (e->write_error != 0) {
+			store_rollback(e->store);
+			return e->write_error;
+		}
 		if (store_pending(e->store)) {
 			if (e->crash_before_commit)
 				engine_crashpoint("before_reply_commit");
@@ -1945,8 +2045,9 @@ int engine_flush(struct engine *e)
 			if (saga_ended(s->state) && s->waiters == NULL && !s->changed)
 				evict(s);
 		}
-		memmove(e->touched, e->touched + n_touched,
-			(e->n_touched - n_touched) * sizeof(*e->touched));
+		if (e->n_touched > n_touched)
+			memmove(e->touched, e->touched + n_touched,
+				(e->n_touched - n_touched) * sizeof(*e->touched));
 		e->n_touched -= n_touched;
 	} while ((store_pending(e->store) || e->effects != NULL) && ++rounds < 8);
 	return 0;

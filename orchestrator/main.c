@@ -37,6 +37,7 @@ struct daemon {
 	struct httpd *httpd;
 	struct api *api;
 	bool ready;
+	const char *not_ready_reason;
 	uv_prepare_t flush;
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t shutdown_timer;
@@ -168,11 +169,12 @@ static void on_flush(uv_prepare_t *h)
 	int rc = engine_flush(d->engine);
 
 	if (rc != 0) {
-		/* Crash-only: the store holds the truth; a restart resumes every saga. */
+		/* Crash-only: this turn's writes were rolled back and its side effects must not
+		 * run; the file holds the last committed truth and a restart resumes from it. */
 		log_error("event=fatal_store_error err=\"%s\" msg=\"stopping; restart sagad to resume "
 			  "from the last commit\"", sagad_strerror(rc));
-		d->exit_code = 1;
-		uv_stop(d->loop);
+		fflush(stderr);
+		_exit(1);
 	}
 }
 
@@ -202,8 +204,10 @@ static void on_shutdown_tick(uv_timer_t *t)
 		log_warn("event=shutdown calls_in_flight=%zu msg=\"not waiting longer; they are "
 			 "re-sent with the same idempotency key after restart\"", inflight);
 	uv_timer_stop(t);
-	if (engine_flush(d->engine) != 0)
-		d->exit_code = 1;
+	if (engine_flush(d->engine) != 0) {
+		fflush(stderr);
+		_exit(1);
+	}
 	close_all(d);
 	uv_stop(d->loop);
 }
@@ -214,6 +218,7 @@ static void begin_shutdown(struct daemon *d, const char *why)
 		return;
 	d->stopping = true;
 	d->ready = false;
+	d->not_ready_reason = "shutting down";
 	log_info("event=shutdown signal=%s calls_in_flight=%zu", why, engine_inflight(d->engine));
 	httpd_quiesce(d->httpd);
 	engine_quiesce(d->engine);
@@ -384,7 +389,8 @@ int main(int argc, char **argv)
 	ao.store = d.store;
 	ao.flows = &d.flows;
 	ao.ready = &d.ready;
-	ao.not_ready_reason = "recovering unfinished sagas";
+	d.not_ready_reason = "recovering unfinished sagas";
+	ao.not_ready_reason = &d.not_ready_reason;
 	d.api = api_new(&ao);
 	hd.address = d.listen_addr;
 	hd.port = d.listen_port;

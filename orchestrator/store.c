@@ -104,6 +104,9 @@ static const char *const migrations[] = {
 	"  source TEXT NOT NULL,"
 	"  loaded_at INTEGER NOT NULL,"
 	"  PRIMARY KEY (name, version));",
+	/* 2: a step some attempt of which may have been applied (timeout, connection lost after
+	 * sending): if the step is abandoned it is compensated, not treated as "did nothing". */
+	"ALTER TABLE saga_steps ADD COLUMN maybe_applied INTEGER NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -125,7 +128,8 @@ enum { LIST_FLOW = 1, LIST_STATUS = 2, LIST_BEFORE = 4 };
 #define SAGA_COLS "id, shard, owner_epoch, flow, flow_version, status, cursor, input, output, " \
 	"error, idempotency_key, parent_id, parent_step, cancel_requested, created_at, "         \
 	"updated_at, deadline_at"
-#define STEP_COLS "saga_id, idx, name, state, attempt, comp_attempt, response, error, updated_at"
+#define STEP_COLS "saga_id, idx, name, state, attempt, comp_attempt, response, error, " \
+	"updated_at, maybe_applied"
 #define HISTORY_COLS "saga_id, step, step_name, phase, attempt, event, request, status, " \
 	"response, error, started_at, ended_at"
 #define LIST_SQL(where) "SELECT " SAGA_COLS " FROM sagas " where " ORDER BY id DESC LIMIT ?4"
@@ -149,10 +153,11 @@ static const char *const sql[ST_MAX] = {
 		" AND id > ?1 ORDER BY id LIMIT ?2",
 	[ST_UNFINISHED_SCAN] = "SELECT " SAGA_COLS " FROM sagas WHERE id > ?1 ORDER BY id LIMIT ?2",
 	[ST_STEP_PUT] = "INSERT INTO saga_steps (" STEP_COLS ") VALUES "
-		"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (saga_id, idx) DO UPDATE SET "
+		"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (saga_id, idx) DO UPDATE SET "
 		"name = excluded.name, state = excluded.state, attempt = excluded.attempt, "
 		"comp_attempt = excluded.comp_attempt, response = excluded.response, "
-		"error = excluded.error, updated_at = excluded.updated_at",
+		"error = excluded.error, updated_at = excluded.updated_at, "
+		"maybe_applied = excluded.maybe_applied",
 	[ST_STEP_EACH] = "SELECT " STEP_COLS " FROM saga_steps WHERE saga_id = ?1 ORDER BY idx",
 	[ST_HISTORY_APPEND] = "INSERT INTO saga_history (" HISTORY_COLS ") VALUES "
 		"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -293,6 +298,7 @@ static void read_step(sqlite3_stmt *stmt, struct store_step *s)
 	s->response = col_text(stmt, 6);
 	s->error = col_text(stmt, 7);
 	s->updated_at = sqlite3_column_int64(stmt, 8);
+	s->maybe_applied = sqlite3_column_int(stmt, 9) != 0;
 }
 
 static void read_history(sqlite3_stmt *stmt, struct store_history *h)
@@ -1018,6 +1024,7 @@ int store_step_put(struct store *st, const struct store_step *s)
 	bind_text(stmt, 7, s->response);
 	bind_text(stmt, 8, s->error);
 	sqlite3_bind_int64(stmt, 9, s->updated_at);
+	sqlite3_bind_int(stmt, 10, s->maybe_applied ? 1 : 0);
 	return exec_write(st, stmt, "step_put");
 }
 

@@ -81,6 +81,8 @@ struct store_step {
 	char *response;           /* kept response JSON, or NULL */
 	char *error;              /* last error, or NULL */
 	int64_t updated_at;
+	bool maybe_applied;       /* an attempt's outcome was unknown: the participant may have
+				   * applied it (timeout, connection lost after sending) */
 };
 void store_step_clear(struct store_step *s);
 

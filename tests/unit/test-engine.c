@@ -554,6 +554,69 @@ static void test_deadline_compensates(void **state)
 	assert_string_equal(calls(), "POST /a, POST /b, POST /a/undo");
 }
 
+/* Review regression: a child that ends in the same turn it starts (its first request cannot
+ * render) under a parent whose first step is that sub-flow. */
+static void test_child_ending_at_once(void **state)
+{
+	char id[27];
+
+	add_flow("name: kid\nversion: 1\ninput:\n  n: any\n"
+		 "participants:\n  p: { url: URL }\n"
+		 "steps:\n  - name: x\n    participant: p\n"
+		 "    action: { method: POST, path: \"/x/${input.n.missing}\" }\n");
+	add_flow("name: top\nversion: 1\n"
+		 "steps:\n  - name: k\n    flow: kid\n    input: { n: {} }\n");
+	start("top", "{}", id);
+	run_until(id, ENGINE_WAIT_COMPLETION, NULL);
+	assert_status(id, "compensated");
+	assert_int_equal(P.n_calls, 0);
+}
+
+/* Review regression: an attempt timed out (maybe applied), the step waits to retry, and the
+ * saga is cancelled: the step is compensated, not treated as "did nothing". */
+static void test_cancel_during_retry_after_timeout(void **state)
+{
+	char id[27], err[256];
+	struct steps_seen ss;
+
+	add_flow("name: t\nversion: 1\n"
+		 "participants:\n  p: { url: URL }\n"
+		 "steps:\n  - name: a\n    participant: p\n    timeout: 100ms\n"
+		 "    action: { method: POST, path: /a }\n"
+		 "    compensation: { method: POST, path: /a/undo }\n"
+		 "    retry: { max_attempts: 3, initial_backoff: 5s, jitter: 0 }\n");
+	rule("POST", "/a", 300, NULL, 200, 0);
+	start("t", "{}", id);
+	while (P.n_calls < 1)
+		uv_run(uv_default_loop(), UV_RUN_ONCE);
+	/* Let the attempt time out and the step settle into its retry wait. */
+	for (int i = 0; i < 100 && strcmp(steps_of(id).states[0], "retry_wait") != 0; i++)
+		uv_run(uv_default_loop(), UV_RUN_NOWAIT), usleep(10000);
+	assert_string_equal(steps_of(id).states[0], "retry_wait");
+	assert_int_equal(engine_cancel(F.engine, id, err, sizeof(err)), 0);
+	run_until(id, ENGINE_WAIT_COMPLETION, NULL);
+	assert_status(id, "compensated");
+	ss = steps_of(id);
+	assert_string_equal(ss.states[0], "compensated");
+	assert_string_equal(calls(), "POST /a, POST /a/undo");
+}
+
+/* Review regression: loading an ended saga (operator retry of a completed one) does not keep
+ * it in memory. */
+static void test_loaded_sagas_are_evicted(void **state)
+{
+	char id[27], err[256];
+	struct engine_stats st;
+
+	add_flow(THREE);
+	start("three", "{}", id);
+	run_until(id, ENGINE_WAIT_COMPLETION, NULL);
+	assert_int_equal(engine_retry(F.engine, id, err, sizeof(err)), SAGAD_ESTATE);
+	assert_int_equal(engine_flush(F.engine), 0);
+	engine_stats(F.engine, &st);
+	assert_int_equal(st.active, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -569,6 +632,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_recovery_redispatches, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_subflow_compensated_by_parent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadline_compensates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_child_ending_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_during_retry_after_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loaded_sagas_are_evicted, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
