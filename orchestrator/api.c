@@ -108,8 +108,10 @@ static json_t *saga_summary(const struct store_saga *s)
 			      "error", str_or_null(s->error), "cancel_requested", s->cancel_requested);
 
 	json_object_set_new(o, "parent_id", str_or_null(s->parent_id));
+	json_object_set_new(o, "idempotency_key", str_or_null(s->idempotency_key));
 	time_field(o, "created_at", s->created_at);
 	time_field(o, "updated_at", s->updated_at);
+	time_field(o, "deadline_at", s->deadline_at);
 	return o;
 }
 
@@ -151,8 +153,6 @@ static json_t *saga_json(struct api *a, const char *id)
 	o = saga_summary(&s);
 	json_object_set_new(o, "input", parsed_or_null(s.input));
 	json_object_set_new(o, "output", parsed_or_null(s.output));
-	json_object_set_new(o, "idempotency_key", str_or_null(s.idempotency_key));
-	time_field(o, "deadline_at", s.deadline_at);
 	steps = json_array();
 	store_each_step(a->store, id, on_step_row, steps);
 	json_object_set_new(o, "steps", steps);

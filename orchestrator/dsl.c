@@ -1752,6 +1752,8 @@ static void parse_subflow_step(struct dsl_loader *ld, struct flow_step *st, cons
 			report(ld, x, "%s: flow: \"%s\" is not a flow name", owner, s);
 		} else {
 			st->subflow_name = xstrdup(s);
+			st->subflow_line = x->line;
+			st->subflow_col = x->col;
 			ld->subflows = xrealloc(ld->subflows, (ld->n_subflows + 1) *
 						sizeof(*ld->subflows));
 			ld->subflows[ld->n_subflows++] = (struct dsl_subflow_loc){ ld->flow,

@@ -298,6 +298,10 @@ static void link_error(struct linker *l, const struct flow *f, size_t step, cons
 	int line = f->steps[step].line, col = 0;
 	size_t i;
 
+	if (f->steps[step].subflow_line > 0) {
+		line = f->steps[step].subflow_line;
+		col = f->steps[step].subflow_col;
+	}
 	for (i = 0; i < l->n_locs; i++)
 		if (l->locs[i].flow == f && l->locs[i].step == step) {
 			line = l->locs[i].line;

@@ -44,6 +44,7 @@ struct step_run {
 	struct call *call;       /* the attempt in flight, or NULL */
 	char child_id[ID_LEN];   /* sub-flow child saga, "" when none */
 	bool maybe_applied;      /* some attempt's outcome was unknown (sticky, persisted) */
+	int64_t started_at;      /* when the sub-flow child was started or told to compensate */
 };
 
 struct engine_waiter {
@@ -71,6 +72,7 @@ struct saga {
 	char *error;                     /* why it compensates, or NULL */
 	char *idempotency_key;
 	char parent_id[ID_LEN];          /* "" when none */
+	char trace_root[ID_LEN];         /* the top-level saga: one trace for it and its children */
 	int parent_step;
 	bool cancel_requested;
 	int64_t created_at, updated_at, deadline_at;
@@ -663,7 +665,7 @@ static int dispatch_call(struct saga *s, int i, enum phase phase, int attempt, c
 	}
 	add_header(&fx->req, xasprintf("Idempotency-Key: %s:%s:%s", s->id, st->name,
 				       phase_names[phase]));
-	traceparent(s->id, tp, sizeof(tp));
+	traceparent(s->trace_root[0] ? s->trace_root : s->id, tp, sizeof(tp));
 	add_header(&fx->req, xasprintf("traceparent: %s", tp));
 	add_header(&fx->req, xasprintf("X-Saga-Id: %s", s->id));
 	add_header(&fx->req, xasprintf("X-Saga-Step: %s", st->name));
@@ -827,6 +829,7 @@ static void subflow_dispatch(struct saga *s, int i)
 		return;
 	}
 	memcpy(r->child_id, child->id, ID_LEN);
+	r->started_at = util_now_ms();
 	history(s, i, "action", r->attempt, "dispatched", child->id, 0, NULL, NULL, 0);
 	step_set_state(s, i, STEP_RUNNING);
 	if (st->timeout_ms > 0)
@@ -853,6 +856,7 @@ static void subflow_compensate(struct saga *s, int i)
 		return;
 	}
 	step_set_state(s, i, STEP_COMPENSATING);
+	r->started_at = util_now_ms();
 	history(s, i, "compensation", r->comp_attempt, "dispatched", child->id, 0, NULL, NULL, 0);
 	switch (child->state) {
 	case SAGA_COMPENSATED:
@@ -891,20 +895,20 @@ static void child_result(struct saga *s, int i, struct saga *child)
 			ctx_set_response(s, i, kept);
 			json_decref(resp);
 			set_step_error(s, i, NULL);
-			history(s, i, "action", r->attempt, "succeeded", child->id, 200, NULL, NULL, 0);
+			history(s, i, "action", r->attempt, "succeeded", child->id, 200, NULL, NULL, r->started_at);
 			step_set_state(s, i, STEP_SUCCEEDED);
 		} else if (child->state == SAGA_COMPENSATED) {
 			char *msg = xasprintf("sub-flow %s compensated: %s", child->flow->name,
 					      child->error ? child->error : "");
 			set_step_error(s, i, msg);
-			history(s, i, "action", r->attempt, "failed", child->id, 0, NULL, msg, 0);
+			history(s, i, "action", r->attempt, "failed", child->id, 0, NULL, msg, r->started_at);
 			free(msg);
 			step_set_state(s, i, STEP_FAILED);
 		} else if (child->state == SAGA_FAILED) {
 			char *msg = xasprintf("sub-flow %s failed to compensate: %s", child->flow->name,
 					      child->error ? child->error : "");
 			set_step_error(s, i, msg);
-			history(s, i, "action", r->attempt, "failed", child->id, 0, NULL, msg, 0);
+			history(s, i, "action", r->attempt, "failed", child->id, 0, NULL, msg, r->started_at);
 			free(msg);
 			step_set_state(s, i, STEP_COMP_FAILED);
 		} else {
@@ -913,7 +917,7 @@ static void child_result(struct saga *s, int i, struct saga *child)
 	} else if (r->state == STEP_COMPENSATING) {
 		if (child->state == SAGA_COMPENSATED) {
 			history(s, i, "compensation", r->comp_attempt, "compensated", child->id, 0,
-				NULL, NULL, 0);
+				NULL, NULL, r->started_at);
 			set_step_error(s, i, NULL);
 			step_set_state(s, i, STEP_COMPENSATED);
 		} else if (child->state == SAGA_FAILED) {
@@ -921,7 +925,7 @@ static void child_result(struct saga *s, int i, struct saga *child)
 					      child->error ? child->error : "");
 			set_step_error(s, i, msg);
 			history(s, i, "compensation", r->comp_attempt, "failed", child->id, 0, NULL,
-				msg, 0);
+				msg, r->started_at);
 			free(msg);
 			step_set_state(s, i, STEP_COMP_FAILED);
 		} else {
@@ -1381,8 +1385,10 @@ static struct saga *saga_create(struct engine *e, struct flow *f, json_t *input,
 	s->created_at = s->updated_at = util_now_ms();
 	if (f->deadline_ms > 0)
 		s->deadline_at = s->created_at + f->deadline_ms;
+	memcpy(s->trace_root, s->id, ID_LEN);
 	if (parent != NULL) {
 		memcpy(s->parent_id, parent->id, ID_LEN);
+		memcpy(s->trace_root, parent->trace_root[0] ? parent->trace_root : parent->id, ID_LEN);
 		s->parent_step = parent_step;
 	}
 	s->ctx = make_ctx(s);
@@ -1488,6 +1494,8 @@ static struct saga *saga_from_row(struct engine *e, const struct store_saga *row
 	s->idempotency_key = row->idempotency_key ? xstrdup(row->idempotency_key) : NULL;
 	if (row->parent_id)
 		snprintf(s->parent_id, ID_LEN, "%s", row->parent_id);
+	/* A resumed child's trace: its parent's (exact for one level of sub-flows). */
+	snprintf(s->trace_root, ID_LEN, "%s", row->parent_id ? row->parent_id : row->id);
 	s->parent_step = row->parent_step;
 	s->cancel_requested = row->cancel_requested;
 	s->created_at = row->created_at;

@@ -95,6 +95,7 @@ struct flow_step {
 	/* STEP_KIND_SUBFLOW: runs another flow as a child saga; the child's compensation is
 	 * this step's compensation. */
 	char *subflow_name;
+	int subflow_line, subflow_col; /* where `flow:` names it, for link errors */
 	struct tmpl *subflow_input;   /* renders the child's input object */
 	/* Both kinds */
 	char **keep;                  /* response paths to keep ("body.id"); NULL = keep all */
