@@ -504,13 +504,14 @@ static void history(struct saga *s, int step, const char *phase, int attempt, co
 		    const char *request, int status, const char *response, const char *error,
 		    int64_t started_at)
 {
+	int64_t now = util_now_ms();
 	struct store_history h = {
 		.saga_id = s->id, .step = step,
 		.step_name = step >= 0 ? s->flow->steps[step].name : NULL,
 		.phase = (char *)phase, .attempt = attempt, .event = (char *)event,
 		.request = (char *)request, .status = status, .response = (char *)response,
-		.error = (char *)error, .started_at = started_at ? started_at : s->updated_at,
-		.ended_at = s->updated_at,
+		.error = (char *)error, .started_at = started_at ? started_at : now,
+		.ended_at = now,
 	};
 
 	store_failed(s->e, store_history_append(s->e->store, &h), "history_append", s->id);

@@ -612,3 +612,114 @@ done_testing() {
 	diag "$_TAP_FAILED of $_TAP_N tests failed"
 	exit 1
 }
+
+# ---------------------------------------------------------------------------------------------
+# Fault-injection helpers (24-crash.sh, 27-restart.sh)
+
+E2E_BG_PIDS=()               # background requests started by api_bg
+
+# api_bg OUT METHOD PATH [JSON] [curl args...]: a request to sagad in the background (never
+# in $(...)); the body goes to OUT and the status to OUT.code (000 when no answer).  The pid
+# is appended to E2E_BG_PIDS; wait_bg waits for them.
+api_bg() {
+	local out=$1 method=$2 path=$3 data=()
+	shift 3
+	if [ $# -gt 0 ]; then
+		[ -n "$1" ] && data=(-H 'Content-Type: application/json' --data-binary "$1")
+		shift
+	fi
+	(
+		trap - DEBUG
+		code=$(curl -s -o "$out" -w '%{http_code}' --max-time "${API_MAX_TIME:-60}" \
+			-X "$method" "${data[@]}" "$@" "$SAGAD_URL$path" 2>/dev/null)
+		echo "${code:-000}" >"$out.code"
+	) </dev/null &
+	E2E_BG_PIDS+=($!)
+	e2e_track_pid "$!"
+}
+
+# wait_bg: waits for every request started by api_bg (only those pids).
+wait_bg() {
+	local p
+	for p in "${E2E_BG_PIDS[@]}"; do
+		wait "$p" 2>/dev/null
+		_e2e_untrack_pid "$p"
+	done
+	E2E_BG_PIDS=()
+}
+
+# oplog_all: the operations logs of class, payment and delivery merged into one JSON array
+# sorted by mono_ns (the real order across processes).
+oplog_all() {
+	{ participant_log class; participant_log payment; participant_log delivery; } |
+		jq -s 'add | sort_by(.mono_ns)'
+}
+
+# oplog_dup_applied LOG_JSON: prints "service key count" for every idempotency key with more
+# than one `applied` entry (nothing when every key was applied at most once).
+oplog_dup_applied() {
+	jq -r '[.[] | select(.applied == 1 and .idempotency_key != null)]
+		| group_by(.service + " " + .idempotency_key)
+		| map(select(length > 1) | "\(.[0].service) \(.[0].idempotency_key) \(length)") | .[]' <<<"$1"
+}
+
+# saga_list_all: every saga sagad knows (children included), newest first, as a JSON array of
+# summaries (pages through GET /v1/sagas).
+saga_list_all() {
+	local cursor="" page all='[]' next
+	while :; do
+		page=$(_e2e_request "$SAGAD_URL" GET "/v1/sagas?limit=1000${cursor:+&cursor=$cursor}")
+		all=$(jq -c --argjson a "$all" '$a + .sagas' <<<"$page" 2>/dev/null) || return 1
+		next=$(jq -r '.next_cursor // empty' <<<"$page")
+		[ -n "$next" ] || break
+		cursor=$next
+	done
+	printf '%s\n' "$all"
+}
+
+# sagad_log_count REGEX: number of lines of sagad.log matching REGEX (grep -E).
+sagad_log_count() {
+	grep -cE "$1" "$E2E_TMP/sagad.log" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------------------------------------
+# Seed 000 helpers (added for the saga tests 20-26; only additions below this line)
+
+# seed_input [JQ-FILTER]: the seed's httpie application (studentName="학생2" classId="2" ...) as
+# the apply flow's input, compact JSON, optionally changed by a jq filter:
+#     seed_input '.payAccount = "0000-1111"'
+seed_input() {
+	jq -cn '{studentName: "학생2", classId: "2", courseId: 2, addr: "SEOUL NAMGU",
+		telephoneInfo: "010-1234-2345", payMethod: "BANK", payAccount: "1234-2334-4556-7890"}' |
+		jq -c "${1:-.}"
+}
+
+# merged_log: the operations logs of class, payment and delivery as one JSON array sorted by
+# mono_ns (the real order of events across the three processes).
+merged_log() {
+	{ participant_log class; participant_log payment; participant_log delivery; } |
+		jq -s -c 'add | sort_by(.mono_ns)'
+}
+
+# child_saga JSON STEP: prints the child saga id of sub-flow step STEP in a saga object.
+# (From the step's response, else from the history row that dispatched it.)
+child_saga() {
+	jq -r --arg s "$2" '([.steps[] | select(.name == $s) | .response.saga // empty] +
+		[.history[] | select(.step == $s and .phase == "action" and .event == "dispatched")
+			| .request]) | first // empty' <<<"$1" 2>/dev/null
+}
+
+# copy_flows DIR: copies the shipped flows/*.yaml into DIR (then edit them and start sagad with
+# FLOWS_DIR=DIR).
+copy_flows() {
+	mkdir -p "$1" && cp "$TOP_SRCDIR"/flows/*.yaml "$1"/
+}
+
+# header_value FILE NAME: prints the value of header NAME from a `curl -D FILE` dump (last
+# answer, case-insensitive name, CR removed).
+header_value() {
+	tr -d '\r' <"$1" | awk -v n="$(tr '[:upper:]' '[:lower:]' <<<"$2")" '
+		/^HTTP\// { v = "" }
+		{ i = index($0, ":"); if (i && tolower(substr($0, 1, i - 1)) == n) { v = substr($0, i + 1); sub(/^[ \t]+/, "", v) } }
+		END { print v }'
+}
