@@ -1238,19 +1238,6 @@ struct defaults {
 	struct retry_policy retry, comp_retry;
 };
 
-static bool json_type_ok(enum input_type t, const json_t *v)
-{
-	switch (t) {
-	case INPUT_STRING: return json_is_string(v);
-	case INPUT_INTEGER: return json_is_integer(v);
-	case INPUT_NUMBER: return json_is_number(v);
-	case INPUT_BOOLEAN: return json_is_boolean(v);
-	case INPUT_OBJECT: return json_is_object(v);
-	case INPUT_ARRAY: return json_is_array(v);
-	default: return true;
-	}
-}
-
 static bool get_type(struct dsl_loader *ld, const struct dsl_node *n, const char *what,
 		     enum input_type *out)
 {
@@ -1320,7 +1307,7 @@ static void parse_input(struct dsl_loader *ld, const struct dsl_node *n)
 				report(ld, x, "%s: a required field never uses its default; remove "
 				       "\"default\" or \"required: true\"", what);
 			} else if ((fld->default_value = node_to_json(ld, x)) != NULL &&
-				   !json_type_ok(fld->type, fld->default_value)) {
+				   !flow_input_type_ok(fld->type, fld->default_value)) {
 				report(ld, x, "%s: the default is not of type %s", what,
 				       type_names[fld->type]);
 			}

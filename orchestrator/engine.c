@@ -165,14 +165,23 @@ const char *saga_state_name(enum saga_state s)
 	return s < SAGA_STATE_MAX ? saga_state_names[s] : "?";
 }
 
+/* The index of name in names[0..n), or -1. */
+static int name_index(const char *const *names, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(name, names[i]) == 0)
+			return i;
+	return -1;
+}
+
 int saga_state_parse(const char *name, enum saga_state *out)
 {
-	for (int i = 0; i < SAGA_STATE_MAX; i++)
-		if (strcmp(name, saga_state_names[i]) == 0) {
-			*out = (enum saga_state)i;
-			return 0;
-		}
-	return SAGAD_EINVAL;
+	int i = name_index(saga_state_names, SAGA_STATE_MAX, name);
+
+	if (i < 0)
+		return SAGAD_EINVAL;
+	*out = (enum saga_state)i;
+	return 0;
 }
 
 bool saga_state_final(enum saga_state s)
@@ -192,12 +201,12 @@ const char *step_state_name(enum step_state s)
 
 int step_state_parse(const char *name, enum step_state *out)
 {
-	for (int i = 0; i < STEP_STATE_MAX; i++)
-		if (strcmp(name, step_state_names[i]) == 0) {
-			*out = (enum step_state)i;
-			return 0;
-		}
-	return SAGAD_EINVAL;
+	int i = name_index(step_state_names, STEP_STATE_MAX, name);
+
+	if (i < 0)
+		return SAGAD_EINVAL;
+	*out = (enum step_state)i;
+	return 0;
 }
 
 /* ---- crash points (tests) ---------------------------------------------------------- */
@@ -998,6 +1007,18 @@ static enum outcome classify(const struct http_result *res, const struct flow_re
 	}
 }
 
+/* The step state an attempt's outcome leads to, by phase. */
+static const enum step_state after_outcome[2][4] = {
+	[PHASE_ACTION] = {
+		[OUT_SUCCESS] = STEP_SUCCEEDED, [OUT_RETRY] = STEP_RETRY_WAIT,
+		[OUT_FAILED] = STEP_FAILED, [OUT_UNKNOWN] = STEP_TIMED_OUT,
+	},
+	[PHASE_COMPENSATION] = {
+		[OUT_SUCCESS] = STEP_COMPENSATED, [OUT_RETRY] = STEP_COMP_RETRY_WAIT,
+		[OUT_FAILED] = STEP_COMP_FAILED, [OUT_UNKNOWN] = STEP_COMP_FAILED,
+	},
+};
+
 static const char *outcome_event(const struct http_result *res, enum outcome o)
 {
 	if (o == OUT_SUCCESS)
@@ -1065,48 +1086,20 @@ static void on_http_done(const struct http_result *res, void *arg)
 		 c->attempt, res->status, (long long)res->elapsed_ms, o == OUT_SUCCESS ? "" : " error=\"",
 		 o == OUT_SUCCESS ? "" : err, o == OUT_SUCCESS ? "" : "\"");
 
-	if (c->phase == PHASE_ACTION) {
-		switch (o) {
-		case OUT_SUCCESS:
-			resp = json_pack("{s:i, s:O}", "status", res->status, "body", stored);
-			ctx_set_response(s, c->step, flow_keep(st, resp));
-			json_decref(resp);
-			set_step_error(s, c->step, NULL);
-			step_set_state(s, c->step, STEP_SUCCEEDED);
-			break;
-		case OUT_RETRY:
-			set_step_error(s, c->step, err);
-			step_set_state(s, c->step, STEP_RETRY_WAIT);
-			timer_arm(s, TIMER_RETRY, c->step, util_now_ms() +
-				  flow_backoff_ms(rp, c->attempt + 1, res->retry_after_ms), true);
-			break;
-		case OUT_FAILED:
-		case OUT_UNKNOWN:
-			/* An earlier attempt that may have been applied keeps the outcome unknown. */
-			set_step_error(s, c->step, err);
-			step_set_state(s, c->step, o == OUT_UNKNOWN || r->maybe_applied ?
-				       STEP_TIMED_OUT : STEP_FAILED);
-			break;
-		}
-	} else {
-		switch (o) {
-		case OUT_SUCCESS:
-			set_step_error(s, c->step, NULL);
-			step_set_state(s, c->step, STEP_COMPENSATED);
-			break;
-		case OUT_RETRY:
-			set_step_error(s, c->step, err);
-			step_set_state(s, c->step, STEP_COMP_RETRY_WAIT);
-			timer_arm(s, TIMER_RETRY, c->step, util_now_ms() +
-				  flow_backoff_ms(rp, c->attempt + 1, res->retry_after_ms), true);
-			break;
-		case OUT_FAILED:
-		case OUT_UNKNOWN:
-			set_step_error(s, c->step, err);
-			step_set_state(s, c->step, STEP_COMP_FAILED);
-			break;
-		}
+	/* An earlier attempt that may have been applied keeps a failed action's outcome
+	 * unknown: it is then compensated like a success. */
+	if (c->phase == PHASE_ACTION && o == OUT_FAILED && r->maybe_applied)
+		o = OUT_UNKNOWN;
+	if (c->phase == PHASE_ACTION && o == OUT_SUCCESS) {
+		resp = json_pack("{s:i, s:O}", "status", res->status, "body", stored);
+		ctx_set_response(s, c->step, flow_keep(st, resp));
+		json_decref(resp);
 	}
+	set_step_error(s, c->step, o == OUT_SUCCESS ? NULL : err);
+	step_set_state(s, c->step, after_outcome[c->phase][o]);
+	if (o == OUT_RETRY)
+		timer_arm(s, TIMER_RETRY, c->step, util_now_ms() +
+			  flow_backoff_ms(rp, c->attempt + 1, res->retry_after_ms), true);
 	json_decref(body);
 	json_decref(stored);
 	call_free(c);

@@ -142,7 +142,7 @@ static const char *json_type_word(const json_t *v)
 	return "?";
 }
 
-static bool type_ok(enum input_type t, const json_t *v)
+bool flow_input_type_ok(enum input_type t, const json_t *v)
 {
 	switch (t) {
 	case INPUT_ANY: return true;
@@ -211,7 +211,7 @@ int flow_check_input(const struct flow *f, json_t **input, char *err, size_t err
 			}
 			continue;
 		}
-		if (!type_ok(fd->type, v))
+		if (!flow_input_type_ok(fd->type, v))
 			problem(&probs, "input.%s: expected %s, got %s", fd->name,
 				input_type_name(fd->type), json_type_word(v));
 	}

@@ -17,6 +17,8 @@ struct tmpl; /* expr.h: a compiled template */
 enum input_type { INPUT_ANY, INPUT_STRING, INPUT_INTEGER, INPUT_NUMBER, INPUT_BOOLEAN,
 		  INPUT_OBJECT, INPUT_ARRAY, INPUT_TYPE_MAX };
 const char *input_type_name(enum input_type t);
+/* True when v has type t (INPUT_NUMBER accepts integers; INPUT_ANY anything). */
+bool flow_input_type_ok(enum input_type t, const json_t *v);
 
 struct flow_input_field {
 	char *name;

@@ -951,24 +951,38 @@ int store_each_unfinished(struct store *st, const char *const *final_states, sto
 	return rc;
 }
 
-int store_each_child(struct store *st, const char *parent_id, store_saga_cb cb, void *arg)
+/* Steps a bound statement to its end, reading each row with rd into a new array (*rows, *n,
+ * elements of size bytes) owned by the caller, then resets it: callbacks run afterwards, with
+ * no statement open, so they may call the store (writes included). Returns 0 or an error. */
+static int read_all(struct store *st, sqlite3_stmt *stmt, const char *op, size_t size,
+		    void (*rd)(sqlite3_stmt *, void *), void **rows, size_t *n)
 {
-	sqlite3_stmt *stmt = st->stmt[ST_SAGA_CHILDREN];
-	struct store_saga *rows = NULL;
-	size_t n = 0, cap = 0, i;
+	size_t cap = 0;
 	int rc;
 
-	bind_text(stmt, 1, parent_id);
+	*rows = NULL;
+	*n = 0;
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			rows = xrealloc(rows, cap * sizeof(*rows));
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			*rows = xrealloc(*rows, cap * size);
 		}
-		read_saga(stmt, &rows[n++]);
+		rd(stmt, (char *)*rows + *n * size);
+		(*n)++;
 	}
-	rc = rc == SQLITE_DONE ? 0 : fail(st, "each_child", rc);
+	rc = rc == SQLITE_DONE ? 0 : fail(st, op, rc);
 	finish(stmt);
-	for (i = 0; i < n; i++) {
+	return rc;
+}
+
+static void rd_saga(sqlite3_stmt *stmt, void *row) { read_saga(stmt, row); }
+static void rd_step(sqlite3_stmt *stmt, void *row) { read_step(stmt, row); }
+static void rd_history(sqlite3_stmt *stmt, void *row) { read_history(stmt, row); }
+
+/* Calls cb for each saga row (until it returns non-zero) and frees them all. */
+static int each_saga_row(struct store_saga *rows, size_t n, int rc, store_saga_cb cb, void *arg)
+{
+	for (size_t i = 0; i < n; i++) {
 		if (rc == 0)
 			rc = cb(&rows[i], arg);
 		store_saga_clear(&rows[i]);
@@ -977,12 +991,25 @@ int store_each_child(struct store *st, const char *parent_id, store_saga_cb cb, 
 	return rc;
 }
 
+int store_each_child(struct store *st, const char *parent_id, store_saga_cb cb, void *arg)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_SAGA_CHILDREN];
+	void *rows;
+	size_t n;
+	int rc;
+
+	bind_text(stmt, 1, parent_id);
+	rc = read_all(st, stmt, "each_child", sizeof(struct store_saga), rd_saga, &rows, &n);
+	return each_saga_row(rows, n, rc, cb, arg);
+}
+
 int store_saga_list(struct store *st, const struct store_list_query *q, store_saga_cb cb, void *arg)
 {
-	struct store_saga *rows;
 	sqlite3_stmt *stmt;
 	int rc, limit = q->limit < 1 ? 1 : q->limit > LIST_MAX ? LIST_MAX : q->limit;
-	int n = 0, i, which = 0;
+	int which = 0;
+	void *rows;
+	size_t n;
 
 	which |= q->flow != NULL ? LIST_FLOW : 0;
 	which |= q->status != NULL ? LIST_STATUS : 0;
@@ -995,18 +1022,8 @@ int store_saga_list(struct store *st, const struct store_list_query *q, store_sa
 	if (q->before_id != NULL)
 		bind_text(stmt, 3, q->before_id);
 	sqlite3_bind_int(stmt, 4, limit);
-	rows = xcalloc((size_t)limit, sizeof(*rows));
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW && n < limit)
-		read_saga(stmt, &rows[n++]);
-	rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : fail(st, "saga_list", rc);
-	finish(stmt);
-	for (i = 0; i < n; i++) {
-		if (rc == 0)
-			rc = cb(&rows[i], arg);
-		store_saga_clear(&rows[i]);
-	}
-	free(rows);
-	return rc;
+	rc = read_all(st, stmt, "saga_list", sizeof(struct store_saga), rd_saga, &rows, &n);
+	return each_saga_row(rows, n, rc, cb, arg);
 }
 
 /* --- steps, history, timers -------------------------------------------------------------- */
@@ -1031,20 +1048,14 @@ int store_step_put(struct store *st, const struct store_step *s)
 int store_each_step(struct store *st, const char *saga_id, store_step_cb cb, void *arg)
 {
 	sqlite3_stmt *stmt = st->stmt[ST_STEP_EACH];
-	struct store_step *rows = NULL;
-	size_t n = 0, cap = 0, i;
+	struct store_step *rows;
+	void *v;
+	size_t n, i;
 	int rc;
 
 	bind_text(stmt, 1, saga_id);
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			rows = xrealloc(rows, cap * sizeof(*rows));
-		}
-		read_step(stmt, &rows[n++]);
-	}
-	rc = rc == SQLITE_DONE ? 0 : fail(st, "each_step", rc);
-	finish(stmt);
+	rc = read_all(st, stmt, "each_step", sizeof(*rows), rd_step, &v, &n);
+	rows = v;
 	for (i = 0; i < n; i++) {
 		if (rc == 0)
 			rc = cb(&rows[i], arg);
@@ -1076,20 +1087,14 @@ int store_history_append(struct store *st, const struct store_history *h)
 int store_each_history(struct store *st, const char *saga_id, store_history_cb cb, void *arg)
 {
 	sqlite3_stmt *stmt = st->stmt[ST_HISTORY_EACH];
-	struct store_history *rows = NULL;
-	size_t n = 0, cap = 0, i;
+	struct store_history *rows;
+	void *v;
+	size_t n, i;
 	int rc;
 
 	bind_text(stmt, 1, saga_id);
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 32;
-			rows = xrealloc(rows, cap * sizeof(*rows));
-		}
-		read_history(stmt, &rows[n++]);
-	}
-	rc = rc == SQLITE_DONE ? 0 : fail(st, "each_history", rc);
-	finish(stmt);
+	rc = read_all(st, stmt, "each_history", sizeof(*rows), rd_history, &v, &n);
+	rows = v;
 	for (i = 0; i < n; i++) {
 		if (rc == 0)
 			rc = cb(&rows[i], arg);
