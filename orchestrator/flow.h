@@ -32,16 +32,46 @@ struct flow_header {
 	struct tmpl *value; /* owned */
 };
 
-enum participant_kind { PARTICIPANT_HTTP, PARTICIPANT_KIND_MAX };
+enum participant_kind { PARTICIPANT_HTTP, PARTICIPANT_KAFKA, PARTICIPANT_KIND_MAX };
 
 /* A participant's settings are resolved at load time (environment values included). */
 struct participant {
 	char *name;
 	enum participant_kind kind;
-	char *base_url;              /* "http://127.0.0.1:8081", no trailing slash */
+	char *base_url;              /* HTTP: "http://127.0.0.1:8081", no trailing slash */
 	struct flow_header *headers; /* default headers; values may be templates */
 	size_t n_headers;
-	int64_t timeout_ms;          /* default per-attempt timeout of its steps */
+	int64_t timeout_ms;          /* default per-attempt timeout (HTTP) or reply deadline (Kafka) */
+	char *topic;                 /* Kafka: default topic commands are produced to, or NULL */
+	char *reply_topic;           /* Kafka: default topic replies arrive on, or NULL */
+};
+
+/* How a Kafka reply finds its step and what it means.
+ *
+ * A received message is handled as a JSON object ("msg"):
+ *   {"topic": "...", "partition": 0, "offset": 42, "key": "..." | null,
+ *    "headers": {"name": "value", ...}, "body": <parsed JSON value, or the raw string>,
+ *    "timestamp_ms": 1795286022123}
+ * Paths below are relative to msg.body unless they start with "header:" (a header name). */
+enum reply_verdict { REPLY_NOT_MINE, REPLY_SUCCESS, REPLY_FAILURE };
+
+struct flow_reply {
+	char *topic;                  /* where replies arrive (participant's reply_topic by default) */
+	char *correlate_path;         /* "header:correlation-id" (default) or a body path ("paidId") */
+	struct tmpl *correlate_value; /* the value this step waits for; NULL = the step's
+				       * idempotency key (which every command carries in the
+				       * correlation-id header) */
+	char *type_path;              /* where the event type is ("eventType", "header:type"), or NULL */
+	char **success_types;         /* types meaning success ... */
+	size_t n_success_types;
+	char **failure_types;         /* ... and failure; with either list set, other types are
+				       * "not mine" (ignored); with neither, every reply is judged
+				       * by the field rules alone */
+	size_t n_failure_types;
+	char **field_paths;           /* success also needs these paths to equal ... */
+	json_t **field_equals;        /* ... these values (else failure) */
+	size_t n_fields;
+	int line;
 };
 
 /* A request template: action or compensation of a step. */
@@ -62,6 +92,11 @@ struct flow_request {
 	json_t **field_equals;       /* ... must equal this value */
 	size_t n_fields;
 	int line;                    /* where it was declared, for messages */
+	/* Kafka participants: a message instead of an HTTP request (headers and body above). */
+	char *topic;                 /* NULL = the participant's topic */
+	struct tmpl *key;            /* message key (rendered to a string), or NULL */
+	struct flow_reply *reply;    /* owned; NULL = fire-and-forget: done once it is committed
+				      * to the outbox (a publish step or a one-way compensation) */
 };
 
 /* Which failures a retry policy retries. */
@@ -106,6 +141,22 @@ struct flow_step {
 	struct retry_policy retry;        /* of the action */
 	struct retry_policy comp_retry;   /* of the compensation */
 	bool pivot;                   /* informational: the step after which the saga commits */
+	bool publish;                 /* a Kafka publish step: fire-and-forget, never waits */
+	int line;
+};
+
+/* A Kafka trigger: messages on `topic` that match start a saga of the flow. */
+struct flow_trigger {
+	char *topic;
+	char *type_path;              /* where the event type is ("eventType", "header:type"), or NULL */
+	char **types;                 /* accepted types (NULL/0 = any) */
+	size_t n_types;
+	char **field_paths;           /* filters: body paths that must equal ... */
+	json_t **field_equals;        /* ... these values */
+	size_t n_fields;
+	struct tmpl *input;           /* renders the saga input from {"event": msg.body,
+				       * "headers": msg.headers, "kafka": {topic, partition,
+				       * offset, key}}; NULL = the event body itself */
 	int line;
 };
 
@@ -125,6 +176,8 @@ struct flow {
 	int64_t deadline_ms;           /* whole saga; 0 = none */
 	struct tmpl *output;           /* the saga's result; NULL = every step's kept response */
 	char **wait_steps;             /* not used by the engine; reserved; NULL-terminated (or NULL) */
+	struct flow_trigger *triggers; /* Kafka triggers that start sagas of this flow */
+	size_t n_triggers;
 	json_t *source;                /* the flow as JSON (for GET /v1/flows/{flow}); owned */
 };
 
@@ -157,6 +210,39 @@ void flow_rendered_close(struct flow_rendered *r);
  * Returns 0, or SAGAD_ETEMPLATE with a message naming the missing data in err. */
 int flow_render_request(const struct participant *p, const struct flow_request *req,
 			json_t *ctx, struct flow_rendered *out, char *err, size_t errlen);
+
+/* A rendered Kafka message; free with flow_message_close(). */
+struct flow_message {
+	char *topic;
+	char *key;          /* or NULL */
+	char **headers;     /* "name: value" lines (participant defaults first) */
+	size_t n_headers;
+	char *value;        /* serialized JSON body, or NULL */
+	size_t value_len;
+};
+void flow_message_close(struct flow_message *m);
+
+/* Renders a Kafka request (action, compensation or publish) for participant p against ctx.
+ * Returns 0, or SAGAD_ETEMPLATE with a message in err. */
+int flow_render_message(const struct participant *p, const struct flow_request *req,
+			json_t *ctx, struct flow_message *out, char *err, size_t errlen);
+
+/* The correlation value a waiting step expects: the rendered reply->correlate_value, or a
+ * copy of default_value (the idempotency key) when the flow names none. malloc()ed, or NULL
+ * with err. */
+char *flow_render_correlation(const struct flow_reply *r, json_t *ctx, const char *default_value,
+			      char *err, size_t errlen);
+/* The correlation value a received message carries (borrowed from msg), or NULL. */
+const char *flow_reply_correlation(const struct flow_reply *r, json_t *msg);
+/* Judges a correlated reply: not mine (a type this step ignores), success or failure (err
+ * says why: "type PaymentFailed", "body.status is \"X\", expected \"Y\""). */
+enum reply_verdict flow_judge_reply(const struct flow_reply *r, json_t *msg, char *err,
+				    size_t errlen);
+
+/* True when msg matches the trigger's type and filters. */
+bool flow_trigger_matches(const struct flow_trigger *t, json_t *msg);
+/* The saga input a matching message gives (new reference), or NULL with err. */
+json_t *flow_trigger_input(const struct flow_trigger *t, json_t *msg, char *err, size_t errlen);
 
 /* Judges a response: true when req's success rule holds for status and body (body may be
  * NULL when the response was not JSON). On false, writes why in err
