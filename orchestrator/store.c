@@ -107,6 +107,20 @@ static const char *const migrations[] = {
 	/* 2: a step some attempt of which may have been applied (timeout, connection lost after
 	 * sending): if the step is abandoned it is compensated, not treated as "did nothing". */
 	"ALTER TABLE saga_steps ADD COLUMN maybe_applied INTEGER NOT NULL DEFAULT 0;",
+	/* 3: the transactional outbox: messages written in the same commit as the state change
+	 * that sends them, produced after it, marked sent on the broker's acknowledgement. */
+	"CREATE TABLE outbox ("
+	"  seq INTEGER PRIMARY KEY,"
+	"  topic TEXT NOT NULL,"
+	"  key TEXT,"
+	"  headers TEXT,"
+	"  value TEXT,"
+	"  saga_id TEXT,"
+	"  created_at INTEGER NOT NULL,"
+	"  sent_at INTEGER,"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  last_error TEXT);"
+	"CREATE INDEX outbox_unsent ON outbox (seq) WHERE sent_at IS NULL;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -119,6 +133,7 @@ enum stmt_id {
 	ST_HISTORY_APPEND, ST_HISTORY_EACH,
 	ST_TIMER_PUT, ST_TIMER_DELETE, ST_TIMER_EACH,
 	ST_FLOW_PUT, ST_FLOW_GET,
+	ST_OUTBOX_PUT, ST_OUTBOX_SENT, ST_OUTBOX_FAILED, ST_OUTBOX_UNSENT, ST_OUTBOX_COUNT,
 	/* store_saga_list: one statement per filter combination, so each can use its index */
 	ST_LIST, ST_LIST_LAST = ST_LIST + 7,
 	ST_MAX
@@ -172,6 +187,13 @@ static const char *const sql[ST_MAX] = {
 	[ST_FLOW_PUT] = "INSERT INTO flow_versions (name, version, source, loaded_at) "
 		"VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name, version) DO NOTHING",
 	[ST_FLOW_GET] = "SELECT source FROM flow_versions WHERE name = ?1 AND version = ?2",
+	[ST_OUTBOX_PUT] = "INSERT INTO outbox (topic, key, headers, value, saga_id, created_at) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[ST_OUTBOX_SENT] = "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1 WHERE seq = ?1",
+	[ST_OUTBOX_FAILED] = "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE seq = ?1",
+	[ST_OUTBOX_UNSENT] = "SELECT seq, topic, key, headers, value, saga_id, created_at, attempts, "
+		"last_error FROM outbox WHERE sent_at IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
+	[ST_OUTBOX_COUNT] = "SELECT count(*) FROM outbox WHERE sent_at IS NULL",
 	[ST_LIST] = LIST_SQL(""),
 	[ST_LIST + LIST_FLOW] = LIST_SQL("WHERE flow = ?1"),
 	[ST_LIST + LIST_STATUS] = LIST_SQL("WHERE status = ?2"),
@@ -1238,4 +1260,100 @@ void store_timer_clear(struct store_timer *t)
 	free(t->saga_id);
 	free(t->kind);
 	memset(t, 0, sizeof(*t));
+}
+
+/* --- the outbox ------------------------------------------------------------------------ */
+
+void store_outbox_clear(struct store_outbox *m)
+{
+	free(m->topic);
+	free(m->key);
+	free(m->headers);
+	free(m->value);
+	free(m->saga_id);
+	free(m->last_error);
+	memset(m, 0, sizeof(*m));
+}
+
+int store_outbox_put(struct store *st, const struct store_outbox *m, int64_t *seq)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_OUTBOX_PUT];
+	int rc;
+
+	bind_text(stmt, 1, m->topic);
+	bind_text(stmt, 2, m->key);
+	bind_text(stmt, 3, m->headers);
+	bind_text(stmt, 4, m->value);
+	bind_text(stmt, 5, m->saga_id);
+	sqlite3_bind_int64(stmt, 6, m->created_at);
+	rc = exec_write(st, stmt, "outbox_put");
+	if (rc == 0 && seq != NULL)
+		*seq = sqlite3_last_insert_rowid(st->db);
+	return rc;
+}
+
+int store_outbox_sent(struct store *st, int64_t seq, int64_t sent_at)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_OUTBOX_SENT];
+
+	sqlite3_bind_int64(stmt, 1, seq);
+	sqlite3_bind_int64(stmt, 2, sent_at);
+	return exec_write(st, stmt, "outbox_sent");
+}
+
+int store_outbox_failed(struct store *st, int64_t seq, const char *error)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_OUTBOX_FAILED];
+
+	sqlite3_bind_int64(stmt, 1, seq);
+	bind_text(stmt, 2, error);
+	return exec_write(st, stmt, "outbox_failed");
+}
+
+static void read_outbox(sqlite3_stmt *stmt, void *row)
+{
+	struct store_outbox *m = row;
+
+	m->seq = sqlite3_column_int64(stmt, 0);
+	m->topic = col_text(stmt, 1);
+	m->key = col_text(stmt, 2);
+	m->headers = col_text(stmt, 3);
+	m->value = col_text(stmt, 4);
+	m->saga_id = col_text(stmt, 5);
+	m->created_at = sqlite3_column_int64(stmt, 6);
+	m->attempts = sqlite3_column_int(stmt, 7);
+	m->last_error = col_text(stmt, 8);
+}
+
+int store_outbox_each_unsent(struct store *st, int64_t after_seq, int limit, store_outbox_cb cb,
+			     void *arg)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_OUTBOX_UNSENT];
+	struct store_outbox *rows;
+	void *v;
+	size_t n, i;
+	int rc;
+
+	sqlite3_bind_int64(stmt, 1, after_seq);
+	sqlite3_bind_int(stmt, 2, limit < 1 ? 1 : limit);
+	rc = read_all(st, stmt, "outbox_unsent", sizeof(*rows), read_outbox, &v, &n);
+	rows = v;
+	for (i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = cb(&rows[i], arg);
+		store_outbox_clear(&rows[i]);
+	}
+	free(rows);
+	return rc;
+}
+
+int store_outbox_unsent(struct store *st, int64_t *count)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_OUTBOX_COUNT];
+	int rc = sqlite3_step(stmt);
+
+	*count = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
+	rc = rc == SQLITE_ROW ? 0 : fail(st, "outbox_count", rc);
+	finish(stmt);
+	return rc;
 }

@@ -136,6 +136,33 @@ int store_flow_put(struct store *st, const char *name, int version, const char *
 /* *source gets a malloc()ed copy, or SAGAD_ENOENT. */
 int store_flow_get(struct store *st, const char *name, int version, char **source);
 
+/* A message of the transactional outbox: written in the same transaction as the state
+ * change that sends it, produced after the commit, marked sent on the broker's ack. */
+struct store_outbox {
+	int64_t seq;              /* filled by the store */
+	char *topic;
+	char *key;                /* or NULL */
+	char *headers;            /* JSON array ["name", "value", ...], or NULL */
+	char *value;              /* or NULL */
+	char *saga_id;            /* the saga that sent it, or NULL */
+	int64_t created_at;
+	int attempts;             /* filled on read */
+	char *last_error;         /* filled on read */
+};
+void store_outbox_clear(struct store_outbox *m);
+/* Appends a message; *seq (if not NULL) gets its sequence number. */
+int store_outbox_put(struct store *st, const struct store_outbox *m, int64_t *seq);
+/* The broker acknowledged message seq. */
+int store_outbox_sent(struct store *st, int64_t seq, int64_t sent_at);
+/* An attempt to produce seq failed (it stays unsent). */
+int store_outbox_failed(struct store *st, int64_t seq, const char *error);
+/* Unsent messages with seq > after_seq, oldest first, at most limit. */
+typedef int (*store_outbox_cb)(const struct store_outbox *m, void *arg);
+int store_outbox_each_unsent(struct store *st, int64_t after_seq, int limit, store_outbox_cb cb,
+			     void *arg);
+/* How many messages wait to be sent. */
+int store_outbox_unsent(struct store *st, int64_t *count);
+
 /* Reads. Callbacks get borrowed records valid during the call; return non-zero to stop, and
  * the each/list function then returns that value (else 0 or a store error). No statement is
  * running during a callback, so callbacks may call any store function, writes included. */
