@@ -887,6 +887,16 @@ static bool in_list(const char *s, const char *const *v)
 	return false;
 }
 
+static bool in_list_n(const char *s, const char *const *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!strcmp(s, v[i]))
+			return true;
+	return false;
+}
+
 /* Reports every key of map not in known; `where` reads "in step \"pay\"". */
 static void check_keys(struct dsl_loader *ld, const struct dsl_node *map, const char *const *known,
 		       const char *where)
@@ -1150,11 +1160,12 @@ static void on_env_ref(const struct tmpl_ref *r, void *arg)
 	}
 }
 
-/* Evaluates a participant setting (a string template over env) now. New string or NULL. */
-static char *setting(struct dsl_loader *ld, const struct dsl_node *n, const char *what,
-		     const char *example)
+/* Evaluates a load-time value (a string template over env: a participant setting, or a topic
+ * when kind is DSL_SITE_TOPIC) now. New string or NULL. */
+static char *setting_at(struct dsl_loader *ld, const struct dsl_node *n, const char *what,
+			const char *example, enum dsl_site_kind kind)
 {
-	struct dsl_site site = { DSL_SITE_SETTINGS, -1, what };
+	struct dsl_site site = { kind, -1, what };
 	size_t before = ld->n_errors, off = 0;
 	struct unset_env u = { NULL, 0, NULL };
 	struct tmpl *t;
@@ -1189,6 +1200,36 @@ static char *setting(struct dsl_loader *ld, const struct dsl_node *n, const char
 	return s;
 }
 
+static char *setting(struct dsl_loader *ld, const struct dsl_node *n, const char *what,
+		     const char *example)
+{
+	return setting_at(ld, n, what, example, DSL_SITE_SETTINGS);
+}
+
+/* Kafka's rule for topic names: 1 to 249 of [a-zA-Z0-9._-]. */
+static bool valid_topic(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 1 && n <= 249 && strcmp(s, ".") != 0 && strcmp(s, "..") != 0 &&
+	       s[strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")] == '\0';
+}
+
+/* A topic: text resolved at load time (env allowed). New string or NULL after reporting. */
+static char *get_topic(struct dsl_loader *ld, const struct dsl_node *n, const char *what,
+		       enum dsl_site_kind kind)
+{
+	char *s = setting_at(ld, n, what, "my-topic", kind);
+
+	if (s != NULL && !valid_topic(s)) {
+		report(ld, n, "%s: \"%s\" is not a valid Kafka topic name; use letters, digits, "
+		       "\".\", \"_\" and \"-\" (at most 249 characters)", what, s);
+		free(s);
+		s = NULL;
+	}
+	return s;
+}
+
 /* A template that renders s as is. */
 static struct tmpl *constant(const char *s)
 {
@@ -1213,17 +1254,28 @@ static struct tmpl *constant(const char *s)
 /* ---- the flow --------------------------------------------------------------------------- */
 
 static const char *const top_keys[] = { "name", "version", "description", "input", "strict_input",
-	"participants", "deadline", "output", "defaults", "steps", NULL };
+	"participants", "deadline", "output", "defaults", "steps", "triggers", NULL };
 static const char *const input_keys[] = { "type", "required", "default", "description", NULL };
-static const char *const participant_keys[] = { "type", "url", "headers", "timeout", NULL };
+static const char *const participant_keys[] = { "type", "url", "headers", "timeout", "topic",
+	"reply_topic", NULL };
+static const char *const participant_types[] = { "http", "kafka", NULL };
 static const char *const defaults_keys[] = { "timeout", "retry", "compensation_retry", NULL };
 static const char *const retry_keys[] = { "max_attempts", "initial_backoff", "multiplier",
 	"max_backoff", "jitter", "on", NULL };
 static const char *const retry_on_names[] = { "connect", "timeout", "5xx", "429", NULL };
 static const char *const step_keys[] = { "name", "participant", "action", "compensation", "keep",
-	"timeout", "retry", "pivot", "flow", "input", NULL };
-static const char *const compensation_keys[] = { "method", "path", "query", "headers", "body",
-	"success", "retry", NULL };
+	"timeout", "retry", "pivot", "flow", "input", "publish", NULL };
+static const char *const request_keys[] = { "method", "path", "query", "headers", "body",
+	"success", "retry", "topic", "key", "reply", NULL };
+static const char *const http_only_keys[] = { "method", "path", "query", "success", NULL };
+static const char *const kafka_only_keys[] = { "topic", "key", "reply", NULL };
+static const char *const reply_keys[] = { "topic", "correlate", "type", "success", "failure",
+	"fields", NULL };
+static const char *const correlate_keys[] = { "path", "value", NULL };
+static const char *const trigger_keys[] = { "topic", "type", "types", "fields", "input", NULL };
+/* Built-in defaults by participant kind. */
+#define DEFAULT_KAFKA_TIMEOUT_MS 30000
+#define DEFAULT_CORRELATE_PATH "header:correlation-id"
 static const char *const success_keys[] = { "status", "body", "fields", NULL };
 static const char *const methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE", NULL };
 /* In enum input_type order. */
@@ -1235,6 +1287,7 @@ static const struct retry_policy comp_retry_default = { 10, 200, 2.0, 30000, 0.2
 
 struct defaults {
 	int64_t timeout_ms;
+	bool timeout_set;          /* defaults.timeout was written (else Kafka uses its own 30s) */
 	struct retry_policy retry, comp_retry;
 };
 
@@ -1387,25 +1440,43 @@ static void parse_defaults(struct dsl_loader *ld, const struct dsl_node *n, stru
 	if (!want(ld, n, DSL_MAP, "defaults"))
 		return;
 	check_keys(ld, n, defaults_keys, "in defaults");
-	if ((x = get(n, "timeout")) != NULL)
-		get_duration(ld, x, "defaults: timeout", &d->timeout_ms);
+	if ((x = get(n, "timeout")) != NULL && get_duration(ld, x, "defaults: timeout", &d->timeout_ms))
+		d->timeout_set = true;
 	if ((x = get(n, "retry")) != NULL)
 		parse_retry(ld, x, "defaults: retry", &d->retry);
 	if ((x = get(n, "compensation_retry")) != NULL)
 		parse_retry(ld, x, "defaults: compensation_retry", &d->comp_retry);
 }
 
+/* Reports a key of a participant's settings that belongs to the other kind. */
+static void other_kind_key(struct dsl_loader *ld, const struct dsl_node *v, const char *key,
+			   const char *what, bool kafka)
+{
+	const struct dsl_node *k = get_key(v, key);
+
+	if (k == NULL)
+		return;
+	if (kafka)
+		report(ld, k, "%s: %s is only for http participants; a kafka participant has topic, "
+		       "reply_topic, headers and timeout", what, key);
+	else
+		report(ld, k, "%s: %s is only for kafka participants; add \"type: kafka\" if this "
+		       "participant is reached through Kafka", what, key);
+}
+
 static void parse_participant(struct dsl_loader *ld, struct participant *p, const struct dsl_node *k,
-			      const struct dsl_node *v, int64_t timeout_ms)
+			      const struct dsl_node *v, const struct defaults *d)
 {
 	const struct dsl_node *x;
 	char what[200];
+	const char *sugg;
 	char *s;
 	size_t i, len;
+	bool kafka;
 
 	p->name = xstrdup(k->str);
 	p->kind = PARTICIPANT_HTTP;
-	p->timeout_ms = timeout_ms;
+	p->timeout_ms = d->timeout_ms;
 	snprintf(what, sizeof(what), "participant \"%.64s\"", k->str);
 	if (!valid_name(k->str, true))
 		report(ld, k, "%s: not a valid name; use lower-case letters, digits, \"_\" and \"-\", "
@@ -1415,12 +1486,37 @@ static void parse_participant(struct dsl_loader *ld, struct participant *p, cons
 	snprintf(what, sizeof(what), "in participant \"%.64s\"", k->str);
 	check_keys(ld, v, participant_keys, what);
 	snprintf(what, sizeof(what), "participant \"%.64s\"", k->str);
-	if ((x = get(v, "type")) != NULL && x->kind == DSL_SCALAR && strcmp(x->str, "http") != 0)
-		report(ld, x, "%s: unknown type \"%s\"; this version supports: http", what, x->str);
-	else if (x != NULL && x->kind != DSL_SCALAR)
+	if ((x = get(v, "type")) != NULL && x->kind != DSL_SCALAR) {
 		want(ld, x, DSL_SCALAR, what);
-	if ((x = get(v, "url")) == NULL) {
-		missing(ld, v, what, "url", "the participant's base URL, e.g. \"http://127.0.0.1:8081\"");
+	} else if (x != NULL && !strcmp(x->str, "kafka")) {
+		p->kind = PARTICIPANT_KAFKA;
+		if (!d->timeout_set)
+			p->timeout_ms = DEFAULT_KAFKA_TIMEOUT_MS;
+	} else if (x != NULL && strcmp(x->str, "http") != 0) {
+		if ((sugg = dsl_suggest(x->str, participant_types, count(participant_types))) != NULL)
+			report(ld, x, "%s: unknown type \"%s\"; did you mean \"%s\"? (types: http, "
+			       "kafka)", what, x->str, sugg);
+		else
+			report(ld, x, "%s: unknown type \"%s\"; this version supports: http, kafka",
+			       what, x->str);
+	}
+	kafka = p->kind == PARTICIPANT_KAFKA;
+	if (kafka) {
+		other_kind_key(ld, v, "url", what, true);
+	} else {
+		other_kind_key(ld, v, "topic", what, false);
+		other_kind_key(ld, v, "reply_topic", what, false);
+	}
+	if (kafka) {
+		snprintf(what, sizeof(what), "participant \"%.64s\": topic", k->str);
+		if ((x = get(v, "topic")) != NULL)
+			p->topic = get_topic(ld, x, what, DSL_SITE_SETTINGS);
+		snprintf(what, sizeof(what), "participant \"%.64s\": reply_topic", k->str);
+		if ((x = get(v, "reply_topic")) != NULL)
+			p->reply_topic = get_topic(ld, x, what, DSL_SITE_SETTINGS);
+	} else if ((x = get(v, "url")) == NULL) {
+		missing(ld, v, what, "url", "the participant's base URL, e.g. \"http://127.0.0.1:8081\"; "
+			"or \"type: kafka\" for a Kafka participant");
 	} else {
 		snprintf(what, sizeof(what), "participant \"%.64s\": url", k->str);
 		if ((s = setting(ld, x, what, "http://...")) != NULL) {
@@ -1443,7 +1539,7 @@ static void parse_participant(struct dsl_loader *ld, struct participant *p, cons
 
 			snprintf(what, sizeof(what), "participant \"%.64s\": header \"%.64s\"", k->str, hk->str);
 			if (!valid_header_name(hk->str)) {
-				report(ld, hk, "%s: not a valid HTTP header name", what);
+				report(ld, hk, "%s: not a valid %sheader name", what, kafka ? "" : "HTTP ");
 				continue;
 			}
 			if ((s = setting(ld, x->items[i], what, "...")) == NULL)
@@ -1455,7 +1551,7 @@ static void parse_participant(struct dsl_loader *ld, struct participant *p, cons
 	}
 	if ((x = get(v, "timeout")) != NULL) {
 		snprintf(what, sizeof(what), "participant \"%.64s\": timeout", k->str);
-		if ((s = setting(ld, x, what, "10s")) != NULL) {
+		if ((s = setting(ld, x, what, kafka ? "30s" : "10s")) != NULL) {
 			if (parse_duration(ld, x, what, s, &p->timeout_ms) && p->timeout_ms == 0)
 				report(ld, x, "%s: must be more than 0", what);
 			free(s);
@@ -1463,7 +1559,8 @@ static void parse_participant(struct dsl_loader *ld, struct participant *p, cons
 	}
 }
 
-static void parse_participants(struct dsl_loader *ld, const struct dsl_node *n, int64_t timeout_ms)
+static void parse_participants(struct dsl_loader *ld, const struct dsl_node *n,
+			       const struct defaults *d)
 {
 	struct flow *f = ld->flow;
 	size_t i;
@@ -1472,12 +1569,29 @@ static void parse_participants(struct dsl_loader *ld, const struct dsl_node *n, 
 		return;
 	f->participants = xcalloc(n->n, sizeof(*f->participants));
 	for (i = 0; i < n->n; i++)
-		parse_participant(ld, &f->participants[f->n_participants++], n->keys[i], n->items[i],
-				  timeout_ms);
+		parse_participant(ld, &f->participants[f->n_participants++], n->keys[i], n->items[i], d);
+}
+
+enum keep_kind { KEEP_HTTP, KEEP_KAFKA, KEEP_SUBFLOW };
+
+/* True when segs (of a keep path) name a part of a response of this kind. */
+static bool response_path(enum keep_kind kind, char **segs, size_t nsegs)
+{
+	static const char *const kafka_top[] = { "type", "topic", "partition", "offset", NULL };
+
+	if (segs == NULL || nsegs == 0)
+		return false;
+	if (!strcmp(segs[0], "body") || (kind == KEEP_KAFKA && !strcmp(segs[0], "headers")))
+		return true;
+	if (nsegs > 1)
+		return false;
+	if (kind == KEEP_KAFKA)
+		return in_list(segs[0], kafka_top);
+	return !strcmp(segs[0], "status") || (kind == KEEP_SUBFLOW && !strcmp(segs[0], "saga"));
 }
 
 static void parse_keep(struct dsl_loader *ld, struct flow_step *st, const struct dsl_node *n,
-		       const char *owner, bool subflow)
+		       const char *owner, enum keep_kind kind)
 {
 	size_t i, m = n->kind == DSL_SCALAR ? 1 : n->n;
 	char what[256];
@@ -1490,17 +1604,20 @@ static void parse_keep(struct dsl_loader *ld, struct flow_step *st, const struct
 		const struct dsl_node *e = n->kind == DSL_SCALAR ? n : n->items[i];
 		const char *s;
 		char **segs;
-		size_t nsegs;
+		size_t nsegs = 0;
 
 		if (!get_text(ld, e, what, &s))
 			continue;
 		segs = expr_path_split(s, &nsegs);
-		if (segs == NULL || nsegs == 0 ||
-		    (strcmp(segs[0], "body") != 0 && strcmp(segs[0], "status") != 0 &&
-		     !(subflow && !strcmp(segs[0], "saga"))) ||
-		    (strcmp(segs[0], "body") != 0 && nsegs > 1)) {
-			report(ld, e, "%s: \"%s\" is not a response path; write status, body or "
-			       "body.FIELD (like body.id)%s", what, s, subflow ? ", or saga" : "");
+		if (!response_path(kind, segs, nsegs)) {
+			if (kind == KEEP_KAFKA)
+				report(ld, e, "%s: \"%s\" is not a path of a Kafka reply; write type, "
+				       "body, body.FIELD (like body.id), headers, headers.NAME, topic, "
+				       "partition or offset", what, s);
+			else
+				report(ld, e, "%s: \"%s\" is not a response path; write status, body or "
+				       "body.FIELD (like body.id)%s", what, s,
+				       kind == KEEP_SUBFLOW ? ", or saga" : "");
 			expr_path_free(segs);
 			continue;
 		}
@@ -1551,7 +1668,8 @@ static void parse_success(struct dsl_loader *ld, struct flow_request *rq, const 
 
 /* A mapping of name -> string template (query, headers). */
 static void parse_pairs(struct dsl_loader *ld, const struct dsl_node *n, const char *owner,
-			const char *key, struct dsl_site *site, struct flow_header **out, size_t *n_out)
+			const char *key, struct dsl_site *site, bool kafka, struct flow_header **out,
+			size_t *n_out)
 {
 	char what[240];
 	const char *saved = site->what;
@@ -1567,7 +1685,7 @@ static void parse_pairs(struct dsl_loader *ld, const struct dsl_node *n, const c
 
 		snprintf(what, sizeof(what), "%s: %s \"%.64s\"", owner, key, k->str);
 		if (!strcmp(key, "headers") && !valid_header_name(k->str)) {
-			report(ld, k, "%s: not a valid HTTP header name", what);
+			report(ld, k, "%s: not a valid %sheader name", what, kafka ? "" : "HTTP ");
 			continue;
 		}
 		if (v->kind != DSL_SCALAR || is_null(v)) {
@@ -1584,23 +1702,175 @@ static void parse_pairs(struct dsl_loader *ld, const struct dsl_node *n, const c
 	}
 }
 
-static void parse_request(struct dsl_loader *ld, struct flow_request *rq, const struct dsl_node *n,
-			  const char *owner, struct dsl_site *site, struct retry_policy *comp_retry)
+/* A place in a Kafka message: "header:NAME", or a path into the body ("eventType",
+ * "data.items[0].id"). New string or NULL after reporting. */
+static char *get_msg_path(struct dsl_loader *ld, const struct dsl_node *n, const char *what)
+{
+	const char *s;
+	char **segs;
+	size_t nsegs = 0;
+
+	if (!get_text(ld, n, what, &s))
+		return NULL;
+	if (!strncmp(s, "header:", 7)) {
+		if (s[7] != '\0' && valid_header_name(s + 7))
+			return xstrdup(s);
+	} else if ((segs = expr_path_split(s, &nsegs)) != NULL) {
+		expr_path_free(segs);
+		if (nsegs > 0)
+			return xstrdup(s);
+	}
+	report(ld, n, "%s: \"%s\" is neither a body path (like eventType or data.id) nor "
+	       "header:NAME", what, s);
+	return NULL;
+}
+
+/* One text or a list of texts (event types). */
+static void get_names(struct dsl_loader *ld, const struct dsl_node *n, const char *what,
+		      char ***out, size_t *n_out)
+{
+	size_t i, m = n->kind == DSL_SCALAR ? 1 : n->n;
+	const char *s;
+
+	if (n->kind != DSL_SCALAR && !want(ld, n, DSL_SEQ, what))
+		return;
+	*out = xcalloc(m, sizeof(**out));
+	for (i = 0; i < m; i++)
+		if (get_text(ld, n->kind == DSL_SCALAR ? n : n->items[i], what, &s))
+			(*out)[(*n_out)++] = xstrdup(s);
+}
+
+/* A mapping of message path -> value that must be equal. */
+static void parse_fields(struct dsl_loader *ld, const struct dsl_node *n, const char *what,
+			 char ***paths, json_t ***equals, size_t *n_out)
+{
+	size_t i;
+
+	if (!want(ld, n, DSL_MAP, what))
+		return;
+	*paths = xcalloc(n->n, sizeof(**paths));
+	*equals = xcalloc(n->n, sizeof(**equals));
+	for (i = 0; i < n->n; i++) {
+		json_t *v;
+		char *path;
+
+		if ((path = get_msg_path(ld, n->keys[i], what)) == NULL)
+			continue;
+		if ((v = node_to_json(ld, n->items[i])) == NULL) {
+			free(path);
+			continue;
+		}
+		(*paths)[*n_out] = path;
+		(*equals)[(*n_out)++] = v;
+	}
+}
+
+/* What a request is: an HTTP call, a Kafka request/reply (or one-way) message, or the event of
+ * a publish step. */
+enum request_kind { REQUEST_HTTP, REQUEST_KAFKA, REQUEST_PUBLISH };
+
+/* `reply:` of a Kafka request; NULL after reporting (or when n is not a mapping). */
+static struct flow_reply *parse_reply(struct dsl_loader *ld, const struct dsl_node *n,
+				      const char *owner, struct dsl_site *site,
+				      const struct participant *p)
+{
+	const struct dsl_node *x, *c;
+	struct flow_reply *r;
+	char what[260], where[260], hint[200];
+
+	snprintf(what, sizeof(what), "%s: reply", owner);
+	if (!want(ld, n, DSL_MAP, what))
+		return NULL;
+	r = xcalloc(1, sizeof(*r));
+	r->line = n->line;
+	snprintf(where, sizeof(where), "in the reply of %s", owner);
+	check_keys(ld, n, reply_keys, where);
+	snprintf(what, sizeof(what), "%s: reply: topic", owner);
+	if ((x = get(n, "topic")) != NULL) {
+		r->topic = get_topic(ld, x, what, DSL_SITE_TOPIC);
+	} else if (p != NULL && p->reply_topic != NULL) {
+		r->topic = xstrdup(p->reply_topic);
+	} else if (p != NULL) {
+		snprintf(what, sizeof(what), "%s: reply", owner);
+		snprintf(hint, sizeof(hint), "the topic replies arrive on; or set reply_topic on "
+			 "participant \"%.64s\"", p->name);
+		missing(ld, n, what, "topic", hint);
+	}
+	snprintf(what, sizeof(what), "%s: reply: correlate", owner);
+	if ((c = get(n, "correlate")) != NULL && !is_null(c) && want(ld, c, DSL_MAP, what)) {
+		snprintf(where, sizeof(where), "in the reply of %s: correlate", owner);
+		check_keys(ld, c, correlate_keys, where);
+		if ((x = get(c, "path")) == NULL)
+			missing(ld, c, what, "path", "where a reply carries the value: a body path "
+				"like paidId, or header:NAME");
+		else
+			r->correlate_path = get_msg_path(ld, x, what);
+		snprintf(what, sizeof(what), "%s: reply: correlate: value", owner);
+		if ((x = get(c, "value")) != NULL) {
+			if (x->kind != DSL_SCALAR || is_null(x)) {
+				report(ld, x, "%s: expected a text value (a template such as "
+				       "\"${steps.pay.response.body.id}\"), found %s", what, node_desc(x));
+			} else {
+				site->what = what;
+				r->correlate_value = compile(ld, site, x);
+				site->what = NULL;
+			}
+		}
+	}
+	if (r->correlate_path == NULL)
+		r->correlate_path = xstrdup(DEFAULT_CORRELATE_PATH);
+	snprintf(what, sizeof(what), "%s: reply: type", owner);
+	if ((x = get(n, "type")) != NULL)
+		r->type_path = get_msg_path(ld, x, what);
+	snprintf(what, sizeof(what), "%s: reply: success", owner);
+	if ((x = get(n, "success")) != NULL)
+		get_names(ld, x, what, &r->success_types, &r->n_success_types);
+	snprintf(what, sizeof(what), "%s: reply: failure", owner);
+	if ((x = get(n, "failure")) != NULL)
+		get_names(ld, x, what, &r->failure_types, &r->n_failure_types);
+	if (get(n, "success") == NULL && (x = get_key(n, "failure")) != NULL)
+		report(ld, x, "%s: reply: failure is set but success is not; with a failure list, "
+		       "replies of other types are ignored and the step could never succeed: list "
+		       "the success types too", owner);
+	if (get(n, "type") == NULL &&
+	    ((x = get_key(n, "success")) != NULL || (x = get_key(n, "failure")) != NULL))
+		report(ld, x, "%s: reply: %s lists event types; add \"type:\", the body path (or "
+		       "header:NAME) that holds a reply's type", owner, x->str);
+	snprintf(what, sizeof(what), "%s: reply: fields", owner);
+	if ((x = get(n, "fields")) != NULL)
+		parse_fields(ld, x, what, &r->field_paths, &r->field_equals, &r->n_fields);
+	return r;
+}
+
+/* Reports each key of request n that belongs to the other kind of participant. */
+static void other_kind_request_keys(struct dsl_loader *ld, const struct dsl_node *n,
+				    const char *owner, const struct participant *p, bool kafka)
+{
+	size_t i;
+
+	for (i = 0; p != NULL && i < n->n; i++) {
+		const struct dsl_node *k = n->keys[i];
+
+		if (kafka && in_list(k->str, http_only_keys))
+			report(ld, k, "%s: %s is only for http participants (participant \"%s\" is "
+			       "kafka); %s", owner, k->str, p->name, !strcmp(k->str, "success") ?
+			       "the event types of a successful reply go under reply: success" :
+			       "a Kafka request has topic, key, headers, body and reply");
+		else if (!kafka && in_list(k->str, kafka_only_keys))
+			report(ld, k, "%s: %s is only for kafka participants (participant \"%s\" is "
+			       "http); an HTTP request has method, path, query, headers, body and "
+			       "success", owner, k->str, p->name);
+	}
+}
+
+static void parse_http_request(struct dsl_loader *ld, struct flow_request *rq,
+			       const struct dsl_node *n, const char *owner, struct dsl_site *site)
 {
 	const struct dsl_node *x;
-	char what[240], where[240];
+	char what[240];
 	const char *s;
 	size_t i;
 
-	rq->line = n->line;
-	if (!want(ld, n, DSL_MAP, owner))
-		return;
-	snprintf(where, sizeof(where), "in the %s", owner);
-	/* "retry" is checked as a known key here and explained below. */
-	check_keys(ld, n, compensation_keys, where);
-	if (comp_retry == NULL && (x = get_key(n, "retry")) != NULL)
-		report(ld, x, "%s: retry does not go inside the action; an action's retry is set on "
-		       "the step: move it one level up", owner);
 	snprintf(what, sizeof(what), "%s: method", owner);
 	if ((x = get(n, "method")) == NULL) {
 		missing(ld, n, owner, "method", "GET, POST, PUT, PATCH or DELETE");
@@ -1629,16 +1899,82 @@ static void parse_request(struct dsl_loader *ld, struct flow_request *rq, const 
 	} else {
 		rq->path = compile(ld, site, x);
 	}
+	site->what = NULL;
 	if ((x = get(n, "query")) != NULL)
-		parse_pairs(ld, x, owner, "query", site, &rq->query, &rq->n_query);
+		parse_pairs(ld, x, owner, "query", site, false, &rq->query, &rq->n_query);
+	if ((x = get(n, "success")) != NULL)
+		parse_success(ld, rq, x, owner);
+}
+
+/* topic, key and reply of a Kafka request (p is NULL when the participant is unknown). */
+static void parse_kafka_request(struct dsl_loader *ld, struct flow_request *rq,
+				const struct dsl_node *n, const char *owner, struct dsl_site *site,
+				const struct participant *p, enum request_kind kind)
+{
+	const struct dsl_node *x;
+	char what[240], hint[200];
+
+	snprintf(what, sizeof(what), "%s: topic", owner);
+	if ((x = get(n, "topic")) != NULL) {
+		rq->topic = get_topic(ld, x, what, DSL_SITE_TOPIC);
+	} else if (p != NULL && p->topic == NULL) {
+		snprintf(hint, sizeof(hint), "the topic to produce to; or set topic on participant "
+			 "\"%.64s\"", p->name);
+		missing(ld, n, owner, "topic", hint);
+	}
+	snprintf(what, sizeof(what), "%s: key", owner);
+	if ((x = get(n, "key")) != NULL && !is_null(x)) {
+		if (x->kind != DSL_SCALAR) {
+			report(ld, x, "%s: expected a text value (a template rendering the message "
+			       "key), found %s", what, node_desc(x));
+		} else {
+			site->what = what;
+			rq->key = compile(ld, site, x);
+			site->what = NULL;
+		}
+	}
+	if ((x = get(n, "reply")) != NULL && !is_null(x)) {
+		if (kind == REQUEST_PUBLISH)
+			report(ld, get_key(n, "reply"), "%s: a publish step never waits for a reply; "
+			       "remove reply, or make this a request/reply step with action", owner);
+		else
+			rq->reply = parse_reply(ld, x, owner, site, p);
+	}
+}
+
+static void parse_request(struct dsl_loader *ld, struct flow_request *rq, const struct dsl_node *n,
+			  const char *owner, struct dsl_site *site, struct retry_policy *comp_retry,
+			  const struct participant *p, enum request_kind kind)
+{
+	const struct dsl_node *x;
+	char what[240], where[240];
+
+	rq->line = n->line;
+	if (!want(ld, n, DSL_MAP, owner))
+		return;
+	snprintf(where, sizeof(where), "in the %s", owner);
+	/* "retry" is checked as a known key here and explained below. */
+	check_keys(ld, n, request_keys, where);
+	other_kind_request_keys(ld, n, owner, p, kind != REQUEST_HTTP);
+	if (comp_retry == NULL && (x = get_key(n, "retry")) != NULL) {
+		if (kind == REQUEST_PUBLISH)
+			report(ld, x, "%s: a publish step has no retry: its event is committed to "
+			       "the outbox and produced from there", owner);
+		else
+			report(ld, x, "%s: retry does not go inside the action; an action's retry is "
+			       "set on the step: move it one level up", owner);
+	}
+	if (kind == REQUEST_HTTP)
+		parse_http_request(ld, rq, n, owner, site);
+	else
+		parse_kafka_request(ld, rq, n, owner, site, p, kind);
 	if ((x = get(n, "headers")) != NULL)
-		parse_pairs(ld, x, owner, "headers", site, &rq->headers, &rq->n_headers);
+		parse_pairs(ld, x, owner, "headers", site, kind != REQUEST_HTTP, &rq->headers,
+			    &rq->n_headers);
 	snprintf(what, sizeof(what), "%s: body", owner);
 	site->what = what;
 	if ((x = get(n, "body")) != NULL)
 		rq->body = compile(ld, site, x);
-	if ((x = get(n, "success")) != NULL)
-		parse_success(ld, rq, x, owner);
 	snprintf(what, sizeof(what), "%s: retry", owner);
 	if (comp_retry != NULL && (x = get(n, "retry")) != NULL)
 		parse_retry(ld, x, what, comp_retry);
@@ -1679,13 +2015,20 @@ static void unknown_participant(struct dsl_loader *ld, const struct dsl_node *x,
 	free(names);
 }
 
+/* A publish step has none of these: it produces one event through the outbox and never waits. */
+static const char *const not_for_publish[] = { "action", "compensation", "retry", "timeout", "keep",
+	NULL };
+
 static void parse_call_step(struct dsl_loader *ld, struct flow_step *st, const struct dsl_node *n,
 			    const char *owner)
 {
 	struct dsl_site site = { DSL_SITE_ACTION, st->index, NULL };
-	const struct dsl_node *x;
+	const struct participant *p = NULL;
+	const struct dsl_node *x, *pub = get_key(n, "publish");
+	enum request_kind kind = REQUEST_HTTP;
 	char what[240];
 	const char *s;
+	size_t i;
 
 	st->kind = STEP_KIND_CALL;
 	if ((x = get(n, "participant")) == NULL) {
@@ -1696,18 +2039,42 @@ static void parse_call_step(struct dsl_loader *ld, struct flow_step *st, const s
 		else
 			st->timeout_ms = st->participant->timeout_ms;
 	}
+	p = st->participant;
+	if (p != NULL ? p->kind == PARTICIPANT_KAFKA :
+	    pub != NULL || get(get(n, "action"), "topic") != NULL || get(get(n, "action"), "reply") != NULL)
+		kind = REQUEST_KAFKA;
+	if (pub != NULL) {
+		if (p != NULL && p->kind != PARTICIPANT_KAFKA) {
+			report(ld, pub, "%s: publish is only for kafka participants (participant \"%s\" "
+			       "is http); an HTTP call is an action", owner, p->name);
+			return;
+		}
+		for (i = 0; not_for_publish[i] != NULL; i++)
+			if ((x = get_key(n, not_for_publish[i])) != NULL)
+				report(ld, x, "%s: a publish step has no %s; it produces one event "
+				       "through the outbox and never waits%s", owner, x->str,
+				       !strcmp(x->str, "action") ? " (a request/reply step has action "
+				       "instead of publish)" : "");
+		st->publish = true;
+		snprintf(what, sizeof(what), "publish of %s", owner);
+		parse_request(ld, &st->action, get(n, "publish"), what, &site, NULL, p, REQUEST_PUBLISH);
+		st->action.line = pub->line;
+		return;
+	}
 	snprintf(what, sizeof(what), "action of %s", owner);
 	if ((x = get(n, "action")) == NULL)
-		missing(ld, n, owner, "action", "the request to send: method, path, body ...");
+		missing(ld, n, owner, "action", kind == REQUEST_KAFKA ?
+			"the message to send: topic, key, headers, body, reply; or publish for a "
+			"one-way event" : "the request to send: method, path, body ...");
 	else
-		parse_request(ld, &st->action, x, what, &site, NULL);
+		parse_request(ld, &st->action, x, what, &site, NULL, p, kind);
 	if (x != NULL)
 		st->action.line = get_key(n, "action")->line;
 	if ((x = get(n, "compensation")) != NULL && !is_null(x)) {
 		snprintf(what, sizeof(what), "compensation of %s", owner);
 		site.kind = DSL_SITE_COMPENSATION;
 		st->compensation = xcalloc(1, sizeof(*st->compensation));
-		parse_request(ld, st->compensation, x, what, &site, &st->comp_retry);
+		parse_request(ld, st->compensation, x, what, &site, &st->comp_retry, p, kind);
 		st->compensation->line = get_key(n, "compensation")->line;
 	}
 	if ((x = get(n, "retry")) != NULL) {
@@ -1764,6 +2131,7 @@ static void parse_step(struct dsl_loader *ld, size_t i, const struct dsl_node *n
 	struct flow *f = ld->flow;
 	struct flow_step *st = &f->steps[i];
 	const struct dsl_node *x, *flow_key;
+	const struct participant *pp;
 	char owner[200], where[220];
 	const char *s;
 	bool call, sub, pivot;
@@ -1796,12 +2164,17 @@ static void parse_step(struct dsl_loader *ld, size_t i, const struct dsl_node *n
 	st->name = xstrdup(x != NULL && x->kind == DSL_SCALAR ? x->str : owner);
 	snprintf(where, sizeof(where), "in %s", owner);
 	check_keys(ld, n, step_keys, where);
-	if ((x = get(n, "keep")) != NULL)
-		parse_keep(ld, st, x, owner, get_key(n, "flow") != NULL);
+	/* keep comes first: the step's compensation may read its own kept response. */
+	x = get(n, "participant");
+	pp = x != NULL && x->kind == DSL_SCALAR ? find_participant(f, x->str) : NULL;
+	if ((x = get(n, "keep")) != NULL && get_key(n, "publish") == NULL)
+		parse_keep(ld, st, x, owner, get_key(n, "flow") != NULL ? KEEP_SUBFLOW :
+			   pp != NULL && pp->kind == PARTICIPANT_KAFKA ? KEEP_KAFKA : KEEP_HTTP);
 	snprintf(where, sizeof(where), "%s: pivot", owner);
 	if ((x = get(n, "pivot")) != NULL && get_bool(ld, x, where, &pivot))
 		st->pivot = pivot;
-	call = get(n, "participant") != NULL || get(n, "action") != NULL;
+	call = get(n, "participant") != NULL || get(n, "action") != NULL ||
+	       get_key(n, "publish") != NULL;
 	sub = (flow_key = get_key(n, "flow")) != NULL || get(n, "input") != NULL;
 	if (call && sub) {
 		report(ld, flow_key ? flow_key : n, "%s has both participant/action and flow/input: a "
@@ -1810,15 +2183,16 @@ static void parse_step(struct dsl_loader *ld, size_t i, const struct dsl_node *n
 		return;
 	}
 	if (!call && !sub) {
-		report(ld, n, "%s: nothing to do; give it participant + action (call a participant) "
-		       "or flow + input (run a sub-flow)", owner);
+		report(ld, n, "%s: nothing to do; give it participant + action (call a participant), "
+		       "participant + publish (produce a Kafka event) or flow + input (run a "
+		       "sub-flow)", owner);
 		return;
 	}
 	if (call)
 		parse_call_step(ld, st, n, owner);
 	else
 		parse_subflow_step(ld, st, n, owner);
-	if ((x = get(n, "timeout")) != NULL) {
+	if ((x = get(n, "timeout")) != NULL && !st->publish) {
 		char what[240];
 
 		snprintf(what, sizeof(what), "%s: timeout", owner);
@@ -1855,6 +2229,91 @@ static void parse_steps(struct dsl_loader *ld, const struct dsl_node *n, const s
 	f->n_steps = n->n;
 	for (i = 0; i < n->n; i++)
 		parse_step(ld, i, n->items[i], d);
+}
+
+/* ---- triggers --------------------------------------------------------------------------------- */
+
+/* With strict_input, a trigger's input mapping may only make declared fields. */
+static void check_trigger_input_keys(struct dsl_loader *ld, const struct dsl_node *n,
+				     const char *what)
+{
+	struct flow *f = ld->flow;
+	const char *sugg;
+	char *all;
+	size_t i;
+
+	if (!f->input_closed || n->kind != DSL_MAP)
+		return;
+	for (i = 0; i < n->n; i++) {
+		const struct dsl_node *k = n->keys[i];
+
+		if (in_list_n(k->str, ld->input_names, ld->n_input_names))
+			continue;
+		all = dsl_join(ld->input_names, ld->n_input_names);
+		if ((sugg = dsl_suggest(k->str, ld->input_names, ld->n_input_names)) != NULL)
+			report(ld, k, "%s: field \"%s\" is not declared in input and strict_input is "
+			       "on (declared: %s); did you mean \"%s\"?", what, k->str, all, sugg);
+		else
+			report(ld, k, "%s: field \"%s\" is not declared in input and strict_input is "
+			       "on (declared: %s)", what, k->str, *all ? all : "none");
+		free(all);
+	}
+}
+
+static void parse_trigger(struct dsl_loader *ld, struct flow_trigger *t, size_t i,
+			  const struct dsl_node *n)
+{
+	char owner[64], what[160], where[80];
+	struct dsl_site site = { DSL_SITE_TRIGGER_INPUT, -1, what };
+	const struct dsl_node *x;
+
+	t->line = n->line;
+	snprintf(owner, sizeof(owner), "trigger #%zu", i + 1);
+	if (!want(ld, n, DSL_MAP, owner))
+		return;
+	snprintf(where, sizeof(where), "in %s", owner);
+	check_keys(ld, n, trigger_keys, where);
+	snprintf(what, sizeof(what), "%s: topic", owner);
+	if ((x = get(n, "topic")) == NULL)
+		missing(ld, n, owner, "topic", "the Kafka topic whose events start a saga of this flow");
+	else
+		t->topic = get_topic(ld, x, what, DSL_SITE_TOPIC);
+	snprintf(what, sizeof(what), "%s: type", owner);
+	if ((x = get(n, "type")) != NULL)
+		t->type_path = get_msg_path(ld, x, what);
+	snprintf(what, sizeof(what), "%s: types", owner);
+	if ((x = get(n, "types")) != NULL) {
+		get_names(ld, x, what, &t->types, &t->n_types);
+		if (get(n, "type") == NULL)
+			report(ld, get_key(n, "types"), "%s: types lists event types; add \"type:\", the "
+			       "body path (or header:NAME) that holds an event's type", owner);
+	}
+	snprintf(what, sizeof(what), "%s: fields", owner);
+	if ((x = get(n, "fields")) != NULL)
+		parse_fields(ld, x, what, &t->field_paths, &t->field_equals, &t->n_fields);
+	snprintf(what, sizeof(what), "%s: input", owner);
+	if ((x = get(n, "input")) != NULL && !is_null(x)) {
+		if (x->kind != DSL_MAP && !(is_string(x) && !strncmp(x->str, "${", 2))) {
+			report(ld, x, "%s: expected a mapping (the saga's input) or a template like "
+			       "\"${event.data}\", found %s", what, node_desc(x));
+			return;
+		}
+		check_trigger_input_keys(ld, x, what);
+		t->input = compile(ld, &site, x);
+	}
+}
+
+static void parse_triggers(struct dsl_loader *ld, const struct dsl_node *n)
+{
+	struct flow *f = ld->flow;
+	size_t i;
+
+	if (is_null(n) || !want(ld, n, DSL_SEQ, "triggers"))
+		return;
+	f->triggers = xcalloc(n->n + 1, sizeof(*f->triggers));
+	f->n_triggers = n->n;
+	for (i = 0; i < n->n; i++)
+		parse_trigger(ld, &f->triggers[i], i, n->items[i]);
 }
 
 /* ---- source: the flow as JSON for GET /v1/flows/{flow} ---------------------------------- */
@@ -1896,7 +2355,7 @@ static json_t *request_json(struct dsl_loader *ld, const struct dsl_node *n)
 static json_t *build_source(struct dsl_loader *ld, const struct dsl_node *root)
 {
 	struct flow *f = ld->flow;
-	const struct dsl_node *steps = get(root, "steps"), *x;
+	const struct dsl_node *steps = get(root, "steps"), *triggers = get(root, "triggers"), *x;
 	json_t *src = json_object(), *o, *arr;
 	char err[256];
 	size_t i, j;
@@ -1930,9 +2389,14 @@ static json_t *build_source(struct dsl_loader *ld, const struct dsl_node *root)
 					    json_string(sensitive(p->headers[j].name) ? "***" : s ? s : ""));
 			free(s);
 		}
-		json_object_set_new(o, p->name, json_pack("{s:s, s:s, s:o, s:I}", "type", "http",
-				    "url", p->base_url, "headers", h, "timeout_ms",
-				    (json_int_t)p->timeout_ms));
+		if (p->kind == PARTICIPANT_KAFKA)
+			json_object_set_new(o, p->name, json_pack("{s:s, s:s?, s:s?, s:o, s:I}", "type",
+					    "kafka", "topic", p->topic, "reply_topic", p->reply_topic,
+					    "headers", h, "timeout_ms", (json_int_t)p->timeout_ms));
+		else
+			json_object_set_new(o, p->name, json_pack("{s:s, s:s, s:o, s:I}", "type", "http",
+					    "url", p->base_url, "headers", h, "timeout_ms",
+					    (json_int_t)p->timeout_ms));
 	}
 	json_object_set_new(src, "participants", o);
 	json_object_set_new(src, "deadline_ms", json_integer(f->deadline_ms));
@@ -1944,7 +2408,13 @@ static json_t *build_source(struct dsl_loader *ld, const struct dsl_node *root)
 		const struct dsl_node *sn = steps->items[i];
 
 		o = json_pack("{s:s}", "name", st->name);
-		if (st->kind == STEP_KIND_CALL) {
+		if (st->kind == STEP_KIND_CALL && st->publish) {
+			json_object_set_new(o, "participant", json_string(st->participant->name));
+			json_object_set_new(o, "publish", request_json(ld, get(sn, "publish")));
+			json_object_set_new(o, "pivot", json_boolean(st->pivot));
+			json_array_append_new(arr, o);
+			continue;
+		} else if (st->kind == STEP_KIND_CALL) {
 			json_object_set_new(o, "participant", json_string(st->participant->name));
 			json_object_set_new(o, "action", request_json(ld, get(sn, "action")));
 			if (st->compensation != NULL)
@@ -1969,6 +2439,14 @@ static json_t *build_source(struct dsl_loader *ld, const struct dsl_node *root)
 		json_array_append_new(arr, o);
 	}
 	json_object_set_new(src, "steps", arr);
+	/* Triggers as written, with the topic as resolved. */
+	arr = json_array();
+	for (i = 0; i < f->n_triggers; i++) {
+		o = node_to_json(ld, triggers->items[i]);
+		json_object_set_new(o, "topic", json_string(f->triggers[i].topic));
+		json_array_append_new(arr, o);
+	}
+	json_object_set_new(src, "triggers", arr);
 	return src;
 }
 
@@ -1977,7 +2455,7 @@ static json_t *build_source(struct dsl_loader *ld, const struct dsl_node *root)
 static void parse_flow(struct dsl_loader *ld, const struct dsl_node *root)
 {
 	struct flow *f = ld->flow;
-	struct defaults d = { DEFAULT_TIMEOUT_MS, retry_default, comp_retry_default };
+	struct defaults d = { DEFAULT_TIMEOUT_MS, false, retry_default, comp_retry_default };
 	struct dsl_site site = { DSL_SITE_OUTPUT, -1, "output" };
 	const struct dsl_node *x;
 	const char *s;
@@ -2015,7 +2493,7 @@ static void parse_flow(struct dsl_loader *ld, const struct dsl_node *root)
 	if ((x = get(root, "defaults")) != NULL)
 		parse_defaults(ld, x, &d);
 	if ((x = get(root, "participants")) != NULL)
-		parse_participants(ld, x, d.timeout_ms);
+		parse_participants(ld, x, &d);
 	if ((x = get(root, "deadline")) != NULL)
 		get_duration(ld, x, "deadline", &f->deadline_ms);
 	if ((x = get(root, "steps")) == NULL)
@@ -2024,6 +2502,8 @@ static void parse_flow(struct dsl_loader *ld, const struct dsl_node *root)
 		parse_steps(ld, x, &d);
 	if (ld->rc != 0)
 		return;
+	if ((x = get(root, "triggers")) != NULL)
+		parse_triggers(ld, x);
 	if ((x = get(root, "output")) != NULL && !is_null(x))
 		f->output = compile(ld, &site, x);
 	if (ld->n_errors == 0)

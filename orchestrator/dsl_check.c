@@ -102,14 +102,14 @@ static char *path_text(const char *const *segs, size_t from, size_t to)
 
 /* True when a step's keep list lets a reference read response path segs[3..]. Segments
  * compare as expr_path_split() writes them ("[0]" for an index), which is what flow_keep()
- * uses; the status is always kept. */
+ * uses; the status (and a Kafka reply's type) is always kept. */
 static bool kept(const struct flow_step *st, const char *const *segs, size_t n_segs)
 {
 	size_t i, j, nk;
 	char **ks;
 	bool ok = false;
 
-	if (st->keep == NULL || !strcmp(segs[3], "status"))
+	if (st->keep == NULL || !strcmp(segs[3], "status") || !strcmp(segs[3], "type"))
 		return true;
 	for (i = 0; i < st->n_keep && !ok; i++) {
 		if ((ks = expr_path_split(st->keep[i], &nk)) == NULL)
@@ -150,6 +150,12 @@ static int find_step(const struct dsl_loader *ld, const char *name)
 		if (!strcmp(ld->step_names[i], name))
 			return (int)i;
 	return -1;
+}
+
+static bool kafka_step(const struct flow_step *st)
+{
+	return st->kind == STEP_KIND_CALL && st->participant != NULL &&
+	       st->participant->kind == PARTICIPANT_KAFKA;
 }
 
 static void check_steps_ref(const struct ref_check *c, const struct tmpl_ref *r, const char *path)
@@ -194,8 +200,22 @@ static void check_steps_ref(const struct ref_check *c, const struct tmpl_ref *r,
 			  "body)", path, r->segs[1]);
 		return;
 	}
-	if (r->n_segs >= 4 && strcmp(r->segs[3], "status") != 0 && strcmp(r->segs[3], "body") != 0 &&
-	    !(strcmp(r->segs[3], "saga") == 0 && ld->flow->steps[j].kind == STEP_KIND_SUBFLOW)) {
+	if (r->n_segs >= 4 && kafka_step(&ld->flow->steps[j])) {
+		static const char *const parts[] = { "type", "body", "headers", "topic", "partition",
+			"offset", NULL };
+		size_t k;
+
+		for (k = 0; parts[k] != NULL && strcmp(parts[k], r->segs[3]) != 0; k++)
+			;
+		if (parts[k] == NULL) {
+			report_at(c, r->offset, "%s: step \"%s\" talks to a Kafka participant; its "
+				  "response has type, body, headers, topic, partition and offset "
+				  "(no status)", path, r->segs[1]);
+			return;
+		}
+	} else if (r->n_segs >= 4 && strcmp(r->segs[3], "status") != 0 &&
+		   strcmp(r->segs[3], "body") != 0 &&
+		   !(strcmp(r->segs[3], "saga") == 0 && ld->flow->steps[j].kind == STEP_KIND_SUBFLOW)) {
 		report_at(c, r->offset, "%s: a response has only status and body%s; write "
 			  "steps.%s.response.body...", path,
 			  ld->flow->steps[j].kind == STEP_KIND_SUBFLOW ? " (and saga, the child's id)" : "",
@@ -214,6 +234,53 @@ static void check_steps_ref(const struct ref_check *c, const struct tmpl_ref *r,
 	}
 }
 
+/* A trigger's input is rendered from the event before any saga exists. */
+static void check_trigger_ref(const struct ref_check *c, const struct tmpl_ref *r, const char *path)
+{
+	static const char *const roots[] = { "event", "headers", "kafka" };
+	static const char *const kafka[] = { "topic", "partition", "offset", "key" };
+	const char *root = r->n_segs > 0 ? r->segs[0] : "", *sugg;
+	size_t i;
+
+	if (!strcmp(root, "event") || !strcmp(root, "headers"))
+		return;
+	if (!strcmp(root, "kafka")) {
+		if (r->n_segs < 2)
+			return;
+		for (i = 0; i < 4; i++)
+			if (!strcmp(r->segs[1], kafka[i]))
+				break;
+		if (i == 4 && (sugg = dsl_suggest(r->segs[1], kafka, 4)) != NULL)
+			report_at(c, r->offset, "%s: kafka offers only topic, partition, offset and "
+				  "key; did you mean \"kafka.%s\"?", path, sugg);
+		else if (i == 4)
+			report_at(c, r->offset, "%s: kafka offers only kafka.topic, kafka.partition, "
+				  "kafka.offset and kafka.key", path);
+		else if (r->n_segs > 2)
+			report_at(c, r->offset, "%s: kafka.%s has no fields", path, r->segs[1]);
+		return;
+	}
+	if (!strcmp(root, "env")) {
+		report_at(c, r->offset, "%s: env is only available in participant settings and "
+			  "topics; a trigger's input reads event, headers and kafka", path);
+		return;
+	}
+	if (!strcmp(root, "input") || !strcmp(root, "saga") || !strcmp(root, "steps")) {
+		report_at(c, r->offset, "%s: a trigger's input reads only event, headers and kafka: "
+			  "it makes the saga's input, so %s", path,
+			  !strcmp(root, "input") ? "there is no input yet (the event's fields are "
+			  "event.NAME)" : !strcmp(root, "saga") ? "there is no saga yet" :
+			  "no step has run yet");
+		return;
+	}
+	if ((sugg = dsl_suggest(root, roots, 3)) != NULL)
+		report_at(c, r->offset, "unknown name \"%s\"; did you mean \"%s\"? (a trigger's "
+			  "input reads event, headers and kafka)", root, sugg);
+	else
+		report_at(c, r->offset, "unknown name \"%s\"; a trigger's input reads event, "
+			  "headers and kafka", root);
+}
+
 static void on_ref(const struct tmpl_ref *r, void *arg)
 {
 	const struct ref_check *c = arg;
@@ -223,12 +290,17 @@ static void on_ref(const struct tmpl_ref *r, void *arg)
 	const char *sugg;
 	char *path = path_text(r->segs, 0, r->n_segs), *all;
 
-	if (c->site->kind == DSL_SITE_SETTINGS) {
+	if (c->site->kind == DSL_SITE_SETTINGS || c->site->kind == DSL_SITE_TOPIC) {
 		if (strcmp(root, "env") != 0)
-			report_at(c, r->offset, "%s: participant settings are resolved when the flow "
-				  "loads; only env.NAME can be used here", path);
+			report_at(c, r->offset, "%s: %s resolved when the flow loads; only env.NAME "
+				  "can be used here", path, c->site->kind == DSL_SITE_TOPIC ?
+				  "a topic is" : "participant settings are");
 		else if (r->n_segs != 2)
 			report_at(c, r->offset, "%s: write env.NAME (one environment variable)", path);
+		goto out;
+	}
+	if (c->site->kind == DSL_SITE_TRIGGER_INPUT) {
+		check_trigger_ref(c, r, path);
 		goto out;
 	}
 	if (!strcmp(root, "env")) {

@@ -64,10 +64,12 @@ struct dsl_loader {
 /* Where a template is used: decides which roots and steps it may read. */
 enum dsl_site_kind {
 	DSL_SITE_SETTINGS,       /* participant url/headers/timeout: env only, at load time */
+	DSL_SITE_TOPIC,          /* a Kafka topic (request, reply, trigger): env only, at load time */
 	DSL_SITE_ACTION,         /* a step's action: earlier steps */
 	DSL_SITE_COMPENSATION,   /* a step's compensation: earlier steps and itself */
 	DSL_SITE_SUBFLOW_INPUT,  /* a sub-flow step's input: earlier steps */
 	DSL_SITE_OUTPUT,         /* the flow's output: every step */
+	DSL_SITE_TRIGGER_INPUT,  /* a trigger's input: event, headers, kafka (no saga yet) */
 };
 
 struct dsl_site {

@@ -26,9 +26,45 @@ static void headers_free(struct flow_header *h, size_t n)
 	free(h);
 }
 
-static void request_close(struct flow_request *r)
+static void strings_free(char **v, size_t n)
 {
 	size_t i;
+
+	for (i = 0; v != NULL && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void fields_free(char **paths, json_t **equals, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (paths != NULL)
+			free(paths[i]);
+		if (equals != NULL)
+			json_decref(equals[i]);
+	}
+	free(paths);
+	free(equals);
+}
+
+static void reply_free(struct flow_reply *r)
+{
+	if (r == NULL)
+		return;
+	free(r->topic);
+	free(r->correlate_path);
+	tmpl_free(r->correlate_value);
+	free(r->type_path);
+	strings_free(r->success_types, r->n_success_types);
+	strings_free(r->failure_types, r->n_failure_types);
+	fields_free(r->field_paths, r->field_equals, r->n_fields);
+	free(r);
+}
+
+static void request_close(struct flow_request *r)
+{
 
 	free(r->method);
 	tmpl_free(r->path);
@@ -37,14 +73,10 @@ static void request_close(struct flow_request *r)
 	tmpl_free(r->body);
 	free(r->ok_status);
 	json_decref(r->body_equals);
-	for (i = 0; i < r->n_fields; i++) {
-		if (r->field_paths != NULL)
-			free(r->field_paths[i]);
-		if (r->field_equals != NULL)
-			json_decref(r->field_equals[i]);
-	}
-	free(r->field_paths);
-	free(r->field_equals);
+	fields_free(r->field_paths, r->field_equals, r->n_fields);
+	free(r->topic);
+	tmpl_free(r->key);
+	reply_free(r->reply);
 }
 
 static void flow_free(struct flow *f)
@@ -63,6 +95,8 @@ static void flow_free(struct flow *f)
 		free(f->participants[i].name);
 		free(f->participants[i].base_url);
 		headers_free(f->participants[i].headers, f->participants[i].n_headers);
+		free(f->participants[i].topic);
+		free(f->participants[i].reply_topic);
 	}
 	free(f->participants);
 	for (i = 0; i < f->n_steps; i++) {
@@ -80,6 +114,16 @@ static void flow_free(struct flow *f)
 		free(st->keep);
 	}
 	free(f->steps);
+	for (i = 0; i < f->n_triggers; i++) {
+		struct flow_trigger *t = &f->triggers[i];
+
+		free(t->topic);
+		free(t->type_path);
+		strings_free(t->types, t->n_types);
+		fields_free(t->field_paths, t->field_equals, t->n_fields);
+		tmpl_free(t->input);
+	}
+	free(f->triggers);
 	tmpl_free(f->output);
 	if (f->wait_steps != NULL) {
 		for (i = 0; f->wait_steps[i] != NULL; i++)
@@ -293,14 +337,20 @@ static void add_path(struct strbuf *b, const char *s)
 	}
 }
 
-static void push_header(struct flow_rendered *out, char *line)
+static void push_line(char ***lines, size_t *n, char *line)
 {
-	out->headers = xrealloc(out->headers, (out->n_headers + 1) * sizeof(*out->headers));
-	out->headers[out->n_headers++] = line;
+	*lines = xrealloc(*lines, (*n + 1) * sizeof(**lines));
+	(*lines)[(*n)++] = line;
 }
 
-static int render_headers(const struct flow_header *h, size_t n, json_t *ctx,
-			  struct flow_rendered *out, char *err, size_t errlen)
+static void push_header(struct flow_rendered *out, char *line)
+{
+	push_line(&out->headers, &out->n_headers, line);
+}
+
+/* Renders h[0..n) as "name: value" lines appended to lines. */
+static int render_headers(const struct flow_header *h, size_t n, json_t *ctx, char ***lines,
+			  size_t *n_lines, char *err, size_t errlen)
 {
 	char msg[512], *v;
 	size_t i;
@@ -315,7 +365,7 @@ static int render_headers(const struct flow_header *h, size_t n, json_t *ctx,
 			free(v);
 			return SAGAD_ETEMPLATE;
 		}
-		push_header(out, xasprintf("%s: %s", h[i].name, v));
+		push_line(lines, n_lines, xasprintf("%s: %s", h[i].name, v));
 		free(v);
 	}
 	return 0;
@@ -367,9 +417,11 @@ int flow_render_request(const struct participant *p, const struct flow_request *
 	}
 	out->url = strbuf_detach(&url);
 
-	if ((r = render_headers(p->headers, p->n_headers, ctx, out, err, errlen)) < 0)
+	if ((r = render_headers(p->headers, p->n_headers, ctx, &out->headers, &out->n_headers,
+				err, errlen)) < 0)
 		goto fail;
-	if ((r = render_headers(req->headers, req->n_headers, ctx, out, err, errlen)) < 0)
+	if ((r = render_headers(req->headers, req->n_headers, ctx, &out->headers, &out->n_headers,
+				err, errlen)) < 0)
 		goto fail;
 	r = SAGAD_ETEMPLATE;
 	if (req->body != NULL) {
@@ -391,6 +443,64 @@ fail:
 	free(path);
 	strbuf_close(&url);
 	flow_rendered_close(out);
+	return r;
+}
+
+/* --- Kafka messages ------------------------------------------------------------------------ */
+
+void flow_message_close(struct flow_message *m)
+{
+	size_t i;
+
+	free(m->topic);
+	free(m->key);
+	for (i = 0; i < m->n_headers; i++)
+		free(m->headers[i]);
+	free(m->headers);
+	free(m->value);
+	memset(m, 0, sizeof(*m));
+}
+
+int flow_render_message(const struct participant *p, const struct flow_request *req,
+			json_t *ctx, struct flow_message *out, char *err, size_t errlen)
+{
+	const char *topic = req->topic != NULL ? req->topic : p != NULL ? p->topic : NULL;
+	char msg[512];
+	json_t *body;
+	int r = SAGAD_ETEMPLATE;
+
+	memset(out, 0, sizeof(*out));
+	if (topic == NULL) {
+		snprintf(err, errlen, "no topic: set topic on the request or on participant \"%s\"",
+			 p != NULL ? p->name : "?");
+		return SAGAD_ETEMPLATE;
+	}
+	out->topic = xstrdup(topic);
+	if (req->key != NULL && (out->key = tmpl_eval_string(req->key, ctx, msg, sizeof(msg))) == NULL) {
+		snprintf(err, errlen, "key: %s", msg);
+		goto fail;
+	}
+	if (p != NULL && (r = render_headers(p->headers, p->n_headers, ctx, &out->headers,
+					     &out->n_headers, err, errlen)) < 0)
+		goto fail;
+	if ((r = render_headers(req->headers, req->n_headers, ctx, &out->headers, &out->n_headers,
+				err, errlen)) < 0)
+		goto fail;
+	r = SAGAD_ETEMPLATE;
+	if (req->body != NULL) {
+		if ((body = tmpl_eval(req->body, ctx, msg, sizeof(msg))) == NULL) {
+			snprintf(err, errlen, "body: %s", msg);
+			goto fail;
+		}
+		out->value = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+		json_decref(body);
+		if (out->value == NULL)
+			fatalx("flow: json_dumps failed");
+		out->value_len = strlen(out->value);
+	}
+	return 0;
+fail:
+	flow_message_close(out);
 	return r;
 }
 
@@ -462,6 +572,217 @@ bool flow_judge(const struct flow_request *req, int status, json_t *body, char *
 	return true;
 }
 
+/* --- Kafka replies and triggers ------------------------------------------------------------ */
+
+/* The value at a message path: "header:NAME" reads msg.headers (an exact name first, then any
+ * case), anything else is a path into msg.body. Borrowed, or NULL. */
+static json_t *msg_lookup(json_t *msg, const char *path)
+{
+	json_t *h, *v, *body;
+	const char *k;
+
+	if (strncmp(path, "header:", 7) == 0) {
+		if (!json_is_object(h = json_object_get(msg, "headers")))
+			return NULL;
+		if ((v = json_object_get(h, path + 7)) != NULL)
+			return v;
+		json_object_foreach(h, k, v)
+			if (strcasecmp(k, path + 7) == 0)
+				return v;
+		return NULL;
+	}
+	if ((body = json_object_get(msg, "body")) == NULL)
+		return NULL;
+	return expr_lookup(body, path);
+}
+
+/* The value at a message path as text: a string as is; a number or boolean as its JSON text
+ * (so a Long id 42 matches "42"); NULL for anything else. A converted text is cached in msg
+ * under "_text" (path -> text) so the result is borrowed from msg like a string would be. */
+static const char *msg_text(json_t *msg, const char *path)
+{
+	json_t *v = msg_lookup(msg, path), *cache;
+	char *s;
+
+	if (v == NULL)
+		return NULL;
+	if (json_is_string(v))
+		return json_string_value(v);
+	if (!json_is_number(v) && !json_is_boolean(v))
+		return NULL;
+	if (!json_is_object(cache = json_object_get(msg, "_text"))) {
+		cache = json_object();
+		json_object_set_new(msg, "_text", cache);
+	}
+	if (json_is_string(json_object_get(cache, path)))   /* an earlier result stays valid */
+		return json_string_value(json_object_get(cache, path));
+	if ((s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)) == NULL)
+		fatalx("flow: json_dumps failed");
+	json_object_set_new(cache, path, json_string(s));
+	free(s);
+	return json_string_value(json_object_get(cache, path));
+}
+
+/* How a path reads in messages: "body.status" or "header type". */
+static char *path_name(const char *path)
+{
+	if (strncmp(path, "header:", 7) == 0)
+		return xasprintf("header %s", path + 7);
+	return xasprintf("body.%s", path);
+}
+
+/* True when every paths[i] of msg equals equals[i]. A header (always text) equals a string
+ * value, or the JSON text of any other value. On false, writes why in err. */
+static bool fields_hold(char **paths, json_t **equals, size_t n, json_t *msg, char *err,
+			size_t errlen)
+{
+	char *got, *want, *name, *text;
+	json_t *v;
+	bool ok;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		v = msg_lookup(msg, paths[i]);
+		if (v != NULL && strncmp(paths[i], "header:", 7) == 0 && json_is_string(v)) {
+			if (json_is_string(equals[i])) {
+				ok = strcmp(json_string_value(v), json_string_value(equals[i])) == 0;
+			} else {
+				text = json_dumps(equals[i], JSON_COMPACT | JSON_ENCODE_ANY);
+				ok = text != NULL && strcmp(json_string_value(v), text) == 0;
+				free(text);
+			}
+		} else {
+			ok = v != NULL && json_equal(v, equals[i]);
+		}
+		if (ok)
+			continue;
+		name = path_name(paths[i]);
+		want = show(equals[i]);
+		if (v == NULL) {
+			snprintf(err, errlen, "%s is missing, expected %s", name, want);
+		} else {
+			got = show(v);
+			snprintf(err, errlen, "%s is %s, expected %s", name, got, want);
+			free(got);
+		}
+		free(want);
+		free(name);
+		return false;
+	}
+	return true;
+}
+
+static bool in_names(const char *s, char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(s, v[i]) == 0)
+			return true;
+	return false;
+}
+
+char *flow_render_correlation(const struct flow_reply *r, json_t *ctx, const char *default_value,
+			      char *err, size_t errlen)
+{
+	char msg[512], *s;
+
+	if (r->correlate_value == NULL) {
+		if (default_value == NULL) {
+			snprintf(err, errlen, "correlate: no value to wait for");
+			return NULL;
+		}
+		return xstrdup(default_value);
+	}
+	if ((s = tmpl_eval_string(r->correlate_value, ctx, msg, sizeof(msg))) == NULL)
+		snprintf(err, errlen, "correlate.value: %s", msg);
+	return s;
+}
+
+const char *flow_reply_correlation(const struct flow_reply *r, json_t *msg)
+{
+	return msg_text(msg, r->correlate_path != NULL ? r->correlate_path : "header:correlation-id");
+}
+
+enum reply_verdict flow_judge_reply(const struct flow_reply *r, json_t *msg, char *err,
+				    size_t errlen)
+{
+	const char *type = r->type_path != NULL ? msg_text(msg, r->type_path) : NULL;
+
+	if (r->n_success_types > 0 || r->n_failure_types > 0) {
+		if (type == NULL)
+			return REPLY_NOT_MINE;
+		if (in_names(type, r->failure_types, r->n_failure_types)) {
+			snprintf(err, errlen, "type %s", type);
+			return REPLY_FAILURE;
+		}
+		if (!in_names(type, r->success_types, r->n_success_types))
+			return REPLY_NOT_MINE;
+	}
+	if (!fields_hold(r->field_paths, r->field_equals, r->n_fields, msg, err, errlen))
+		return REPLY_FAILURE;
+	return REPLY_SUCCESS;
+}
+
+bool flow_trigger_matches(const struct flow_trigger *t, json_t *msg)
+{
+	const char *topic = json_string_value(json_object_get(msg, "topic")), *type;
+	char err[MSG_JSON_MAX * 2 + 128];
+
+	if (t->topic != NULL && topic != NULL && strcmp(t->topic, topic) != 0)
+		return false;
+	if (t->n_types > 0) {
+		type = t->type_path != NULL ? msg_text(msg, t->type_path) : NULL;
+		if (type == NULL || !in_names(type, t->types, t->n_types))
+			return false;
+	}
+	return fields_hold(t->field_paths, t->field_equals, t->n_fields, msg, err, sizeof(err));
+}
+
+/* v, or JSON null when v is NULL; a new reference. */
+static json_t *or_null(json_t *v)
+{
+	return v != NULL ? json_incref(v) : json_null();
+}
+
+json_t *flow_trigger_input(const struct flow_trigger *t, json_t *msg, char *err, size_t errlen)
+{
+	json_t *body = json_object_get(msg, "body"), *headers, *ctx, *kafka, *v, *out;
+
+	if (t->input == NULL) {
+		if (!json_is_object(body)) {
+			snprintf(err, errlen, "the event body is not a JSON object");
+			return NULL;
+		}
+		return json_incref(body);
+	}
+	headers = json_object_get(msg, "headers");
+	kafka = json_object();
+	json_object_set_new(kafka, "topic", or_null(json_object_get(msg, "topic")));
+	json_object_set_new(kafka, "partition", or_null(json_object_get(msg, "partition")));
+	json_object_set_new(kafka, "offset", or_null(json_object_get(msg, "offset")));
+	json_object_set_new(kafka, "key", or_null(json_object_get(msg, "key")));
+	ctx = json_object();
+	json_object_set_new(ctx, "event", or_null(body));
+	json_object_set_new(ctx, "headers", json_is_object(headers) ? json_incref(headers) :
+			    json_object());
+	json_object_set_new(ctx, "kafka", kafka);
+	v = tmpl_eval(t->input, ctx, err, errlen);
+	json_decref(ctx);
+	if (v == NULL)
+		return NULL;
+	if (!json_is_object(v)) {
+		snprintf(err, errlen, "the trigger's input is not a JSON object (got %s)",
+			 json_type_word(v));
+		json_decref(v);
+		return NULL;
+	}
+	/* The result may share parts with the template's constants; the saga owns its input. */
+	out = json_deep_copy(v);
+	json_decref(v);
+	return out;
+}
+
 /* Copies the value at segs into dst (an object mirroring src), creating objects on the way.
  * At an index segment the whole array is kept. A path that is not in src is skipped. */
 static void keep_path(json_t *dst, json_t *src, char **segs, size_t n)
@@ -502,8 +823,11 @@ json_t *flow_keep(const struct flow_step *st, json_t *response)
 	if (st->keep == NULL || !json_is_object(response))
 		return json_incref(response);
 	out = json_object();
+	/* The outcome is always kept: an HTTP status, or a Kafka reply's type. */
 	if ((status = json_object_get(response, "status")) != NULL)
 		json_object_set(out, "status", status);
+	if ((status = json_object_get(response, "type")) != NULL)
+		json_object_set(out, "type", status);
 	for (i = 0; i < st->n_keep; i++) {
 		if ((segs = expr_path_split(st->keep[i], &n)) == NULL)
 			continue;

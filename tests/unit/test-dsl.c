@@ -73,6 +73,56 @@ static const struct bad_case bad_cases[] = {
 	{ "bad/unknown-root.yaml", LIM_NONE, SAGAD_ESYNTAX, 5, 16, "unknown name \"step\"; did you mean \"steps\"?" },
 	{ "bad/unknown-root.yaml", LIM_NONE, SAGAD_ESYNTAX, 5, 53, "saga.name: a saga offers only saga.id and saga.flow" },
 	{ "bad/unknown-root.yaml", LIM_NONE, SAGAD_ESYNTAX, 9, 60, "steps.apply is not available in step \"apply\": that is its own response" },
+	/* Kafka */
+	{ "bad/kafka-url.yaml", LIM_NONE, SAGAD_ESYNTAX, 6, 5,
+	  "participant \"delivery\": url is only for http participants; a kafka participant has "
+	  "topic, reply_topic, headers and timeout" },
+	{ "bad/kafka-method.yaml", LIM_NONE, SAGAD_ESYNTAX, 9, 7,
+	  "action of step \"ship\": method is only for http participants (participant \"delivery\" "
+	  "is kafka)" },
+	{ "bad/kafka-method.yaml", LIM_NONE, SAGAD_ESYNTAX, 11, 7,
+	  "success is only for http participants (participant \"delivery\" is kafka); the event "
+	  "types of a successful reply go under reply: success" },
+	{ "bad/kafka-reply-topic.yaml", LIM_NONE, SAGAD_ESYNTAX, 11, 9,
+	  "action of step \"ship\": reply: missing key \"topic\" (the topic replies arrive on; or "
+	  "set reply_topic on participant \"delivery\")" },
+	{ "bad/kafka-publish-http.yaml", LIM_NONE, SAGAD_ESYNTAX, 8, 5,
+	  "step \"notify\": publish is only for kafka participants (participant \"events\" is http)" },
+	{ "bad/kafka-trigger-input.yaml", LIM_NONE, SAGAD_ESYNTAX, 13, 24,
+	  "trigger #1: input: input.x: a trigger's input reads only event, headers and kafka" },
+	{ "bad/kafka-trigger-input.yaml", LIM_NONE, SAGAD_ESYNTAX, 13, 46,
+	  "kafka.offest: kafka offers only topic, partition, offset and key; did you mean "
+	  "\"kafka.offset\"?" },
+	{ "bad/kafka-reply-key.yaml", LIM_NONE, SAGAD_ESYNTAX, 11, 9,
+	  "unknown key \"corelate\" in the reply of action of step \"ship\"; did you mean "
+	  "\"correlate\"?" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 4, 38,
+	  "participant \"pay\": topic is only for kafka participants; add \"type: kafka\"" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 6, 35,
+	  "participant \"delivery\": topic: \"bad topic!\" is not a valid Kafka topic name" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 10, 46,
+	  "action of step \"pay\": topic is only for kafka participants (participant \"pay\" is http)" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 10, 63, "reply is only for kafka participants" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 13, 14,
+	  "publish of step \"notify\": missing key \"topic\" (the topic to produce to; or set topic "
+	  "on participant \"events\")" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 13, 26, "a publish step never waits for a reply" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 14, 5, "step \"notify\": a publish step has no timeout" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 15, 5, "a publish step has no compensation" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 19, 7, "action of step \"ship\": missing key \"topic\"" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 19, 54,
+	  "steps.notify.response.status: step \"notify\" talks to a Kafka participant; its response "
+	  "has type, body, headers, topic, partition and offset (no status)" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 20, 16, "reply: success lists event types; add \"type:\"" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 20, 55,
+	  "reply: correlate: \"a..b\" is neither a body path (like eventType or data.id) nor header:NAME" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 21, 12,
+	  "keep: \"status\" is not a path of a Kafka reply" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 24, 77, "reply: failure is set but success is not" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 26, 5, "trigger #1: missing key \"topic\"" },
+	{ "bad/kafka-misc.yaml", LIM_NONE, SAGAD_ESYNTAX, 28, 13,
+	  "trigger #1: input: steps.pay.response.body: a trigger's input reads only event, headers "
+	  "and kafka: it makes the saga's input, so no step has run yet" },
 };
 
 static void limits_for(enum limit_override o, struct dsl_limits *l)
@@ -394,6 +444,174 @@ static void test_aliases(void **state)
 	dsl_errors_close(&errs);
 }
 
+static struct flow *load_kafka(void)
+{
+	struct dsl_errors errs = { NULL, 0 };
+	struct flow *f = NULL;
+	char *s;
+	int rc;
+
+	rc = dsl_load_file(FIXTURES "/good/kafka.yaml", NULL, &f, &errs);
+	if (rc != 0) {
+		s = dsl_errors_format(&errs);
+		print_error("%s", s);
+		free(s);
+	}
+	assert_int_equal(rc, 0);
+	assert_non_null(f);
+	dsl_errors_close(&errs);
+	return f;
+}
+
+static void test_kafka_values(void **state)
+{
+	const struct participant *payment, *delivery, *events;
+	const struct flow_step *pay, *ship, *notify;
+	const struct flow_reply *r;
+	const struct flow_trigger *t;
+	struct flow *f;
+
+	unsetenv("SAGAD_TEST_DELIVERY_TOPIC");
+	setenv("SAGAD_TEST_TRIGGER_TOPIC", "class-applied-v2", 1);
+	f = load_kafka();
+	/* participants: kafka defaults (30s), topics, headers; http alongside */
+	assert_int_equal(f->n_participants, 4);
+	payment = &f->participants[0];
+	delivery = &f->participants[1];
+	events = &f->participants[2];
+	assert_int_equal(payment->kind, PARTICIPANT_KAFKA);
+	assert_null(payment->base_url);
+	assert_string_equal(payment->topic, "payment-commands");
+	assert_string_equal(payment->reply_topic, "payment-events");
+	assert_int_equal(payment->timeout_ms, 30000);
+	assert_int_equal(payment->n_headers, 1);
+	assert_string_equal(delivery->topic, "delivery-commands");     /* env default */
+	assert_int_equal(delivery->timeout_ms, 10000);
+	assert_null(events->topic);
+	assert_null(events->reply_topic);
+	assert_int_equal(f->participants[3].kind, PARTICIPANT_HTTP);
+	assert_int_equal(f->participants[3].timeout_ms, 10000);
+	/* a request/reply step with the participant's topics and the default correlation */
+	pay = step(f, "pay");
+	assert_int_equal(pay->kind, STEP_KIND_CALL);
+	assert_false(pay->publish);
+	assert_int_equal(pay->timeout_ms, 30000);
+	assert_null(pay->action.method);
+	assert_null(pay->action.path);
+	assert_null(pay->action.topic);                               /* = participant's */
+	assert_non_null(pay->action.key);
+	assert_int_equal(pay->action.n_headers, 1);
+	assert_non_null(pay->action.body);
+	r = pay->action.reply;
+	assert_non_null(r);
+	assert_string_equal(r->topic, "payment-events");
+	assert_string_equal(r->correlate_path, "header:correlation-id");
+	assert_null(r->correlate_value);
+	assert_string_equal(r->type_path, "eventType");
+	assert_int_equal(r->n_success_types, 1);
+	assert_string_equal(r->success_types[0], "PaymentApproved");
+	assert_int_equal(r->n_failure_types, 1);
+	assert_string_equal(r->failure_types[0], "PaymentFailed");
+	assert_int_equal(r->n_fields, 0);
+	assert_int_equal(pay->n_keep, 2);
+	/* a one-way compensation: no reply */
+	assert_non_null(pay->compensation);
+	assert_null(pay->compensation->reply);
+	assert_null(pay->compensation->topic);
+	/* everything set on the request */
+	ship = step(f, "ship");
+	assert_int_equal(ship->timeout_ms, 5000);
+	assert_int_equal(ship->retry.on, RETRY_ON_TIMEOUT);
+	assert_string_equal(ship->action.topic, "delivery-commands-v2");
+	r = ship->action.reply;
+	assert_string_equal(r->topic, "delivery-replies");
+	assert_string_equal(r->correlate_path, "paidId");
+	assert_non_null(r->correlate_value);
+	assert_string_equal(r->type_path, "header:eventType");
+	assert_int_equal(r->n_success_types, 1);
+	assert_string_equal(r->success_types[0], "DeliveryStarted");
+	assert_int_equal(r->n_fields, 1);
+	assert_string_equal(r->field_paths[0], "deliveryStatus");
+	assert_string_equal(json_string_value(r->field_equals[0]), "DeliveryStart");
+	assert_string_equal(ship->compensation->reply->topic, "delivery-events");
+	assert_string_equal(ship->compensation->reply->success_types[0], "DeliveryCanceled");
+	/* a publish step */
+	notify = step(f, "notify");
+	assert_true(notify->publish);
+	assert_ptr_equal(notify->participant, events);
+	assert_string_equal(notify->action.topic, "class-events");
+	assert_null(notify->action.reply);
+	assert_null(notify->compensation);
+	assert_null(notify->keep);
+	/* triggers */
+	assert_int_equal(f->n_triggers, 2);
+	t = &f->triggers[0];
+	assert_string_equal(t->topic, "class-events");
+	assert_string_equal(t->type_path, "eventType");
+	assert_int_equal(t->n_types, 1);
+	assert_string_equal(t->types[0], "ClassApplied");
+	assert_int_equal(t->n_fields, 1);
+	assert_string_equal(t->field_paths[0], "source");
+	assert_non_null(t->input);
+	assert_int_equal(t->line, 70);
+	t = &f->triggers[1];
+	assert_string_equal(t->topic, "class-applied-v2");
+	assert_null(t->type_path);
+	assert_int_equal(t->n_types, 0);
+	assert_null(t->input);
+	flow_unref(f);
+}
+
+static void test_kafka_source(void **state)
+{
+	json_t *src, *p, *st, *tr;
+	struct flow *f;
+
+	unsetenv("SAGAD_TEST_TRIGGER_TOPIC");
+	f = load_kafka();
+	src = f->source;
+	p = json_object_get(json_object_get(src, "participants"), "payment");
+	assert_string_equal(json_string_value(json_object_get(p, "type")), "kafka");
+	assert_string_equal(json_string_value(json_object_get(p, "topic")), "payment-commands");
+	assert_string_equal(json_string_value(json_object_get(p, "reply_topic")), "payment-events");
+	assert_int_equal(json_integer_value(json_object_get(p, "timeout_ms")), 30000);
+	assert_null(json_object_get(p, "url"));
+	st = json_array_get(json_object_get(src, "steps"), 2);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(
+		json_object_get(st, "action"), "reply"), "correlate"), "path")), "paidId");
+	st = json_array_get(json_object_get(src, "steps"), 3);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(st, "publish"),
+							      "topic")), "class-events");
+	assert_null(json_object_get(st, "action"));
+	assert_null(json_object_get(st, "retry"));
+	tr = json_object_get(src, "triggers");
+	assert_int_equal(json_array_size(tr), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(tr, 0), "type")),
+			    "eventType");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(tr, 1), "topic")),
+			    "class-applied");   /* resolved */
+	flow_unref(f);
+}
+
+/* A flow may be started only by triggers; its input then comes from events. */
+static void test_kafka_triggers_only(void **state)
+{
+	static const char yaml[] =
+		"name: x\nversion: 1\n"
+		"participants:\n  ev: { type: kafka, topic: out }\n"
+		"steps:\n  - { name: s, participant: ev, publish: { body: \"${input.id}\" } }\n"
+		"triggers:\n  - { topic: in }\n";
+	struct dsl_errors errs = { NULL, 0 };
+	struct flow *f;
+
+	assert_int_equal(dsl_load_buffer("t.yaml", yaml, strlen(yaml), NULL, &f, &errs), 0);
+	assert_int_equal(f->n_triggers, 1);
+	assert_int_equal(f->n_inputs, 0);
+	assert_true(f->steps[0].publish);
+	flow_unref(f);
+	dsl_errors_close(&errs);
+}
+
 static void test_seed_flows(void **state)
 {
 	struct dsl_errors errs = { NULL, 0 };
@@ -519,6 +737,9 @@ int main(void)
 		cmocka_unit_test(test_good_env_and_source),
 		cmocka_unit_test(test_missing_env_with_default),
 		cmocka_unit_test(test_aliases),
+		cmocka_unit_test(test_kafka_values),
+		cmocka_unit_test(test_kafka_source),
+		cmocka_unit_test(test_kafka_triggers_only),
 		cmocka_unit_test(test_seed_flows),
 		cmocka_unit_test(test_dir_good),
 		cmocka_unit_test(test_dir_unknown_subflow),

@@ -706,6 +706,245 @@ static void test_render_request(void **state)
 	json_decref(ctx);
 }
 
+/* --- Kafka ---------------------------------------------------------------------------------- */
+
+static void test_render_message(void **state)
+{
+	struct flow_header ph[] = { { "source", NULL } };
+	struct participant p = { .name = "delivery", .kind = PARTICIPANT_KAFKA,
+				 .topic = "delivery-commands", .headers = ph, .n_headers = 1 };
+	struct flow_header h[] = { { "eventType", NULL } };
+	struct flow_request req = { .headers = h, .n_headers = 1 };
+	json_t *ctx = J("{\"input\": {\"applyId\": 42, \"evil\": \"a\\nb\"}}");
+	struct flow_message m;
+	char err[256];
+
+	ph[0].value = T("sagad");
+	h[0].value = T("DeliveryRequested");
+	req.key = T("${input.applyId}");
+	req.body = TJ("{\"eventType\": \"DeliveryRequested\", \"applyId\": \"${input.applyId}\"}");
+	assert_int_equal(flow_render_message(&p, &req, ctx, &m, err, sizeof(err)), 0);
+	assert_string_equal(m.topic, "delivery-commands");       /* the participant's */
+	assert_string_equal(m.key, "42");                         /* rendered to a string */
+	assert_int_equal(m.n_headers, 2);
+	assert_string_equal(m.headers[0], "source: sagad");       /* participant defaults first */
+	assert_string_equal(m.headers[1], "eventType: DeliveryRequested");
+	assert_string_equal(m.value, "{\"eventType\":\"DeliveryRequested\",\"applyId\":42}");
+	assert_int_equal(m.value_len, strlen(m.value));
+	flow_message_close(&m);
+	assert_null(m.topic);
+
+	/* the request's topic wins; no key, no body */
+	req.topic = "other";
+	tmpl_free(req.key);
+	req.key = NULL;
+	tmpl_free(req.body);
+	req.body = NULL;
+	assert_int_equal(flow_render_message(&p, &req, ctx, &m, err, sizeof(err)), 0);
+	assert_string_equal(m.topic, "other");
+	assert_null(m.key);
+	assert_null(m.value);
+	assert_int_equal(m.value_len, 0);
+	flow_message_close(&m);
+
+	/* CR/LF in a header, missing data, no topic at all */
+	tmpl_free(h[0].value);
+	h[0].value = T("${input.evil}");
+	assert_int_equal(flow_render_message(&p, &req, ctx, &m, err, sizeof(err)), SAGAD_ETEMPLATE);
+	assert_string_equal(err, "header eventType: value contains CR or LF");
+	assert_null(m.topic);
+	assert_null(m.headers);
+	req.n_headers = 0;
+	req.key = T("${input.nope}");
+	assert_int_equal(flow_render_message(&p, &req, ctx, &m, err, sizeof(err)), SAGAD_ETEMPLATE);
+	assert_string_equal(err, "key: input.nope: no field \"nope\" in input");
+	req.topic = NULL;
+	p.topic = NULL;
+	assert_int_equal(flow_render_message(&p, &req, ctx, &m, err, sizeof(err)), SAGAD_ETEMPLATE);
+	assert_string_equal(err, "no topic: set topic on the request or on participant \"delivery\"");
+
+	tmpl_free(req.key);
+	tmpl_free(ph[0].value);
+	tmpl_free(h[0].value);
+	json_decref(ctx);
+}
+
+static void test_correlation(void **state)
+{
+	struct flow_reply by_header = { .correlate_path = "header:correlation-id" };
+	struct flow_reply by_body = { .correlate_path = "paidId" };
+	struct flow_reply nested = { .correlate_path = "data.ids[1]" };
+	json_t *ctx = J("{\"steps\": {\"pay\": {\"response\": {\"body\": {\"id\": 9007199254740993}}}}}");
+	json_t *msg = J("{\"topic\": \"t\", \"headers\": {\"Correlation-Id\": \"01S:ship:action\"},"
+			" \"body\": {\"paidId\": 9007199254740993, \"data\": {\"ids\": [1, true]},"
+			" \"obj\": {}}}");
+	json_t *raw = J("{\"headers\": {}, \"body\": \"not json\"}");
+	const char *got, *again;
+	char err[256], *want;
+
+	/* the default: the idempotency key the command carried */
+	want = flow_render_correlation(&by_header, ctx, "01S:ship:action", err, sizeof(err));
+	assert_string_equal(want, "01S:ship:action");
+	got = flow_reply_correlation(&by_header, msg);         /* header names match in any case */
+	assert_non_null(got);
+	assert_string_equal(got, want);
+	free(want);
+	assert_null(flow_render_correlation(&by_header, ctx, NULL, err, sizeof(err)));
+
+	/* a business field: a Long id matches its string form */
+	by_body.correlate_value = T("${steps.pay.response.body.id}");
+	want = flow_render_correlation(&by_body, ctx, "ignored", err, sizeof(err));
+	assert_string_equal(want, "9007199254740993");
+	got = flow_reply_correlation(&by_body, msg);
+	assert_string_equal(got, want);
+	again = flow_reply_correlation(&by_body, msg);         /* the first result stays valid */
+	assert_ptr_equal(again, got);
+	assert_string_equal(got, "9007199254740993");
+	free(want);
+	assert_string_equal(flow_reply_correlation(&nested, msg), "true");
+	nested.correlate_path = "obj";
+	assert_null(flow_reply_correlation(&nested, msg));     /* not a scalar */
+	assert_null(flow_reply_correlation(&by_body, raw));    /* body not JSON */
+	assert_null(flow_reply_correlation(&by_header, raw));
+	tmpl_free(by_body.correlate_value);
+	by_body.correlate_value = T("${steps.ship.response.body.id}");
+	assert_null(flow_render_correlation(&by_body, ctx, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "correlate.value: steps.ship"));
+	tmpl_free(by_body.correlate_value);
+	json_decref(raw);
+	json_decref(msg);
+	json_decref(ctx);
+}
+
+static void test_judge_reply(void **state)
+{
+	char *ok[] = { "DeliveryStarted" }, *bad[] = { "DeliveryFailed" };
+	char *paths[] = { "deliveryStatus", "header:version" };
+	json_t *eq[2];
+	struct flow_reply typed = { .type_path = "eventType", .success_types = ok,
+				    .n_success_types = 1, .failure_types = bad, .n_failure_types = 1,
+				    .field_paths = paths, .field_equals = eq, .n_fields = 1 };
+	struct flow_reply by_header = { .type_path = "header:type", .success_types = ok,
+					.n_success_types = 1 };
+	struct flow_reply fields_only = { .field_paths = paths, .field_equals = eq, .n_fields = 2 };
+	struct flow_reply any = { 0 };
+	static const struct {
+		int which;              /* 0 typed, 1 by_header, 2 fields_only, 3 any */
+		const char *msg;
+		enum reply_verdict v;
+		const char *err;
+	} cases[] = {
+		{ 0, "{\"body\": {\"eventType\": \"DeliveryStarted\", \"deliveryStatus\": \"DeliveryStart\"}}",
+		  REPLY_SUCCESS, NULL },
+		{ 0, "{\"body\": {\"eventType\": \"DeliveryStarted\", \"deliveryStatus\": \"Hold\"}}",
+		  REPLY_FAILURE, "body.deliveryStatus is \"Hold\", expected \"DeliveryStart\"" },
+		{ 0, "{\"body\": {\"eventType\": \"DeliveryStarted\"}}",
+		  REPLY_FAILURE, "body.deliveryStatus is missing, expected \"DeliveryStart\"" },
+		{ 0, "{\"body\": {\"eventType\": \"DeliveryFailed\"}}", REPLY_FAILURE, "type DeliveryFailed" },
+		{ 0, "{\"body\": {\"eventType\": \"DeliveryQueued\"}}", REPLY_NOT_MINE, NULL },
+		{ 0, "{\"body\": {\"other\": 1}}", REPLY_NOT_MINE, NULL },
+		{ 0, "{\"body\": \"raw text\"}", REPLY_NOT_MINE, NULL },
+		{ 1, "{\"headers\": {\"type\": \"DeliveryStarted\"}, \"body\": null}", REPLY_SUCCESS, NULL },
+		{ 1, "{\"headers\": {}, \"body\": {\"type\": \"DeliveryStarted\"}}", REPLY_NOT_MINE, NULL },
+		{ 2, "{\"headers\": {\"version\": \"2\"}, \"body\": {\"deliveryStatus\": \"DeliveryStart\"}}",
+		  REPLY_SUCCESS, NULL },
+		{ 2, "{\"headers\": {\"version\": \"3\"}, \"body\": {\"deliveryStatus\": \"DeliveryStart\"}}",
+		  REPLY_FAILURE, "header version is \"3\", expected 2" },
+		{ 3, "{\"body\": 1}", REPLY_SUCCESS, NULL },
+	};
+	const struct flow_reply *rs[] = { &typed, &by_header, &fields_only, &any };
+	enum reply_verdict v;
+	char err[256];
+	json_t *msg;
+	size_t i;
+
+	eq[0] = json_string("DeliveryStart");
+	eq[1] = json_integer(2);
+	for (i = 0; i < N(cases); i++) {
+		msg = J(cases[i].msg);
+		err[0] = '\0';
+		v = flow_judge_reply(rs[cases[i].which], msg, err, sizeof(err));
+		if (v != cases[i].v)
+			fail_msg("case %zu: verdict %d, want %d (%s)", i, v, cases[i].v, err);
+		if (cases[i].err != NULL)
+			assert_string_equal(err, cases[i].err);
+		json_decref(msg);
+	}
+	json_decref(eq[0]);
+	json_decref(eq[1]);
+}
+
+static void test_trigger(void **state)
+{
+	char *types[] = { "ClassApplied" }, *paths[] = { "source" };
+	json_t *eq[] = { json_string("web") };
+	struct flow_trigger t = { .topic = "class-events", .type_path = "eventType", .types = types,
+				  .n_types = 1, .field_paths = paths, .field_equals = eq, .n_fields = 1 };
+	struct flow_trigger plain = { .topic = "class-events" };
+	json_t *msg = J("{\"topic\": \"class-events\", \"partition\": 2, \"offset\": 42, \"key\": \"k1\","
+			" \"headers\": {\"h\": \"v\"}, \"body\": {\"eventType\": \"ClassApplied\","
+			" \"source\": \"web\", \"id\": 7, \"studentName\": \"Ann\"}}");
+	json_t *in, *other;
+	char err[256];
+
+	assert_true(flow_trigger_matches(&t, msg));
+	assert_true(flow_trigger_matches(&plain, msg));
+	other = J("{\"topic\": \"class-events\", \"body\": {\"eventType\": \"ClassCanceled\", \"source\": \"web\"}}");
+	assert_false(flow_trigger_matches(&t, other));        /* another type */
+	assert_true(flow_trigger_matches(&plain, other));
+	json_decref(other);
+	other = J("{\"topic\": \"class-events\", \"body\": {\"eventType\": \"ClassApplied\", \"source\": \"app\"}}");
+	assert_false(flow_trigger_matches(&t, other));        /* a filter does not hold */
+	json_decref(other);
+	other = J("{\"topic\": \"elsewhere\", \"body\": {}}");
+	assert_false(flow_trigger_matches(&plain, other));    /* another topic */
+	json_decref(other);
+
+	/* the default input is the event body itself */
+	in = flow_trigger_input(&plain, msg, err, sizeof(err));
+	assert_ptr_equal(in, json_object_get(msg, "body"));
+	json_decref(in);
+	other = J("{\"topic\": \"class-events\", \"body\": \"text\"}");
+	assert_null(flow_trigger_input(&plain, other, err, sizeof(err)));
+	assert_string_equal(err, "the event body is not a JSON object");
+
+	/* a template over event, headers and kafka */
+	t.input = TJ("{\"studentName\": \"${event.studentName}\", \"applyId\": \"${string(event.id)}\","
+		     " \"h\": \"${headers.h}\", \"at\": \"${kafka.topic}/${kafka.partition}@${kafka.offset}\","
+		     " \"key\": \"${kafka.key}\"}");
+	in = flow_trigger_input(&t, msg, err, sizeof(err));
+	assert_json_eq(in, "{\"studentName\": \"Ann\", \"applyId\": \"7\", \"h\": \"v\","
+		       " \"at\": \"class-events/2@42\", \"key\": \"k1\"}");
+	json_decref(in);
+	in = flow_trigger_input(&t, other, err, sizeof(err));  /* no such field: an error */
+	assert_null(in);
+	assert_non_null(strstr(err, "event.studentName"));
+	tmpl_free(t.input);
+	t.input = T("${event.id}");
+	assert_null(flow_trigger_input(&t, msg, err, sizeof(err)));
+	assert_string_equal(err, "the trigger's input is not a JSON object (got integer)");
+	tmpl_free(t.input);
+	json_decref(other);
+	json_decref(msg);
+	json_decref(eq[0]);
+}
+
+/* A Kafka step's response has no status; keep works on its parts, and the type stays. */
+static void test_keep_kafka(void **state)
+{
+	char *keep[] = { "body.id", "headers" };
+	struct flow_step st = { .keep = keep, .n_keep = 2 };
+	json_t *resp = J("{\"type\": \"PaymentApproved\", \"body\": {\"id\": 5, \"big\": [1, 2]},"
+			 " \"headers\": {\"correlation-id\": \"c\"}, \"topic\": \"t\", \"partition\": 0,"
+			 " \"offset\": 3}");
+	json_t *got = flow_keep(&st, resp);
+
+	assert_json_eq(got, "{\"type\": \"PaymentApproved\", \"body\": {\"id\": 5},"
+		       " \"headers\": {\"correlation-id\": \"c\"}}");
+	json_decref(got);
+	json_decref(resp);
+}
+
 /* --- output and sub-flow input ------------------------------------------------------------- */
 
 static void test_output(void **state)
@@ -901,6 +1140,11 @@ int main(void)
 		cmocka_unit_test(test_keep),
 		cmocka_unit_test(test_check_input),
 		cmocka_unit_test(test_render_request),
+		cmocka_unit_test(test_render_message),
+		cmocka_unit_test(test_correlation),
+		cmocka_unit_test(test_judge_reply),
+		cmocka_unit_test(test_trigger),
+		cmocka_unit_test(test_keep_kafka),
 		cmocka_unit_test(test_output),
 		cmocka_unit_test(test_backoff),
 		cmocka_unit_test(test_flow_set),
