@@ -575,6 +575,50 @@ static void route_get_saga(struct api *a, struct httpd_req *req, const char *id)
 	defer(p);
 }
 
+/* GET /metrics: Prometheus text format. */
+static void answer_metrics(struct api *a, struct httpd_req *req)
+{
+	struct engine_stats st;
+	struct strbuf b;
+	uint64_t commits = 0, writes = 0;
+	int64_t unsent = 0;
+
+	engine_stats(a->engine, &st);
+	store_stats(a->store, &commits, &writes);
+	store_outbox_unsent(a->store, &unsent);
+	strbuf_init(&b);
+#define COUNTER(name, help, v) \
+	strbuf_addf(&b, "# HELP sagad_" name " " help "\n# TYPE sagad_" name " counter\nsagad_" name \
+		    " %llu\n", (unsigned long long)(v))
+#define GAUGE(name, help, v) \
+	strbuf_addf(&b, "# HELP sagad_" name " " help "\n# TYPE sagad_" name " gauge\nsagad_" name \
+		    " %lld\n", (long long)(v))
+	COUNTER("sagas_started_total", "Sagas started.", st.started);
+	COUNTER("sagas_completed_total", "Sagas completed.", st.completed);
+	COUNTER("sagas_compensated_total", "Sagas compensated.", st.compensated);
+	COUNTER("sagas_failed_total", "Sagas parked as failed (a compensation exhausted its retries).",
+		st.failed);
+	GAUGE("sagas_active", "Unfinished sagas in memory.", st.active);
+	COUNTER("dispatches_total", "Requests and commands dispatched to participants.", st.dispatches);
+	COUNTER("late_replies_total", "HTTP replies for attempts no longer awaited (ignored).",
+		st.late_replies);
+	COUNTER("kafka_replies_total", "Kafka replies matched to a waiting step.", st.kafka_replies);
+	COUNTER("kafka_replies_ignored_total", "Correlated Kafka events of another type (not mine).",
+		st.kafka_ignored);
+	COUNTER("kafka_replies_unmatched_total", "Kafka records no step waits for: late, duplicate "
+		"or foreign (ignored).", st.kafka_unmatched);
+	COUNTER("triggered_total", "Sagas started by Kafka trigger events.", st.triggered);
+	COUNTER("trigger_duplicates_total", "Redelivered trigger events that started nothing.",
+		st.trigger_duplicates);
+	GAUGE("outbox_unsent", "Outbox messages not yet acknowledged by Kafka.", unsent);
+	COUNTER("store_commits_total", "SQLite commits (grouped per loop turn).", commits);
+	COUNTER("store_writes_total", "SQLite rows written.", writes);
+#undef COUNTER
+#undef GAUGE
+	httpd_respond(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len, NULL);
+	strbuf_close(&b);
+}
+
 static void method_not_allowed(struct httpd_req *req, const char *allow)
 {
 	const char *headers[] = { "Allow", allow, NULL };
@@ -633,6 +677,14 @@ void api_handle(struct httpd_req *req, void *arg)
 		else
 			respond_json(req, 503, json_pack("{s:s, s:s}", "status", "not_ready", "reason",
 							  *a->not_ready_reason), NULL);
+		return;
+	}
+	if (n == 1 && strcmp(seg[0], "metrics") == 0) {
+		if (!get) {
+			method_not_allowed(req, "GET");
+			return;
+		}
+		answer_metrics(a, req);
 		return;
 	}
 	if (n >= 2 && strcmp(seg[0], "v1") == 0) {

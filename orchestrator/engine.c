@@ -1,8 +1,8 @@
 /* engine.c: the saga state machines.
  *
- * One loop thread owns every saga. A saga advances in saga_drive(), which loops over
+ * One loop thread owns every saga. A saga advances in engine__drive(), which loops over
  * "what is the next thing to do" until the saga must wait (for a reply, a timer or a child
- * saga). Every transition goes through saga_set_state() or step_set_state(), which persist
+ * saga). Every transition goes through saga_set_state() or engine__step_set_state(), which persist
  * it (the store's open transaction) and log it. Side effects (HTTP dispatches, answers to
  * waiting clients) are queued and run by engine_flush() only after the commit.
  *
@@ -24,129 +24,8 @@
 #include "util.h"
 #include "dsl.h"
 
-#define TIMER_BATCH 1000       /* timers handled per wake-up; the rest on the next turn */
-#define SUMMARY_MAX 512        /* bytes of a body kept in the history */
-#define ID_LEN 27
-
-enum phase { PHASE_ACTION, PHASE_COMPENSATION };
-static const char *const phase_names[] = { "action", "compensation" };
-
-enum timer_kind { TIMER_RETRY, TIMER_DEADLINE, TIMER_TIMEOUT, TIMER_KIND_MAX };
-static const char *const timer_kind_names[] = { "retry", "deadline", "timeout" };
-
-struct call;
-
-struct step_run {
-	enum step_state state;
-	int attempt;             /* action attempts made */
-	int comp_attempt;        /* compensation attempts made */
-	char *error;             /* last error, owned */
-	struct call *call;       /* the attempt in flight, or NULL */
-	char child_id[ID_LEN];   /* sub-flow child saga, "" when none */
-	bool maybe_applied;      /* some attempt's outcome was unknown (sticky, persisted) */
-	int64_t started_at;      /* when the sub-flow child was started or told to compensate */
-};
-
-struct engine_waiter {
-	struct engine *e;
-	struct engine_waiter *next;      /* in the saga's list */
-	char saga_id[ID_LEN];
-	enum engine_wait_target target;
-	int step;
-	engine_wait_cb cb;
-	void *arg;
-	uv_timer_t timer;
-	bool done;
-	bool timeout_pending;            /* timed out; answered after the next commit */
-};
-
-struct saga {
-	char id[ID_LEN];
-	struct engine *e;
-	struct flow *flow;               /* counted reference */
-	enum saga_state state;
-	int cursor;                      /* the step being run (forward) or undone (backward) */
-	json_t *input;
-	json_t *ctx;                     /* {"input", "saga", "steps"}: template context */
-	json_t *output;                  /* or NULL */
-	char *error;                     /* why it compensates, or NULL */
-	char *idempotency_key;
-	char parent_id[ID_LEN];          /* "" when none */
-	char trace_root[ID_LEN];         /* the top-level saga: one trace for it and its children */
-	int parent_step;
-	bool cancel_requested;
-	int64_t created_at, updated_at, deadline_at;
-	uint32_t timer_gen[TIMER_KIND_MAX]; /* from e->timer_seq: stale heap entries are skipped */
-	struct step_run *steps;
-	struct engine_waiter *waiters;
-	bool row_dirty;                  /* saga row needs an UPDATE in this turn */
-	bool changed;                    /* waiters must be checked after the commit */
-	bool inserted;                   /* row exists in the store */
-};
-
-/* An attempt in flight. Replies find their saga by id, so a late reply for a saga that
- * moved on (or was evicted) is recognised and ignored. */
-struct call {
-	struct engine *e;
-	char saga_id[ID_LEN];
-	int step;
-	enum phase phase;
-	int attempt;
-	int64_t started_at;
-	char *request_summary;
-	struct http_call *hc;
-	int send_error;          /* http_client_send() refused the call */
-};
-
-struct timer_entry {
-	int64_t due;
-	char saga_id[ID_LEN];
-	uint8_t kind;
-	int step;
-	uint32_t gen;
-};
-
-enum effect_kind { EFFECT_DISPATCH, EFFECT_DEFER };
-struct effect {
-	enum effect_kind kind;
-	struct effect *next;
-	/* dispatch */
-	struct call *call;
-	struct flow_rendered req;
-	int64_t timeout_ms;
-	/* defer */
-	engine_defer_cb cb;
-	void *arg;
-};
-
-struct engine {
-	uv_loop_t *loop;
-	struct store *store;
-	struct http_client *http;
-	struct flow_set *flows;
-	struct flow_set retired;         /* old versions reloaded from the store for resumed sagas */
-	int64_t max_wait_ms;
-	/* sagas by id: open addressing, linear probing, tombstones */
-	struct saga **slots;
-	size_t n_slots, n_sagas, n_used;
-	/* timers: binary min-heap on due */
-	struct timer_entry *heap;
-	size_t n_heap, cap_heap;
-	uv_timer_t wake;
-	int64_t wake_due;                /* due time the uv timer is set for, or -1 */
-	/* side effects waiting for the commit */
-	struct effect *effects, **effects_tail;
-	/* sagas touched this turn (changed flag set) */
-	struct saga **touched;
-	size_t n_touched, cap_touched;
-	bool quiescing;
-	bool crash_before_commit;
-	int write_error;                 /* first failed store write of this turn (crash-only) */
-	uint32_t timer_seq;              /* timer generations, engine-wide so a reloaded saga
-					  * never matches a stale heap entry */
-	size_t inflight;
-	struct engine_stats stats;
-};
+#include "engine_internal.h"
+#include "outbox.h"
 
 static json_t *ctx_response(const struct saga *s, int i);
 
@@ -254,7 +133,7 @@ static uint64_t hash_id(const char *id)
 	return h;
 }
 
-static struct saga *map_get(struct engine *e, const char *id)
+struct saga *engine__saga_find(struct engine *e, const char *id)
 {
 	size_t mask = e->n_slots - 1, i = hash_id(id) & mask;
 
@@ -367,7 +246,7 @@ static void on_wake(uv_timer_t *t);
 /* A failed write may have rolled the whole transaction back (SQLite does on I/O errors and
  * a full disk), or a newer owner fenced us out: nothing of this turn may act. The first
  * error is latched and engine_flush() returns it instead of committing (crash-only). */
-static void store_failed(struct engine *e, int rc, const char *what, const char *saga_id)
+void engine__store_failed(struct engine *e, int rc, const char *what, const char *saga_id)
 {
 	if (rc == 0)
 		return;
@@ -398,7 +277,7 @@ static void wake_rearm(struct engine *e)
 
 /* Arms a durable timer of kind for s (replacing one of that kind): persisted now, in the
  * heap at once (it cannot fire before this turn's commit: timers run on a later turn). */
-static void timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t due, bool persist)
+void engine__timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t due, bool persist)
 {
 	struct engine *e = s->e;
 	struct timer_entry t;
@@ -409,7 +288,7 @@ static void timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t du
 			.saga_id = s->id, .kind = (char *)timer_kind_names[kind],
 			.step = step, .due_at = due,
 		};
-		store_failed(e, store_timer_put(e->store, &row), "timer_put", s->id);
+		engine__store_failed(e, store_timer_put(e->store, &row), "timer_put", s->id);
 	}
 	memset(&t, 0, sizeof(t));
 	t.due = due;
@@ -421,10 +300,10 @@ static void timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t du
 	wake_rearm(e);
 }
 
-static void timer_cancel(struct saga *s, enum timer_kind kind)
+void engine__timer_cancel(struct saga *s, enum timer_kind kind)
 {
 	s->timer_gen[kind] = ++s->e->timer_seq;
-	store_failed(s->e, store_timer_delete(s->e->store, s->id, timer_kind_names[kind]),
+	engine__store_failed(s->e, store_timer_delete(s->e->store, s->id, timer_kind_names[kind]),
 		     "timer_delete", s->id);
 }
 
@@ -446,7 +325,7 @@ static void mark_changed(struct saga *s)
 	e->touched[e->n_touched++] = s;
 }
 
-static void touch(struct saga *s)
+void engine__touch(struct saga *s)
 {
 	s->updated_at = util_now_ms();
 	mark_changed(s);
@@ -488,7 +367,7 @@ static void persist_saga(struct saga *s)
 
 	fill_saga_row(s, &row, &input, &output);
 	rc = store_saga_update(s->e->store, &row);
-	store_failed(s->e, rc, "saga_update", s->id);
+	engine__store_failed(s->e, rc, "saga_update", s->id);
 	free(input);
 	free(output);
 	s->row_dirty = false;
@@ -505,11 +384,11 @@ static void persist_step(struct saga *s, int i)
 		.updated_at = s->updated_at, .maybe_applied = r->maybe_applied,
 	};
 
-	store_failed(s->e, store_step_put(s->e->store, &row), "step_put", s->id);
+	engine__store_failed(s->e, store_step_put(s->e->store, &row), "step_put", s->id);
 	free(text);
 }
 
-static void history(struct saga *s, int step, const char *phase, int attempt, const char *event,
+void engine__history(struct saga *s, int step, const char *phase, int attempt, const char *event,
 		    const char *request, int status, const char *response, const char *error,
 		    int64_t started_at)
 {
@@ -523,12 +402,12 @@ static void history(struct saga *s, int step, const char *phase, int attempt, co
 		.ended_at = now,
 	};
 
-	store_failed(s->e, store_history_append(s->e->store, &h), "history_append", s->id);
+	engine__store_failed(s->e, store_history_append(s->e->store, &h), "history_append", s->id);
 }
 
 /* ---- transitions ------------------------------------------------------------------- */
 
-static void saga_drive(struct saga *s);
+void engine__drive(struct saga *s);
 static void child_done(struct saga *child);
 
 static void saga_set_state(struct saga *s, enum saga_state next, const char *reason)
@@ -537,12 +416,13 @@ static void saga_set_state(struct saga *s, enum saga_state next, const char *rea
 	char q[256];
 
 	s->state = next;
-	touch(s);
+	engine__touch(s);
 	log_info("saga=%s flow=%s event=saga_state from=%s to=%s%s%s", s->id, s->flow->name,
 		 saga_state_name(prev), saga_state_name(next), reason ? " reason=" : "",
 		 reason ? log_quote(reason, q, sizeof(q)) : "");
 	persist_saga(s);
-	history(s, -1, "saga", 0, saga_state_name(next), NULL, 0, NULL, reason, 0);
+	engine__history(s, -1, "saga", 0, saga_state_name(next), NULL, 0, NULL, reason, 0);
+	engine__lifecycle_saga(s);
 	switch (next) {
 	case SAGA_COMPLETED:
 		s->e->stats.completed++;
@@ -557,24 +437,25 @@ static void saga_set_state(struct saga *s, enum saga_state next, const char *rea
 		break;
 	}
 	if (saga_ended(next)) {
-		timer_cancel(s, TIMER_DEADLINE);
+		engine__timer_cancel(s, TIMER_DEADLINE);
 		if (s->parent_id[0])
 			child_done(s);
 	}
 }
 
-static void step_set_state(struct saga *s, int i, enum step_state next)
+void engine__step_set_state(struct saga *s, int i, enum step_state next)
 {
 	struct step_run *r = &s->steps[i];
 
 	log_debug("saga=%s step=%s event=step_state from=%s to=%s", s->id, s->flow->steps[i].name,
 		  step_state_name(r->state), step_state_name(next));
 	r->state = next;
-	touch(s);
+	engine__touch(s);
 	persist_step(s, i);
+	engine__lifecycle_step(s, i);
 }
 
-static void set_step_error(struct saga *s, int i, const char *msg)
+void engine__set_step_error(struct saga *s, int i, const char *msg)
 {
 	free(s->steps[i].error);
 	s->steps[i].error = msg ? xstrdup(msg) : NULL;
@@ -587,7 +468,7 @@ static void set_saga_error(struct saga *s, const char *msg)
 }
 
 /* A step's kept response lives at ctx.steps.<name>.response (what templates address). */
-static void ctx_set_response(struct saga *s, int i, json_t *kept)
+void engine__set_response(struct saga *s, int i, json_t *kept)
 {
 	json_object_set_new(json_object_get(s->ctx, "steps"), s->flow->steps[i].name,
 			    json_pack("{s:o}", "response", kept));
@@ -602,7 +483,7 @@ static json_t *ctx_response(const struct saga *s, int i)
 static void start_compensation(struct saga *s, const char *reason)
 {
 	set_saga_error(s, reason);
-	timer_cancel(s, TIMER_DEADLINE);
+	engine__timer_cancel(s, TIMER_DEADLINE);
 	saga_set_state(s, SAGA_COMPENSATING, reason);
 }
 
@@ -615,9 +496,11 @@ static void queue_effect(struct engine *e, struct effect *fx)
 	e->effects_tail = &fx->next;
 }
 
-/* "00-<trace id from the saga id>-<random span>-01": one trace per saga. */
-static void traceparent(const char *saga_id, char *buf, size_t len)
+/* "00-<trace id from the saga's trace root>-<random span>-01": one trace per top-level
+ * saga and its sub-flows. */
+void engine__traceparent(const struct saga *s, char *buf, size_t len)
 {
+	const char *saga_id = s->trace_root[0] ? s->trace_root : s->id;
 	static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 	unsigned char trace[16] = { 0 }, span[8];
 	unsigned __int128 v = 0;
@@ -675,7 +558,7 @@ static int dispatch_call(struct saga *s, int i, enum phase phase, int attempt, c
 	}
 	add_header(&fx->req, xasprintf("Idempotency-Key: %s:%s:%s", s->id, st->name,
 				       phase_names[phase]));
-	traceparent(s->trace_root[0] ? s->trace_root : s->id, tp, sizeof(tp));
+	engine__traceparent(s, tp, sizeof(tp));
 	add_header(&fx->req, xasprintf("traceparent: %s", tp));
 	add_header(&fx->req, xasprintf("X-Saga-Id: %s", s->id));
 	add_header(&fx->req, xasprintf("X-Saga-Step: %s", st->name));
@@ -729,7 +612,7 @@ static void run_dispatch(struct engine *e, struct effect *fx)
 	if (e->quiescing) {
 		/* Shutting down: the step stays "running" in the store and is sent after the
 		 * restart, with the same idempotency key. */
-		s = map_get(e, c->saga_id);
+		s = engine__saga_find(e, c->saga_id);
 		if (s != NULL && s->steps[c->step].call == c)
 			s->steps[c->step].call = NULL;
 		e->inflight--;
@@ -762,24 +645,39 @@ static void step_dispatch(struct saga *s, int i, enum phase phase)
 		attempt = ++r->attempt;
 	else
 		attempt = ++r->comp_attempt;
+	if (s->flow->steps[i].participant != NULL &&
+	    s->flow->steps[i].participant->kind == PARTICIPANT_KAFKA) {
+		bool done = false;
+
+		if (engine__kafka_dispatch(s, i, phase, attempt, &done, err, sizeof(err)) != 0)
+			goto render_failed;
+		if (done) /* one-way: sent once committed, nothing to wait for */
+			engine__step_set_state(s, i, phase == PHASE_ACTION ? STEP_SUCCEEDED :
+					       STEP_COMPENSATED);
+		else
+			engine__step_set_state(s, i, phase == PHASE_ACTION ? STEP_RUNNING :
+					       STEP_COMPENSATING);
+		return;
+	}
 	if (dispatch_call(s, i, phase, attempt, err, sizeof(err)) != 0) {
+render_failed:;
 		/* A request that cannot be rendered will never succeed: no retry. */
 		char *msg = xasprintf("%s of step \"%s\" cannot be rendered: %s",
 				      phase_names[phase], s->flow->steps[i].name, err);
 		log_warn("saga=%s step=%s event=render_failed phase=%s error=\"%s\"", s->id,
 			 s->flow->steps[i].name, phase_names[phase], err);
-		set_step_error(s, i, msg);
-		touch(s);
-		history(s, i, phase_names[phase], attempt, "failed", NULL, 0, NULL, msg, 0);
+		engine__set_step_error(s, i, msg);
+		engine__touch(s);
+		engine__history(s, i, phase_names[phase], attempt, "failed", NULL, 0, NULL, msg, 0);
 		if (phase == PHASE_ACTION) {
-			step_set_state(s, i, STEP_FAILED);
+			engine__step_set_state(s, i, STEP_FAILED);
 		} else {
-			step_set_state(s, i, STEP_COMP_FAILED);
+			engine__step_set_state(s, i, STEP_COMP_FAILED);
 		}
 		free(msg);
 		return;
 	}
-	step_set_state(s, i, phase == PHASE_ACTION ? STEP_RUNNING : STEP_COMPENSATING);
+	engine__step_set_state(s, i, phase == PHASE_ACTION ? STEP_RUNNING : STEP_COMPENSATING);
 }
 
 /* ---- sub-flows --------------------------------------------------------------------- */
@@ -805,27 +703,27 @@ static void subflow_dispatch(struct saga *s, int i)
 
 	r->attempt++;
 	if (child_flow == NULL) {
-		set_step_error(s, i, "sub-flow is not loaded");
-		step_set_state(s, i, STEP_FAILED);
+		engine__set_step_error(s, i, "sub-flow is not loaded");
+		engine__step_set_state(s, i, STEP_FAILED);
 		return;
 	}
 	input = flow_render_subflow_input(st, s->ctx, err, sizeof(err));
 	if (input == NULL) {
 		char *msg = xasprintf("input of sub-flow \"%s\" cannot be rendered: %s",
 				      st->subflow_name, err);
-		set_step_error(s, i, msg);
-		history(s, i, "action", r->attempt, "failed", NULL, 0, NULL, msg, 0);
+		engine__set_step_error(s, i, msg);
+		engine__history(s, i, "action", r->attempt, "failed", NULL, 0, NULL, msg, 0);
 		free(msg);
-		step_set_state(s, i, STEP_FAILED);
+		engine__step_set_state(s, i, STEP_FAILED);
 		return;
 	}
 	if (flow_check_input(child_flow, &input, err, sizeof(err)) != 0) {
 		char *msg = xasprintf("input of sub-flow \"%s\" rejected: %s", st->subflow_name, err);
-		set_step_error(s, i, msg);
-		history(s, i, "action", r->attempt, "failed", NULL, 0, NULL, msg, 0);
+		engine__set_step_error(s, i, msg);
+		engine__history(s, i, "action", r->attempt, "failed", NULL, 0, NULL, msg, 0);
 		free(msg);
 		json_decref(input);
-		step_set_state(s, i, STEP_FAILED);
+		engine__step_set_state(s, i, STEP_FAILED);
 		return;
 	}
 	child = saga_create(e, child_flow, input, NULL, s, i, &existing, &rc);
@@ -834,40 +732,40 @@ static void subflow_dispatch(struct saga *s, int i)
 		child = saga_load(e, existing);
 	free(existing);
 	if (child == NULL) {
-		set_step_error(s, i, "cannot create the child saga");
-		step_set_state(s, i, STEP_FAILED);
+		engine__set_step_error(s, i, "cannot create the child saga");
+		engine__step_set_state(s, i, STEP_FAILED);
 		return;
 	}
 	memcpy(r->child_id, child->id, ID_LEN);
 	r->started_at = util_now_ms();
-	history(s, i, "action", r->attempt, "dispatched", child->id, 0, NULL, NULL, 0);
-	step_set_state(s, i, STEP_RUNNING);
+	engine__history(s, i, "action", r->attempt, "dispatched", child->id, 0, NULL, NULL, 0);
+	engine__step_set_state(s, i, STEP_RUNNING);
 	if (st->timeout_ms > 0)
-		timer_arm(s, TIMER_TIMEOUT, i, util_now_ms() + st->timeout_ms, true);
+		engine__timer_arm(s, TIMER_TIMEOUT, i, util_now_ms() + st->timeout_ms, true);
 	if (saga_ended(child->state))
 		child_result(s, i, child);
 	else
-		saga_drive(child);
+		engine__drive(child);
 }
 
 /* Compensating a sub-flow step: the child compensates its own completed steps. */
 static void subflow_compensate(struct saga *s, int i)
 {
 	struct step_run *r = &s->steps[i];
-	struct saga *child = r->child_id[0] ? map_get(s->e, r->child_id) : NULL;
+	struct saga *child = r->child_id[0] ? engine__saga_find(s->e, r->child_id) : NULL;
 
 	if (child == NULL && r->child_id[0])
 		child = saga_load(s->e, r->child_id);
 	r->comp_attempt++;
 	if (child == NULL) {
-		history(s, i, "compensation", r->comp_attempt, "compensated", NULL, 0, NULL,
+		engine__history(s, i, "compensation", r->comp_attempt, "compensated", NULL, 0, NULL,
 			"no child saga: nothing to undo", 0);
-		step_set_state(s, i, STEP_COMPENSATED);
+		engine__step_set_state(s, i, STEP_COMPENSATED);
 		return;
 	}
-	step_set_state(s, i, STEP_COMPENSATING);
+	engine__step_set_state(s, i, STEP_COMPENSATING);
 	r->started_at = util_now_ms();
-	history(s, i, "compensation", r->comp_attempt, "dispatched", child->id, 0, NULL, NULL, 0);
+	engine__history(s, i, "compensation", r->comp_attempt, "dispatched", child->id, 0, NULL, NULL, 0);
 	switch (child->state) {
 	case SAGA_COMPENSATED:
 		child_result(s, i, child);
@@ -876,14 +774,14 @@ static void subflow_compensate(struct saga *s, int i)
 	case SAGA_COMPLETED:
 		child->cancel_requested = true;
 		start_compensation(child, "compensated by its parent saga");
-		saga_drive(child);
+		engine__drive(child);
 		return;
 	case SAGA_FAILED:
 		/* The parent's retry resumes the child's compensation too. */
 		engine_retry(s->e, child->id, NULL, 0);
 		return;
 	case SAGA_COMPENSATING:
-		saga_drive(child);
+		engine__drive(child);
 		return;
 	default:
 		return;
@@ -897,59 +795,59 @@ static void child_result(struct saga *s, int i, struct saga *child)
 	json_t *resp, *kept;
 
 	if (r->state == STEP_RUNNING) {
-		timer_cancel(s, TIMER_TIMEOUT);
+		engine__timer_cancel(s, TIMER_TIMEOUT);
 		if (child->state == SAGA_COMPLETED) {
 			resp = json_pack("{s:i, s:O, s:s}", "status", 200, "body",
 					 child->output ? child->output : json_null(), "saga", child->id);
 			kept = flow_keep(&s->flow->steps[i], resp);
-			ctx_set_response(s, i, kept);
+			engine__set_response(s, i, kept);
 			json_decref(resp);
-			set_step_error(s, i, NULL);
-			history(s, i, "action", r->attempt, "succeeded", child->id, 200, NULL, NULL, r->started_at);
-			step_set_state(s, i, STEP_SUCCEEDED);
+			engine__set_step_error(s, i, NULL);
+			engine__history(s, i, "action", r->attempt, "succeeded", child->id, 200, NULL, NULL, r->started_at);
+			engine__step_set_state(s, i, STEP_SUCCEEDED);
 		} else if (child->state == SAGA_COMPENSATED) {
 			char *msg = xasprintf("sub-flow %s compensated: %s", child->flow->name,
 					      child->error ? child->error : "");
-			set_step_error(s, i, msg);
-			history(s, i, "action", r->attempt, "failed", child->id, 0, NULL, msg, r->started_at);
+			engine__set_step_error(s, i, msg);
+			engine__history(s, i, "action", r->attempt, "failed", child->id, 0, NULL, msg, r->started_at);
 			free(msg);
-			step_set_state(s, i, STEP_FAILED);
+			engine__step_set_state(s, i, STEP_FAILED);
 		} else if (child->state == SAGA_FAILED) {
 			char *msg = xasprintf("sub-flow %s failed to compensate: %s", child->flow->name,
 					      child->error ? child->error : "");
-			set_step_error(s, i, msg);
-			history(s, i, "action", r->attempt, "failed", child->id, 0, NULL, msg, r->started_at);
+			engine__set_step_error(s, i, msg);
+			engine__history(s, i, "action", r->attempt, "failed", child->id, 0, NULL, msg, r->started_at);
 			free(msg);
-			step_set_state(s, i, STEP_COMP_FAILED);
+			engine__step_set_state(s, i, STEP_COMP_FAILED);
 		} else {
 			return;
 		}
 	} else if (r->state == STEP_COMPENSATING) {
 		if (child->state == SAGA_COMPENSATED) {
-			history(s, i, "compensation", r->comp_attempt, "compensated", child->id, 0,
+			engine__history(s, i, "compensation", r->comp_attempt, "compensated", child->id, 0,
 				NULL, NULL, r->started_at);
-			set_step_error(s, i, NULL);
-			step_set_state(s, i, STEP_COMPENSATED);
+			engine__set_step_error(s, i, NULL);
+			engine__step_set_state(s, i, STEP_COMPENSATED);
 		} else if (child->state == SAGA_FAILED) {
 			char *msg = xasprintf("sub-flow %s failed to compensate: %s", child->flow->name,
 					      child->error ? child->error : "");
-			set_step_error(s, i, msg);
-			history(s, i, "compensation", r->comp_attempt, "failed", child->id, 0, NULL,
+			engine__set_step_error(s, i, msg);
+			engine__history(s, i, "compensation", r->comp_attempt, "failed", child->id, 0, NULL,
 				msg, r->started_at);
 			free(msg);
-			step_set_state(s, i, STEP_COMP_FAILED);
+			engine__step_set_state(s, i, STEP_COMP_FAILED);
 		} else {
 			return;
 		}
 	} else {
 		return;
 	}
-	saga_drive(s);
+	engine__drive(s);
 }
 
 static void child_done(struct saga *child)
 {
-	struct saga *parent = map_get(child->e, child->parent_id);
+	struct saga *parent = engine__saga_find(child->e, child->parent_id);
 
 	if (parent == NULL || child->parent_step < 0 ||
 	    (size_t)child->parent_step >= parent->flow->n_steps)
@@ -959,7 +857,6 @@ static void child_done(struct saga *child)
 
 /* ---- replies ----------------------------------------------------------------------- */
 
-enum outcome { OUT_SUCCESS, OUT_RETRY, OUT_FAILED, OUT_UNKNOWN };
 
 /* The response body as JSON when the participant says it is JSON (and it parses), else
  * NULL; *stored gets what the saga keeps: that JSON, or the body as a string. */
@@ -1028,11 +925,42 @@ static const char *outcome_event(const struct http_result *res, enum outcome o)
 	return "failed";
 }
 
+enum outcome engine__exhaust(const struct retry_policy *rp, int attempt, enum outcome o,
+			     bool definite)
+{
+	int max = rp->max_attempts > 0 ? rp->max_attempts : 1;
+
+	/* Out of attempts: a definite answer (or a request that never left) is a failure; a
+	 * timeout or a connection lost after sending leaves the outcome unknown. */
+	if (o == OUT_RETRY && attempt >= max)
+		return definite ? OUT_FAILED : OUT_UNKNOWN;
+	return o;
+}
+
+void engine__apply_outcome(struct saga *s, int i, enum phase phase, int attempt, enum outcome o,
+			   const char *err, json_t *resp, int64_t retry_after_ms)
+{
+	const struct flow_step *st = &s->flow->steps[i];
+	const struct retry_policy *rp = phase == PHASE_ACTION ? &st->retry : &st->comp_retry;
+
+	/* An earlier attempt that may have been applied keeps a failed action's outcome
+	 * unknown: it is then compensated like a success. */
+	if (phase == PHASE_ACTION && o == OUT_FAILED && s->steps[i].maybe_applied)
+		o = OUT_UNKNOWN;
+	if (phase == PHASE_ACTION && o == OUT_SUCCESS && resp != NULL)
+		engine__set_response(s, i, flow_keep(st, resp));
+	engine__set_step_error(s, i, o == OUT_SUCCESS ? NULL : err);
+	engine__step_set_state(s, i, after_outcome[phase][o]);
+	if (o == OUT_RETRY)
+		engine__timer_arm(s, TIMER_RETRY, i, util_now_ms() +
+				  flow_backoff_ms(rp, attempt + 1, retry_after_ms), true);
+}
+
 static void on_http_done(const struct http_result *res, void *arg)
 {
 	struct call *c = arg;
 	struct engine *e = c->e;
-	struct saga *s = map_get(e, c->saga_id);
+	struct saga *s = engine__saga_find(e, c->saga_id);
 	const struct flow_step *st;
 	const struct flow_request *req;
 	const struct retry_policy *rp;
@@ -1040,7 +968,6 @@ static void on_http_done(const struct http_result *res, void *arg)
 	char err[512], *summary = NULL;
 	enum outcome o;
 	json_t *body = NULL, *stored = NULL, *resp;
-	int max;
 
 	e->inflight--;
 	if (s == NULL || s->steps[c->step].call != c) {
@@ -1061,23 +988,16 @@ static void on_http_done(const struct http_result *res, void *arg)
 		body = parse_body(res, &stored);
 	err[0] = '\0';
 	o = classify(res, req, rp, body, err, sizeof(err));
-	max = rp->max_attempts > 0 ? rp->max_attempts : 1;
 	if (c->phase == PHASE_ACTION && o != OUT_SUCCESS && res->error != 0 &&
 	    (res->error != SAGAD_ECONNECT || res->request_sent))
 		r->maybe_applied = true;
-	if (o == OUT_RETRY && c->attempt >= max) {
-		/* Out of attempts: an answer or a request that never left is a definite failure;
-		 * a timeout or a connection lost after sending leaves the outcome unknown. */
-		if (res->error == 0 || (res->error == SAGAD_ECONNECT && !res->request_sent))
-			o = OUT_FAILED;
-		else
-			o = OUT_UNKNOWN;
-	}
+	o = engine__exhaust(rp, c->attempt, o, res->error == 0 ||
+			    (res->error == SAGAD_ECONNECT && !res->request_sent));
 	if (res->error == 0)
 		summary = res->body_len > SUMMARY_MAX ?
 			xasprintf("%.*s...", SUMMARY_MAX, res->body) : xstrdup(res->body);
-	touch(s);
-	history(s, c->step, phase_names[c->phase], c->attempt, outcome_event(res, o),
+	engine__touch(s);
+	engine__history(s, c->step, phase_names[c->phase], c->attempt, outcome_event(res, o),
 		c->request_summary, res->error == 0 ? res->status : 0, summary,
 		o == OUT_SUCCESS ? NULL : err, c->started_at);
 	free(summary);
@@ -1086,25 +1006,15 @@ static void on_http_done(const struct http_result *res, void *arg)
 		 c->attempt, res->status, (long long)res->elapsed_ms, o == OUT_SUCCESS ? "" : " error=\"",
 		 o == OUT_SUCCESS ? "" : err, o == OUT_SUCCESS ? "" : "\"");
 
-	/* An earlier attempt that may have been applied keeps a failed action's outcome
-	 * unknown: it is then compensated like a success. */
-	if (c->phase == PHASE_ACTION && o == OUT_FAILED && r->maybe_applied)
-		o = OUT_UNKNOWN;
-	if (c->phase == PHASE_ACTION && o == OUT_SUCCESS) {
-		resp = json_pack("{s:i, s:O}", "status", res->status, "body", stored);
-		ctx_set_response(s, c->step, flow_keep(st, resp));
-		json_decref(resp);
-	}
-	set_step_error(s, c->step, o == OUT_SUCCESS ? NULL : err);
-	step_set_state(s, c->step, after_outcome[c->phase][o]);
-	if (o == OUT_RETRY)
-		timer_arm(s, TIMER_RETRY, c->step, util_now_ms() +
-			  flow_backoff_ms(rp, c->attempt + 1, res->retry_after_ms), true);
+	resp = o == OUT_SUCCESS ? json_pack("{s:i, s:O}", "status", res->status, "body", stored) :
+				  NULL;
+	engine__apply_outcome(s, c->step, c->phase, c->attempt, o, err, resp, res->retry_after_ms);
+	json_decref(resp);
 	json_decref(body);
 	json_decref(stored);
 	call_free(c);
 	e->crash_before_commit = getenv("SAGAD_CRASHPOINT") != NULL;
-	saga_drive(s);
+	engine__drive(s);
 }
 
 /* ---- the driver -------------------------------------------------------------------- */
@@ -1128,7 +1038,7 @@ static void complete(struct saga *s)
 }
 
 /* Advances s until it must wait. */
-static void saga_drive(struct saga *s)
+void engine__drive(struct saga *s)
 {
 	char reason[640];
 
@@ -1190,11 +1100,11 @@ static void saga_drive(struct saga *s)
 				if (st->kind == STEP_KIND_SUBFLOW && r->child_id[0]) {
 					/* Stop the child's forward progress; its outcome comes back
 					 * through child_result(). */
-					struct saga *child = map_get(s->e, r->child_id);
+					struct saga *child = engine__saga_find(s->e, r->child_id);
 					if (child != NULL && child->state == SAGA_RUNNING) {
 						child->cancel_requested = true;
 						start_compensation(child, "its parent saga is compensating");
-						saga_drive(child);
+						engine__drive(child);
 						if (r->state != STEP_RUNNING)
 							continue;
 					}
@@ -1203,9 +1113,9 @@ static void saga_drive(struct saga *s)
 			case STEP_RETRY_WAIT:
 				/* Not retried. If an earlier attempt may have been applied, it is
 				 * undone like a success; otherwise there is nothing to undo. */
-				timer_cancel(s, TIMER_RETRY);
-				set_step_error(s, s->cursor, "not retried: the saga is compensating");
-				step_set_state(s, s->cursor, r->maybe_applied ? STEP_TIMED_OUT : STEP_FAILED);
+				engine__timer_cancel(s, TIMER_RETRY);
+				engine__set_step_error(s, s->cursor, "not retried: the saga is compensating");
+				engine__step_set_state(s, s->cursor, r->maybe_applied ? STEP_TIMED_OUT : STEP_FAILED);
 				continue;
 			case STEP_PENDING:
 			case STEP_FAILED:
@@ -1225,9 +1135,9 @@ static void saga_drive(struct saga *s)
 					continue;
 				}
 				if (st->compensation == NULL) {
-					history(s, s->cursor, "compensation", 0, "not_compensated", NULL, 0,
+					engine__history(s, s->cursor, "compensation", 0, "not_compensated", NULL, 0,
 						NULL, "the step declares no compensation", 0);
-					step_set_state(s, s->cursor, STEP_NOT_COMPENSATED);
+					engine__step_set_state(s, s->cursor, STEP_NOT_COMPENSATED);
 					continue;
 				}
 				step_dispatch(s, s->cursor, PHASE_COMPENSATION);
@@ -1260,7 +1170,7 @@ static void saga_drive(struct saga *s)
 
 static void timer_fired(struct engine *e, const struct timer_entry *t)
 {
-	struct saga *s = map_get(e, t->saga_id);
+	struct saga *s = engine__saga_find(e, t->saga_id);
 	struct step_run *r;
 
 	if (s == NULL || s->timer_gen[t->kind] != t->gen)
@@ -1272,9 +1182,9 @@ static void timer_fired(struct engine *e, const struct timer_entry *t)
 			char reason[128];
 			snprintf(reason, sizeof(reason), "deadline of %lldms exceeded",
 				 (long long)s->flow->deadline_ms);
-			history(s, -1, "saga", 0, "deadline_exceeded", NULL, 0, NULL, reason, 0);
+			engine__history(s, -1, "saga", 0, "deadline_exceeded", NULL, 0, NULL, reason, 0);
 			start_compensation(s, reason);
-			saga_drive(s);
+			engine__drive(s);
 		}
 		return;
 	case TIMER_RETRY:
@@ -1285,27 +1195,32 @@ static void timer_fired(struct engine *e, const struct timer_entry *t)
 			step_dispatch(s, t->step, PHASE_ACTION);
 		else if (r->state == STEP_COMP_RETRY_WAIT && s->state == SAGA_COMPENSATING)
 			step_dispatch(s, t->step, PHASE_COMPENSATION);
-		saga_drive(s);
+		engine__drive(s);
 		return;
 	case TIMER_TIMEOUT:
 		if (t->step < 0 || (size_t)t->step >= s->flow->n_steps)
 			return;
 		r = &s->steps[t->step];
+		if (s->flow->steps[t->step].kind == STEP_KIND_CALL) {
+			engine__kafka_timeout(s, t->step);
+			engine__drive(s);
+			return;
+		}
 		if (r->state == STEP_RUNNING && s->flow->steps[t->step].kind == STEP_KIND_SUBFLOW) {
 			char msg[128];
-			struct saga *child = map_get(e, r->child_id);
+			struct saga *child = engine__saga_find(e, r->child_id);
 			snprintf(msg, sizeof(msg), "sub-flow did not finish within %lldms",
 				 (long long)s->flow->steps[t->step].timeout_ms);
-			history(s, t->step, "action", r->attempt, "timed_out", r->child_id, 0, NULL,
+			engine__history(s, t->step, "action", r->attempt, "timed_out", r->child_id, 0, NULL,
 				msg, 0);
-			set_step_error(s, t->step, msg);
+			engine__set_step_error(s, t->step, msg);
 			start_compensation(s, msg);
 			/* The child is told to compensate by the driver; its outcome returns
 			 * through child_result(). */
 			if (child == NULL) {
-				step_set_state(s, t->step, STEP_TIMED_OUT);
+				engine__step_set_state(s, t->step, STEP_TIMED_OUT);
 			}
-			saga_drive(s);
+			engine__drive(s);
 		}
 		return;
 	}
@@ -1350,6 +1265,8 @@ static void saga_free(struct saga *s)
 {
 	if (s == NULL)
 		return;
+	for (size_t i = 0; i < s->flow->n_steps; i++)
+		engine__kafka_forget(s, (int)i);
 	for (size_t i = 0; i < s->flow->n_steps; i++)
 		free(s->steps[i].error);
 	free(s->steps);
@@ -1398,11 +1315,11 @@ static struct saga *saga_create(struct engine *e, struct flow *f, json_t *input,
 	map_put(e, s);
 	for (size_t i = 0; i < f->n_steps; i++)
 		persist_step(s, (int)i);
-	history(s, -1, "saga", 0, "started", NULL, 0, NULL, NULL, 0);
+	engine__history(s, -1, "saga", 0, "started", NULL, 0, NULL, NULL, 0);
 	if (s->deadline_at > 0)
-		timer_arm(s, TIMER_DEADLINE, -1, s->deadline_at, true);
+		engine__timer_arm(s, TIMER_DEADLINE, -1, s->deadline_at, true);
 	e->stats.started++;
-	touch(s);
+	engine__touch(s);
 	log_info("saga=%s flow=%s version=%d event=saga_started%s%s", s->id, f->name, f->version,
 		 parent ? " parent=" : "", parent ? parent->id : "");
 	return s;
@@ -1458,7 +1375,7 @@ static int on_load_step(const struct store_step *row, void *arg)
 	if (row->response != NULL) {
 		json_t *v = json_loads(row->response, JSON_DECODE_ANY, NULL);
 		if (v != NULL)
-			ctx_set_response(s, row->idx, v);
+			engine__set_response(s, row->idx, v);
 	}
 	return 0;
 }
@@ -1516,7 +1433,7 @@ static int on_child_row(const struct store_saga *row, void *arg)
 static struct saga *saga_load(struct engine *e, const char *id)
 {
 	struct store_saga row;
-	struct saga *s = map_get(e, id);
+	struct saga *s = engine__saga_find(e, id);
 
 	if (s != NULL)
 		return s;
@@ -1542,6 +1459,9 @@ int engine_new(const struct engine_options *opt, struct engine **out)
 	e->http = opt->http;
 	e->flows = opt->flows;
 	e->max_wait_ms = opt->max_wait_ms > 0 ? opt->max_wait_ms : 5 * 60 * 1000;
+	e->kafka = opt->kafka;
+	e->outbox = opt->outbox;
+	e->lifecycle_topic = opt->lifecycle_topic ? xstrdup(opt->lifecycle_topic) : NULL;
 	flow_set_init(&e->retired);
 	e->effects_tail = &e->effects;
 	e->wake_due = -1;
@@ -1591,6 +1511,7 @@ void engine_free(struct engine *e)
 		}
 		saga_free(s);
 	}
+	engine__kafka_free(e);
 	free(e->slots);
 	free(e->heap);
 	free(e->touched);
@@ -1619,11 +1540,11 @@ static int on_recover_row(const struct store_saga *row, void *arg)
 static int on_recover_timer(const struct store_timer *t, void *arg)
 {
 	struct engine *e = arg;
-	struct saga *s = map_get(e, t->saga_id);
+	struct saga *s = engine__saga_find(e, t->saga_id);
 
 	for (int k = 0; k < TIMER_KIND_MAX; k++)
 		if (s != NULL && strcmp(t->kind, timer_kind_names[k]) == 0)
-			timer_arm(s, (enum timer_kind)k, t->step, t->due_at, false);
+			engine__timer_arm(s, (enum timer_kind)k, t->step, t->due_at, false);
 	return 0;
 }
 
@@ -1649,6 +1570,7 @@ int engine_recover(struct engine *e)
 		if (s == NULL || s == TOMBSTONE)
 			continue;
 		resumed++;
+		engine__kafka_recover(s);
 		for (size_t j = 0; j < s->flow->n_steps; j++) {
 			struct step_run *r = &s->steps[j];
 			char err[512];
@@ -1657,6 +1579,9 @@ int engine_recover(struct engine *e)
 
 			if (r->state == STEP_RUNNING && s->flow->steps[j].kind == STEP_KIND_SUBFLOW)
 				continue; /* the child saga resumes on its own */
+			if (s->flow->steps[j].participant != NULL &&
+			    s->flow->steps[j].participant->kind == PARTICIPANT_KAFKA)
+				continue; /* its command is in the outbox; the wait resumes below */
 			if (r->state == STEP_RUNNING)
 				ph = PHASE_ACTION;
 			else if (r->state == STEP_COMPENSATING &&
@@ -1666,26 +1591,26 @@ int engine_recover(struct engine *e)
 				continue;
 			attempt = ph == PHASE_ACTION ? r->attempt : r->comp_attempt;
 			if (dispatch_call(s, (int)j, ph, attempt, err, sizeof(err)) == 0) {
-				history(s, (int)j, phase_names[ph], attempt, "redispatched", NULL, 0,
+				engine__history(s, (int)j, phase_names[ph], attempt, "redispatched", NULL, 0,
 					NULL, "outcome unknown after restart", 0);
 				redispatched++;
 			}
 		}
 		if (s->deadline_at > 0 && s->state == SAGA_RUNNING &&
 		    s->timer_gen[TIMER_DEADLINE] == 0)
-			timer_arm(s, TIMER_DEADLINE, -1, s->deadline_at, true);
+			engine__timer_arm(s, TIMER_DEADLINE, -1, s->deadline_at, true);
 		/* A retry wait whose timer row is missing retries now rather than never. */
 		for (size_t j = 0; j < s->flow->n_steps; j++)
 			if ((s->steps[j].state == STEP_RETRY_WAIT ||
 			     s->steps[j].state == STEP_COMP_RETRY_WAIT) &&
 			    s->timer_gen[TIMER_RETRY] == 0)
-				timer_arm(s, TIMER_RETRY, (int)j, util_now_ms(), true);
+				engine__timer_arm(s, TIMER_RETRY, (int)j, util_now_ms(), true);
 	}
 	/* Drive sagas that were between steps when the process stopped. */
 	for (size_t i = 0; i < e->n_slots; i++) {
 		struct saga *s = e->slots[i];
 		if (s != NULL && s != TOMBSTONE)
-			saga_drive(s);
+			engine__drive(s);
 	}
 	log_info("event=recovered sagas=%zu redispatched=%zu", resumed, redispatched);
 	return 0;
@@ -1737,13 +1662,13 @@ int engine_start(struct engine *e, const char *flow_name, json_t *input,
 		return rc;
 	}
 	memcpy(id, s->id, ID_LEN);
-	saga_drive(s);
+	engine__drive(s);
 	return 0;
 }
 
 int engine_cancel(struct engine *e, const char *id, char *err, size_t errlen)
 {
-	struct saga *s = map_get(e, id);
+	struct saga *s = engine__saga_find(e, id);
 
 	if (e->quiescing) {
 		if (err)
@@ -1771,9 +1696,9 @@ int engine_cancel(struct engine *e, const char *id, char *err, size_t errlen)
 		return SAGAD_ESTATE;
 	}
 	s->cancel_requested = true;
-	history(s, -1, "saga", 0, "cancel_requested", NULL, 0, NULL, NULL, 0);
+	engine__history(s, -1, "saga", 0, "cancel_requested", NULL, 0, NULL, NULL, 0);
 	start_compensation(s, "cancelled by request");
-	saga_drive(s);
+	engine__drive(s);
 	return 0;
 }
 
@@ -1804,16 +1729,16 @@ int engine_retry(struct engine *e, const char *id, char *err, size_t errlen)
 		if (r->state == STEP_COMP_FAILED) {
 			/* Back to "needs undoing": the driver compensates it again. */
 			r->comp_attempt = 0;
-			step_set_state(s, (int)i, STEP_SUCCEEDED);
+			engine__step_set_state(s, (int)i, STEP_SUCCEEDED);
 		}
 	}
-	history(s, -1, "saga", 0, "retry_requested", NULL, 0, NULL, NULL, 0);
+	engine__history(s, -1, "saga", 0, "retry_requested", NULL, 0, NULL, NULL, 0);
 	free(s->error);
 	s->error = xstrdup("compensating again after an operator retry (an earlier compensation "
 			   "had failed; see the history)");
 	s->cursor = (int)s->flow->n_steps - 1;
 	saga_set_state(s, SAGA_COMPENSATING, "retried by an operator");
-	saga_drive(s);
+	engine__drive(s);
 	return 0;
 }
 
@@ -1842,7 +1767,7 @@ static void waiter_finish(struct engine_waiter *w, enum engine_wait_result res)
 
 static void waiter_unlink(struct engine_waiter *w)
 {
-	struct saga *s = map_get(w->e, w->saga_id);
+	struct saga *s = engine__saga_find(w->e, w->saga_id);
 	struct engine_waiter **p;
 
 	if (s == NULL)
@@ -1899,7 +1824,7 @@ struct engine_waiter *engine_wait(struct engine *e, const char *id, enum engine_
 				  const char *step, int64_t timeout_ms, engine_wait_cb cb,
 				  void *arg, int *rc)
 {
-	struct saga *s = map_get(e, id);
+	struct saga *s = engine__saga_find(e, id);
 	struct engine_waiter *w;
 	int idx = -1;
 
@@ -1935,7 +1860,7 @@ struct engine_waiter *engine_wait(struct engine *e, const char *id, enum engine_
 	w->next = s->waiters;
 	s->waiters = w;
 	/* Checked after the next commit. */
-	touch(s);
+	engine__touch(s);
 	return w;
 }
 
@@ -2018,6 +1943,7 @@ int engine_flush(struct engine *e)
 			}
 			if (e->effects != NULL)
 				engine_crashpoint("after_commit");
+			outbox_after_commit(e->outbox);
 		}
 		fx = e->effects;
 		e->effects = NULL;

@@ -22,6 +22,8 @@ struct engine;
 struct engine_waiter;
 struct store;
 struct http_client;
+struct kafka_client;
+struct outbox;
 
 enum saga_state {
 	SAGA_RUNNING,
@@ -59,6 +61,10 @@ struct engine_options {
 	struct http_client *http;     /* borrowed */
 	struct flow_set *flows;       /* borrowed; replaced by engine_set_flows() on reload */
 	int64_t max_wait_ms;          /* longest wait a client may ask for; default 5 min */
+	struct kafka_client *kafka;   /* borrowed; NULL without Kafka */
+	struct outbox *outbox;        /* borrowed; NULL without Kafka */
+	const char *lifecycle_topic;  /* every saga and step state change is published here
+				       * (through the outbox), or NULL */
 };
 
 /* Returns 0 and a new engine owned by the caller (engine_free()). */
@@ -129,7 +135,18 @@ size_t engine_inflight(const struct engine *e);
 struct engine_stats {
 	uint64_t started, completed, compensated, failed;
 	uint64_t dispatches, late_replies, active;
+	uint64_t kafka_replies;       /* replies matched to a waiting step */
+	uint64_t kafka_ignored;       /* correlated but "not mine" (another event type) */
+	uint64_t kafka_unmatched;     /* no step waits for it: late, duplicate or foreign */
+	uint64_t triggered;           /* sagas started by trigger events */
+	uint64_t trigger_duplicates;  /* redelivered trigger events that started nothing */
 };
+
+/* Subscribes the Kafka consumer to every reply and trigger topic of the loaded flows (call
+ * after engine_recover() and after a reload). Records are then handled on the loop: replies
+ * complete waiting steps, trigger events start sagas; each record's offset is committed only
+ * after the commit that recorded its effect. 0 without Kafka, or an error. */
+int engine_kafka_subscribe(struct engine *e);
 void engine_stats(const struct engine *e, struct engine_stats *out);
 
 /* Test hook: SAGAD_CRASHPOINT=name[:n] kills the process with SIGKILL the n-th time the

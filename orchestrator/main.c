@@ -14,6 +14,8 @@
 #include "flow.h"
 #include "http.h"
 #include "httpd.h"
+#include "kafka.h"
+#include "outbox.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
@@ -30,6 +32,13 @@ struct daemon {
 	const char *synchronous;
 	size_t max_body, max_response;
 	int64_t shutdown_grace_ms, max_wait_ms;
+	const char *kafka_brokers;
+	const char *kafka_group;
+	const char *lifecycle_topic;
+	char **kafka_config;            /* "name=value" */
+	size_t n_kafka_config;
+	struct kafka_client *kafka;
+	struct outbox *outbox;
 	struct flow_set *flows;
 	struct store *store;
 	struct http_client *http;
@@ -64,6 +73,15 @@ static void usage(FILE *out)
 	      "  --max-wait DURATION longest a client may wait for a saga [5m]\n"
 	      "  --shutdown-grace DURATION  wait for calls in flight on SIGTERM [10s]\n"
 	      "  --synchronous MODE  SQLite synchronous: FULL (shipped, durable) or NORMAL\n"
+	      "\n"
+	      "Kafka (needed when a flow uses a kafka participant or trigger; see docs/kafka.md):\n"
+	      "  --kafka-brokers LIST  bootstrap.servers, host:port,...  [$SAGAD_KAFKA_BROKERS]\n"
+	      "  --kafka-config FILE   client properties, one name=value per line (security.protocol,\n"
+	      "                        sasl.*, ssl.*, ...); # starts a comment\n"
+	      "  -X, --kafka-property NAME=VALUE   one client property (repeatable)\n"
+	      "  --kafka-group ID      consumer group for replies and triggers   [sagad]\n"
+	      "  --lifecycle-topic TOPIC  publish every saga and step state change here\n"
+	      "                        [$SAGAD_LIFECYCLE_TOPIC]\n"
 	      "  --check             load and check the flows, then exit (0 ok, 1 errors)\n"
 	      "  --version, --help\n"
 	      "\n"
@@ -163,6 +181,66 @@ static void remember_flows(struct daemon *d)
 	}
 }
 
+static void add_kafka_property(struct daemon *d, const char *nv)
+{
+	d->kafka_config = xrealloc(d->kafka_config, (d->n_kafka_config + 1) * sizeof(char *));
+	d->kafka_config[d->n_kafka_config++] = xstrdup(nv);
+}
+
+/* Reads "name=value" lines (blank lines and # comments skipped). */
+static int read_kafka_config(struct daemon *d, const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	char line[4096];
+	int lineno = 0;
+
+	if (fp == NULL) {
+		fprintf(stderr, "sagad: --kafka-config %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		char *p = line, *end;
+
+		lineno++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		end = p + strlen(p);
+		while (end > p && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+			*--end = '\0';
+		if (*p == '\0' || *p == '#')
+			continue;
+		if (strchr(p, '=') == NULL) {
+			fprintf(stderr, "sagad: %s:%d: expected name=value\n", path, lineno);
+			fclose(fp);
+			return -1;
+		}
+		add_kafka_property(d, p);
+	}
+	fclose(fp);
+	return 0;
+}
+
+/* The first Kafka participant or trigger of the loaded flows, for the start-up check. */
+static const char *kafka_user(const struct flow_set *fs)
+{
+	static char what[256];
+
+	for (size_t i = 0; i < fs->n; i++) {
+		const struct flow *f = fs->flows[i];
+		if (f->n_triggers > 0) {
+			snprintf(what, sizeof(what), "flow %s has a Kafka trigger", f->name);
+			return what;
+		}
+		for (size_t k = 0; k < f->n_participants; k++)
+			if (f->participants[k].kind == PARTICIPANT_KAFKA) {
+				snprintf(what, sizeof(what), "flow %s uses the Kafka participant %s",
+					 f->name, f->participants[k].name);
+				return what;
+			}
+	}
+	return NULL;
+}
+
 static void on_flush(uv_prepare_t *h)
 {
 	struct daemon *d = h->data;
@@ -208,6 +286,22 @@ static void on_shutdown_tick(uv_timer_t *t)
 		fflush(stderr);
 		_exit(1);
 	}
+	if (d->kafka != NULL) {
+		/* Deliver what the outbox handed to the producer; acknowledged rows are marked sent
+		 * and committed below, the rest is produced again after the restart. */
+		size_t left;
+
+		outbox_stop(d->outbox);
+		left = kafka_client_free(d->kafka, 2000);
+		d->kafka = NULL;
+		if (left > 0)
+			log_warn("event=shutdown kafka_undelivered=%zu msg=\"kept in the outbox; sent "
+				 "after restart\"", left);
+		if (engine_flush(d->engine) != 0) {
+			fflush(stderr);
+			_exit(1);
+		}
+	}
 	close_all(d);
 	uv_stop(d->loop);
 }
@@ -241,6 +335,8 @@ static void on_signal(uv_signal_t *h, int signum)
 		d->flows = fs;
 		engine_set_flows(d->engine, fs);
 		remember_flows(d);
+		if (engine_kafka_subscribe(d->engine) != 0)
+			log_error("event=resubscribe_failed");
 		log_info("event=reloaded flows=%zu", fs->n);
 		return;
 	}
@@ -283,6 +379,11 @@ int main(int argc, char **argv)
 		{ "shutdown-grace", required_argument, NULL, 'G' },
 		{ "synchronous", required_argument, NULL, 'S' },
 		{ "check", no_argument, NULL, 'c' },
+		{ "kafka-brokers", required_argument, NULL, 'K' },
+		{ "kafka-config", required_argument, NULL, 'C' },
+		{ "kafka-property", required_argument, NULL, 'X' },
+		{ "kafka-group", required_argument, NULL, 'g' },
+		{ "lifecycle-topic", required_argument, NULL, 'T' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -308,7 +409,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sagad: SAGAD_LISTEN: expected ADDR:PORT\n");
 		return 2;
 	}
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	d.kafka_brokers = getenv("SAGAD_KAFKA_BROKERS");
+	d.kafka_group = "sagad";
+	d.lifecycle_topic = getenv("SAGAD_LIFECYCLE_TOPIC");
+	if (d.lifecycle_topic != NULL && *d.lifecycle_topic == '\0')
+		d.lifecycle_topic = NULL;
+	while ((c = getopt_long(argc, argv, "X:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f': d.flows_dir = optarg; break;
 		case 'd': d.db_path = optarg; break;
@@ -344,6 +450,20 @@ int main(int argc, char **argv)
 		}
 		case 'S': d.synchronous = optarg; break;
 		case 'c': check_only = true; break;
+		case 'K': d.kafka_brokers = optarg; break;
+		case 'C':
+			if (read_kafka_config(&d, optarg) != 0)
+				return 2;
+			break;
+		case 'X':
+			if (strchr(optarg, '=') == NULL) {
+				fprintf(stderr, "sagad: -X %s: expected NAME=VALUE\n", optarg);
+				return 2;
+			}
+			add_kafka_property(&d, optarg);
+			break;
+		case 'g': d.kafka_group = optarg; break;
+		case 'T': d.lifecycle_topic = optarg; break;
 		case 'V': printf("sagad %s\n", PACKAGE_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -377,9 +497,30 @@ int main(int argc, char **argv)
 		log_error("event=http_client_failed err=\"%s\"", sagad_strerror(rc));
 		return 1;
 	}
+	if (d.kafka_brokers != NULL && *d.kafka_brokers != '\0') {
+		struct kafka_options ko = { .brokers = d.kafka_brokers, .group_id = d.kafka_group,
+					    .config = (const char *const *)d.kafka_config,
+					    .n_config = d.n_kafka_config };
+		rc = kafka_client_new(d.loop, &ko, &d.kafka, err, sizeof(err));
+		if (rc != 0) {
+			log_error("event=kafka_failed err=\"%s\"", err);
+			return 1;
+		}
+		d.outbox = outbox_new(d.loop, d.store, d.kafka);
+		log_info("event=kafka brokers=%s group=%s lifecycle_topic=%s", d.kafka_brokers,
+			 d.kafka_group, d.lifecycle_topic ? d.lifecycle_topic : "-");
+	} else if (kafka_user(d.flows) != NULL || d.lifecycle_topic != NULL) {
+		log_error("event=kafka_not_configured msg=\"%s; set --kafka-brokers (or "
+			  "SAGAD_KAFKA_BROKERS) to your cluster's bootstrap servers\"",
+			  d.lifecycle_topic ? "--lifecycle-topic is set" : kafka_user(d.flows));
+		return 1;
+	}
 	eo.loop = d.loop;
 	eo.store = d.store;
 	eo.http = d.http;
+	eo.kafka = d.kafka;
+	eo.outbox = d.outbox;
+	eo.lifecycle_topic = d.lifecycle_topic;
 	eo.flows = d.flows;
 	eo.max_wait_ms = d.max_wait_ms;
 	engine_new(&eo, &d.engine);
@@ -427,6 +568,12 @@ int main(int argc, char **argv)
 	rc = engine_flush(d.engine);
 	if (rc != 0)
 		return 1;
+	/* Replies and triggers are consumed only once every wait is registered again. */
+	rc = engine_kafka_subscribe(d.engine);
+	if (rc != 0) {
+		log_error("event=kafka_subscribe_failed err=\"%s\"", sagad_strerror(rc));
+		return 1;
+	}
 	d.ready = true;
 	if (d.port_file != NULL && write_port_file(d.port_file, httpd_port(d.httpd)) != 0)
 		log_warn("event=port_file_failed file=%s", d.port_file);
@@ -436,11 +583,17 @@ int main(int argc, char **argv)
 	uv_run(d.loop, UV_RUN_DEFAULT);
 
 	engine_free(d.engine);
+	outbox_free(d.outbox);
+	if (d.kafka != NULL)
+		kafka_client_free(d.kafka, 0);
 	http_client_free(d.http);
 	uv_run(d.loop, UV_RUN_NOWAIT);
 	api_free(d.api);
 	store_close(d.store);
 	free_flows(d.flows);
+	for (size_t i = 0; i < d.n_kafka_config; i++)
+		free(d.kafka_config[i]);
+	free(d.kafka_config);
 	log_info("event=stopped exit=%d", d.exit_code);
 	return d.exit_code;
 }

@@ -1,0 +1,194 @@
+/* engine_internal.h: what engine.c (the state machines) shares with engine_kafka.c (Kafka
+ * steps, replies, triggers and lifecycle events). Not for other modules: they use engine.h. */
+#ifndef SAGAD_ENGINE_INTERNAL_H
+#define SAGAD_ENGINE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "engine.h"
+#include "flow.h"
+
+struct kafka_client;
+struct outbox;
+struct kafka_wait;
+struct kafka_path;
+
+#define TIMER_BATCH 1000       /* timers handled per wake-up; the rest on the next turn */
+#define SUMMARY_MAX 512        /* bytes of a body kept in the history */
+#define ID_LEN 27
+
+enum phase { PHASE_ACTION, PHASE_COMPENSATION };
+enum outcome { OUT_SUCCESS, OUT_RETRY, OUT_FAILED, OUT_UNKNOWN };
+static const char *const phase_names[] = { "action", "compensation" }; /* by enum phase */
+
+enum timer_kind { TIMER_RETRY, TIMER_DEADLINE, TIMER_TIMEOUT, TIMER_KIND_MAX };
+static const char *const timer_kind_names[] = { "retry", "deadline", "timeout" };
+
+struct call;
+
+struct step_run {
+	enum step_state state;
+	int attempt;             /* action attempts made */
+	int comp_attempt;        /* compensation attempts made */
+	char *error;             /* last error, owned */
+	struct call *call;       /* the attempt in flight, or NULL */
+	char child_id[ID_LEN];   /* sub-flow child saga, "" when none */
+	bool maybe_applied;      /* some attempt's outcome was unknown (sticky, persisted) */
+	int64_t started_at;      /* when the sub-flow child (or a Kafka attempt) started */
+	struct kafka_wait *wait; /* a Kafka attempt waiting for its reply, or NULL */
+};
+
+struct engine_waiter {
+	struct engine *e;
+	struct engine_waiter *next;      /* in the saga's list */
+	char saga_id[ID_LEN];
+	enum engine_wait_target target;
+	int step;
+	engine_wait_cb cb;
+	void *arg;
+	uv_timer_t timer;
+	bool done;
+	bool timeout_pending;            /* timed out; answered after the next commit */
+};
+
+struct saga {
+	char id[ID_LEN];
+	struct engine *e;
+	struct flow *flow;               /* counted reference */
+	enum saga_state state;
+	int cursor;                      /* the step being run (forward) or undone (backward) */
+	json_t *input;
+	json_t *ctx;                     /* {"input", "saga", "steps"}: template context */
+	json_t *output;                  /* or NULL */
+	char *error;                     /* why it compensates, or NULL */
+	char *idempotency_key;
+	char parent_id[ID_LEN];          /* "" when none */
+	char trace_root[ID_LEN];         /* the top-level saga: one trace for it and its children */
+	int parent_step;
+	bool cancel_requested;
+	int64_t created_at, updated_at, deadline_at;
+	uint32_t timer_gen[TIMER_KIND_MAX]; /* from e->timer_seq: stale heap entries are skipped */
+	struct step_run *steps;
+	struct engine_waiter *waiters;
+	bool row_dirty;                  /* saga row needs an UPDATE in this turn */
+	bool changed;                    /* waiters must be checked after the commit */
+	bool inserted;                   /* row exists in the store */
+};
+
+/* An attempt in flight. Replies find their saga by id, so a late reply for a saga that
+ * moved on (or was evicted) is recognised and ignored. */
+struct call {
+	struct engine *e;
+	char saga_id[ID_LEN];
+	int step;
+	enum phase phase;
+	int attempt;
+	int64_t started_at;
+	char *request_summary;
+	struct http_call *hc;
+	int send_error;          /* http_client_send() refused the call */
+};
+
+struct timer_entry {
+	int64_t due;
+	char saga_id[ID_LEN];
+	uint8_t kind;
+	int step;
+	uint32_t gen;
+};
+
+enum effect_kind { EFFECT_DISPATCH, EFFECT_DEFER };
+struct effect {
+	enum effect_kind kind;
+	struct effect *next;
+	/* dispatch */
+	struct call *call;
+	struct flow_rendered req;
+	int64_t timeout_ms;
+	/* defer */
+	engine_defer_cb cb;
+	void *arg;
+};
+
+struct engine {
+	uv_loop_t *loop;
+	struct store *store;
+	struct http_client *http;
+	struct flow_set *flows;
+	struct flow_set retired;         /* old versions reloaded from the store for resumed sagas */
+	int64_t max_wait_ms;
+	/* sagas by id: open addressing, linear probing, tombstones */
+	struct saga **slots;
+	size_t n_slots, n_sagas, n_used;
+	/* timers: binary min-heap on due */
+	struct timer_entry *heap;
+	size_t n_heap, cap_heap;
+	uv_timer_t wake;
+	int64_t wake_due;                /* due time the uv timer is set for, or -1 */
+	/* side effects waiting for the commit */
+	struct effect *effects, **effects_tail;
+	/* sagas touched this turn (changed flag set) */
+	struct saga **touched;
+	size_t n_touched, cap_touched;
+	bool quiescing;
+	bool crash_before_commit;
+	int write_error;                 /* first failed store write of this turn (crash-only) */
+	uint32_t timer_seq;              /* timer generations, engine-wide so a reloaded saga
+					  * never matches a stale heap entry */
+	size_t inflight;
+	struct engine_stats stats;
+	/* Kafka (engine_kafka.c); all NULL/empty without Kafka */
+	struct kafka_client *kafka;
+	struct outbox *outbox;
+	char *lifecycle_topic;
+	struct kafka_wait **waits;       /* correlation -> waiting attempt (chained hash) */
+	size_t n_wait_slots, n_waits;
+	struct kafka_path *wait_paths;   /* (topic, correlation path) pairs waited on */
+	size_t n_wait_paths;
+};
+
+
+/* engine.c, shared with engine_kafka.c */
+struct saga *engine__saga_find(struct engine *e, const char *id);
+void engine__drive(struct saga *s);
+void engine__touch(struct saga *s);
+void engine__step_set_state(struct saga *s, int i, enum step_state next);
+void engine__set_step_error(struct saga *s, int i, const char *msg);
+void engine__set_response(struct saga *s, int i, json_t *kept);
+void engine__history(struct saga *s, int step, const char *phase, int attempt, const char *event,
+		     const char *request, int status, const char *response, const char *error,
+		     int64_t started_at);
+void engine__timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t due, bool persist);
+void engine__timer_cancel(struct saga *s, enum timer_kind kind);
+void engine__store_failed(struct engine *e, int rc, const char *what, const char *saga_id);
+/* Records an attempt's outcome: keeps resp on an action's success, moves the step, arms the
+ * retry timer. o is final (exhausted retries already mapped). */
+void engine__apply_outcome(struct saga *s, int i, enum phase phase, int attempt, enum outcome o,
+			   const char *err, json_t *resp, int64_t retry_after_ms);
+/* Maps a retryable outcome to its final form once attempts are used up. */
+enum outcome engine__exhaust(const struct retry_policy *rp, int attempt, enum outcome o,
+			     bool definite);
+/* "00-<trace>-<span>-01" for the saga (its trace root). */
+void engine__traceparent(const struct saga *s, char *buf, size_t len);
+
+/* engine_kafka.c */
+/* Renders step i's Kafka request (action, compensation or publish), appends it to the outbox
+ * and, when it expects a reply, registers the wait and arms the reply deadline. *done is set
+ * when nothing is awaited (publish, one-way). Returns 0 or SAGAD_ETEMPLATE with err. */
+int engine__kafka_dispatch(struct saga *s, int i, enum phase phase, int attempt, bool *done,
+			   char *err, size_t errlen);
+/* The reply deadline of step i passed. */
+void engine__kafka_timeout(struct saga *s, int i);
+/* After a restart: registers the waits of s's Kafka steps that are waiting for a reply. */
+void engine__kafka_recover(struct saga *s);
+/* Drops step i's wait (the saga moved on); no-op when none. */
+void engine__kafka_forget(struct saga *s, int i);
+/* Lifecycle events (no-op without a lifecycle topic). */
+void engine__lifecycle_saga(struct saga *s);
+void engine__lifecycle_step(struct saga *s, int i);
+void engine__kafka_free(struct engine *e);
+
+#endif

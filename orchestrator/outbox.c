@@ -1,0 +1,209 @@
+/* outbox.c: the transactional outbox relay (see outbox.h).
+ *
+ * cursor is the highest sequence number handed to the producer. After a commit, the rows
+ * above it are produced in order. A failed delivery is recorded on its row and the relay
+ * rescans from the start once nothing is in flight (then every unsent row is one that
+ * failed), with backoff. On start-up cursor is 0: every row left unsent is produced again. */
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "error.h"
+#include "kafka.h"
+#include "log.h"
+#include "outbox.h"
+#include "store.h"
+#include "util.h"
+
+#define SCAN_LIMIT 1000             /* rows per scan; the rest on the next loop turn */
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 30000
+
+struct outbox {
+	uv_loop_t *loop;
+	struct store *store;
+	struct kafka_client *kafka;
+	int64_t cursor;
+	bool dirty;                 /* rows were put since the last scan */
+	bool rescan;                /* a delivery failed: produce the unsent rows again */
+	bool more;                  /* the last scan stopped at SCAN_LIMIT or a full queue */
+	int64_t backoff_ms;
+	uv_timer_t timer;
+	struct outbox_stats stats;
+};
+
+/* One message in flight: found again by its sequence number. */
+struct flight {
+	struct outbox *ob;
+	int64_t seq;
+};
+
+static void on_timer(uv_timer_t *t);
+
+struct outbox *outbox_new(uv_loop_t *loop, struct store *store, struct kafka_client *kafka)
+{
+	struct outbox *ob = xcalloc(1, sizeof(*ob));
+
+	ob->loop = loop;
+	ob->store = store;
+	ob->kafka = kafka;
+	ob->dirty = true; /* produce what an earlier run left unsent */
+	ob->backoff_ms = BACKOFF_MIN_MS;
+	uv_timer_init(loop, &ob->timer);
+	ob->timer.data = ob;
+	return ob;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void outbox_stop(struct outbox *ob)
+{
+	if (ob == NULL)
+		return;
+	uv_timer_stop(&ob->timer);
+	ob->kafka = NULL;
+}
+
+void outbox_free(struct outbox *ob)
+{
+	if (ob == NULL)
+		return;
+	uv_timer_stop(&ob->timer);
+	uv_close((uv_handle_t *)&ob->timer, on_closed);
+}
+
+int outbox_put(struct outbox *ob, const char *topic, const char *key,
+	       const char *const *headers, size_t n_headers, const char *value,
+	       const char *saga_id)
+{
+	json_t *h = json_array();
+	struct store_outbox m = { .topic = (char *)topic, .key = (char *)key,
+				  .value = (char *)value, .saga_id = (char *)saga_id,
+				  .created_at = util_now_ms() };
+	int rc;
+
+	for (size_t i = 0; i < n_headers * 2; i++)
+		json_array_append_new(h, json_string(headers[i] ? headers[i] : ""));
+	m.headers = json_dumps(h, JSON_COMPACT);
+	json_decref(h);
+	rc = store_outbox_put(ob->store, &m, NULL);
+	free(m.headers);
+	if (rc == 0)
+		ob->dirty = true;
+	return rc;
+}
+
+static void on_delivery(int err, const char *errstr, void *arg)
+{
+	struct flight *f = arg;
+	struct outbox *ob = f->ob;
+
+	ob->stats.inflight--;
+	if (err == 0) {
+		ob->stats.delivered++;
+		ob->backoff_ms = BACKOFF_MIN_MS;
+		/* Committed with the next loop turn's writes. */
+		if (store_outbox_sent(ob->store, f->seq, util_now_ms()) != 0)
+			log_error("outbox=%lld event=mark_sent_failed", (long long)f->seq);
+	} else {
+		ob->stats.failed++;
+		ob->rescan = true;
+		log_warn("outbox=%lld event=delivery_failed err=\"%s\" msg=\"kept; produced again "
+			 "later\"", (long long)f->seq, errstr ? errstr : sagad_strerror(err));
+		store_outbox_failed(ob->store, f->seq, errstr ? errstr : sagad_strerror(err));
+	}
+	free(f);
+	if (ob->stats.inflight == 0 && ob->rescan && !uv_is_active((uv_handle_t *)&ob->timer)) {
+		uv_timer_start(&ob->timer, on_timer, (uint64_t)ob->backoff_ms, 0);
+		ob->backoff_ms = ob->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ob->backoff_ms * 2;
+	}
+}
+
+struct scan {
+	struct outbox *ob;
+	int n;
+	bool full;
+};
+
+static int on_row(const struct store_outbox *m, void *arg)
+{
+	struct scan *sc = arg;
+	struct outbox *ob = sc->ob;
+	json_t *h = m->headers ? json_loads(m->headers, 0, NULL) : NULL;
+	size_t n_pairs = json_array_size(h) / 2;
+	const char **hv = xcalloc(n_pairs * 2 + 1, sizeof(*hv));
+	struct kafka_message km = { .topic = m->topic, .key = m->key,
+				    .key_len = m->key ? strlen(m->key) : 0, .headers = hv,
+				    .n_headers = n_pairs, .value = m->value,
+				    .value_len = m->value ? strlen(m->value) : 0 };
+	struct flight *f = xcalloc(1, sizeof(*f));
+	int rc;
+
+	for (size_t i = 0; i < n_pairs * 2; i++)
+		hv[i] = json_string_value(json_array_get(h, i));
+	f->ob = ob;
+	f->seq = m->seq;
+	rc = kafka_produce(ob->kafka, &km, on_delivery, f);
+	free(hv);
+	json_decref(h);
+	if (rc != 0) {
+		free(f);
+		if (rc != SAGAD_EFULL)
+			log_error("outbox=%lld topic=%s event=produce_failed err=\"%s\"",
+				  (long long)m->seq, m->topic, sagad_strerror(rc));
+		sc->full = true;
+		return 1; /* stop here; this row is produced on the next scan */
+	}
+	ob->cursor = m->seq;
+	ob->stats.produced++;
+	ob->stats.inflight++;
+	sc->n++;
+	return 0;
+}
+
+static void scan(struct outbox *ob)
+{
+	struct scan sc = { .ob = ob };
+
+	ob->dirty = false;
+	store_outbox_each_unsent(ob->store, ob->cursor, SCAN_LIMIT, on_row, &sc);
+	ob->more = sc.full || sc.n == SCAN_LIMIT;
+	if (ob->more && !uv_is_active((uv_handle_t *)&ob->timer))
+		uv_timer_start(&ob->timer, on_timer, sc.full ? 50 : 0, 0);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct outbox *ob = t->data;
+
+	if (ob->kafka == NULL)
+		return;
+	if (ob->rescan && ob->stats.inflight == 0) {
+		ob->rescan = false;
+		ob->cursor = 0;
+	}
+	/* Rows of this turn's open transaction are visible on our connection but not
+	 * committed: never produce them; the scan runs right after the commit instead. */
+	if (store_pending(ob->store)) {
+		ob->more = true;
+		return;
+	}
+	scan(ob);
+}
+
+void outbox_after_commit(struct outbox *ob)
+{
+	if (ob == NULL || ob->kafka == NULL || !(ob->dirty || ob->more))
+		return;
+	if (uv_is_active((uv_handle_t *)&ob->timer))
+		return; /* a scheduled scan (backoff, or a full queue) comes first */
+	scan(ob);
+}
+
+void outbox_stats(const struct outbox *ob, struct outbox_stats *out)
+{
+	*out = ob->stats;
+}
