@@ -1316,6 +1316,7 @@ static struct saga *saga_create(struct engine *e, struct flow *f, json_t *input,
 	for (size_t i = 0; i < f->n_steps; i++)
 		persist_step(s, (int)i);
 	engine__history(s, -1, "saga", 0, "started", NULL, 0, NULL, NULL, 0);
+	engine__lifecycle_saga(s);
 	if (s->deadline_at > 0)
 		engine__timer_arm(s, TIMER_DEADLINE, -1, s->deadline_at, true);
 	e->stats.started++;

@@ -723,3 +723,171 @@ header_value() {
 		{ i = index($0, ":"); if (i && tolower(substr($0, 1, i - 1)) == n) { v = substr($0, i + 1); sub(/^[ \t]+/, "", v) } }
 		END { print v }'
 }
+
+# ---------------------------------------------------------------------------------------------
+# Kafka: sagad-kafka-mock (tools/kafka-mock.c, librdkafka's mock cluster in its own process)
+# and kcat.  Only additions below this line.
+#
+#     start_kafka --brokers 3 orders replies:3     # topics NAME[:PARTITIONS[:RF]]
+#     kafka_produce orders k1 '{"a":1}' traceparent=00-...
+#     msg=$(kafka_consume replies 1 10)            # waits up to 10 s for 1 message
+#     kafka_ctl POST /brokers/2/down
+#
+# Exports KAFKA_BOOTSTRAP (host:port,...) and KAFKA_CONTROL (http://127.0.0.1:port, the mock's
+# control API, see docs/kafka.md).  The mock's stdout and stderr go to $TMP/kafka.log.
+# Topics a producer names are auto-created with 4 partitions (the mock's default).
+
+KAFKA_PID=""
+KAFKA_BOOTSTRAP=""
+KAFKA_CONTROL=""
+KAFKA_EXIT=""
+
+# start_kafka [--brokers N] [--debug] [TOPIC[:PARTITIONS[:RF]]...]: starts sagad-kafka-mock
+# (${SAGAD_KAFKA_MOCK:-$TOP_SRCDIR/sagad-kafka-mock}) in the background, waits for its
+# bootstrap file and exports KAFKA_BOOTSTRAP and KAFKA_CONTROL.
+start_kafka() {
+	local bin=${SAGAD_KAFKA_MOCK:-$TOP_SRCDIR/sagad-kafka-mock} args=() pid
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--brokers) args+=(--brokers "$2"); shift 2 ;;
+		--brokers=*) args+=(--brokers "${1#--brokers=}"); shift ;;
+		--debug) args+=(--debug); shift ;;
+		*) args+=(--topic "$1"); shift ;;
+		esac
+	done
+	if [ ! -x "$bin" ]; then
+		diag "sagad-kafka-mock ($bin) is not an executable (set SAGAD_KAFKA_MOCK or run make)"
+		return 1
+	fi
+	if ! command -v kcat >/dev/null 2>&1; then
+		diag "kcat is not installed (the Kafka helpers need it)"
+		return 1
+	fi
+	if [ -n "$KAFKA_PID" ] && kill -0 "$KAFKA_PID" 2>/dev/null; then
+		diag "sagad-kafka-mock is already running (pid $KAFKA_PID)"
+		return 1
+	fi
+	rm -f "$E2E_TMP/kafka.bootstrap" "$E2E_TMP/kafka.control"
+	echo "=== start_kafka ${args[*]} $(date +%T.%N)" >>"$E2E_TMP/kafka.log"
+	"$bin" "${args[@]}" --bootstrap-file "$E2E_TMP/kafka.bootstrap" \
+		--control-file "$E2E_TMP/kafka.control" >>"$E2E_TMP/kafka.log" 2>&1 </dev/null &
+	pid=$!
+	KAFKA_PID=$pid
+	KAFKA_EXIT=""
+	e2e_track_pid "$pid"
+	if ! wait_until 10 _e2e_kafka_ready "$pid"; then
+		diag "sagad-kafka-mock did not write its bootstrap file"
+		tail -n 20 "$E2E_TMP/kafka.log" | diag_stdin
+		return 1
+	fi
+	read -r KAFKA_BOOTSTRAP <"$E2E_TMP/kafka.bootstrap"
+	read -r KAFKA_CONTROL <"$E2E_TMP/kafka.control"
+	export KAFKA_BOOTSTRAP KAFKA_CONTROL
+}
+
+_e2e_kafka_ready() {
+	kill -0 "$1" 2>/dev/null || return 2
+	[ -s "$E2E_TMP/kafka.bootstrap" ] && [ -s "$E2E_TMP/kafka.control" ]
+}
+
+# stop_kafka [timeout_s]: SIGTERM and wait (SIGKILL after the timeout, default 10 s, status 1).
+# Sets KAFKA_EXIT (0 after a clean shutdown).
+stop_kafka() {
+	local timeout=${1:-10} rc=0
+	[ -n "$KAFKA_PID" ] || return 0
+	kill -TERM "$KAFKA_PID" 2>/dev/null
+	if ! wait_until "$timeout" _e2e_not_alive "$KAFKA_PID"; then
+		diag "sagad-kafka-mock did not stop within ${timeout}s of SIGTERM; killing it"
+		kill -KILL "$KAFKA_PID" 2>/dev/null
+		rc=1
+	fi
+	wait "$KAFKA_PID" 2>/dev/null
+	KAFKA_EXIT=$?
+	_e2e_untrack_pid "$KAFKA_PID"
+	KAFKA_PID=""
+	return $rc
+}
+
+# kafka_ctl METHOD PATH [JSON]: a request to the mock's control API, like api (prints the body,
+# sets HTTP_STATUS):  kafka_ctl POST /errors '{"api":"Produce","errors":["NOT_LEADER_FOR_PARTITION"]}'
+kafka_ctl() {
+	_e2e_request "$KAFKA_CONTROL" "$@"
+}
+
+# kafka_create_topic NAME [PARTITIONS]: creates a topic (replication factor 1); status 0 when
+# the mock answered 200 (409 if it exists).
+kafka_create_topic() {
+	local body
+	body=$(jq -cn --arg n "$1" --argjson p "${2:-1}" '{name: $n, partitions: $p}')
+	kafka_ctl POST /topics "$body" >/dev/null
+	[ "$HTTP_STATUS" = 200 ]
+}
+
+# kafka_produce [-p PARTITION] [-X prop=val]... TOPIC KEY VALUE [header=value...]: produces one
+# message (VALUE byte for byte, newlines included) with kcat and waits for its delivery
+# report; status 0 when delivered, kcat's status otherwise (its error goes to stderr).
+# message.timeout.ms defaults to 10000 (kcat's own default is 300 s).
+kafka_produce() {
+	local opts=(-X message.timeout.ms=10000) hdrs=() topic key value h f rc
+	while [ $# -gt 0 ]; do
+		case $1 in
+		-p | -X) opts+=("$1" "$2"); shift 2 ;;
+		*) break ;;
+		esac
+	done
+	topic=$1 key=$2 value=$3
+	shift 3
+	for h in "$@"; do
+		hdrs+=(-H "$h")
+	done
+	f=$(mktemp "$E2E_TMP/.kafka-value.XXXXXX") || return 1
+	printf '%s' "$value" >"$f"
+	# A file argument is sent as one message (stdin would be split at newlines).
+	kcat -b "$KAFKA_BOOTSTRAP" -P -t "$topic" -k "$key" "${hdrs[@]}" "${opts[@]}" "$f"
+	rc=$?
+	rm -f "$f"
+	return $rc
+}
+
+# kafka_consume [-X prop=val]... TOPIC [N] [timeout_s]: prints the topic's messages from the
+# beginning, one JSON line each, as kcat -J writes them but with "headers" as an object
+# ({"traceparent":"00-..."}, absent when there are none):
+#     {"topic":"t","partition":0,"offset":0,"tstype":"create","ts":...,"broker":1,
+#      "headers":{"h":"v"},"key":"k","payload":"v"}
+# Without N: what is there now (kcat -e).  With N: waits until N messages were read or
+# timeout_s (default 10) passed; status 1 if fewer than N arrived.
+kafka_consume() {
+	local opts=() topic n t out rc
+	while [ $# -gt 0 ]; do
+		case $1 in
+		-X) opts+=("$1" "$2"); shift 2 ;;
+		*) break ;;
+		esac
+	done
+	topic=$1 n=${2:-} t=${3:-10}
+	if [ -n "$n" ]; then
+		opts+=(-c "$n")
+	else
+		opts+=(-e)
+	fi
+	out=$(timeout "$t" kcat -q -b "$KAFKA_BOOTSTRAP" -C -t "$topic" -o beginning -J "${opts[@]}")
+	rc=$?
+	[ -n "$out" ] && jq -c 'if .headers then .headers |= ([range(0; length; 2) as $i
+		| {key: .[$i], value: .[$i + 1]}] | from_entries) else . end' <<<"$out"
+	if [ -n "$n" ] && [ "$(grep -c . <<<"$out")" -lt "$n" ]; then
+		return 1
+	fi
+	return $rc
+}
+
+# kafka_leader TOPIC PARTITION: prints the partition's leader broker id (from kcat -L).
+kafka_leader() {
+	timeout 10 kcat -b "$KAFKA_BOOTSTRAP" -L -J -t "$1" 2>/dev/null |
+		jq -r --argjson p "$2" '.topics[0].partitions[] | select(.partition == $p) | .leader'
+}
+
+# kafka_partitions TOPIC: prints the topic's partition count (from kcat -L; asking for the
+# metadata of an unknown topic auto-creates it with 4 partitions).
+kafka_partitions() {
+	timeout 10 kcat -b "$KAFKA_BOOTSTRAP" -L -J -t "$1" 2>/dev/null | jq -r '.topics[0].partitions | length'
+}
