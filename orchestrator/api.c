@@ -380,6 +380,7 @@ static void route_start(struct api *a, struct httpd_req *req, const char *flow_n
 		respond_error(req, 422, rc, err);
 		return;
 	case SAGAD_ESHUTDOWN:
+	case SAGAD_ENOKAFKA:
 		respond_error(req, 503, rc, err);
 		return;
 	default:

@@ -1617,6 +1617,27 @@ int engine_recover(struct engine *e)
 	return 0;
 }
 
+/* The first Kafka participant f uses, directly or through its sub-flows, or NULL. */
+static const char *kafka_needed(struct engine *e, const struct flow *f, int depth)
+{
+	if (depth > 16)
+		return NULL;
+	for (size_t k = 0; k < f->n_participants; k++)
+		if (f->participants[k].kind == PARTICIPANT_KAFKA)
+			return f->participants[k].name;
+	for (size_t i = 0; i < f->n_steps; i++) {
+		const struct flow *child;
+		const char *p;
+
+		if (f->steps[i].kind != STEP_KIND_SUBFLOW)
+			continue;
+		child = flow_set_find(e->flows, f->steps[i].subflow_name);
+		if (child != NULL && (p = kafka_needed(e, child, depth + 1)) != NULL)
+			return p;
+	}
+	return NULL;
+}
+
 int engine_start(struct engine *e, const char *flow_name, json_t *input,
 		 const char *idempotency_key, char id[27], bool *existed, char *err, size_t errlen)
 {
@@ -1635,6 +1656,14 @@ int engine_start(struct engine *e, const char *flow_name, json_t *input,
 	if (f == NULL) {
 		snprintf(err, errlen, "no flow named \"%s\"", flow_name);
 		return SAGAD_ENOFLOW;
+	}
+	if (e->outbox == NULL) {
+		const char *p = kafka_needed(e, f, 0);
+		if (p != NULL) {
+			snprintf(err, errlen, "flow %s needs Kafka (participant %s) but sagad runs "
+				 "without it; restart sagad with --kafka-brokers", f->name, p);
+			return SAGAD_ENOKAFKA;
+		}
 	}
 	if (idempotency_key != NULL &&
 	    store_saga_find_key(e->store, f->name, idempotency_key, &existing) == 0) {

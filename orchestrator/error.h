@@ -25,7 +25,8 @@
 	XX(EHTTP, "participant answered with a failure status")          \
 	XX(EREJECTED, "participant rejected the request")                \
 	XX(ETOOBIG, "response too large")                                \
-	XX(ESHUTDOWN, "shutting down")
+	XX(ESHUTDOWN, "shutting down")                                   \
+	XX(ENOKAFKA, "Kafka is not configured")
 
 enum sagad_errno {
 	SAGAD_OK = 0,

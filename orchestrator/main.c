@@ -509,11 +509,15 @@ int main(int argc, char **argv)
 		d.outbox = outbox_new(d.loop, d.store, d.kafka);
 		log_info("event=kafka brokers=%s group=%s lifecycle_topic=%s", d.kafka_brokers,
 			 d.kafka_group, d.lifecycle_topic ? d.lifecycle_topic : "-");
-	} else if (kafka_user(d.flows) != NULL || d.lifecycle_topic != NULL) {
-		log_error("event=kafka_not_configured msg=\"%s; set --kafka-brokers (or "
-			  "SAGAD_KAFKA_BROKERS) to your cluster's bootstrap servers\"",
-			  d.lifecycle_topic ? "--lifecycle-topic is set" : kafka_user(d.flows));
+	} else if (d.lifecycle_topic != NULL) {
+		log_error("event=kafka_not_configured msg=\"--lifecycle-topic is set; set "
+			  "--kafka-brokers (or SAGAD_KAFKA_BROKERS) to your cluster's bootstrap "
+			  "servers\"");
 		return 1;
+	} else if (kafka_user(d.flows) != NULL) {
+		log_warn("event=kafka_not_configured msg=\"%s; flows that need Kafka are loaded but "
+			 "cannot start (503) until sagad runs with --kafka-brokers\"",
+			 kafka_user(d.flows));
 	}
 	eo.loop = d.loop;
 	eo.store = d.store;

@@ -92,7 +92,7 @@ export SAGAD_URL
 
 ctl flow list
 is "$RC" 0 "flow list: exit 0 (SAGAD_URL from the environment)"
-is "$(awk 'NR > 1 { print $1 }' <<<"$OUT" | paste -sd,)" "apply,cancel,pay,ship" "flow list: the four flows"
+is "$(awk 'NR > 1 { print $1 }' <<<"$OUT" | paste -sd,)" "apply-async,apply-event,apply,cancel,pay,ship-async,ship" "flow list: the seed-000 flows (HTTP and Kafka)"
 like "$OUT" 'apply +1 +apply,pay,ship' "flow list: apply, version 1, its steps"
 ctl -o json flow list
 is "$(jq -r '[.flows[].name] | join(",")' <<<"$OUT")" "apply,cancel,pay,ship" "-o json flow list parses with jq"
