@@ -1,8 +1,9 @@
 #!/bin/sh
-# The main job: installs what is missing, builds, starts the example participants (class,
-# payment, delivery) and sagad on the embedded SQLite default with the flows of flows/, then
-# gives a short guided tour with sagactl: a class application that completes and one that
-# compensates. It keeps running until Ctrl-C when started from a terminal (DEMO_STAY=0 to stop
+# The main job: installs what is missing, builds, starts the embedded Kafka (librdkafka's mock
+# cluster), the example participants (class, payment, delivery over HTTP; delivery and
+# notification over Kafka) and sagad on the embedded SQLite default with the flows of flows/,
+# then gives a short guided tour with sagactl: a class application that completes, one that
+# compensates, and one whose textbook delivery goes through Kafka. It keeps running until Ctrl-C when started from a terminal (DEMO_STAY=0 to stop
 # after the tour; DEMO_STAY=1 to stay even without a terminal).
 set -eu
 cd "$(dirname "$0")/.."
@@ -30,10 +31,26 @@ port_of() { # file
 	cat "$1"
 }
 
+echo "== starting the embedded Kafka (sagad-kafka-mock: the real protocol, in memory)"
+./sagad-kafka-mock --brokers 3 --topic delivery-commands:3 --topic delivery-events:3 \
+	--topic saga-events:3 --topic class-events:3 --topic class-applications:3 \
+	--bootstrap-file "$RUN/kafka.bootstrap" >"$RUN/kafka.out" 2>"$RUN/kafka.log" &
+PIDS="$PIDS $!"
+KAFKA=$(port_of "$RUN/kafka.bootstrap")
+echo "   bootstrap servers $KAFKA"
+# Against the mock only: it answers long-polling fetches late and keeps old group members.
+KAFKA_X="-X fetch.wait.max.ms=10 -X session.timeout.ms=6000 -X heartbeat.interval.ms=500"
+
 echo "== starting the example participants (their own processes, SQLite records)"
 for svc in class payment delivery; do
 	python3 examples/participants/participant.py "$svc" --port 0 --db "$RUN/$svc.db" \
 		--port-file "$RUN/$svc.port" 2>"$RUN/$svc.log" &
+	PIDS="$PIDS $!"
+done
+for svc in delivery notification; do
+	/usr/bin/python3 examples/participants/kafka_participant.py "$svc" --bootstrap "$KAFKA" \
+		--db "$RUN/kafka-$svc.db" --config fetch.wait.max.ms=10 --control-port 0 \
+		--control-port-file "$RUN/kafka-$svc.port" 2>"$RUN/kafka-$svc.log" &
 	PIDS="$PIDS $!"
 done
 CLASS_URL="http://127.0.0.1:$(port_of "$RUN/class.port")"
@@ -43,8 +60,10 @@ export CLASS_URL PAYMENT_URL DELIVERY_URL
 echo "   class $CLASS_URL, payment $PAYMENT_URL, delivery $DELIVERY_URL"
 
 echo "== starting sagad (flows/, database $RUN/sagad.db)"
+# shellcheck disable=SC2086
 ./sagad --flows flows --db "$RUN/sagad.db" --listen "${SAGAD_LISTEN:-127.0.0.1:0}" \
-	--port-file "$RUN/sagad.port" 2>"$RUN/sagad.log" &
+	--port-file "$RUN/sagad.port" --kafka-brokers "$KAFKA" $KAFKA_X \
+	--lifecycle-topic saga-events 2>"$RUN/sagad.log" &
 PIDS="$PIDS $!"
 SAGAD_URL="http://127.0.0.1:$(port_of "$RUN/sagad.port")"
 export SAGAD_URL
@@ -68,12 +87,23 @@ BAD=$(./sagactl -o json saga start apply --wait completion --input \
 	| jq -r .id)
 run ./sagactl saga show "$BAD"
 
-say "4. What the participants recorded (their own databases)"
+say "4. The same application with the textbook delivery over Kafka (apply-async: ship-async sends"
+say "   DeliveryRequested to delivery-commands and waits for DeliveryStarted on delivery-events)"
+ASYNC=$(./sagactl -o json saga start apply-async --wait completion --timeout 60s --input \
+	'{"studentName":"park","classId":"4","courseId":4,"addr":"INCHEON","telephoneInfo":"010-5555-1234","payMethod":"BANK","payAccount":"5678-1234"}' \
+	| jq -r .id)
+run ./sagactl saga show "$ASYNC"
+
+say "5. What the participants recorded (their own databases)"
 printf 'classes:    '; curl -s "$CLASS_URL/classes" | jq -c '[._embedded.classes[] | {id, studentName, applyStatus}]'
 printf 'payments:   '; curl -s "$PAYMENT_URL/payments" | jq -c '[._embedded.payments[] | {applyId, payStaus}]'
 printf 'deliveries: '; curl -s "$DELIVERY_URL/deliveries" | jq -c '[._embedded.deliveries[] | {applyId, deliveryStatus}]'
+printf 'kafka deliveries: '
+curl -s "http://127.0.0.1:$(cat "$RUN/kafka-delivery.port")/deliveries" | jq -c '[(.deliveries // ._embedded.deliveries // .)[] | {applyId, deliveryStatus}]' 2>/dev/null || echo "-"
+printf 'notifications (from the saga-events lifecycle topic): '
+curl -s "http://127.0.0.1:$(cat "$RUN/kafka-notification.port")/messages" | jq -c 'if type == "array" then length else (.messages // ._embedded.messages // []) | length end' 2>/dev/null || echo "-"
 
-say "5. All sagas"
+say "6. All sagas"
 run ./sagactl saga list
 
 stay=${DEMO_STAY:-}
@@ -85,4 +115,4 @@ if [ "$stay" = 1 ]; then
 	wait
 fi
 echo
-echo "demo done: one saga completed ($OK), one compensated ($BAD)"
+echo "demo done: one saga completed ($OK), one compensated ($BAD), one over Kafka ($ASYNC)"
