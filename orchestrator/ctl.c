@@ -1271,10 +1271,14 @@ static const char *request_text(const json_t *rq)
 	const char *method, *path;
 
 	if (json_is_string(rq)) {
-		/* "POST http://host/path {...body}": the table shows the method and URL only */
-		const char *t = json_string_value(rq), *sp = strchr(t, ' ');
-		if (sp != NULL && (sp = strchr(sp + 1, ' ')) != NULL && (sp[1] == '{' || sp[1] == '['))
-			return sfmt("%.*s", (int)(sp - t), t);
+		/* "POST http://host/path {...body}" or "kafka topic key=K {...}": the table shows
+		 * what precedes the body (-o json has all of it) */
+		const char *t = json_string_value(rq), *body = strstr(t, " {");
+		const char *arr = strstr(t, " [");
+		if (body == NULL || (arr != NULL && arr < body))
+			body = arr;
+		if (body != NULL)
+			return sfmt("%.*s", (int)(body - t), t);
 		return t;
 	}
 	if (!json_is_object(rq))
