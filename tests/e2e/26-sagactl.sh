@@ -21,9 +21,12 @@ col() { sed -n "${2}p" "$1" | awk -v w="$3" '{ print index($0, w) }'; }
 # ---- flow validate: offline ---------------------------------------------------------------------
 (cd "$TOP_SRCDIR" && "$SAGACTL" flow validate flows/*.yaml) >"$TMP/v.out" 2>"$TMP/v.err"
 is "$?" 0 "flow validate flows/*.yaml: exit 0"
-is "$(cat "$TMP/v.out")" "flows/apply.yaml: ok (flow apply version 1, 3 steps)
+is "$(cat "$TMP/v.out")" "flows/apply-async.yaml: ok (flow apply-async version 1, 4 steps)
+flows/apply-event.yaml: ok (flow apply-event version 1, 1 step)
+flows/apply.yaml: ok (flow apply version 1, 3 steps)
 flows/cancel.yaml: ok (flow cancel version 1, 3 steps)
 flows/pay.yaml: ok (flow pay version 1, 1 step)
+flows/ship-async.yaml: ok (flow ship-async version 1, 1 step)
 flows/ship.yaml: ok (flow ship version 1, 1 step)" "... one ok line per file"
 is "$(cat "$TMP/v.err")" "" "... nothing on stderr"
 
@@ -95,7 +98,7 @@ is "$RC" 0 "flow list: exit 0 (SAGAD_URL from the environment)"
 is "$(awk 'NR > 1 { print $1 }' <<<"$OUT" | paste -sd,)" "apply-async,apply-event,apply,cancel,pay,ship-async,ship" "flow list: the seed-000 flows (HTTP and Kafka)"
 like "$OUT" 'apply +1 +apply,pay,ship' "flow list: apply, version 1, its steps"
 ctl -o json flow list
-is "$(jq -r '[.flows[].name] | join(",")' <<<"$OUT")" "apply,cancel,pay,ship" "-o json flow list parses with jq"
+is "$(jq -r '[.flows[].name] | join(",")' <<<"$OUT")" "apply-async,apply-event,apply,cancel,pay,ship-async,ship" "-o json flow list parses with jq"
 ctl flow show apply
 is "$RC" 0 "flow show apply: exit 0"
 like "$OUT" "class +$CLASS_URL +5s" "flow show: the participant's URL and timeout"
