@@ -294,9 +294,8 @@ static int kq_init(struct kafka_client *k, struct kqueue *kq, rd_kafka_queue_t *
 	kq->drain = drain;
 	kq->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (kq->fd < 0) {
-		rc = -errno;
 		snprintf(err, errlen, "kafka: eventfd: %s", strerror(errno));
-		return rc;
+		return SAGAD_EIO;
 	}
 	rc = uv_poll_init(k->loop, &kq->poll, kq->fd);
 	if (rc < 0) {

@@ -22,14 +22,17 @@ struct kafka_options {
 };
 
 /* Creates the producer (enable.idempotence=true, acks=all) and the consumer (manual offset
- * store: an offset is committed only after kafka_done()). Returns 0 and a client owned by
+ * store: an offset is committed only after kafka_done()). "producer.NAME=VALUE" and
+ * "consumer.NAME=VALUE" apply a property to one client only. Returns 0 and a client owned by
  * the caller (kafka_client_free()), or an error with a message in err (a bad property names
- * the property). Nothing connects until used. */
+ * the property, never its value). The producer fetches its producer id and the consumer
+ * finds its coordinator at once; the group is joined on kafka_subscribe(). */
 int kafka_client_new(uv_loop_t *loop, const struct kafka_options *opt, struct kafka_client **out,
 		     char *err, size_t errlen);
 /* Waits up to flush_ms for messages in flight (their delivery callbacks run), commits the
  * offsets marked done, leaves the group, closes the libuv handles; NULL is a no-op. Returns
- * the number of messages that were still undelivered (they stay in the caller's outbox). */
+ * the number of messages that were still undelivered: their callbacks run with
+ * SAGAD_ESHUTDOWN (they stay unsent in the caller's outbox). */
 size_t kafka_client_free(struct kafka_client *k, int flush_ms);
 
 struct kafka_message {
