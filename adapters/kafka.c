@@ -311,6 +311,10 @@ static int kq_init(struct kafka_client *k, struct kqueue *kq, rd_kafka_queue_t *
 	/* An eventfd takes 8-byte writes only: the payload is a uint64_t 1, not "1". */
 	rd_kafka_queue_io_event_enable(q, kq->fd, &one, sizeof(one));
 	uv_poll_start(&kq->poll, UV_READABLE, on_kq_wake);
+	/* librdkafka writes the fd only when the queue goes from empty to non-empty: events queued
+	 * before it was enabled (rd_kafka_new()'s configuration warnings, say) would keep the
+	 * queue non-empty and the fd silent forever. Drain once on the next loop turn. */
+	uv_idle_start(&kq->idle, on_kq_idle);
 	return 0;
 }
 

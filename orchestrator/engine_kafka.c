@@ -389,8 +389,10 @@ static const char *msg_string(const struct flow_reply *shape, json_t *msg)
 	return flow_reply_correlation(shape, msg);
 }
 
-/* Tries the waits keyed (topic, path, value of msg at path). Returns true when one took it. */
-static bool try_path(struct engine *e, const char *topic, const char *path, json_t *msg)
+/* Tries the waits keyed (topic, path, value of msg at path). Returns true when one took it;
+ * *ignored is set when a wait matched but the event was "not mine". */
+static bool try_path(struct engine *e, const char *topic, const char *path, json_t *msg,
+		     bool *ignored)
 {
 	struct flow_reply shape = { .correlate_path = (char *)path };
 	const char *value = msg_string(&shape, msg);
@@ -428,6 +430,7 @@ static bool try_path(struct engine *e, const char *topic, const char *path, json
 		v = flow_judge_reply(rp, msg, err, sizeof(err));
 		if (v == REPLY_NOT_MINE) {
 			e->stats.kafka_ignored++;
+			*ignored = true;
 			continue;
 		}
 		type_shape.correlate_path = rp->type_path;
@@ -527,16 +530,16 @@ static void on_record(const struct kafka_record *rec, void *arg)
 	struct engine *e = arg;
 	json_t *msg = record_json(rec);
 	struct record_done *d;
-	bool taken = false;
+	bool taken = false, ignored = false;
 
 	handle_triggers(e, rec, msg);
 	for (size_t i = 0; i < e->n_wait_paths && !taken; i++)
 		if (strcmp(e->wait_paths[i].topic, rec->topic) == 0) {
 			char *path = xstrdup(e->wait_paths[i].path); /* the index may change */
-			taken = try_path(e, rec->topic, path, msg);
+			taken = try_path(e, rec->topic, path, msg, &ignored);
 			free(path);
 		}
-	if (!taken && !is_trigger_topic(e, rec->topic)) {
+	if (!taken && !ignored && !is_trigger_topic(e, rec->topic)) {
 		e->stats.kafka_unmatched++;
 		log_debug("topic=%s partition=%d offset=%lld event=reply_unmatched msg=\"no step "
 			  "waits for it (late, duplicate or someone else's)\"", rec->topic,

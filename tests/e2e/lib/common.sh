@@ -891,3 +891,215 @@ kafka_leader() {
 kafka_partitions() {
 	timeout 10 kcat -b "$KAFKA_BOOTSTRAP" -L -J -t "$1" 2>/dev/null | jq -r '.topics[0].partitions | length'
 }
+
+# ---------------------------------------------------------------------------------------------
+# Kafka participants (examples/participants/kafka_participant.py) and sagad on Kafka, for the
+# tests 30-32.  Only additions below this line.
+#
+#     start_kafka delivery-commands:3 delivery-events:3 saga-events:3
+#     start_kafka_participant delivery delivery           # NAME SERVICE [kafka_participant args]
+#     start_kafka_participant delivery2 delivery          # a replica: same group, same --db
+#     start_kafka_participant notification notification
+#     start_sagad_kafka                                   # + --lifecycle-topic saga-events
+#     kp_fault delivery '{"eventType":"DeliveryRequested","reply":"DeliveryFailed"}'
+#     kp_log delivery | jq ...                            # the participant's op log
+#
+# NAME is an instance (its log is $TMP/NAME.participant.log, its control port is kept across
+# restarts); SERVICE is delivery or notification.  Replicas of one SERVICE share its database
+# ($TMP/SERVICE.kafka.db) and its group (the service name); --db / --group in the extra args
+# override both.  Every participant gets the mock's client settings (docs/kafka.md).
+
+KAFKA_PY=/usr/bin/python3    # Debian's python3 with confluent_kafka (not a pyenv shim)
+KAFKA_PARTICIPANT_PY="$TOP_SRCDIR/examples/participants/kafka_participant.py"
+KAFKA_TOOL_PY="$TOP_SRCDIR/tests/e2e/lib/kafka_tool.py"
+SAGAD_KAFKA_ARGS=(-X fetch.wait.max.ms=10 -X session.timeout.ms=6000 -X heartbeat.interval.ms=500)
+declare -gA E2E_KPID=()       # kafka participant name -> pid
+declare -gA E2E_KPORT=()      # kafka participant name -> control port (kept across restarts)
+declare -gA E2E_KSVC=()       # kafka participant name -> service
+declare -gA E2E_KARGS=()      # kafka participant name -> extra args of its first start
+
+# start_kafka_participant NAME SERVICE [args...]: starts (or restarts, on the same control port,
+# database and group) a Kafka participant and waits until its /_control/health answers.  A
+# restart without args reuses the args of the first start.
+start_kafka_participant() {
+	local name=$1 svc=$2 port pid
+	shift 2
+	if [ -n "${E2E_KPID[$name]:-}" ] && kill -0 "${E2E_KPID[$name]}" 2>/dev/null; then
+		diag "kafka participant $name is already running (pid ${E2E_KPID[$name]})"
+		return 1
+	fi
+	if [ -z "$KAFKA_BOOTSTRAP" ]; then
+		diag "start_kafka first"
+		return 1
+	fi
+	if [ $# -gt 0 ]; then
+		E2E_KARGS[$name]=$(printf '%q ' "$@")
+	fi
+	local extra=()
+	[ -n "${E2E_KARGS[$name]:-}" ] && eval "extra=(${E2E_KARGS[$name]})"
+	E2E_KSVC[$name]=$svc
+	port=${E2E_KPORT[$name]:-0}
+	rm -f "$E2E_TMP/$name.kport"
+	echo "=== start_kafka_participant $name $svc port=$port ${extra[*]} $(date +%T.%N)" \
+		>>"$E2E_TMP/$name.kafka.participant.log"
+	"$KAFKA_PY" "$KAFKA_PARTICIPANT_PY" "$svc" --bootstrap "$KAFKA_BOOTSTRAP" \
+		--db "$E2E_TMP/$svc.kafka.db" --control-port "$port" \
+		--control-port-file "$E2E_TMP/$name.kport" --config fetch.wait.max.ms=10 \
+		"${extra[@]}" >>"$E2E_TMP/$name.kafka.participant.log" 2>&1 </dev/null &
+	pid=$!
+	E2E_KPID[$name]=$pid
+	e2e_track_pid "$pid"
+	if ! wait_until 15 _e2e_kport_ready "$name" "$pid"; then
+		diag "kafka participant $name did not start (see $name.kafka.participant.log)"
+		tail -n 5 "$E2E_TMP/$name.kafka.participant.log" | diag_stdin
+		return 1
+	fi
+	read -r port <"$E2E_TMP/$name.kport"
+	E2E_KPORT[$name]=$port
+	if ! wait_until 10 _e2e_healthy "http://127.0.0.1:$port"; then
+		diag "kafka participant $name is not healthy on port $port"
+		return 1
+	fi
+}
+
+_e2e_kport_ready() {
+	kill -0 "$2" 2>/dev/null || return 2
+	[ -s "$E2E_TMP/$1.kport" ]
+}
+
+# stop_kafka_participant NAME [SIGNAL]: SIGTERM (a clean stop: it finishes the current record
+# and leaves the group) or KILL; waits and sets PARTICIPANT_EXIT.
+stop_kafka_participant() {
+	local name=$1 sig=${2:-TERM} pid
+	pid=${E2E_KPID[$name]:-}
+	[ -n "$pid" ] || { diag "kafka participant $name was not started"; return 1; }
+	kill "-$sig" "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	PARTICIPANT_EXIT=$?
+	_e2e_untrack_pid "$pid"
+	E2E_KPID[$name]=""
+	return 0
+}
+
+# kp_url NAME: the participant's control URL.
+kp_url() {
+	[ -n "${E2E_KPORT[$1]:-}" ] || return 1
+	echo "http://127.0.0.1:${E2E_KPORT[$1]}"
+}
+
+# kp_get NAME PATH: GET on the participant's control server (prints the body).
+kp_get() {
+	local url
+	url=$(kp_url "$1") || return 1
+	curl -s --max-time 10 "$url$2"
+}
+
+# kp_log NAME: the participant's op log (a JSON array; shared by the replicas of one --db).
+kp_log() {
+	kp_get "$1" /_control/log
+}
+
+# kp_health NAME: its health answer (assigned partitions, processed count, pid).
+kp_health() {
+	kp_get "$1" /_control/health
+}
+
+# kp_fault NAME JSON: installs a fault (an object or an array; see
+# examples/participants/README.md, "Kafka participants"); prints the answer.
+kp_fault() {
+	local url
+	url=$(kp_url "$1") || return 1
+	curl -s --max-time 10 -X POST -H 'Content-Type: application/json' --data-binary "$2" \
+		"$url/_control/faults"
+}
+
+# kp_clear_faults NAME
+kp_clear_faults() {
+	local url
+	url=$(kp_url "$1") || return 1
+	curl -s --max-time 10 -X DELETE "$url/_control/faults" >/dev/null
+}
+
+# kp_assigned NAME: prints its assigned partitions, one per line ("delivery-commands[0]").
+kp_assigned() {
+	kp_health "$1" | jq -r '.assigned[]?' 2>/dev/null
+}
+
+# kp_wait_assigned TIMEOUT NAME...: waits until every named participant has partitions.
+kp_wait_assigned() {
+	local timeout=$1
+	shift
+	wait_until "$timeout" _e2e_kp_all_assigned "$@"
+}
+
+_e2e_kp_all_assigned() {
+	local n
+	for n in "$@"; do
+		[ -n "$(kp_assigned "$n")" ] || return 1
+	done
+}
+
+# start_sagad_kafka [args...]: start_sagad with the Kafka flags for the mock
+# (--kafka-brokers $KAFKA_BOOTSTRAP, fetch.wait.max.ms=10, session.timeout.ms=6000,
+# heartbeat.interval.ms=500) and --lifecycle-topic saga-events.
+start_sagad_kafka() {
+	start_sagad --kafka-brokers "$KAFKA_BOOTSTRAP" "${SAGAD_KAFKA_ARGS[@]}" \
+		--lifecycle-topic saga-events "$@"
+}
+
+# sagad_metric NAME: prints the value of sagad_NAME from GET /metrics (empty when absent).
+sagad_metric() {
+	curl -s --max-time 5 "$SAGAD_URL/metrics" 2>/dev/null |
+		awk -v n="sagad_$1" '$1 == n { print $2; exit }'
+}
+
+# metric_is NAME VALUE: true when sagad_NAME == VALUE (for wait_until).
+metric_is() {
+	[ "$(sagad_metric "$1")" = "$2" ]
+}
+
+# ktool ARGS...: tests/e2e/lib/kafka_tool.py with --bootstrap $KAFKA_BOOTSTRAP after the command:
+#     ktool wait-group-lag --group sagad --topic delivery-events
+ktool() {
+	local cmd=$1
+	shift
+	"$KAFKA_PY" "$KAFKA_TOOL_PY" "$cmd" --bootstrap "$KAFKA_BOOTSTRAP" "$@"
+}
+
+# kafka_topic_json TOPIC: every message of TOPIC now (from the beginning, to the end), one JSON
+# object per line as kafka_consume prints them, plus "value": the payload parsed as JSON (null
+# when it is not JSON).
+kafka_topic_json() {
+	kafka_consume "$1" | jq -c '. + {value: (try (.payload | fromjson) catch null)}'
+}
+
+# saga_ids_of_flow FLOW: the ids of every saga of FLOW in the store, one per line.
+saga_ids_of_flow() {
+	saga_list_all | jq -r --arg f "$1" '.[] | select(.flow == $f) | .id'
+}
+
+# sagad_wait_assigned [timeout_s]: waits until the sagad started last logged its consumer's
+# partition assignment (component=kafka event=assigned): replies and triggers are read from then.
+sagad_wait_assigned() {
+	wait_until "${1:-20}" _e2e_sagad_assigned
+}
+
+_e2e_sagad_assigned() {
+	awk '/^=== start_sagad/ { a = 0 } /component=kafka event=assigned/ { a = 1 } END { exit !a }' \
+		"$E2E_TMP/sagad.log" 2>/dev/null
+}
+
+# lifecycle_events SAGA_ID: the saga's lifecycle events from the saga-events topic, in offset
+# order, one compact JSON line each: the event's value plus "_key", "_partition", "_offset" and
+# "_headers".
+lifecycle_events() {
+	kafka_consume saga-events | jq -c --arg id "$1" 'select(.key == $id)
+		| (.payload | fromjson) + {_key: .key, _partition: .partition, _offset: .offset,
+			_headers: (.headers // {})}' | jq -s -c 'sort_by(._partition, ._offset) | .[]'
+}
+
+# lifecycle_summary SAGA_ID: one word per event: saga:STATUS or step:STEP:STATE (space separated).
+lifecycle_summary() {
+	lifecycle_events "$1" | jq -r 'if .type == "saga" then "saga:\(.status)"
+		else "step:\(.step):\(.state)" end' | tr '\n' ' ' | sed 's/ $//'
+}
