@@ -44,6 +44,7 @@ struct pending {
 	bool replayed;                 /* idempotent repeat of an earlier start */
 	bool aborted;                  /* client went away before the deferred answer */
 	bool deferred;                 /* an engine_defer() call is outstanding */
+	bool summary_only;             /* Prefer: return=minimal or ?view=summary: no history */
 	struct store_list_query q;     /* PENDING_LIST */
 	char *q_flow, *q_status, *q_cursor, *name;
 };
@@ -163,9 +164,27 @@ static json_t *saga_json(struct api *a, const char *id)
 	return o;
 }
 
+/* The saga for an answer: everything, from the store; or, when the client asked for the
+ * minimal answer, the saga without its history, from memory when it is still there (no
+ * store reads on the hot path). */
+static json_t *answer_body(struct pending *p)
+{
+	json_t *body;
+
+	if (!p->summary_only)
+		return saga_json(p->api, p->id);
+	body = engine_saga_json(p->api->engine, p->id);
+	if (body == NULL) {
+		body = saga_json(p->api, p->id);
+		if (body != NULL)
+			json_object_del(body, "history");
+	}
+	return body;
+}
+
 static void answer_saga(struct pending *p, int status)
 {
-	json_t *body = saga_json(p->api, p->id);
+	json_t *body = answer_body(p);
 	char location[64];
 	const char *headers[5];
 	int n = 0;
@@ -269,6 +288,16 @@ static bool content_type_json(struct httpd_req *req)
 
 	return ct != NULL && strncasecmp(ct, "application/json", n) == 0 &&
 	       (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* Prefer: return=minimal (RFC 7240) or ?view=summary: answer without the history. */
+static bool wants_minimal(struct httpd_req *req)
+{
+	const char *prefer = httpd_req_header(req, "Prefer");
+	const char *view = httpd_req_query(req, "view");
+
+	return (prefer != NULL && strstr(prefer, "return=minimal") != NULL) ||
+	       (view != NULL && strcmp(view, "summary") == 0);
 }
 
 static bool valid_key(const char *k)
@@ -392,6 +421,7 @@ static void route_start(struct api *a, struct httpd_req *req, const char *flow_n
 	p->req = req;
 	memcpy(p->id, id, ID_LEN);
 	p->replayed = existed;
+	p->summary_only = wants_minimal(req);
 	p->ok_status = target == ENGINE_WAIT_COMMITTED ? 202 : 200;
 	wait_saga(p, target, step, timeout_ms);
 }
@@ -420,6 +450,7 @@ static void route_cancel_retry(struct api *a, struct httpd_req *req, const char 
 	p->api = a;
 	p->req = req;
 	snprintf(p->id, ID_LEN, "%s", id);
+	p->summary_only = wants_minimal(req);
 	p->ok_status = 202;
 	wait_saga(p, ENGINE_WAIT_COMMITTED, NULL, 0);
 }
@@ -573,6 +604,7 @@ static void route_get_saga(struct api *a, struct httpd_req *req, const char *id)
 	store_saga_clear(&s);
 	p = pending_new(a, req, PENDING_GET_SAGA);
 	snprintf(p->id, ID_LEN, "%s", id);
+	p->summary_only = wants_minimal(req);
 	defer(p);
 }
 

@@ -2011,6 +2011,54 @@ int engine_flush(struct engine *e)
 	return 0;
 }
 
+static json_t *time_or_null(int64_t ms)
+{
+	char buf[40];
+
+	if (ms <= 0)
+		return json_null();
+	util_format_time(ms, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+static json_t *str_or_null(const char *v)
+{
+	return v ? json_string(v) : json_null();
+}
+
+json_t *engine_saga_json(struct engine *e, const char *id)
+{
+	struct saga *s = engine__saga_find(e, id);
+	json_t *o, *steps;
+
+	if (s == NULL)
+		return NULL;
+	steps = json_array();
+	for (size_t i = 0; i < s->flow->n_steps; i++) {
+		const struct step_run *r = &s->steps[i];
+		json_t *resp = ctx_response(s, (int)i);
+
+		json_array_append_new(steps, json_pack("{s:s, s:i, s:s, s:i, s:i, s:O, s:o}", "name",
+						       s->flow->steps[i].name, "index", (int)i,
+						       "state", step_state_name(r->state), "attempt",
+						       r->attempt, "comp_attempt", r->comp_attempt,
+						       "response", resp ? resp : json_null(), "error",
+						       str_or_null(r->error)));
+	}
+	o = json_pack("{s:s, s:s, s:i, s:s, s:o, s:b, s:o, s:o}", "id", s->id, "flow", s->flow->name,
+		      "flow_version", s->flow->version, "status", saga_state_name(s->state), "error",
+		      str_or_null(s->error), "cancel_requested", s->cancel_requested, "parent_id",
+		      s->parent_id[0] ? json_string(s->parent_id) : json_null(), "idempotency_key",
+		      str_or_null(s->idempotency_key));
+	json_object_set_new(o, "created_at", time_or_null(s->created_at));
+	json_object_set_new(o, "updated_at", time_or_null(s->updated_at));
+	json_object_set_new(o, "deadline_at", time_or_null(s->deadline_at));
+	json_object_set(o, "input", s->input);
+	json_object_set(o, "output", s->output ? s->output : json_null());
+	json_object_set_new(o, "steps", steps);
+	return o;
+}
+
 void engine_quiesce(struct engine *e)
 {
 	e->quiescing = true;

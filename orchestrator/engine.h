@@ -128,6 +128,14 @@ void engine_defer(struct engine *e, engine_defer_cb cb, void *arg);
  * the commit's error (the daemon then stops: the store is the truth, recovery resumes). */
 int engine_flush(struct engine *e);
 
+/* The saga as the API shows it, without its history, built from memory (no store reads):
+ * id, flow, flow_version, status, error, cancel_requested, parent_id, idempotency_key,
+ * created_at, updated_at, deadline_at, input, output, steps [{name, index, state, attempt,
+ * comp_attempt, response, error}]. A new reference, or NULL when the saga is not in memory
+ * (it ended and was evicted: read it from the store). Reflects what the last commit made
+ * durable only when called after engine_flush()'s commit (waiter callbacks are). */
+json_t *engine_saga_json(struct engine *e, const char *id);
+
 /* Stops accepting starts (SAGAD_ESHUTDOWN) and reports how many calls are in flight. */
 void engine_quiesce(struct engine *e);
 size_t engine_inflight(const struct engine *e);

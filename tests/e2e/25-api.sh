@@ -202,4 +202,17 @@ is "$HTTP_STATUS $body" '200 {"status":"ok"}' "GET /livez"
 body=$(api GET /readyz)
 is "$HTTP_STATUS $body" '200 {"status":"ready"}' "GET /readyz"
 
+# ---- the minimal answer: Prefer: return=minimal / ?view=summary --------------------------------
+post '/v1/flows/apply/sagas?wait=completion' "$(seed_input)" -H 'Prefer: return=minimal'
+is "$HTTP_STATUS:$(jq -r '.status' <<<"$API_BODY"):$(jq -r 'has("history")' <<<"$API_BODY")" \
+	"200:completed:false" "Prefer: return=minimal: the saga without its history"
+is "$(jq -r '[.steps[].state] | join(",")' <<<"$API_BODY")" "succeeded,succeeded,succeeded" \
+	"... with its steps"
+mid=$(jq -r .id <<<"$API_BODY")
+body=$(api GET "/v1/sagas/$mid?view=summary")
+is "$HTTP_STATUS:$(jq -r 'has("history")' <<<"$body"):$(jq -r .status <<<"$body")" "200:false:completed" \
+	"GET ?view=summary: no history"
+body=$(api GET "/v1/sagas/$mid")
+ok "[ $(jq '.history | length' <<<"$body") -ge 3 ]" "GET without it: the whole history"
+
 done_testing
