@@ -143,6 +143,33 @@ static int on_history_row(const struct store_history *h, void *arg)
 	return 0;
 }
 
+/* Steps get a row when they first move: the steps that never started are shown as pending,
+ * from the flow version the saga runs. Takes rows; returns the full list (new reference). */
+static json_t *with_pending_steps(struct api *a, const struct store_saga *s, json_t *rows)
+{
+	struct flow *f = flow_set_find_version(*a->flows, s->flow, s->flow_version);
+	json_t *all;
+
+	if (f == NULL || json_array_size(rows) >= f->n_steps)
+		return rows;
+	all = json_array();
+	for (size_t i = 0, r = 0; i < f->n_steps; i++) {
+		json_t *row = json_array_get(rows, r);
+
+		if (row != NULL && json_integer_value(json_object_get(row, "index")) == (json_int_t)i) {
+			json_array_append(all, row);
+			r++;
+			continue;
+		}
+		json_array_append_new(all, json_pack("{s:s, s:i, s:s, s:i, s:i, s:n, s:n, s:n}", "name",
+						     f->steps[i].name, "index", (int)i, "state",
+						     "pending", "attempt", 0, "comp_attempt", 0,
+						     "response", "error", "updated_at"));
+	}
+	json_decref(rows);
+	return all;
+}
+
 /* The whole saga as the API shows it, from committed state; NULL when unknown. */
 static json_t *saga_json(struct api *a, const char *id)
 {
@@ -156,7 +183,7 @@ static json_t *saga_json(struct api *a, const char *id)
 	json_object_set_new(o, "output", parsed_or_null(s.output));
 	steps = json_array();
 	store_each_step(a->store, id, on_step_row, steps);
-	json_object_set_new(o, "steps", steps);
+	json_object_set_new(o, "steps", with_pending_steps(a, &s, steps));
 	hist = json_array();
 	store_each_history(a->store, id, on_history_row, hist);
 	json_object_set_new(o, "history", hist);

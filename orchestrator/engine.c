@@ -370,7 +370,6 @@ static void persist_saga(struct saga *s)
 	engine__store_failed(s->e, rc, "saga_update", s->id);
 	free(input);
 	free(output);
-	s->row_dirty = false;
 }
 
 static void persist_step(struct saga *s, int i)
@@ -1070,8 +1069,7 @@ void engine__drive(struct saga *s)
 			case STEP_RETRY_WAIT:
 				return;
 			case STEP_SUCCEEDED:
-				s->cursor++;
-				s->row_dirty = true;
+				s->cursor++; /* not persisted: recovery walks from the stored one */
 				continue;
 			case STEP_FAILED:
 			case STEP_TIMED_OUT:
@@ -1122,7 +1120,6 @@ void engine__drive(struct saga *s)
 			case STEP_COMPENSATED:
 			case STEP_NOT_COMPENSATED:
 				s->cursor--;
-				s->row_dirty = true;
 				continue;
 			case STEP_SUCCEEDED:
 			case STEP_TIMED_OUT:
@@ -1313,8 +1310,7 @@ static struct saga *saga_create(struct engine *e, struct flow *f, json_t *input,
 	}
 	s->inserted = true;
 	map_put(e, s);
-	for (size_t i = 0; i < f->n_steps; i++)
-		persist_step(s, (int)i);
+	/* Steps get a row when they first move; a step without one is pending. */
 	engine__history(s, -1, "saga", 0, "started", NULL, 0, NULL, NULL, 0);
 	engine__lifecycle_saga(s);
 	if (s->deadline_at > 0)
@@ -1951,10 +1947,6 @@ int engine_flush(struct engine *e)
 		size_t n_touched;
 		int rc;
 
-		/* Sagas whose row changed without a state change (cursor moves). */
-		for (size_t i = 0; i < e->n_touched; i++)
-			if (e->touched[i]->row_dirty)
-				persist_saga(e->touched[i]);
 		if (e->write_error != 0) {
 			store_rollback(e->store);
 			return e->write_error;

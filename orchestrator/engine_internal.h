@@ -73,7 +73,6 @@ struct saga {
 	uint32_t timer_gen[TIMER_KIND_MAX]; /* from e->timer_seq: stale heap entries are skipped */
 	struct step_run *steps;
 	struct engine_waiter *waiters;
-	bool row_dirty;                  /* saga row needs an UPDATE in this turn */
 	bool changed;                    /* waiters must be checked after the commit */
 	bool inserted;                   /* row exists in the store */
 };
