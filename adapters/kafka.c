@@ -862,7 +862,8 @@ static int produce_error(rd_kafka_resp_err_t err)
 int kafka_produce(struct kafka_client *k, const struct kafka_message *m, kafka_delivery_cb cb,
 		  void *arg)
 {
-	size_t need = 5 + m->n_headers, n = 0;
+	size_t need = 6, n = 0;
+	rd_kafka_headers_t *hdrs = NULL;
 	rd_kafka_error_t *error;
 	struct dr_ctx *c;
 	rd_kafka_vu_t *vu;
@@ -895,16 +896,23 @@ int kafka_produce(struct kafka_client *k, const struct kafka_message *m, kafka_d
 		vu[n].u.mem.ptr = (void *)m->key;
 		vu[n++].u.mem.size = m->key_len;
 	}
-	for (size_t i = 0; i < m->n_headers; i++) {
-		vu[n].vtype = RD_KAFKA_VTYPE_HEADER;
-		vu[n].u.header.name = m->headers[2 * i];
-		vu[n].u.header.val = m->headers[2 * i + 1];
-		vu[n++].u.header.size = -1;     /* NUL-terminated */
+	/* One headers object we own until the produce succeeds: librdkafka 2.0.2 frees
+	 * per-header RD_KAFKA_VTYPE_HEADER entries twice when the partitioner fails
+	 * (librdkafka#4627); with RD_KAFKA_VTYPE_HEADERS a failed produce leaves them to us. */
+	if (m->n_headers > 0) {
+		hdrs = rd_kafka_headers_new(m->n_headers);
+		for (size_t i = 0; i < m->n_headers; i++)
+			rd_kafka_header_add(hdrs, m->headers[2 * i], -1, m->headers[2 * i + 1], -1);
+		vu[n].vtype = RD_KAFKA_VTYPE_HEADERS;
+		vu[n++].u.headers = hdrs;
 	}
 	error = rd_kafka_produceva(k->producer, vu, n);
 	if (error != NULL) {
 		rd_kafka_resp_err_t code = rd_kafka_error_code(error);
 		char q[512];
+
+		if (hdrs != NULL)
+			rd_kafka_headers_destroy(hdrs);
 
 		if (code != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			log_warn("component=kafka event=produce_failed topic=%s err=%s msg=%s",

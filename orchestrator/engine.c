@@ -457,13 +457,13 @@ void engine__step_set_state(struct saga *s, int i, enum step_state next)
 void engine__set_step_error(struct saga *s, int i, const char *msg)
 {
 	free(s->steps[i].error);
-	s->steps[i].error = msg ? xstrdup(msg) : NULL;
+	s->steps[i].error = msg ? util_utf8_sanitize(xstrdup(msg)) : NULL;
 }
 
 static void set_saga_error(struct saga *s, const char *msg)
 {
 	if (s->error == NULL && msg != NULL)
-		s->error = xstrdup(msg);
+		s->error = util_utf8_sanitize(xstrdup(msg));
 }
 
 /* A step's kept response lives at ctx.steps.<name>.response (what templates address). */
@@ -1150,8 +1150,8 @@ void engine__drive(struct saga *s)
 					 "retry with: sagactl saga retry %s", st->name,
 					 r->error ? r->error : "unknown error", s->id);
 				free(s->error);
-				s->error = xstrdup(reason);
-				saga_set_state(s, SAGA_FAILED, reason);
+				s->error = util_utf8_sanitize(xstrdup(reason));
+				saga_set_state(s, SAGA_FAILED, s->error);
 				return;
 			default:
 				fatalx("saga %s: step %d in state %s while compensating", s->id,
@@ -1965,8 +1965,10 @@ int engine_flush(struct engine *e)
 			}
 			if (e->effects != NULL)
 				engine_crashpoint("after_commit");
-			outbox_after_commit(e->outbox);
 		}
+		/* Every turn, not only after a commit: rows an earlier run left unsent must leave
+		 * even when nothing else is written (it does nothing when there is nothing new). */
+		outbox_after_commit(e->outbox);
 		fx = e->effects;
 		e->effects = NULL;
 		e->effects_tail = &e->effects;

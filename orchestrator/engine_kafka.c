@@ -179,20 +179,25 @@ static const char *reply_topic(const struct flow_step *st, const struct flow_rep
 	return rp->topic ? rp->topic : st->participant->reply_topic;
 }
 
-/* Registers the wait for step i's reply (replacing an earlier one). */
-static int wait_register(struct saga *s, int i, enum phase phase, int attempt, const char *request,
-			 char *err, size_t errlen)
+/* The correlation value step i's reply must carry (malloc()ed), or NULL with err. */
+static char *correlation_of(struct saga *s, int i, enum phase phase, char *err, size_t errlen)
+{
+	const struct flow_step *st = &s->flow->steps[i];
+	char idem[ID_LEN + 128];
+
+	snprintf(idem, sizeof(idem), "%s:%s:%s", s->id, st->name, phase_names[phase]);
+	return flow_render_correlation(request_of(st, phase)->reply, s->ctx, idem, err, errlen);
+}
+
+/* Registers the wait for step i's reply under value (replacing an earlier wait). */
+static void wait_register(struct saga *s, int i, enum phase phase, int attempt, const char *request,
+			  const char *value)
 {
 	const struct flow_step *st = &s->flow->steps[i];
 	const struct flow_reply *rp = request_of(st, phase)->reply;
 	const char *path = rp->correlate_path ? rp->correlate_path : DEFAULT_CORRELATE;
-	char idem[ID_LEN + 128], *value;
 	struct kafka_wait *w;
 
-	snprintf(idem, sizeof(idem), "%s:%s:%s", s->id, st->name, phase_names[phase]);
-	value = flow_render_correlation(rp, s->ctx, idem, err, errlen);
-	if (value == NULL)
-		return SAGAD_ETEMPLATE;
 	engine__kafka_forget(s, i);
 	w = xcalloc(1, sizeof(*w));
 	w->topic = xstrdup(reply_topic(st, rp));
@@ -206,8 +211,6 @@ static int wait_register(struct saga *s, int i, enum phase phase, int attempt, c
 	w->request = request ? xstrdup(request) : NULL;
 	wait_add(s->e, w);
 	s->steps[i].wait = w;
-	free(value);
-	return 0;
 }
 
 /* "name: value" lines -> the flat name, value array of the outbox. */
@@ -234,7 +237,7 @@ int engine__kafka_dispatch(struct saga *s, int i, enum phase phase, int attempt,
 	const struct flow_request *req = request_of(st, phase);
 	struct flow_message m;
 	const char **hv;
-	char idem[ID_LEN + 128], tp[64], att[16], *summary;
+	char idem[ID_LEN + 128], tp[64], att[16], *summary, *corr = NULL;
 	size_t n;
 	int rc;
 
@@ -247,6 +250,15 @@ int engine__kafka_dispatch(struct saga *s, int i, enum phase phase, int attempt,
 	rc = flow_render_message(st->participant, req, s->ctx, &m, err, errlen);
 	if (rc != 0)
 		return rc;
+	/* Everything that can fail is rendered before the command enters the outbox: a step
+	 * that fails here has sent nothing. */
+	if (req->reply != NULL) {
+		corr = correlation_of(s, i, phase, err, errlen);
+		if (corr == NULL) {
+			flow_message_close(&m);
+			return SAGAD_ETEMPLATE;
+		}
+	}
 	snprintf(idem, sizeof(idem), "%s:%s:%s", s->id, st->name, phase_names[phase]);
 	engine__traceparent(s, tp, sizeof(tp));
 	snprintf(att, sizeof(att), "%d", attempt);
@@ -279,11 +291,8 @@ int engine__kafka_dispatch(struct saga *s, int i, enum phase phase, int attempt,
 		*done = true;
 		return 0;
 	}
-	rc = wait_register(s, i, phase, attempt, summary, err, errlen);
-	if (rc != 0) {
-		free(summary);
-		return rc;
-	}
+	wait_register(s, i, phase, attempt, summary, corr);
+	free(corr);
 	engine__history(s, i, phase_names[phase], attempt, "dispatched", summary, 0, NULL, NULL, 0);
 	free(summary);
 	engine__timer_arm(s, TIMER_TIMEOUT, i, util_now_ms() +
@@ -301,8 +310,21 @@ void engine__kafka_timeout(struct saga *s, int i)
 	const struct retry_policy *rp;
 	char err[160];
 
-	if (w == NULL || (r->state != STEP_RUNNING && r->state != STEP_COMPENSATING))
+	if (r->state != STEP_RUNNING && r->state != STEP_COMPENSATING)
 		return;
+	if (w == NULL) {
+		/* Its wait could not be restored after a restart: the deadline still decides. */
+		phase = r->state == STEP_RUNNING ? PHASE_ACTION : PHASE_COMPENSATION;
+		rp = phase == PHASE_ACTION ? &st->retry : &st->comp_retry;
+		o = engine__exhaust(rp, phase == PHASE_ACTION ? r->attempt : r->comp_attempt,
+				    (rp->on & RETRY_ON_TIMEOUT) ? OUT_RETRY : OUT_UNKNOWN, false);
+		if (phase == PHASE_ACTION)
+			r->maybe_applied = true;
+		engine__touch(s);
+		engine__apply_outcome(s, i, phase, phase == PHASE_ACTION ? r->attempt : r->comp_attempt,
+				      o, "no reply (the wait could not be restored)", NULL, -1);
+		return;
+	}
 	phase = w->phase;
 	rp = phase == PHASE_ACTION ? &st->retry : &st->comp_retry;
 	snprintf(err, sizeof(err), "no reply on %s within %lldms", w->topic,
@@ -339,10 +361,19 @@ void engine__kafka_recover(struct saga *s)
 			continue;
 		if (request_of(st, phase) == NULL || request_of(st, phase)->reply == NULL)
 			continue;
-		if (wait_register(s, (int)i, phase, phase == PHASE_ACTION ? r->attempt : r->comp_attempt,
-				  NULL, err, sizeof(err)) != 0)
-			log_error("saga=%s step=%s event=wait_not_restored error=\"%s\"", s->id,
-				  st->name, err);
+		{
+			char *corr = correlation_of(s, (int)i, phase, err, sizeof(err));
+
+			if (corr == NULL) {
+				/* The reply deadline then decides (engine__kafka_timeout). */
+				log_error("saga=%s step=%s event=wait_not_restored error=\"%s\"", s->id,
+					  st->name, err);
+				continue;
+			}
+			wait_register(s, (int)i, phase, phase == PHASE_ACTION ? r->attempt :
+				      r->comp_attempt, NULL, corr);
+			free(corr);
+		}
 	}
 }
 
@@ -350,21 +381,25 @@ void engine__kafka_recover(struct saga *s)
 
 static json_t *record_json(const struct kafka_record *rec)
 {
-	json_t *headers = json_object(), *body = NULL;
+	json_t *headers = json_object(), *body = NULL, *key;
 
-	for (size_t i = 0; i < rec->n_headers; i++)
-		json_object_set_new(headers, rec->headers[2 * i],
-				    json_string(rec->headers[2 * i + 1] ? rec->headers[2 * i + 1] : ""));
+	/* Values that are not UTF-8 cannot be JSON strings: such headers are left out, such a key
+	 * is null, such a body is null (correlate on headers or JSON fields). */
+	for (size_t i = 0; i < rec->n_headers; i++) {
+		json_t *v = json_string(rec->headers[2 * i + 1] ? rec->headers[2 * i + 1] : "");
+		if (v != NULL)
+			json_object_set_new(headers, rec->headers[2 * i], v);
+	}
 	if (rec->value != NULL && rec->value_len > 0) {
 		body = json_loadb(rec->value, rec->value_len, JSON_DECODE_ANY, NULL);
 		if (body == NULL)
 			body = json_stringn(rec->value, rec->value_len);
 	}
+	key = rec->key ? json_stringn(rec->key, rec->key_len) : NULL;
 	return json_pack("{s:s, s:i, s:I, s:o, s:o, s:o, s:I}", "topic", rec->topic, "partition",
 			 (int)rec->partition, "offset", (json_int_t)rec->offset, "key",
-			 rec->key ? json_stringn(rec->key, rec->key_len) : json_null(), "headers",
-			 headers, "body", body ? body : json_null(), "timestamp_ms",
-			 (json_int_t)rec->timestamp_ms);
+			 key ? key : json_null(), "headers", headers, "body", body ? body : json_null(),
+			 "timestamp_ms", (json_int_t)rec->timestamp_ms);
 }
 
 /* The offset is released once the effect of the record is committed. */
@@ -469,8 +504,13 @@ static bool try_path(struct engine *e, const char *topic, const char *path, json
 	return taken;
 }
 
-static void handle_triggers(struct engine *e, const struct kafka_record *rec, json_t *msg)
+/* Starts the sagas rec triggers. Returns false when a start was refused for a transient
+ * reason (shutting down, store busy): the record's offset must not be released, so it is
+ * delivered again (after the restart). */
+static bool handle_triggers(struct engine *e, const struct kafka_record *rec, json_t *msg)
 {
+	bool release = true;
+
 	for (size_t k = 0; k < e->flows->n; k++) {
 		struct flow *f = e->flows->flows[k];
 
@@ -497,6 +537,14 @@ static void handle_triggers(struct engine *e, const struct kafka_record *rec, js
 				 (long long)rec->offset);
 			rc = engine_start(e, f->name, input, key, id, &existed, err, sizeof(err));
 			json_decref(input);
+			if (rc == SAGAD_ESHUTDOWN || rc == SAGAD_EBUSY || rc == SAGAD_ESTORE ||
+			    rc == SAGAD_EIO || rc == SAGAD_EFULL) {
+				release = false;
+				log_warn("flow=%s topic=%s offset=%lld event=trigger_deferred error=\"%s\" "
+					 "msg=\"offset kept: delivered again later\"", f->name, rec->topic,
+					 (long long)rec->offset, err);
+				continue;
+			}
 			if (rc != 0) {
 				log_warn("flow=%s topic=%s offset=%lld event=trigger_rejected error=\"%s\"",
 					 f->name, rec->topic, (long long)rec->offset, err);
@@ -514,6 +562,7 @@ static void handle_triggers(struct engine *e, const struct kafka_record *rec, js
 			}
 		}
 	}
+	return release;
 }
 
 static bool is_trigger_topic(struct engine *e, const char *topic)
@@ -530,9 +579,15 @@ static void on_record(const struct kafka_record *rec, void *arg)
 	struct engine *e = arg;
 	json_t *msg = record_json(rec);
 	struct record_done *d;
-	bool taken = false, ignored = false;
+	bool taken = false, ignored = false, release;
 
-	handle_triggers(e, rec, msg);
+	if (msg == NULL) {
+		log_warn("topic=%s partition=%d offset=%lld event=record_unreadable", rec->topic,
+			 (int)rec->partition, (long long)rec->offset);
+		kafka_done(e->kafka, rec->topic, rec->partition, rec->offset);
+		return;
+	}
+	release = handle_triggers(e, rec, msg);
 	for (size_t i = 0; i < e->n_wait_paths && !taken; i++)
 		if (strcmp(e->wait_paths[i].topic, rec->topic) == 0) {
 			char *path = xstrdup(e->wait_paths[i].path); /* the index may change */
@@ -546,6 +601,8 @@ static void on_record(const struct kafka_record *rec, void *arg)
 			  (int)rec->partition, (long long)rec->offset);
 	}
 	json_decref(msg);
+	if (!release)
+		return;
 	d = xcalloc(1, sizeof(*d));
 	d->e = e;
 	d->topic = xstrdup(rec->topic);
@@ -593,6 +650,9 @@ int engine_kafka_subscribe(struct engine *e)
 		flow_topics(e->flows->flows[k], &topics, &n);
 	for (size_t k = 0; k < e->retired.n; k++)
 		flow_topics(e->retired.flows[k], &topics, &n);
+	/* Sagas still running on a flow version replaced by a reload wait on its topics. */
+	for (size_t k = 0; k < e->n_wait_paths; k++)
+		add_topic(&topics, &n, e->wait_paths[k].topic);
 	if (n > 0) {
 		rc = kafka_subscribe(e->kafka, (const char *const *)topics, n, on_record, e);
 		for (size_t i = 0; i < n; i++)
@@ -611,6 +671,10 @@ static void publish_lifecycle(struct saga *s, json_t *ev, const char *type)
 	const char *headers[] = { "event-type", type, "saga-id", s->id };
 	int rc;
 
+	if (ev == NULL) {
+		log_error("saga=%s event=lifecycle_event_not_built", s->id);
+		return;
+	}
 	util_new_id(id);
 	util_format_time(util_now_ms(), ts, sizeof(ts));
 	json_object_set_new(ev, "event_id", json_string(id));
@@ -621,8 +685,12 @@ static void publish_lifecycle(struct saga *s, json_t *ev, const char *type)
 	json_object_set_new(ev, "status", json_string(saga_state_name(s->state)));
 	json_object_set_new(ev, "parent_id", s->parent_id[0] ? json_string(s->parent_id) : json_null());
 	json_object_set_new(ev, "time", json_string(ts));
-	value = json_dumps(ev, JSON_COMPACT);
+	value = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
 	json_decref(ev);
+	if (value == NULL) {
+		log_error("saga=%s event=lifecycle_event_not_built", s->id);
+		return;
+	}
 	rc = outbox_put(e->outbox, e->lifecycle_topic, s->id, headers, 2, value, s->id);
 	engine__store_failed(e, rc, "outbox_put", s->id);
 	free(value);
@@ -632,8 +700,8 @@ void engine__lifecycle_saga(struct saga *s)
 {
 	if (s->e->lifecycle_topic == NULL || s->e->outbox == NULL)
 		return;
-	publish_lifecycle(s, json_pack("{s:o, s:O}", "error", s->error ? json_string(s->error) :
-				       json_null(), "input", s->input), "saga");
+	publish_lifecycle(s, json_pack("{s:o}", "error", s->error ? json_string(s->error) :
+				       json_null()), "saga");
 }
 
 void engine__lifecycle_step(struct saga *s, int i)

@@ -149,13 +149,27 @@ static int on_row(const struct store_outbox *m, void *arg)
 	rc = kafka_produce(ob->kafka, &km, on_delivery, f);
 	free(hv);
 	json_decref(h);
-	if (rc != 0) {
+	if (rc == SAGAD_EFULL) {
 		free(f);
-		if (rc != SAGAD_EFULL)
-			log_error("outbox=%lld topic=%s event=produce_failed err=\"%s\"",
-				  (long long)m->seq, m->topic, sagad_strerror(rc));
 		sc->full = true;
 		return 1; /* stop here; this row is produced on the next scan */
+	}
+	if (rc != 0) {
+		/* Refused for this message only (too large, bad topic...): record it, go on with
+		 * the others, and try it again with the next rescan (backoff). */
+		free(f);
+		log_error("outbox=%lld topic=%s event=produce_failed err=\"%s\" msg=\"kept unsent; "
+			  "retried later\"", (long long)m->seq, m->topic, sagad_strerror(rc));
+		store_outbox_failed(ob->store, m->seq, sagad_strerror(rc));
+		ob->stats.failed++;
+		ob->cursor = m->seq;
+		ob->rescan = true;
+		if (!uv_is_active((uv_handle_t *)&ob->timer)) {
+			uv_timer_start(&ob->timer, on_timer, (uint64_t)ob->backoff_ms, 0);
+			ob->backoff_ms = ob->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
+					 ob->backoff_ms * 2;
+		}
+		return 0;
 	}
 	ob->cursor = m->seq;
 	ob->stats.produced++;

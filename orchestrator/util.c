@@ -241,3 +241,24 @@ char *strbuf_detach(struct strbuf *b)
 	strbuf_init(b);
 	return s;
 }
+
+char *util_utf8_sanitize(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+
+	while (*p != '\0') {
+		int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 :
+			(*p & 0xf8) == 0xf0 ? 4 : 0;
+		int i;
+
+		for (i = 1; i < n; i++)
+			if ((p[i] & 0xc0) != 0x80)
+				break;
+		if (n == 0 || i < n || (n == 2 && *p < 0xc2)) {
+			*p++ = '?';
+			continue;
+		}
+		p += n;
+	}
+	return s;
+}

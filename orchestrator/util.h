@@ -33,6 +33,10 @@ void util_new_id(char *buf);
 /* Fills buf with n random bytes from getrandom(). */
 void util_random(void *buf, size_t n);
 
+/* Replaces every byte that is not part of a valid UTF-8 sequence (a truncated tail, say) with
+ * '?', in place, so the text can go into JSON. Returns s. */
+char *util_utf8_sanitize(char *s);
+
 /* A growable NUL-terminated byte buffer; embed it and release with strbuf_close(). */
 struct strbuf {
 	char *data;
