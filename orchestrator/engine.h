@@ -155,6 +155,9 @@ struct engine_stats {
  * complete waiting steps, trigger events start sagas; each record's offset is committed only
  * after the commit that recorded its effect. 0 without Kafka, or an error. */
 int engine_kafka_subscribe(struct engine *e);
+/* Forgets the Kafka client (before the daemon frees it at shutdown): offsets of records
+ * handled afterwards are not released, so those records are delivered again after restart. */
+void engine_kafka_detach(struct engine *e);
 void engine_stats(const struct engine *e, struct engine_stats *out);
 
 /* Test hook: SAGAD_CRASHPOINT=name[:n] kills the process with SIGKILL the n-th time the

@@ -147,6 +147,11 @@ void engine__kafka_forget(struct saga *s, int i)
 	r->wait = NULL;
 }
 
+void engine_kafka_detach(struct engine *e)
+{
+	e->kafka = NULL;
+}
+
 void engine__kafka_free(struct engine *e)
 {
 	for (size_t i = 0; i < e->n_wait_slots; i++) {
@@ -203,6 +208,14 @@ static void wait_register(struct saga *s, int i, enum phase phase, int attempt, 
 	w->topic = xstrdup(reply_topic(st, rp));
 	w->path = xstrdup(path);
 	w->key = wait_key(w->topic, w->path, value);
+	if (s->e->n_wait_slots > 0)
+		for (struct kafka_wait *o = s->e->waits[hash_str(w->key) & (s->e->n_wait_slots - 1)];
+		     o != NULL; o = o->next)
+			if (strcmp(o->key, w->key) == 0 && strcmp(o->saga_id, s->id) != 0)
+				log_warn("saga=%s step=%s event=correlation_shared other_saga=%s value=%s "
+					 "msg=\"two sagas wait for the same correlation value on %s; a "
+					 "reply completes only one of them: correlate on a value unique "
+					 "per saga\"", s->id, st->name, o->saga_id, value, w->topic);
 	memcpy(w->saga_id, s->id, ID_LEN);
 	w->step = i;
 	w->phase = phase;
@@ -414,7 +427,8 @@ static void on_record_committed(void *arg)
 {
 	struct record_done *d = arg;
 
-	kafka_done(d->e->kafka, d->topic, d->partition, d->offset);
+	if (d->e->kafka != NULL) /* NULL once shutdown freed the client: redelivered later */
+		kafka_done(d->e->kafka, d->topic, d->partition, d->offset);
 	free(d->topic);
 	free(d);
 }

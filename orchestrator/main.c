@@ -292,6 +292,7 @@ static void on_shutdown_tick(uv_timer_t *t)
 		size_t left;
 
 		outbox_stop(d->outbox);
+		engine_kafka_detach(d->engine);
 		left = kafka_client_free(d->kafka, 2000);
 		d->kafka = NULL;
 		if (left > 0)
