@@ -21,6 +21,9 @@
 #include "util.h"
 
 #define SHUTDOWN_POLL_MS 50
+#define PURGE_BATCH 200           /* sagas (and sent messages) deleted per purge pass */
+#define PURGE_IDLE_MS 10000       /* between passes when the last one found nothing more */
+#define PURGE_BUSY_MS 100         /* between passes while a backlog remains */
 
 struct daemon {
 	uv_loop_t *loop;
@@ -32,6 +35,8 @@ struct daemon {
 	const char *synchronous;
 	size_t max_body, max_response;
 	int64_t shutdown_grace_ms, max_wait_ms;
+	int64_t retention_ms;           /* 0 = keep finished sagas forever */
+	uv_timer_t purge_timer;
 	const char *kafka_brokers;
 	const char *kafka_group;
 	const char *lifecycle_topic;
@@ -72,6 +77,9 @@ static void usage(FILE *out)
 	      "  --max-response BYTES largest participant response body [1048576]\n"
 	      "  --max-wait DURATION longest a client may wait for a saga [5m]\n"
 	      "  --shutdown-grace DURATION  wait for calls in flight on SIGTERM [10s]\n"
+	      "  --retention DURATION  delete completed and compensated sagas (and sent Kafka\n"
+	      "                      messages) older than this, in small batches; failed sagas\n"
+	      "                      are kept for an operator; 0 keeps everything   [7d]\n"
 	      "  --synchronous MODE  SQLite synchronous: FULL (shipped, durable) or NORMAL\n"
 	      "\n"
 	      "Kafka (needed when a flow uses a kafka participant or trigger; see docs/kafka.md):\n"
@@ -256,6 +264,35 @@ static void on_flush(uv_prepare_t *h)
 	}
 }
 
+/* Retention: one small batch per pass (it shares the loop with everything else); passes come
+ * quickly while a backlog remains and every few seconds otherwise. The deletes are committed
+ * with the loop turn's other writes. */
+static uint64_t purge_idle_ms(const struct daemon *d)
+{
+	int64_t half = d->retention_ms / 2;
+
+	return (uint64_t)(half < PURGE_BUSY_MS ? PURGE_BUSY_MS : half > PURGE_IDLE_MS ?
+			  PURGE_IDLE_MS : half);
+}
+
+static void on_purge(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	int sagas = 0, messages = 0, rc;
+
+	rc = store_purge(d->store, util_now_ms() - d->retention_ms, PURGE_BATCH, &sagas, &messages);
+	if (rc != 0) {
+		log_warn("event=purge_failed err=\"%s\"", sagad_strerror(rc));
+		uv_timer_start(t, on_purge, purge_idle_ms(d), 0);
+		return;
+	}
+	if (sagas > 0 || messages > 0)
+		log_info("event=purged sagas=%d outbox_messages=%d retention_ms=%lld", sagas, messages,
+			 (long long)d->retention_ms);
+	uv_timer_start(t, on_purge, sagas == PURGE_BATCH || messages == PURGE_BATCH ?
+		       PURGE_BUSY_MS : purge_idle_ms(d), 0);
+}
+
 static void close_all(struct daemon *d)
 {
 	httpd_free(d->httpd);
@@ -269,6 +306,8 @@ static void close_all(struct daemon *d)
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->sighup, NULL);
 	uv_close((uv_handle_t *)&d->shutdown_timer, NULL);
+	uv_timer_stop(&d->purge_timer);
+	uv_close((uv_handle_t *)&d->purge_timer, NULL);
 }
 
 static void on_shutdown_tick(uv_timer_t *t)
@@ -378,6 +417,7 @@ int main(int argc, char **argv)
 		{ "max-response", required_argument, NULL, 'R' },
 		{ "max-wait", required_argument, NULL, 'W' },
 		{ "shutdown-grace", required_argument, NULL, 'G' },
+		{ "retention", required_argument, NULL, 'r' },
 		{ "synchronous", required_argument, NULL, 'S' },
 		{ "check", no_argument, NULL, 'c' },
 		{ "kafka-brokers", required_argument, NULL, 'K' },
@@ -406,6 +446,7 @@ int main(int argc, char **argv)
 	d.max_response = 1 << 20;
 	d.shutdown_grace_ms = 10000;
 	d.max_wait_ms = 5 * 60 * 1000;
+	d.retention_ms = 7LL * 24 * 3600 * 1000;
 	if (parse_listen(&d, env_or("SAGAD_LISTEN", "127.0.0.1:7700")) != 0) {
 		fprintf(stderr, "sagad: SAGAD_LISTEN: expected ADDR:PORT\n");
 		return 2;
@@ -437,7 +478,8 @@ int main(int argc, char **argv)
 		case 'B': d.max_body = (size_t)strtoull(optarg, NULL, 10); break;
 		case 'R': d.max_response = (size_t)strtoull(optarg, NULL, 10); break;
 		case 'W':
-		case 'G': {
+		case 'G':
+		case 'r': {
 			int64_t ms;
 			if (util_parse_duration(optarg, &ms) != 0) {
 				fprintf(stderr, "sagad: %s: expected a duration such as 10s\n", optarg);
@@ -445,8 +487,10 @@ int main(int argc, char **argv)
 			}
 			if (c == 'W')
 				d.max_wait_ms = ms;
-			else
+			else if (c == 'G')
 				d.shutdown_grace_ms = ms;
+			else
+				d.retention_ms = ms;
 			break;
 		}
 		case 'S': d.synchronous = optarg; break;
@@ -564,6 +608,10 @@ int main(int argc, char **argv)
 	uv_signal_start(&d.sighup, on_signal, SIGHUP);
 	uv_timer_init(d.loop, &d.shutdown_timer);
 	d.shutdown_timer.data = &d;
+	uv_timer_init(d.loop, &d.purge_timer);
+	d.purge_timer.data = &d;
+	if (d.retention_ms > 0)
+		uv_timer_start(&d.purge_timer, on_purge, purge_idle_ms(&d), 0);
 
 	rc = engine_recover(d.engine);
 	if (rc != 0) {

@@ -134,6 +134,7 @@ enum stmt_id {
 	ST_TIMER_PUT, ST_TIMER_DELETE, ST_TIMER_EACH,
 	ST_FLOW_PUT, ST_FLOW_GET,
 	ST_OUTBOX_PUT, ST_OUTBOX_SENT, ST_OUTBOX_FAILED, ST_OUTBOX_UNSENT, ST_OUTBOX_COUNT,
+	ST_PURGE_SAGAS, ST_PURGE_OUTBOX,
 	/* store_saga_list: one statement per filter combination, so each can use its index */
 	ST_LIST, ST_LIST_LAST = ST_LIST + 7,
 	ST_MAX
@@ -194,6 +195,17 @@ static const char *const sql[ST_MAX] = {
 	[ST_OUTBOX_UNSENT] = "SELECT seq, topic, key, headers, value, saga_id, created_at, attempts, "
 		"last_error FROM outbox WHERE sent_at IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
 	[ST_OUTBOX_COUNT] = "SELECT count(*) FROM outbox WHERE sent_at IS NULL",
+	/* Retention: ids are ULIDs (creation order), so "created before the cutoff" is a range of
+	 * the (status, id) index; updated_at spares a long saga that ended only recently. Steps,
+	 * history and timers go with their saga (ON DELETE CASCADE). failed sagas are kept: they
+	 * wait for an operator. */
+	[ST_PURGE_SAGAS] = "DELETE FROM sagas WHERE id IN (SELECT id FROM sagas "
+		"WHERE status IN ('completed', 'compensated') AND id < ?1 AND updated_at < ?2 "
+		/* a child whose parent may still compensate it stays */
+		"AND NOT EXISTS (SELECT 1 FROM sagas p WHERE p.id = sagas.parent_id "
+		"AND p.status NOT IN ('completed', 'compensated')) LIMIT ?3)",
+	[ST_PURGE_OUTBOX] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
+		"WHERE sent_at IS NOT NULL AND sent_at < ?1 ORDER BY seq LIMIT ?2)",
 	[ST_LIST] = LIST_SQL(""),
 	[ST_LIST + LIST_FLOW] = LIST_SQL("WHERE flow = ?1"),
 	[ST_LIST + LIST_STATUS] = LIST_SQL("WHERE status = ?2"),
@@ -1355,5 +1367,33 @@ int store_outbox_unsent(struct store *st, int64_t *count)
 	*count = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
 	rc = rc == SQLITE_ROW ? 0 : fail(st, "outbox_count", rc);
 	finish(stmt);
+	return rc;
+}
+
+/* --- retention ----------------------------------------------------------------------- */
+
+int store_purge(struct store *st, int64_t before_ms, int limit, int *sagas, int *messages)
+{
+	sqlite3_stmt *stmt;
+	char cutoff[27];
+	int rc;
+
+	*sagas = *messages = 0;
+	/* The smallest ULID of the cutoff's millisecond: its time part, then zeros. */
+	util_ulid_at(before_ms, cutoff);
+	stmt = st->stmt[ST_PURGE_SAGAS];
+	sqlite3_bind_text(stmt, 1, cutoff, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(stmt, 2, before_ms);
+	sqlite3_bind_int(stmt, 3, limit);
+	rc = exec_write(st, stmt, "purge_sagas");
+	if (rc != 0)
+		return rc;
+	*sagas = sqlite3_changes(st->db);
+	stmt = st->stmt[ST_PURGE_OUTBOX];
+	sqlite3_bind_int64(stmt, 1, before_ms);
+	sqlite3_bind_int(stmt, 2, limit);
+	rc = exec_write(st, stmt, "purge_outbox");
+	if (rc == 0)
+		*messages = sqlite3_changes(st->db);
 	return rc;
 }

@@ -163,6 +163,12 @@ int store_outbox_each_unsent(struct store *st, int64_t after_seq, int limit, sto
 /* How many messages wait to be sent. */
 int store_outbox_unsent(struct store *st, int64_t *count);
 
+/* Retention: deletes up to limit completed or compensated sagas created and last updated
+ * before before_ms (with their steps, history and timers), and up to limit outbox rows sent
+ * before it. failed sagas are never purged. *sagas and *messages get the counts. Call it in
+ * small batches: it runs in the open transaction like every write. */
+int store_purge(struct store *st, int64_t before_ms, int limit, int *sagas, int *messages);
+
 /* Reads. Callbacks get borrowed records valid during the call; return non-zero to stop, and
  * the each/list function then returns that value (else 0 or a store error). No statement is
  * running during a callback, so callbacks may call any store function, writes included. */

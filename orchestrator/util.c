@@ -262,3 +262,15 @@ char *util_utf8_sanitize(char *s)
 	}
 	return s;
 }
+
+void util_ulid_at(int64_t ms, char *buf)
+{
+	static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+	for (int i = 9; i >= 0; i--) {
+		buf[i] = alphabet[ms & 31];
+		ms >>= 5;
+	}
+	memset(buf + 10, '0', 16);
+	buf[26] = '\0';
+}

@@ -30,6 +30,8 @@ int util_parse_duration(const char *s, int64_t *ms);
 
 /* Writes a new 26-character sortable unique id (ULID: time + randomness) plus NUL; buf >= 27. */
 void util_new_id(char *buf);
+/* Writes the smallest ULID of millisecond ms (time part, then zeros); buf >= 27. */
+void util_ulid_at(int64_t ms, char *buf);
 /* Fills buf with n random bytes from getrandom(). */
 void util_random(void *buf, size_t n);
 

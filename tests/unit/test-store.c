@@ -929,6 +929,90 @@ static void test_outbox(void **state)
 	store_close(st);
 }
 
+
+/* Retention: only completed/compensated sagas created and updated before the cutoff go, with
+ * their steps and history; failed and recent ones stay; sent outbox rows before it go. */
+static void test_purge(void **state)
+{
+	struct store *st = open_store();
+	char old1[27], old2[27], oldf[27], late[27], now1[27];
+	struct store_step step = { .idx = 0, .name = "a", .state = "succeeded", .updated_at = 1 };
+	struct store_history h = { .step = -1, .phase = "saga", .event = "completed" };
+	struct store_outbox m = { .topic = "t", .value = "{}", .created_at = 1 };
+	struct store_saga s;
+	int64_t seq;
+	int n_sagas, n_msgs;
+
+	util_ulid_at(1000, old1);
+	old1[25] = '1';
+	util_ulid_at(2000, old2);
+	old2[25] = '2';
+	util_ulid_at(2500, oldf);
+	oldf[25] = '3';
+	util_ulid_at(2600, late);
+	late[25] = '4';
+	util_ulid_at(9000, now1);
+	now1[25] = '5';
+	s = saga(old1, "f", "completed");
+	s.updated_at = 1500;
+	assert_int_equal(store_saga_insert(st, &s, NULL), 0);
+	s = saga(old2, "f", "compensated");
+	s.updated_at = 2500;
+	assert_int_equal(store_saga_insert(st, &s, NULL), 0);
+	s = saga(oldf, "f", "failed");
+	s.updated_at = 2600;
+	assert_int_equal(store_saga_insert(st, &s, NULL), 0);
+	s = saga(late, "f", "completed");
+	s.updated_at = 9500;                /* created long ago, ended recently: kept */
+	assert_int_equal(store_saga_insert(st, &s, NULL), 0);
+	s = saga(now1, "f", "completed");
+	s.updated_at = 9100;
+	assert_int_equal(store_saga_insert(st, &s, NULL), 0);
+	/* An old completed child of the failed saga: its parent may still compensate it. */
+	{
+		char kid[27];
+		util_ulid_at(1200, kid);
+		kid[25] = '6';
+		s = saga(kid, "g", "completed");
+		s.updated_at = 1300;
+		s.parent_id = oldf;
+		s.parent_step = 0;
+		assert_int_equal(store_saga_insert(st, &s, NULL), 0);
+	}
+	step.saga_id = old1;
+	h.saga_id = old1;
+	assert_int_equal(store_step_put(st, &step), 0);
+	assert_int_equal(store_history_append(st, &h), 0);
+	assert_int_equal(store_outbox_put(st, &m, &seq), 0);
+	assert_int_equal(store_outbox_sent(st, seq, 1500), 0);
+	assert_int_equal(store_outbox_put(st, &m, NULL), 0); /* unsent: never purged */
+	assert_int_equal(store_commit(st), 0);
+
+	/* In batches: one at a time. */
+	assert_int_equal(store_purge(st, 5000, 1, &n_sagas, &n_msgs), 0);
+	assert_int_equal(n_sagas, 1);
+	assert_int_equal(n_msgs, 1);
+	assert_int_equal(store_purge(st, 5000, 1, &n_sagas, &n_msgs), 0);
+	assert_int_equal(n_sagas, 1);
+	assert_int_equal(n_msgs, 0);
+	assert_int_equal(store_purge(st, 5000, 100, &n_sagas, &n_msgs), 0);
+	assert_int_equal(n_sagas, 0);
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(store_saga_get(st, old1, &s), SAGAD_ENOENT);
+	assert_int_equal(store_saga_get(st, old2, &s), SAGAD_ENOENT);
+	assert_int_equal(store_saga_get(st, oldf, &s), 0);
+	store_saga_clear(&s);
+	assert_int_equal(store_saga_get(st, late, &s), 0);
+	store_saga_clear(&s);
+	assert_int_equal(store_saga_get(st, now1, &s), 0);
+	store_saga_clear(&s);
+	assert_int_equal(raw_int("SELECT count(*) FROM sagas WHERE parent_id IS NOT NULL"), 1);
+	assert_int_equal(raw_int("SELECT count(*) FROM saga_steps"), 0);
+	assert_int_equal(raw_int("SELECT count(*) FROM saga_history"), 0);
+	assert_int_equal(raw_int("SELECT count(*) FROM outbox"), 1);
+	store_close(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -947,6 +1031,7 @@ int main(void)
 		T(test_history),
 		T(test_timers),
 		T(test_outbox),
+		T(test_purge),
 		T(test_flows),
 		T(test_list),
 		T(test_each_unfinished),
