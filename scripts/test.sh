@@ -1,6 +1,8 @@
 #!/bin/sh
 # The test command: installs what is missing, builds, runs every unit and end-to-end test
 # (make check), and ends with one line "N passed, N failed". Exits non-zero on any failure.
+# Extra arguments go to ./configure: ./scripts/test.sh --enable-sanitizers runs everything
+# against an ASan+UBSan build.
 set -u
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh || exit 1
@@ -24,5 +26,11 @@ if [ "$rc" -ne 0 ]; then
 	[ "$failed" -eq 0 ] && failed=1
 fi
 rm -f /tmp/sagad-check.$$
-echo "$passed passed, $failed failed"
+# SAGAD_TEST_COUNTS=FILE: also write "passed failed" there (.ci/run adds up several runs).
+[ -n "${SAGAD_TEST_COUNTS:-}" ] && echo "$passed $failed" >"$SAGAD_TEST_COUNTS"
+if [ "${SAGAD_TEST_SUMMARY:-1}" = 1 ]; then
+	echo "$passed passed, $failed failed"
+else
+	echo "this build: $passed tests passed and $failed failed"
+fi
 [ "$rc" -eq 0 ] && [ "$failed" -eq 0 ]
