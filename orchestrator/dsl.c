@@ -657,10 +657,10 @@ static int int_word(const char *s, long long *v)
 	int base = 10;
 	char *end;
 
-	if (!strncmp(s, "0o", 2) && all_of(s + 2, "01234567")) {
+	if (s[0] == '0' && s[1] == 'o' && all_of(s + 2, "01234567")) {
 		base = 8;
 		d = s + 2;
-	} else if (!strncmp(s, "0x", 2) && all_of(s + 2, "0123456789abcdefABCDEF")) {
+	} else if (s[0] == '0' && s[1] == 'x' && all_of(s + 2, "0123456789abcdefABCDEF")) {
 		base = 16;
 		d = s + 2;
 	} else if (!all_of(s + (*s == '-' || *s == '+'), "0123456789")) {
