@@ -1,7 +1,7 @@
 /* store.c: the SQLite store. One connection, used only from the loop thread; every statement
  * is prepared once at open. Writes join one transaction (BEGIN IMMEDIATE on the first write
  * after a commit) that store_commit() ends: the grouped commit. The schema and the reasons
- * behind it are in docs/notes/schema.md. */
+ * behind it are in docs/architecture.md ("SQLite schema"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
