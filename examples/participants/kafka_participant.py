@@ -38,6 +38,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from faults import FaultTable
+
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 JSON_CT = "application/json"
@@ -237,14 +239,9 @@ class Store:
 # --------------------------------------------------------------------------------------------
 # Faults (memory only, per process).
 
-class Faults:
+class Faults(FaultTable):
     KEYS = {"eventType", "times", "reply", "delay_ms", "duplicate_reply", "drop_reply", "crash"}
     CRASH_POINTS = ("before_apply", "after_apply", "after_reply")
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.items = []
-        self.next_id = 1
 
     def add(self, spec):
         if not isinstance(spec, dict):
@@ -253,49 +250,22 @@ class Faults:
         if unknown:
             raise ValueError("unknown fault keys: %s (known: %s)" % (
                 ", ".join(sorted(unknown)), ", ".join(sorted(self.KEYS))))
-        f = {"id": self.next_id,
-             "eventType": str(spec.get("eventType", "*")),
+        f = {"eventType": str(spec.get("eventType", "*")),
              "times": int(spec.get("times", 1)),
              "reply": spec.get("reply"),
              "delay_ms": int(spec.get("delay_ms", 0)),
              "duplicate_reply": bool(spec.get("duplicate_reply", False)),
              "drop_reply": bool(spec.get("drop_reply", False)),
-             "crash": spec.get("crash"),
-             "matched": 0}
-        if f["times"] == 0 or f["times"] < -1:
-            raise ValueError("times must be >= 1 or -1 (until cleared)")
+             "crash": spec.get("crash")}
         if f["reply"] is not None and not isinstance(f["reply"], str):
             raise ValueError("reply must be an event type (a string)")
         if f["crash"] is not None and f["crash"] not in self.CRASH_POINTS:
             raise ValueError("crash must be one of " + ", ".join(self.CRASH_POINTS))
-        with self.lock:
-            self.next_id += 1
-            self.items.append(f)
-        return f
-
-    def clear(self):
-        with self.lock:
-            n = len(self.items)
-            self.items = []
-            return n
-
-    def list(self):
-        with self.lock:
-            return [dict(f) for f in self.items]
+        return super().add(f)
 
     def take(self, event_type):
         """The first fault matching event_type (or "*"), its count consumed."""
-        with self.lock:
-            for f in self.items:
-                if f["eventType"] not in ("*", event_type):
-                    continue
-                f["matched"] += 1
-                if f["times"] > 0:
-                    f["times"] -= 1
-                    if f["times"] == 0:
-                        self.items.remove(f)
-                return dict(f)
-        return None
+        return super().take(lambda f: f["eventType"] in ("*", event_type))
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from faults import FaultTable
+
 # --------------------------------------------------------------------------------------------
 # The three services.  "fields" are the entity's properties in declaration order with their
 # Java types ("String" or "Long"); id is always a Long assigned by the store.
@@ -237,17 +239,13 @@ class Store:
 # --------------------------------------------------------------------------------------------
 # Faults (memory only).
 
-class Faults:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.items = []
-        self.next_id = 1
+class Faults(FaultTable):
+    """Faults on (method, path): answer a status/body after a delay, with or without applying."""
 
     def add(self, spec):
         if not isinstance(spec, dict):
             raise HttpError(400, "fault must be a JSON object")
         f = {
-            "id": self.next_id,
             "method": str(spec.get("method", "*")).upper(),
             "path": spec.get("path", "*"),
             "status": int(spec.get("status", 500)),
@@ -255,43 +253,19 @@ class Faults:
             "delay_ms": int(spec.get("delay_ms", 0)),
             "body": spec.get("body"),
             "headers": spec.get("headers") or {},
-            "matched": 0,
         }
         f["apply"] = bool(spec.get("apply", f["status"] == 0))
-        if f["times"] == 0 or f["times"] < -1:
-            raise HttpError(400, "times must be >= 1 or -1")
         if not isinstance(f["path"], str) or not isinstance(f["headers"], dict):
             raise HttpError(400, "path must be a string, headers an object")
-        with self.lock:
-            self.next_id += 1
-            self.items.append(f)
-        return f
-
-    def clear(self):
-        with self.lock:
-            n = len(self.items)
-            self.items = []
-            return n
-
-    def list(self):
-        with self.lock:
-            return [dict(f) for f in self.items]
+        try:
+            return super().add(f)
+        except ValueError as e:
+            raise HttpError(400, str(e))
 
     def take(self, method, path):
         """The first fault matching (method, path without query), its count consumed."""
-        with self.lock:
-            for f in self.items:
-                if f["method"] not in ("*", method):
-                    continue
-                if f["path"] != path and not fnmatch.fnmatchcase(path, f["path"]):
-                    continue
-                f["matched"] += 1
-                if f["times"] > 0:
-                    f["times"] -= 1
-                    if f["times"] == 0:
-                        self.items.remove(f)
-                return dict(f)
-        return None
+        return super().take(lambda f: f["method"] in ("*", method) and (
+            f["path"] == path or fnmatch.fnmatchcase(path, f["path"])))
 
 
 # --------------------------------------------------------------------------------------------

@@ -272,13 +272,11 @@ start_participants() {
 # stop_participant NAME [SIGNAL]: stops it (SIGTERM by default; KILL for a crash) and waits;
 # sets PARTICIPANT_EXIT (0 after a clean SIGTERM shutdown, 137 after KILL).
 stop_participant() {
-	local name=$1 sig=${2:-TERM} pid
+	local name=$1 pid
 	pid=${E2E_PPID[$name]:-}
 	[ -n "$pid" ] || { diag "participant $name was not started"; return 1; }
-	kill "-$sig" "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	PARTICIPANT_EXIT=$?
-	_e2e_untrack_pid "$pid"
+	_e2e_stop "$pid" "participant $name" 30 "${2:-TERM}"
+	PARTICIPANT_EXIT=$E2E_STOP_EXIT
 	E2E_PPID[$name]=""
 	return 0
 }
@@ -402,20 +400,31 @@ kill9_sagad() {
 	SAGAD_PID=""
 }
 
+# _e2e_stop PID LABEL TIMEOUT_S [SIG]: sends SIG (default TERM), waits for the process to end
+# (SIGKILL after the timeout, with a diagnostic and status 1), reaps it and stops tracking it.
+# Sets E2E_STOP_EXIT to its exit status.
+_e2e_stop() {
+	local pid=$1 label=$2 timeout=$3 sig=${4:-TERM} rc=0
+	kill "-$sig" "$pid" 2>/dev/null
+	if ! wait_until "$timeout" _e2e_not_alive "$pid"; then
+		diag "$label did not stop within ${timeout}s of SIG$sig; killing it"
+		kill -KILL "$pid" 2>/dev/null
+		rc=1
+	fi
+	wait "$pid" 2>/dev/null
+	E2E_STOP_EXIT=$?
+	_e2e_untrack_pid "$pid"
+	return $rc
+}
+
 # stop_sagad [timeout_s]: SIGTERM and wait (SIGKILL after the timeout, default 15 s, with a
 # diagnostic and status 1).  Sets SAGAD_EXIT.
 stop_sagad() {
-	local timeout=${1:-15} rc=0
+	local rc
 	[ -n "$SAGAD_PID" ] || return 0
-	kill -TERM "$SAGAD_PID" 2>/dev/null
-	if ! wait_until "$timeout" _e2e_not_alive "$SAGAD_PID"; then
-		diag "sagad did not stop within ${timeout}s of SIGTERM; killing it"
-		kill -KILL "$SAGAD_PID" 2>/dev/null
-		rc=1
-	fi
-	wait "$SAGAD_PID" 2>/dev/null
-	SAGAD_EXIT=$?
-	_e2e_untrack_pid "$SAGAD_PID"
+	_e2e_stop "$SAGAD_PID" sagad "${1:-15}"
+	rc=$?
+	SAGAD_EXIT=$E2E_STOP_EXIT
 	SAGAD_PID=""
 	return $rc
 }
@@ -793,17 +802,11 @@ _e2e_kafka_ready() {
 # stop_kafka [timeout_s]: SIGTERM and wait (SIGKILL after the timeout, default 10 s, status 1).
 # Sets KAFKA_EXIT (0 after a clean shutdown).
 stop_kafka() {
-	local timeout=${1:-10} rc=0
+	local rc
 	[ -n "$KAFKA_PID" ] || return 0
-	kill -TERM "$KAFKA_PID" 2>/dev/null
-	if ! wait_until "$timeout" _e2e_not_alive "$KAFKA_PID"; then
-		diag "sagad-kafka-mock did not stop within ${timeout}s of SIGTERM; killing it"
-		kill -KILL "$KAFKA_PID" 2>/dev/null
-		rc=1
-	fi
-	wait "$KAFKA_PID" 2>/dev/null
-	KAFKA_EXIT=$?
-	_e2e_untrack_pid "$KAFKA_PID"
+	_e2e_stop "$KAFKA_PID" sagad-kafka-mock "${1:-10}"
+	rc=$?
+	KAFKA_EXIT=$E2E_STOP_EXIT
 	KAFKA_PID=""
 	return $rc
 }
@@ -970,13 +973,11 @@ _e2e_kport_ready() {
 # stop_kafka_participant NAME [SIGNAL]: SIGTERM (a clean stop: it finishes the current record
 # and leaves the group) or KILL; waits and sets PARTICIPANT_EXIT.
 stop_kafka_participant() {
-	local name=$1 sig=${2:-TERM} pid
+	local name=$1 pid
 	pid=${E2E_KPID[$name]:-}
 	[ -n "$pid" ] || { diag "kafka participant $name was not started"; return 1; }
-	kill "-$sig" "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	PARTICIPANT_EXIT=$?
-	_e2e_untrack_pid "$pid"
+	_e2e_stop "$pid" "kafka participant $name" 30 "${2:-TERM}"
+	PARTICIPANT_EXIT=$E2E_STOP_EXIT
 	E2E_KPID[$name]=""
 	return 0
 }
