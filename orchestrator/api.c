@@ -217,7 +217,9 @@ static void answer_saga(struct pending *p, int status)
 	int n = 0;
 
 	if (body == NULL) {
-		respond_error(p->req, 404, SAGAD_ENOSAGA, "no such saga");
+		char err[128];
+		snprintf(err, sizeof(err), "no saga with id \"%.40s\"", p->id);
+		respond_error(p->req, 404, SAGAD_ENOSAGA, err);
 		return;
 	}
 	snprintf(location, sizeof(location), "/v1/sagas/%s", p->id);
@@ -620,15 +622,14 @@ static void route_list(struct api *a, struct httpd_req *req)
 static void route_get_saga(struct api *a, struct httpd_req *req, const char *id)
 {
 	struct pending *p;
-	struct store_saga s;
 
-	if (strlen(id) != ID_LEN - 1 || store_saga_get(a->store, id, &s) != 0) {
+	if (strlen(id) != ID_LEN - 1) {
 		char err[128];
 		snprintf(err, sizeof(err), "no saga with id \"%.40s\"", id);
 		respond_error(req, 404, SAGAD_ENOSAGA, err);
 		return;
 	}
-	store_saga_clear(&s);
+	/* Read once, after the commit: answer_saga() says 404 when it is not there. */
 	p = pending_new(a, req, PENDING_GET_SAGA);
 	snprintf(p->id, ID_LEN, "%s", id);
 	p->summary_only = wants_minimal(req);

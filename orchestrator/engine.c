@@ -90,30 +90,38 @@ int step_state_parse(const char *name, enum step_state *out)
 
 /* ---- crash points (tests) ---------------------------------------------------------- */
 
-void engine_crashpoint(const char *name)
+static int crash_remaining;
+static char crash_want[64];
+
+/* Reads SAGAD_CRASHPOINT once. True when a crash point is armed. */
+bool engine__crashpoints_armed(void)
 {
-	static int init, remaining;
-	static char want[64];
+	static bool init;
 	const char *env;
 
 	if (!init) {
-		init = 1;
+		init = true;
 		env = getenv("SAGAD_CRASHPOINT");
 		if (env != NULL && *env != '\0') {
 			const char *colon = strchr(env, ':');
 			size_t n = colon ? (size_t)(colon - env) : strlen(env);
-			if (n >= sizeof(want))
-				n = sizeof(want) - 1;
-			memcpy(want, env, n);
-			want[n] = '\0';
-			remaining = colon ? atoi(colon + 1) : 1;
-			if (remaining < 1)
-				remaining = 1;
+			if (n >= sizeof(crash_want))
+				n = sizeof(crash_want) - 1;
+			memcpy(crash_want, env, n);
+			crash_want[n] = '\0';
+			crash_remaining = colon ? atoi(colon + 1) : 1;
+			if (crash_remaining < 1)
+				crash_remaining = 1;
 		}
 	}
-	if (want[0] == '\0' || strcmp(want, name) != 0)
+	return crash_want[0] != '\0';
+}
+
+void engine_crashpoint(const char *name)
+{
+	if (!engine__crashpoints_armed() || strcmp(crash_want, name) != 0)
 		return;
-	if (--remaining > 0)
+	if (--crash_remaining > 0)
 		return;
 	log_warn("event=crashpoint point=%s msg=\"killing myself (SAGAD_CRASHPOINT)\"", name);
 	fflush(stderr);
@@ -1012,7 +1020,7 @@ static void on_http_done(const struct http_result *res, void *arg)
 	json_decref(body);
 	json_decref(stored);
 	call_free(c);
-	e->crash_before_commit = getenv("SAGAD_CRASHPOINT") != NULL;
+	e->crash_before_commit = engine__crashpoints_armed();
 	engine__drive(s);
 }
 

@@ -172,6 +172,8 @@ enum outcome engine__exhaust(const struct retry_policy *rp, int attempt, enum ou
 			     bool definite);
 /* "00-<trace>-<span>-01" for the saga (its trace root). */
 void engine__traceparent(const struct saga *s, char *buf, size_t len);
+/* True when SAGAD_CRASHPOINT arms a test crash point (read once). */
+bool engine__crashpoints_armed(void);
 
 /* engine_kafka.c */
 /* Renders step i's Kafka request (action, compensation or publish), appends it to the outbox

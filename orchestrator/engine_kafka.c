@@ -510,7 +510,7 @@ static bool try_path(struct engine *e, const char *topic, const char *path, json
 				      err, resp, -1);
 		json_decref(resp);
 		e->stats.kafka_replies++;
-		e->crash_before_commit = getenv("SAGAD_CRASHPOINT") != NULL;
+		e->crash_before_commit = engine__crashpoints_armed();
 		engine__drive(s);
 		taken = true;
 	}
@@ -518,13 +518,16 @@ static bool try_path(struct engine *e, const char *topic, const char *path, json
 	return taken;
 }
 
-/* Starts the sagas rec triggers. Returns false when a start was refused for a transient
- * reason (shutting down, store busy): the record's offset must not be released, so it is
- * delivered again (after the restart). */
-static bool handle_triggers(struct engine *e, const struct kafka_record *rec, json_t *msg)
+/* Starts the sagas rec triggers; *on_trigger_topic tells whether rec's topic is a trigger
+ * topic at all. Returns false when a start was refused for a transient reason (shutting down,
+ * store busy): the record's offset must not be released, so it is delivered again (after the
+ * restart). */
+static bool handle_triggers(struct engine *e, const struct kafka_record *rec, json_t *msg,
+			    bool *on_trigger_topic)
 {
 	bool release = true;
 
+	*on_trigger_topic = false;
 	for (size_t k = 0; k < e->flows->n; k++) {
 		struct flow *f = e->flows->flows[k];
 
@@ -537,7 +540,10 @@ static bool handle_triggers(struct engine *e, const struct kafka_record *rec, js
 			json_t *input;
 			int rc;
 
-			if (strcmp(tr->topic, rec->topic) != 0 || !flow_trigger_matches(tr, msg))
+			if (strcmp(tr->topic, rec->topic) != 0)
+				continue;
+			*on_trigger_topic = true;
+			if (!flow_trigger_matches(tr, msg))
 				continue;
 			input = flow_trigger_input(tr, msg, err, sizeof(err));
 			if (input == NULL) {
@@ -579,21 +585,12 @@ static bool handle_triggers(struct engine *e, const struct kafka_record *rec, js
 	return release;
 }
 
-static bool is_trigger_topic(struct engine *e, const char *topic)
-{
-	for (size_t k = 0; k < e->flows->n; k++)
-		for (size_t t = 0; t < e->flows->flows[k]->n_triggers; t++)
-			if (strcmp(e->flows->flows[k]->triggers[t].topic, topic) == 0)
-				return true;
-	return false;
-}
-
 static void on_record(const struct kafka_record *rec, void *arg)
 {
 	struct engine *e = arg;
 	json_t *msg = record_json(rec);
 	struct record_done *d;
-	bool taken = false, ignored = false, release;
+	bool taken = false, ignored = false, release, trigger_topic;
 
 	if (msg == NULL) {
 		log_warn("topic=%s partition=%d offset=%lld event=record_unreadable", rec->topic,
@@ -601,14 +598,14 @@ static void on_record(const struct kafka_record *rec, void *arg)
 		kafka_done(e->kafka, rec->topic, rec->partition, rec->offset);
 		return;
 	}
-	release = handle_triggers(e, rec, msg);
+	release = handle_triggers(e, rec, msg, &trigger_topic);
 	for (size_t i = 0; i < e->n_wait_paths && !taken; i++)
 		if (strcmp(e->wait_paths[i].topic, rec->topic) == 0) {
 			char *path = xstrdup(e->wait_paths[i].path); /* the index may change */
 			taken = try_path(e, rec->topic, path, msg, &ignored);
 			free(path);
 		}
-	if (!taken && !ignored && !is_trigger_topic(e, rec->topic)) {
+	if (!taken && !ignored && !trigger_topic) {
 		e->stats.kafka_unmatched++;
 		log_debug("topic=%s partition=%d offset=%lld event=reply_unmatched msg=\"no step "
 			  "waits for it (late, duplicate or someone else's)\"", rec->topic,

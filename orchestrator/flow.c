@@ -381,12 +381,47 @@ static bool has_header(const struct flow_rendered *r, const char *name)
 	return false;
 }
 
+/* The participant's default headers, then the request's, as "Name: value" lines appended to
+ * *lines. Returns 0 or SAGAD_ETEMPLATE with err. */
+static int render_all_headers(const struct participant *p, const struct flow_request *req,
+			      json_t *ctx, char ***lines, size_t *n, char *err, size_t errlen)
+{
+	int r;
+
+	if (p != NULL && (r = render_headers(p->headers, p->n_headers, ctx, lines, n, err,
+					     errlen)) < 0)
+		return r;
+	return render_headers(req->headers, req->n_headers, ctx, lines, n, err, errlen);
+}
+
+/* req's body as compact JSON in *text (malloc()ed; NULL and 0 when it has none). */
+static int render_body(const struct flow_request *req, json_t *ctx, char **text, size_t *len,
+		       char *err, size_t errlen)
+{
+	char msg[512];
+	json_t *body;
+
+	*text = NULL;
+	*len = 0;
+	if (req->body == NULL)
+		return 0;
+	if ((body = tmpl_eval(req->body, ctx, msg, sizeof(msg))) == NULL) {
+		snprintf(err, errlen, "body: %s", msg);
+		return SAGAD_ETEMPLATE;
+	}
+	*text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(body);
+	if (*text == NULL)
+		fatalx("flow: json_dumps failed");
+	*len = strlen(*text);
+	return 0;
+}
+
 int flow_render_request(const struct participant *p, const struct flow_request *req,
 			json_t *ctx, struct flow_rendered *out, char *err, size_t errlen)
 {
 	char msg[512], *path = NULL, *v;
 	struct strbuf url;
-	json_t *body;
 	size_t i;
 	int r = SAGAD_ETEMPLATE;
 
@@ -417,26 +452,11 @@ int flow_render_request(const struct participant *p, const struct flow_request *
 	}
 	out->url = strbuf_detach(&url);
 
-	if ((r = render_headers(p->headers, p->n_headers, ctx, &out->headers, &out->n_headers,
-				err, errlen)) < 0)
+	if ((r = render_all_headers(p, req, ctx, &out->headers, &out->n_headers, err, errlen)) < 0 ||
+	    (r = render_body(req, ctx, &out->body, &out->body_len, err, errlen)) < 0)
 		goto fail;
-	if ((r = render_headers(req->headers, req->n_headers, ctx, &out->headers, &out->n_headers,
-				err, errlen)) < 0)
-		goto fail;
-	r = SAGAD_ETEMPLATE;
-	if (req->body != NULL) {
-		if ((body = tmpl_eval(req->body, ctx, msg, sizeof(msg))) == NULL) {
-			snprintf(err, errlen, "body: %s", msg);
-			goto fail;
-		}
-		out->body = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-		json_decref(body);
-		if (out->body == NULL)
-			fatalx("flow: json_dumps failed");
-		out->body_len = strlen(out->body);
-		if (!has_header(out, "content-type"))
-			push_header(out, xstrdup("Content-Type: application/json"));
-	}
+	if (out->body != NULL && !has_header(out, "content-type"))
+		push_header(out, xstrdup("Content-Type: application/json"));
 	free(path);
 	return 0;
 fail:
@@ -466,7 +486,6 @@ int flow_render_message(const struct participant *p, const struct flow_request *
 {
 	const char *topic = req->topic != NULL ? req->topic : p != NULL ? p->topic : NULL;
 	char msg[512];
-	json_t *body;
 	int r = SAGAD_ETEMPLATE;
 
 	memset(out, 0, sizeof(*out));
@@ -480,24 +499,9 @@ int flow_render_message(const struct participant *p, const struct flow_request *
 		snprintf(err, errlen, "key: %s", msg);
 		goto fail;
 	}
-	if (p != NULL && (r = render_headers(p->headers, p->n_headers, ctx, &out->headers,
-					     &out->n_headers, err, errlen)) < 0)
+	if ((r = render_all_headers(p, req, ctx, &out->headers, &out->n_headers, err, errlen)) < 0 ||
+	    (r = render_body(req, ctx, &out->value, &out->value_len, err, errlen)) < 0)
 		goto fail;
-	if ((r = render_headers(req->headers, req->n_headers, ctx, &out->headers, &out->n_headers,
-				err, errlen)) < 0)
-		goto fail;
-	r = SAGAD_ETEMPLATE;
-	if (req->body != NULL) {
-		if ((body = tmpl_eval(req->body, ctx, msg, sizeof(msg))) == NULL) {
-			snprintf(err, errlen, "body: %s", msg);
-			goto fail;
-		}
-		out->value = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-		json_decref(body);
-		if (out->value == NULL)
-			fatalx("flow: json_dumps failed");
-		out->value_len = strlen(out->value);
-	}
 	return 0;
 fail:
 	flow_message_close(out);
