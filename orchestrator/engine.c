@@ -283,14 +283,26 @@ static void wake_rearm(struct engine *e)
 	uv_timer_start(&e->wake, on_wake, (uint64_t)delay, 0);
 }
 
-/* Arms a durable timer of kind for s (replacing one of that kind): persisted now, in the
+/* The generation slot of a timer: the deadline is the saga's, retry and timeout timers are
+ * per step (parallel steps wait on their own). */
+static uint32_t *timer_slot(struct saga *s, enum timer_kind kind, int step)
+{
+	if (kind == TIMER_DEADLINE || step < 0 || (size_t)step >= s->flow->n_steps)
+		return &s->timer_gen[kind];
+	return &s->steps[step].timer_gen[kind];
+}
+
+/* Arms a durable timer of kind for step of s (replacing the same one): persisted now, in the
  * heap at once (it cannot fire before this turn's commit: timers run on a later turn). */
 void engine__timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t due, bool persist)
 {
 	struct engine *e = s->e;
 	struct timer_entry t;
+	uint32_t *gen = timer_slot(s, kind, step);
 
-	s->timer_gen[kind] = ++e->timer_seq;
+	if (kind == TIMER_DEADLINE)
+		step = -1;
+	*gen = ++e->timer_seq;
 	if (persist) {
 		struct store_timer row = {
 			.saga_id = s->id, .kind = (char *)timer_kind_names[kind],
@@ -303,16 +315,18 @@ void engine__timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t d
 	memcpy(t.saga_id, s->id, ID_LEN);
 	t.kind = (uint8_t)kind;
 	t.step = step;
-	t.gen = s->timer_gen[kind];
+	t.gen = *gen;
 	heap_push(e, &t);
 	wake_rearm(e);
 }
 
-void engine__timer_cancel(struct saga *s, enum timer_kind kind)
+void engine__timer_cancel(struct saga *s, enum timer_kind kind, int step)
 {
-	s->timer_gen[kind] = ++s->e->timer_seq;
-	engine__store_failed(s->e, store_timer_delete(s->e->store, s->id, timer_kind_names[kind]),
-		     "timer_delete", s->id);
+	if (kind == TIMER_DEADLINE)
+		step = -1;
+	*timer_slot(s, kind, step) = ++s->e->timer_seq;
+	engine__store_failed(s->e, store_timer_delete(s->e->store, s->id, timer_kind_names[kind],
+						      step), "timer_delete", s->id);
 }
 
 /* ---- persistence ------------------------------------------------------------------- */
@@ -444,7 +458,7 @@ static void saga_set_state(struct saga *s, enum saga_state next, const char *rea
 		break;
 	}
 	if (saga_ended(next)) {
-		engine__timer_cancel(s, TIMER_DEADLINE);
+		engine__timer_cancel(s, TIMER_DEADLINE, -1);
 		if (s->parent_id[0])
 			child_done(s);
 	}
@@ -490,7 +504,7 @@ static json_t *ctx_response(const struct saga *s, int i)
 static void start_compensation(struct saga *s, const char *reason)
 {
 	set_saga_error(s, reason);
-	engine__timer_cancel(s, TIMER_DEADLINE);
+	engine__timer_cancel(s, TIMER_DEADLINE, -1);
 	saga_set_state(s, SAGA_COMPENSATING, reason);
 }
 
@@ -802,7 +816,7 @@ static void child_result(struct saga *s, int i, struct saga *child)
 	json_t *resp, *kept;
 
 	if (r->state == STEP_RUNNING) {
-		engine__timer_cancel(s, TIMER_TIMEOUT);
+		engine__timer_cancel(s, TIMER_TIMEOUT, i);
 		if (child->state == SAGA_COMPLETED) {
 			resp = json_pack("{s:i, s:O, s:s}", "status", 200, "body",
 					 child->output ? child->output : json_null(), "saga", child->id);
@@ -1119,7 +1133,7 @@ void engine__drive(struct saga *s)
 			case STEP_RETRY_WAIT:
 				/* Not retried. If an earlier attempt may have been applied, it is
 				 * undone like a success; otherwise there is nothing to undo. */
-				engine__timer_cancel(s, TIMER_RETRY);
+				engine__timer_cancel(s, TIMER_RETRY, s->cursor);
 				engine__set_step_error(s, s->cursor, "not retried: the saga is compensating");
 				engine__step_set_state(s, s->cursor, r->maybe_applied ? STEP_TIMED_OUT : STEP_FAILED);
 				continue;
@@ -1178,9 +1192,9 @@ static void timer_fired(struct engine *e, const struct timer_entry *t)
 	struct saga *s = engine__saga_find(e, t->saga_id);
 	struct step_run *r;
 
-	if (s == NULL || s->timer_gen[t->kind] != t->gen)
+	if (s == NULL || *timer_slot(s, (enum timer_kind)t->kind, t->step) != t->gen)
 		return;
-	store_timer_delete(e->store, s->id, timer_kind_names[t->kind]);
+	store_timer_delete(e->store, s->id, timer_kind_names[t->kind], t->step);
 	switch (t->kind) {
 	case TIMER_DEADLINE:
 		if (s->state == SAGA_RUNNING) {
@@ -1608,7 +1622,7 @@ int engine_recover(struct engine *e)
 		for (size_t j = 0; j < s->flow->n_steps; j++)
 			if ((s->steps[j].state == STEP_RETRY_WAIT ||
 			     s->steps[j].state == STEP_COMP_RETRY_WAIT) &&
-			    s->timer_gen[TIMER_RETRY] == 0)
+			    s->steps[j].timer_gen[TIMER_RETRY] == 0)
 				engine__timer_arm(s, TIMER_RETRY, (int)j, util_now_ms(), true);
 	}
 	/* Drive sagas that were between steps when the process stopped. */

@@ -39,6 +39,7 @@ struct step_run {
 	bool maybe_applied;      /* some attempt's outcome was unknown (sticky, persisted) */
 	int64_t started_at;      /* when the sub-flow child (or a Kafka attempt) started */
 	struct kafka_wait *wait; /* a Kafka attempt waiting for its reply, or NULL */
+	uint32_t timer_gen[TIMER_KIND_MAX]; /* of its retry and timeout timers */
 };
 
 struct engine_waiter {
@@ -70,7 +71,8 @@ struct saga {
 	int parent_step;
 	bool cancel_requested;
 	int64_t created_at, updated_at, deadline_at;
-	uint32_t timer_gen[TIMER_KIND_MAX]; /* from e->timer_seq: stale heap entries are skipped */
+	uint32_t timer_gen[TIMER_KIND_MAX]; /* deadline's, from e->timer_seq: stale heap entries
+					     * are skipped (steps have their own) */
 	struct step_run *steps;
 	struct engine_waiter *waiters;
 	bool changed;                    /* waiters must be checked after the commit */
@@ -161,7 +163,7 @@ void engine__history(struct saga *s, int step, const char *phase, int attempt, c
 		     const char *request, int status, const char *response, const char *error,
 		     int64_t started_at);
 void engine__timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t due, bool persist);
-void engine__timer_cancel(struct saga *s, enum timer_kind kind);
+void engine__timer_cancel(struct saga *s, enum timer_kind kind, int step);
 void engine__store_failed(struct engine *e, int rc, const char *what, const char *saga_id);
 /* Records an attempt's outcome: keeps resp on an action's success, moves the step, arms the
  * retry timer. o is final (exhausted retries already mapped). */

@@ -504,7 +504,7 @@ static bool try_path(struct engine *e, const char *topic, const char *path, json
 			 type ? type : "-", topic, (long long)json_integer_value(json_object_get(msg, "offset")));
 		free(summary);
 		engine__kafka_forget(s, i);
-		engine__timer_cancel(s, TIMER_TIMEOUT);
+		engine__timer_cancel(s, TIMER_TIMEOUT, i);
 		/* A failure event is the participant's definite answer: not retried. */
 		engine__apply_outcome(s, i, phase, attempt, v == REPLY_SUCCESS ? OUT_SUCCESS : OUT_FAILED,
 				      err, resp, -1);
