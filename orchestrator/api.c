@@ -47,6 +47,7 @@ struct pending {
 	bool summary_only;             /* Prefer: return=minimal or ?view=summary: no history */
 	struct store_list_query q;     /* PENDING_LIST */
 	char *q_flow, *q_status, *q_cursor, *name;
+	char *q_key_name, *q_key_value;
 };
 
 /* ---- answers ----------------------------------------------------------------------- */
@@ -71,6 +72,8 @@ static void pending_free(struct pending *p)
 	free(p->q_flow);
 	free(p->q_status);
 	free(p->q_cursor);
+	free(p->q_key_name);
+	free(p->q_key_value);
 	free(p->name);
 	free(p);
 }
@@ -170,6 +173,20 @@ static json_t *with_pending_steps(struct api *a, const struct store_saga *s, jso
 	return all;
 }
 
+static int on_key_row(const char *name, const char *value, void *arg)
+{
+	json_object_set_new(arg, name, json_string(value));
+	return 0;
+}
+
+static json_t *saga_keys(struct api *a, const char *id)
+{
+	json_t *keys = json_object();
+
+	store_each_key(a->store, id, on_key_row, keys);
+	return keys;
+}
+
 /* The whole saga as the API shows it, from committed state; NULL when unknown. */
 static json_t *saga_json(struct api *a, const char *id)
 {
@@ -179,6 +196,7 @@ static json_t *saga_json(struct api *a, const char *id)
 	if (store_saga_get(a->store, id, &s) != 0)
 		return NULL;
 	o = saga_summary(&s);
+	json_object_set_new(o, "keys", saga_keys(a, id));
 	json_object_set_new(o, "input", parsed_or_null(s.input));
 	json_object_set_new(o, "output", parsed_or_null(s.output));
 	steps = json_array();
@@ -484,18 +502,34 @@ static void route_cancel_retry(struct api *a, struct httpd_req *req, const char 
 	wait_saga(p, ENGINE_WAIT_COMMITTED, NULL, 0);
 }
 
+struct list_ctx {
+	struct api *api;
+	json_t *arr;
+	bool status_view;        /* a business-key query: each saga with its keys and steps */
+};
+
 static int on_list_row(const struct store_saga *s, void *arg)
 {
-	json_array_append_new(arg, saga_summary(s));
+	struct list_ctx *lc = arg;
+	json_t *o = saga_summary(s), *steps;
+
+	json_object_set_new(o, "keys", saga_keys(lc->api, s->id));
+	if (lc->status_view) {
+		steps = json_array();
+		store_each_step(lc->api->store, s->id, on_step_row, steps);
+		json_object_set_new(o, "steps", with_pending_steps(lc->api, s, steps));
+	}
+	json_array_append_new(lc->arr, o);
 	return 0;
 }
 
 static void answer_list(struct pending *p)
 {
 	json_t *arr = json_array(), *body;
+	struct list_ctx lc = { p->api, arr, p->q.key_name != NULL };
 	size_t n;
 
-	store_saga_list(p->api->store, &p->q, on_list_row, arr);
+	store_saga_list(p->api->store, &p->q, on_list_row, &lc);
 	n = json_array_size(arr);
 	body = json_pack("{s:o}", "sagas", arr);
 	if (n > 0 && (int)n == p->q.limit)
@@ -591,6 +625,8 @@ static void route_list(struct api *a, struct httpd_req *req)
 	const char *status = httpd_req_query(req, "status");
 	const char *limit = httpd_req_query(req, "limit");
 	const char *cursor = httpd_req_query(req, "cursor");
+	const char *key_name = NULL, *key_value = NULL;
+	int n_keys = httpd_req_query_prefix(req, "key.", &key_name, &key_value);
 	enum saga_state st;
 	struct pending *p;
 	long n = LIST_DEFAULT;
@@ -608,7 +644,20 @@ static void route_list(struct api *a, struct httpd_req *req)
 			return;
 		}
 	}
+	if (n_keys > 1 || (n_keys == 1 && (key_name[4] == '\0' || key_value[0] == '\0'))) {
+		respond_error(req, 400, SAGAD_EINVAL, n_keys > 1 ?
+			      "give one business key per query (key.NAME=VALUE); narrow further "
+			      "with flow= and status=" : "key.NAME=VALUE: both the key name and a value "
+			      "are needed, e.g. key.orderId=42");
+		return;
+	}
 	p = pending_new(a, req, PENDING_LIST);
+	if (n_keys == 1) {
+		p->q_key_name = xstrdup(key_name + 4);
+		p->q_key_value = xstrdup(key_value);
+		p->q.key_name = p->q_key_name;
+		p->q.key_value = p->q_key_value;
+	}
 	p->q_flow = flow ? xstrdup(flow) : NULL;
 	p->q_status = status ? xstrdup(status) : NULL;
 	p->q_cursor = cursor ? xstrdup(cursor) : NULL;

@@ -23,6 +23,7 @@
 #include "store.h"
 #include "util.h"
 #include "dsl.h"
+#include "expr.h"
 
 #include "engine_internal.h"
 #include "outbox.h"
@@ -36,7 +37,7 @@ static const char *const saga_state_names[SAGA_STATE_MAX] = {
 static const char *const step_state_names[STEP_STATE_MAX] = {
 	"pending", "running", "retry_wait", "succeeded", "failed", "timed_out",
 	"compensating", "compensation_wait", "compensated", "not_compensated",
-	"compensation_failed",
+	"compensation_failed", "skipped",
 };
 
 const char *saga_state_name(enum saga_state s)
@@ -462,6 +463,8 @@ static void saga_set_state(struct saga *s, enum saga_state next, const char *rea
 		if (s->parent_id[0])
 			child_done(s);
 	}
+	if (s->e->n_watches > 0)
+		engine__watch_notify(s);
 }
 
 void engine__step_set_state(struct saga *s, int i, enum step_state next)
@@ -474,6 +477,8 @@ void engine__step_set_state(struct saga *s, int i, enum step_state next)
 	engine__touch(s);
 	persist_step(s, i);
 	engine__lifecycle_step(s, i);
+	if (next == STEP_SUCCEEDED && s->flow->n_keys > 0)
+		engine__keys_update(s);
 }
 
 void engine__set_step_error(struct saga *s, int i, const char *msg)
@@ -501,11 +506,51 @@ static json_t *ctx_response(const struct saga *s, int i)
 					       s->flow->steps[i].name), "response");
 }
 
+/* Turns s backwards. The walk starts at the last step of the cursor's parallel group, so
+ * every step of a group that was under way is looked at. */
 static void start_compensation(struct saga *s, const char *reason)
 {
 	set_saga_error(s, reason);
 	engine__timer_cancel(s, TIMER_DEADLINE, -1);
+	if (s->cursor >= 0 && (size_t)s->cursor < s->flow->n_steps) {
+		const struct flow_step *st = &s->flow->steps[s->cursor];
+		s->cursor = st->group_first + st->group_n - 1;
+	}
 	saga_set_state(s, SAGA_COMPENSATING, reason);
+}
+
+void engine__start_compensation(struct saga *s, const char *reason)
+{
+	start_compensation(s, reason);
+}
+
+/* Cancels s on behalf of `by` (an operator, or another saga's step): a running saga stops
+ * going forward; a completed one (reopen = true) has its steps undone. Returns 0 when s is
+ * now compensating (or already was, or is compensated), SAGAD_ESTATE with err otherwise. */
+int engine__saga_cancel(struct saga *s, const char *by, bool reopen, char *err, size_t errlen)
+{
+	switch (s->state) {
+	case SAGA_COMPENSATING:
+	case SAGA_COMPENSATED:
+		return 0;
+	case SAGA_COMPLETED:
+		if (!reopen)
+			break;
+		s->cursor = (int)s->flow->n_steps - 1;
+		/* fall through */
+	case SAGA_RUNNING:
+		s->cancel_requested = true;
+		engine__history(s, -1, "saga", 0, "cancel_requested", NULL, 0, NULL, by, 0);
+		start_compensation(s, by);
+		engine__drive(s);
+		return 0;
+	default:
+		break;
+	}
+	if (err)
+		snprintf(err, errlen, "saga %s is already %s; nothing to cancel", s->id,
+			 saga_state_name(s->state));
+	return SAGAD_ESTATE;
 }
 
 /* ---- dispatch ---------------------------------------------------------------------- */
@@ -968,6 +1013,11 @@ void engine__apply_outcome(struct saga *s, int i, enum phase phase, int attempt,
 	 * unknown: it is then compensated like a success. */
 	if (phase == PHASE_ACTION && o == OUT_FAILED && s->steps[i].maybe_applied)
 		o = OUT_UNKNOWN;
+	if (phase == PHASE_ACTION && (o == OUT_FAILED || o == OUT_UNKNOWN) &&
+	    st->fallback == FALLBACK_VALUE) {
+		engine__fallback(s, i, attempt, err);
+		return;
+	}
 	if (phase == PHASE_ACTION && o == OUT_SUCCESS && resp != NULL)
 		engine__set_response(s, i, flow_keep(st, resp));
 	engine__set_step_error(s, i, o == OUT_SUCCESS ? NULL : err);
@@ -1058,6 +1108,76 @@ static void complete(struct saga *s)
 	saga_set_state(s, SAGA_COMPLETED, NULL);
 }
 
+/* True while a background step of s is still trying. */
+static bool background_pending(const struct saga *s)
+{
+	for (size_t i = 0; i < s->flow->n_steps; i++)
+		if (s->flow->steps[i].background && (s->steps[i].state == STEP_RUNNING ||
+						     s->steps[i].state == STEP_RETRY_WAIT))
+			return true;
+	return false;
+}
+
+/* Evaluates step i's `when`: 1 run it, 0 skip it, -1 the condition cannot be evaluated
+ * (message in err). */
+static int when_holds(struct saga *s, int i, char *err, size_t errlen)
+{
+	json_t *v;
+	int rc;
+
+	if (s->flow->steps[i].when == NULL)
+		return 1;
+	v = tmpl_eval(s->flow->steps[i].when, s->ctx, err, errlen);
+	if (v == NULL)
+		return -1;
+	if (json_is_boolean(v)) {
+		rc = json_is_true(v) ? 1 : 0;
+	} else {
+		char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		snprintf(err, errlen, "when must be true or false, got %.200s", text ? text : "?");
+		free(text);
+		rc = -1;
+	}
+	json_decref(v);
+	return rc;
+}
+
+/* Starts step i: checks its condition, then runs it by kind. */
+static void step_start(struct saga *s, int i)
+{
+	const struct flow_step *st = &s->flow->steps[i];
+	char err[512];
+	int w = when_holds(s, i, err, sizeof(err));
+
+	if (w < 0) {
+		char *msg = xasprintf("the condition of step \"%s\" cannot be evaluated: %s",
+				      st->name, err);
+		engine__set_step_error(s, i, msg);
+		engine__history(s, i, "action", 0, "failed", NULL, 0, NULL, msg, 0);
+		engine__step_set_state(s, i, STEP_FAILED);
+		free(msg);
+		return;
+	}
+	if (w == 0) {
+		engine__history(s, i, "action", 0, "skipped", NULL, 0, NULL, "its condition is false", 0);
+		engine__step_set_state(s, i, STEP_SKIPPED);
+		return;
+	}
+	switch (st->kind) {
+	case STEP_KIND_SUBFLOW:
+		subflow_dispatch(s, i);
+		break;
+	case STEP_KIND_SAGA:
+		engine__saga_step_run(s, i);
+		break;
+	default:
+		if (engine__breaker_refuses(s, i))
+			break;
+		step_dispatch(s, i, PHASE_ACTION);
+		break;
+	}
+}
+
 /* Advances s until it must wait. */
 void engine__drive(struct saga *s)
 {
@@ -1065,44 +1185,61 @@ void engine__drive(struct saga *s)
 
 	for (;;) {
 		if (s->state == SAGA_RUNNING) {
-			struct step_run *r;
+			int g = s->cursor, gn, failed = -1, m;
+			bool waiting = false, moved = false;
 
-			if (s->cursor >= (int)s->flow->n_steps) {
+			if (g >= (int)s->flow->n_steps) {
+				if (background_pending(s))
+					return;
 				complete(s);
 				return;
 			}
-			r = &s->steps[s->cursor];
-			switch (r->state) {
-			case STEP_PENDING: {
-				int i = s->cursor;
-
-				if (s->flow->steps[i].kind == STEP_KIND_SUBFLOW)
-					subflow_dispatch(s, i);
-				else
-					step_dispatch(s, i, PHASE_ACTION);
+			gn = s->flow->steps[g].group_n;
+			/* Start every step of the group (one, or a parallel group) not yet started. */
+			for (m = g; m < g + gn && !moved; m++) {
+				if (s->steps[m].state != STEP_PENDING)
+					continue;
+				step_start(s, m);
 				/* A child that ended at once has driven this saga already (it may
 				 * have moved on, or ended): look again from the top. */
-				if (s->state == SAGA_RUNNING && s->cursor == i &&
-				    (s->steps[i].state == STEP_RUNNING || s->steps[i].state == STEP_PENDING))
-					return;
-				continue;
+				moved = s->state != SAGA_RUNNING || s->cursor != g;
 			}
-			case STEP_RUNNING:
-			case STEP_RETRY_WAIT:
-				return;
-			case STEP_SUCCEEDED:
-				s->cursor++; /* not persisted: recovery walks from the stored one */
+			if (moved)
 				continue;
-			case STEP_FAILED:
-			case STEP_TIMED_OUT:
-			case STEP_COMP_FAILED: /* a sub-flow that could not undo itself */
-				step_failure_reason(s, s->cursor, reason, sizeof(reason));
+			/* The join: all must succeed (or be skipped); background steps never hold
+			 * it up and never fail it. */
+			for (m = g; m < g + gn; m++) {
+				bool bg = s->flow->steps[m].background;
+
+				switch (s->steps[m].state) {
+				case STEP_SUCCEEDED:
+				case STEP_SKIPPED:
+					break;
+				case STEP_PENDING:
+				case STEP_RUNNING:
+				case STEP_RETRY_WAIT:
+					waiting |= !bg;
+					break;
+				case STEP_FAILED:
+				case STEP_TIMED_OUT:
+				case STEP_COMP_FAILED: /* a sub-flow that could not undo itself */
+					if (!bg && failed < 0)
+						failed = m;
+					break;
+				default:
+					fatalx("saga %s: step %d in state %s while running", s->id, m,
+					       step_state_name(s->steps[m].state));
+				}
+			}
+			if (failed >= 0) {
+				step_failure_reason(s, failed, reason, sizeof(reason));
 				start_compensation(s, reason);
 				continue;
-			default:
-				fatalx("saga %s: step %d in state %s while running", s->id, s->cursor,
-				       step_state_name(r->state));
 			}
+			if (waiting)
+				return;
+			s->cursor = g + gn; /* not persisted: recovery walks from the stored one */
+			continue;
 		} else if (s->state == SAGA_COMPENSATING) {
 			struct step_run *r;
 			const struct flow_step *st;
@@ -1141,10 +1278,17 @@ void engine__drive(struct saga *s)
 			case STEP_FAILED:
 			case STEP_COMPENSATED:
 			case STEP_NOT_COMPENSATED:
+			case STEP_SKIPPED:
 				s->cursor--;
 				continue;
 			case STEP_SUCCEEDED:
 			case STEP_TIMED_OUT:
+				if (st->kind == STEP_KIND_SAGA) {
+					engine__history(s, s->cursor, "compensation", 0, "not_compensated",
+						NULL, 0, NULL, "a saga step is not undone", 0);
+					engine__step_set_state(s, s->cursor, STEP_NOT_COMPENSATED);
+					continue;
+				}
 				if (st->kind == STEP_KIND_SUBFLOW) {
 					subflow_compensate(s, s->cursor);
 					if (s->state != SAGA_COMPENSATING)
@@ -1265,8 +1409,12 @@ static void on_wake(uv_timer_t *t)
 
 static json_t *make_ctx(const struct saga *s)
 {
-	return json_pack("{s:O, s:{s:s, s:s, s:i}, s:{}}", "input", s->input, "saga", "id", s->id,
-			 "flow", s->flow->name, "flow_version", s->flow->version, "steps");
+	char created[40];
+
+	util_format_time(s->created_at, created, sizeof(created));
+	return json_pack("{s:O, s:{s:s, s:s, s:i, s:s}, s:{}}", "input", s->input, "saga", "id",
+			 s->id, "flow", s->flow->name, "flow_version", s->flow->version,
+			 "created_at", created, "steps");
 }
 
 static struct saga *saga_alloc(struct engine *e, struct flow *f)
@@ -1291,6 +1439,7 @@ static void saga_free(struct saga *s)
 	free(s->steps);
 	json_decref(s->input);
 	json_decref(s->ctx);
+	json_decref(s->keys);
 	json_decref(s->output);
 	free(s->error);
 	free(s->idempotency_key);
@@ -1332,6 +1481,9 @@ static struct saga *saga_create(struct engine *e, struct flow *f, json_t *input,
 	}
 	s->inserted = true;
 	map_put(e, s);
+	s->keys = json_object();
+	if (f->n_keys > 0)
+		engine__keys_update(s);
 	/* Steps get a row when they first move; a step without one is pending. */
 	engine__history(s, -1, "saga", 0, "started", NULL, 0, NULL, NULL, 0);
 	engine__lifecycle_saga(s);
@@ -1434,6 +1586,7 @@ static struct saga *saga_from_row(struct engine *e, const struct store_saga *row
 	s->inserted = true;
 	s->ctx = make_ctx(s);
 	store_each_step(e->store, s->id, on_load_step, s);
+	engine__keys_load(s);
 	/* Children's ids: the child rows point at their parent. */
 	map_put(e, s);
 	return s;
@@ -1447,6 +1600,11 @@ static int on_child_row(const struct store_saga *row, void *arg)
 	    (size_t)row->parent_step < parent->flow->n_steps)
 		snprintf(parent->steps[row->parent_step].child_id, ID_LEN, "%s", row->id);
 	return 0;
+}
+
+struct saga *engine__saga_load(struct engine *e, const char *id)
+{
+	return saga_load(e, id);
 }
 
 static struct saga *saga_load(struct engine *e, const char *id)
@@ -1531,6 +1689,8 @@ void engine_free(struct engine *e)
 		saga_free(s);
 	}
 	engine__kafka_free(e);
+	engine__watches_free(e);
+	engine__breakers_free(e);
 	free(e->slots);
 	free(e->heap);
 	free(e->touched);
@@ -1569,7 +1729,7 @@ static int on_recover_timer(const struct store_timer *t, void *arg)
 
 int engine_recover(struct engine *e)
 {
-	size_t resumed = 0, redispatched = 0;
+	size_t resumed = 0, redispatched = 0, saga_steps_waiting = 0;
 	int rc;
 
 	rc = store_each_unfinished(e->store, final_states, on_recover_row, e);
@@ -1598,6 +1758,11 @@ int engine_recover(struct engine *e)
 
 			if (r->state == STEP_RUNNING && s->flow->steps[j].kind == STEP_KIND_SUBFLOW)
 				continue; /* the child saga resumes on its own */
+			if (s->flow->steps[j].kind == STEP_KIND_SAGA) {
+				if (r->state == STEP_RUNNING)
+					saga_steps_waiting++;
+				continue; /* looked at again below, once every saga is loaded */
+			}
 			if (s->flow->steps[j].participant != NULL &&
 			    s->flow->steps[j].participant->kind == PARTICIPANT_KAFKA)
 				continue; /* its command is in the outbox; the wait resumes below */
@@ -1624,6 +1789,16 @@ int engine_recover(struct engine *e)
 			     s->steps[j].state == STEP_COMP_RETRY_WAIT) &&
 			    s->steps[j].timer_gen[TIMER_RETRY] == 0)
 				engine__timer_arm(s, TIMER_RETRY, (int)j, util_now_ms(), true);
+	}
+	/* Saga steps that were waiting for their target: act (idempotently) and wait again. */
+	for (size_t i = 0; saga_steps_waiting > 0 && i < e->n_slots; i++) {
+		struct saga *s = e->slots[i];
+		if (s == NULL || s == TOMBSTONE)
+			continue;
+		for (size_t j = 0; j < s->flow->n_steps; j++)
+			if (s->flow->steps[j].kind == STEP_KIND_SAGA &&
+			    s->steps[j].state == STEP_RUNNING && s->state == SAGA_RUNNING)
+				engine__saga_step_run(s, (int)j);
 	}
 	/* Drive sagas that were between steps when the process stopped. */
 	for (size_t i = 0; i < e->n_slots; i++) {
@@ -1735,19 +1910,12 @@ int engine_cancel(struct engine *e, const char *id, char *err, size_t errlen)
 		store_saga_clear(&row);
 		return SAGAD_ESTATE;
 	}
-	if (s->state == SAGA_COMPENSATING)
-		return 0;
-	if (s->state != SAGA_RUNNING) {
+	if (s->state == SAGA_COMPENSATED) {
 		if (err)
-			snprintf(err, errlen, "saga %s is already %s; nothing to cancel", id,
-				 saga_state_name(s->state));
+			snprintf(err, errlen, "saga %s is already compensated; nothing to cancel", id);
 		return SAGAD_ESTATE;
 	}
-	s->cancel_requested = true;
-	engine__history(s, -1, "saga", 0, "cancel_requested", NULL, 0, NULL, NULL, 0);
-	start_compensation(s, "cancelled by request");
-	engine__drive(s);
-	return 0;
+	return engine__saga_cancel(s, "cancelled by request", false, err, errlen);
 }
 
 int engine_retry(struct engine *e, const char *id, char *err, size_t errlen)
@@ -2071,6 +2239,7 @@ json_t *engine_saga_json(struct engine *e, const char *id)
 	json_object_set_new(o, "deadline_at", time_or_null(s->deadline_at));
 	json_object_set(o, "input", s->input);
 	json_object_set(o, "output", s->output ? s->output : json_null());
+	json_object_set(o, "keys", s->keys ? s->keys : json_object());
 	json_object_set_new(o, "steps", steps);
 	return o;
 }

@@ -50,6 +50,7 @@ enum step_state {
 	STEP_COMPENSATED,        /* undone */
 	STEP_NOT_COMPENSATED,    /* succeeded but declares no compensation: left as is */
 	STEP_COMP_FAILED,        /* compensation exhausted its retries: needs an operator */
+	STEP_SKIPPED,            /* its `when` condition was false: not run, nothing to undo */
 	STEP_STATE_MAX
 };
 const char *step_state_name(enum step_state s);

@@ -64,6 +64,7 @@ struct saga {
 	json_t *input;
 	json_t *ctx;                     /* {"input", "saga", "steps"}: template context */
 	json_t *output;                  /* or NULL */
+	json_t *keys;                    /* business keys rendered so far: {"orderId": "7"} */
 	char *error;                     /* why it compensates, or NULL */
 	char *idempotency_key;
 	char parent_id[ID_LEN];          /* "" when none */
@@ -149,6 +150,12 @@ struct engine {
 	size_t n_wait_slots, n_waits;
 	struct kafka_path *wait_paths;   /* (topic, correlation path) pairs waited on */
 	size_t n_wait_paths;
+	/* saga steps waiting for another saga to end (engine_saga_step.c) */
+	struct saga_watch *watches;
+	size_t n_watches, cap_watches;
+	/* circuit breakers, one per participant identity (engine_breaker.c) */
+	struct engine_breaker *breakers;
+	size_t n_breakers;
 };
 
 
@@ -176,6 +183,36 @@ enum outcome engine__exhaust(const struct retry_policy *rp, int attempt, enum ou
 void engine__traceparent(const struct saga *s, char *buf, size_t len);
 /* True when SAGAD_CRASHPOINT arms a test crash point (read once). */
 bool engine__crashpoints_armed(void);
+
+struct saga *engine__saga_load(struct engine *e, const char *id);
+void engine__start_compensation(struct saga *s, const char *reason);
+/* Cancels s on behalf of `by`: running sagas stop and compensate; with reopen, a completed
+ * saga's steps are undone too. 0 when s is (now) compensating or compensated, else
+ * SAGAD_ESTATE with err. */
+int engine__saga_cancel(struct saga *s, const char *by, bool reopen, char *err, size_t errlen);
+
+/* engine_keys.c: business keys */
+/* Renders the flow's keys whose data now exists and records the new ones. */
+void engine__keys_update(struct saga *s);
+/* Reads s's keys from the store (a saga loaded from its row). */
+void engine__keys_load(struct saga *s);
+
+/* engine_saga_step.c: steps that act on another saga */
+/* Runs (or, after a restart or a wake-up, looks again at) saga step i of s. */
+void engine__saga_step_run(struct saga *s, int i);
+/* s changed state: wakes the saga steps waiting for it to end. */
+void engine__watch_notify(struct saga *s);
+void engine__watches_free(struct engine *e);
+
+/* engine_breaker.c: circuit breakers and fallbacks */
+/* True when the breaker of step i's participant refuses the call now; the step has then
+ * failed (or taken its fallback value). */
+bool engine__breaker_refuses(struct saga *s, int i);
+/* Records the outcome of an action attempt of step i with its participant's breaker. */
+void engine__breaker_record(struct saga *s, int i, bool success);
+/* Step i failed for good but declares a fallback value: it succeeds with that body. */
+void engine__fallback(struct saga *s, int i, int attempt, const char *why);
+void engine__breakers_free(struct engine *e);
 
 /* engine_kafka.c */
 /* Renders step i's Kafka request (action, compensation or publish), appends it to the outbox

@@ -71,7 +71,7 @@ static const struct bad_case bad_cases[] = {
 	{ "bad/wrong-types.yaml", LIM_NONE, SAGAD_ESYNTAX, 9, 45, "unknown failure \"4xx\"; did you mean \"5xx\"?" },
 	{ "bad/wrong-types.yaml", LIM_NONE, SAGAD_ESYNTAX, 10, 12, "step \"apply\": pivot: expected true or false" },
 	{ "bad/unknown-root.yaml", LIM_NONE, SAGAD_ESYNTAX, 5, 16, "unknown name \"step\"; did you mean \"steps\"?" },
-	{ "bad/unknown-root.yaml", LIM_NONE, SAGAD_ESYNTAX, 5, 53, "saga.name: a saga offers only saga.id and saga.flow" },
+	{ "bad/unknown-root.yaml", LIM_NONE, SAGAD_ESYNTAX, 5, 53, "saga.name: a saga offers only saga.id, saga.flow, saga.flow_version and saga.created_at" },
 	{ "bad/unknown-root.yaml", LIM_NONE, SAGAD_ESYNTAX, 9, 60, "steps.apply is not available in step \"apply\": that is its own response" },
 	/* Kafka */
 	{ "bad/kafka-url.yaml", LIM_NONE, SAGAD_ESYNTAX, 6, 5,
