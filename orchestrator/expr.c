@@ -696,6 +696,16 @@ static void *unterminated(struct parser *p)
 	return perr(p, p->dollar, "unterminated \"${\" (missing \"}\")");
 }
 
+/* Enters one more level of nesting (a call, "(", "[" or "!"), or fails at offset at. */
+static bool nest(struct parser *p, size_t at)
+{
+	if (++p->depth <= MAX_DEPTH)
+		return true;
+	p->depth--;
+	perr(p, at, "expression nested too deeply");
+	return false;
+}
+
 static void expr_free(struct expr *e)
 {
 	size_t i;
@@ -1035,48 +1045,59 @@ static void list_funcs(char *buf, size_t len)
 		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "", funcs[i].name);
 }
 
+/* [expr (',' expr)*] close ; p->pos is at the opening character. Appends the items to e->args;
+ * what names them in a message. */
+static bool parse_items(struct parser *p, char close, struct expr *e, const char *what)
+{
+	struct expr *item;
+
+	p->pos++;
+	skip_ws(p);
+	if (p->pos < p->len && p->s[p->pos] == close) {
+		p->pos++;
+		return true;
+	}
+	for (;;) {
+		if ((item = parse_expr(p)) == NULL)
+			return false;
+		e->args = xrealloc(e->args, (e->n_args + 1) * sizeof(*e->args));
+		e->args[e->n_args++] = item;
+		skip_ws(p);
+		if (p->pos >= p->len) {
+			unterminated(p);
+			return false;
+		}
+		if (p->s[p->pos] == close) {
+			p->pos++;
+			return true;
+		}
+		if (p->s[p->pos] != ',') {
+			perr(p, p->pos, "expected \",\" or \"%c\" in %s", close, what);
+			return false;
+		}
+		p->pos++;
+	}
+}
+
 /* name '(' [expr (',' expr)*] ')' ; p->pos is at the '('. */
 static struct expr *parse_call(struct parser *p, size_t name_start, size_t name_len)
 {
 	const struct func *fn = find_func(p->s + name_start, name_len);
-	struct expr *e, *arg;
-	char known[256];
+	char known[256], what[64];
+	struct expr *e;
 
 	if (fn == NULL) {
 		list_funcs(known, sizeof(known));
 		return perr(p, name_start, "unknown function \"%.*s\" (known: %s)", (int)name_len,
 			    p->s + name_start, known);
 	}
-	if (++p->depth > MAX_DEPTH) {
-		p->depth--;
-		return perr(p, name_start, "expression nested too deeply");
-	}
+	if (!nest(p, name_start))
+		return NULL;
 	e = expr_new(E_CALL, name_start);
 	e->func = fn;
-	p->pos++;
-	skip_ws(p);
-	if (p->pos < p->len && p->s[p->pos] == ')')
-		p->pos++;
-	else for (;;) {
-		if ((arg = parse_expr(p)) == NULL)
-			goto fail;
-		e->args = xrealloc(e->args, (e->n_args + 1) * sizeof(*e->args));
-		e->args[e->n_args++] = arg;
-		skip_ws(p);
-		if (p->pos >= p->len) {
-			unterminated(p);
-			goto fail;
-		}
-		if (p->s[p->pos] == ')') {
-			p->pos++;
-			break;
-		}
-		if (p->s[p->pos] != ',') {
-			perr(p, p->pos, "expected \",\" or \")\" in the arguments of %s()", fn->name);
-			goto fail;
-		}
-		p->pos++;
-	}
+	snprintf(what, sizeof(what), "the arguments of %s()", fn->name);
+	if (!parse_items(p, ')', e, what))
+		goto fail;
 	p->depth--;
 	if ((int)e->n_args < fn->min_args || (fn->max_args >= 0 && (int)e->n_args > fn->max_args)) {
 		if (fn->max_args < 0)
@@ -1101,10 +1122,8 @@ static struct expr *parse_group(struct parser *p)
 	size_t open = p->pos;
 	struct expr *e;
 
-	if (++p->depth > MAX_DEPTH) {
-		p->depth--;
-		return perr(p, open, "expression nested too deeply");
-	}
+	if (!nest(p, open))
+		return NULL;
 	p->pos++;
 	e = parse_expr(p);
 	p->depth--;
@@ -1127,43 +1146,17 @@ static struct expr *parse_group(struct parser *p)
 /* '[' [expr (',' expr)*] ']' ; p->pos is at the '['. */
 static struct expr *parse_list(struct parser *p)
 {
-	struct expr *e = expr_new(E_LIST, p->pos), *item;
+	struct expr *e;
 
-	if (++p->depth > MAX_DEPTH) {
-		p->depth--;
+	if (!nest(p, p->pos))
+		return NULL;
+	e = expr_new(E_LIST, p->pos);
+	if (!parse_items(p, ']', e, "the list")) {
 		expr_free(e);
-		return perr(p, p->pos, "expression nested too deeply");
-	}
-	p->pos++;
-	skip_ws(p);
-	if (p->pos < p->len && p->s[p->pos] == ']')
-		p->pos++;
-	else for (;;) {
-		if ((item = parse_expr(p)) == NULL)
-			goto fail;
-		e->args = xrealloc(e->args, (e->n_args + 1) * sizeof(*e->args));
-		e->args[e->n_args++] = item;
-		skip_ws(p);
-		if (p->pos >= p->len) {
-			unterminated(p);
-			goto fail;
-		}
-		if (p->s[p->pos] == ']') {
-			p->pos++;
-			break;
-		}
-		if (p->s[p->pos] != ',') {
-			perr(p, p->pos, "expected \",\" or \"]\" in the list");
-			goto fail;
-		}
-		p->pos++;
+		e = NULL;
 	}
 	p->depth--;
 	return e;
-fail:
-	p->depth--;
-	expr_free(e);
-	return NULL;
 }
 
 /* A literal, a path, a function call, a list or a parenthesized expression. */
@@ -1195,7 +1188,8 @@ static struct expr *parse_primary(struct parser *p)
 				return perr(p, p->pos, "empty expression");
 			return perr(p, p->pos, "expected an operand before \"}\"");
 		}
-		return perr(p, p->pos, "unexpected \"%c\"; expected a path, a literal, a function call or \"(\"", c);
+		return perr(p, p->pos, "unexpected \"%c\"; expected a path, a literal, a function "
+			    "call or \"(\"", c);
 	}
 	while (p->pos < p->len && is_ident(p->s[p->pos]))
 		p->pos++;
@@ -1283,10 +1277,8 @@ static struct expr *parse_unary(struct parser *p)
 	start = p->pos;
 	if (p->pos + 1 >= p->len || p->s[p->pos] != '!' || p->s[p->pos + 1] == '=')
 		return parse_primary(p);
-	if (++p->depth > MAX_DEPTH) {
-		p->depth--;
-		return perr(p, start, "expression nested too deeply");
-	}
+	if (!nest(p, start))
+		return NULL;
 	p->pos++;
 	e = parse_unary(p);
 	p->depth--;
