@@ -94,12 +94,106 @@ int64_t util_mono_ms(void)
 
 void util_format_time(int64_t ms, char *buf, size_t len)
 {
-	time_t secs = (time_t)(ms / 1000);
+	int64_t rem = ms % 1000;
+	time_t secs;
 	struct tm tm;
 
+	if (rem < 0)                    /* before 1970: floor, so the milliseconds stay positive */
+		rem += 1000;
+	secs = (time_t)((ms - rem) / 1000);
 	gmtime_r(&secs, &tm);
 	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)rem);
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static bool read_digits(const char *s, size_t len, size_t *pos, int n, int *out)
+{
+	int v = 0;
+
+	if (*pos + (size_t)n > len)
+		return false;
+	for (int i = 0; i < n; i++) {
+		char c = s[*pos + (size_t)i];
+		if (c < '0' || c > '9')
+			return false;
+		v = v * 10 + (c - '0');
+	}
+	*pos += (size_t)n;
+	*out = v;
+	return true;
+}
+
+static bool expect_char(const char *s, size_t len, size_t *pos, const char *set)
+{
+	if (*pos >= len || strchr(set, s[*pos]) == NULL || s[*pos] == '\0')
+		return false;
+	(*pos)++;
+	return true;
+}
+
+int util_parse_time(const char *s, size_t len, int64_t *ms)
+{
+	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int y, mo, d, h = 0, mi = 0, sec = 0, frac = 0, oh = 0, om = 0, sign = 0;
+	size_t pos = 0;
+	bool leap;
+
+	if (!read_digits(s, len, &pos, 4, &y) || !expect_char(s, len, &pos, "-") ||
+	    !read_digits(s, len, &pos, 2, &mo) || !expect_char(s, len, &pos, "-") ||
+	    !read_digits(s, len, &pos, 2, &d))
+		return SAGAD_EINVAL;
+	leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap))
+		return SAGAD_EINVAL;
+	if (pos < len) {
+		if (!expect_char(s, len, &pos, "Tt ") || !read_digits(s, len, &pos, 2, &h) ||
+		    !expect_char(s, len, &pos, ":") || !read_digits(s, len, &pos, 2, &mi) ||
+		    !expect_char(s, len, &pos, ":") || !read_digits(s, len, &pos, 2, &sec))
+			return SAGAD_EINVAL;
+		if (h > 23 || mi > 59 || sec > 59)
+			return SAGAD_EINVAL;
+		if (pos < len && s[pos] == '.') {
+			int digits = 0;
+			pos++;
+			while (pos < len && s[pos] >= '0' && s[pos] <= '9') {
+				if (digits++ < 3)
+					frac = frac * 10 + (s[pos] - '0');
+				pos++;
+			}
+			if (digits == 0)
+				return SAGAD_EINVAL;
+			for (; digits < 3; digits++)
+				frac *= 10;
+		}
+		if (pos < len && (s[pos] == 'Z' || s[pos] == 'z')) {
+			pos++;
+		} else if (pos < len && (s[pos] == '+' || s[pos] == '-')) {
+			sign = s[pos++] == '-' ? -1 : 1;
+			if (!read_digits(s, len, &pos, 2, &oh) || !expect_char(s, len, &pos, ":") ||
+			    !read_digits(s, len, &pos, 2, &om) || oh > 23 || om > 59)
+				return SAGAD_EINVAL;
+		} else {
+			return SAGAD_EINVAL;    /* a time needs its offset */
+		}
+		if (pos != len)
+			return SAGAD_EINVAL;
+	}
+	*ms = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) -
+	       sign * (oh * 3600 + om * 60)) * 1000 + frac;
+	return 0;
 }
 
 int util_parse_duration(const char *s, int64_t *ms)

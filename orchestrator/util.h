@@ -23,6 +23,11 @@ int64_t util_now_ms(void);
 int64_t util_mono_ms(void);
 /* Writes an RFC 3339 UTC time with milliseconds ("2026-11-21T18:33:42.123Z"); buf >= 32. */
 void util_format_time(int64_t ms, char *buf, size_t len);
+/* Parses an RFC 3339 time of len bytes ("2026-11-21T18:33:42.123Z", "2026-11-21t20:33:42+02:00",
+ * a space for the T, any number of fraction digits of which milliseconds are kept) or a date
+ * alone ("2026-11-21", midnight UTC) into milliseconds since the epoch. Years 0001-9999; no
+ * leap second (:60). Returns 0 or SAGAD_EINVAL. */
+int util_parse_time(const char *s, size_t len, int64_t *ms);
 
 /* Parses "250ms", "2s", "1.5s", "5m", "2h", "21d" or a bare integer (milliseconds) into
  * milliseconds. Returns 0 or SAGAD_EINVAL. */

@@ -83,6 +83,60 @@ static void test_time_format(void **state)
 
 	util_format_time(1795286022123LL, buf, sizeof(buf));
 	assert_string_equal(buf, "2026-11-21T18:33:42.123Z");
+	util_format_time(0, buf, sizeof(buf));
+	assert_string_equal(buf, "1970-01-01T00:00:00.000Z");
+	util_format_time(-1, buf, sizeof(buf));          /* before 1970: floored */
+	assert_string_equal(buf, "1969-12-31T23:59:59.999Z");
+	util_format_time(-62135596800000LL, buf, sizeof(buf));
+	assert_string_equal(buf, "0001-01-01T00:00:00.000Z");
+	util_format_time(253402300799999LL, buf, sizeof(buf));
+	assert_string_equal(buf, "9999-12-31T23:59:59.999Z");
+}
+
+static void test_time_parse(void **state)
+{
+	static const struct { const char *text; int64_t ms; } good[] = {
+		{ "2026-11-21T18:33:42.123Z", 1795286022123LL },
+		{ "2026-11-21t18:33:42.123z", 1795286022123LL },
+		{ "2026-11-21 18:33:42.123Z", 1795286022123LL },
+		{ "2026-11-21T20:33:42.123+02:00", 1795286022123LL },
+		{ "2026-11-21T13:03:42.123-05:30", 1795286022123LL },
+		{ "2026-11-21T18:33:42.1239999Z", 1795286022123LL },   /* extra digits cut */
+		{ "2026-11-21T18:33:42.1Z", 1795286022100LL },
+		{ "2026-11-21T18:33:42Z", 1795286022000LL },
+		{ "2026-11-21", 1795219200000LL },
+		{ "1970-01-01T00:00:00Z", 0 },
+		{ "1969-12-31T23:59:59.999Z", -1 },
+		{ "2024-02-29T00:00:00Z", 1709164800000LL },
+		{ "2000-02-29", 951782400000LL },
+		{ "0001-01-01T00:00:00Z", -62135596800000LL },
+		{ "9999-12-31T23:59:59.999Z", 253402300799999LL },
+	};
+	static const char *const bad[] = {
+		"", "2026", "2026-11", "2026-11-21T", "2026-11-21T18:33Z", "2026-11-21T18:33:42",
+		"2026-11-21T18:33:42.Z", "2026-13-01", "2026-00-01", "2026-11-31", "2025-02-29",
+		"1900-02-29", "0000-01-01", "2026-11-21T24:00:00Z", "2026-11-21T18:60:00Z",
+		"2026-11-21T18:33:60Z", "2026-11-21T18:33:42Zx", "2026-11-21T18:33:42+0200",
+		"2026-11-21T18:33:42+24:00", "26-11-21", "2026/11/21", "2026-11-21x", "1795286022123",
+		" 2026-11-21",
+	};
+	int64_t ms;
+	size_t i;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		ms = 42;
+		if (util_parse_time(good[i].text, strlen(good[i].text), &ms) != 0)
+			fail_msg("%s: refused", good[i].text);
+		if (ms != good[i].ms)
+			fail_msg("%s: got %lld, want %lld", good[i].text, (long long)ms,
+				 (long long)good[i].ms);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (util_parse_time(bad[i], strlen(bad[i]), &ms) != SAGAD_EINVAL)
+			fail_msg("%s: accepted", bad[i]);
+	/* the length bounds the text: no NUL needed */
+	assert_int_equal(util_parse_time("2026-11-21Tjunk", 10, &ms), 0);
+	assert_int_equal(ms, 1795219200000LL);
 }
 
 int main(void)
@@ -94,6 +148,7 @@ int main(void)
 		cmocka_unit_test(test_log_quote),
 		cmocka_unit_test(test_errors_have_names_and_text),
 		cmocka_unit_test(test_time_format),
+		cmocka_unit_test(test_time_parse),
 	};
 
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
