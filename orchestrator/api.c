@@ -459,6 +459,18 @@ static void route_start(struct api *a, struct httpd_req *req, const char *flow_n
 	case SAGAD_ENOKAFKA:
 		respond_error(req, 503, rc, err);
 		return;
+	case SAGAD_EOPEN: {
+		/* the pivot's breaker is open: fail fast, say when to come back */
+		int64_t ms;
+		char secs[24], e2[512];
+		const char *headers[] = { "Retry-After", secs, NULL };
+
+		engine_admit(a->engine, flow_name, &ms, e2, sizeof(e2));
+		snprintf(secs, sizeof(secs), "%lld", (long long)(ms > 0 ? (ms + 999) / 1000 : 1));
+		respond_json(req, 503, json_pack("{s:{s:s, s:s}}", "error", "code", "EOPEN", "message",
+						 err), headers);
+		return;
+	}
 	default:
 		respond_error(req, 503, rc, err);
 		return;
@@ -721,6 +733,35 @@ static void answer_metrics(struct api *a, struct httpd_req *req)
 	COUNTER("trigger_duplicates_total", "Redelivered trigger events that started nothing.",
 		st.trigger_duplicates);
 	GAUGE("outbox_unsent", "Outbox messages not yet acknowledged by Kafka.", unsent);
+	{
+		json_t *brs = engine_breakers_json(a->engine), *br;
+		size_t k;
+		static const char *const states[] = { "closed", "open", "half_open" };
+
+		if (json_array_size(brs) > 0) {
+			strbuf_adds(&b, "# HELP sagad_breaker_state Circuit breaker state by participant "
+				    "(1 for the current state).\n# TYPE sagad_breaker_state gauge\n");
+			json_array_foreach(brs, k, br)
+				for (int j = 0; j < 3; j++)
+					strbuf_addf(&b, "sagad_breaker_state{participant=\"%s\",state=\"%s\"}"
+						    " %d\n", json_string_value(json_object_get(br, "participant")),
+						    states[j], !strcmp(states[j], json_string_value(
+						    json_object_get(br, "state"))));
+			strbuf_adds(&b, "# HELP sagad_breaker_rejected_total Calls refused by an open "
+				    "circuit breaker.\n# TYPE sagad_breaker_rejected_total counter\n");
+			json_array_foreach(brs, k, br)
+				strbuf_addf(&b, "sagad_breaker_rejected_total{participant=\"%s\"} %lld\n",
+					    json_string_value(json_object_get(br, "participant")),
+					    (long long)json_integer_value(json_object_get(br, "rejected")));
+			strbuf_adds(&b, "# HELP sagad_breaker_opened_total Times a circuit breaker "
+				    "opened.\n# TYPE sagad_breaker_opened_total counter\n");
+			json_array_foreach(brs, k, br)
+				strbuf_addf(&b, "sagad_breaker_opened_total{participant=\"%s\"} %lld\n",
+					    json_string_value(json_object_get(br, "participant")),
+					    (long long)json_integer_value(json_object_get(br, "opened")));
+		}
+		json_decref(brs);
+	}
 	COUNTER("store_commits_total", "SQLite commits (grouped per loop turn).", commits);
 	COUNTER("store_writes_total", "SQLite rows written.", writes);
 #undef COUNTER

@@ -707,6 +707,8 @@ static void step_dispatch(struct saga *s, int i, enum phase phase)
 	char err[512];
 	int attempt;
 
+	if (phase == PHASE_ACTION && engine__breaker_refuses(s, i))
+		return;
 	if (phase == PHASE_ACTION)
 		attempt = ++r->attempt;
 	else
@@ -1059,6 +1061,9 @@ static void on_http_done(const struct http_result *res, void *arg)
 		body = parse_body(res, &stored);
 	err[0] = '\0';
 	o = classify(res, req, rp, body, err, sizeof(err));
+	if (c->phase == PHASE_ACTION)
+		engine__breaker_record(s, c->step, res->error == 0 && res->status < 500 &&
+				       res->status != 429);
 	if (c->phase == PHASE_ACTION && o != OUT_SUCCESS && res->error != 0 &&
 	    (res->error != SAGAD_ECONNECT || res->request_sent))
 		r->maybe_applied = true;
@@ -1171,8 +1176,6 @@ static void step_start(struct saga *s, int i)
 		engine__saga_step_run(s, i);
 		break;
 	default:
-		if (engine__breaker_refuses(s, i))
-			break;
 		step_dispatch(s, i, PHASE_ACTION);
 		break;
 	}
@@ -1864,6 +1867,11 @@ int engine_start(struct engine *e, const char *flow_name, json_t *input,
 		free(existing);
 		*existed = true;
 		return 0;
+	}
+	{
+		int64_t retry_after;
+		if ((rc = engine_admit(e, flow_name, &retry_after, err, errlen)) != 0)
+			return rc;
 	}
 	checked = json_incref(input);
 	rc = flow_check_input(f, &checked, err, errlen);

@@ -88,6 +88,15 @@ void engine_set_flows(struct engine *e, struct flow_set *fs);
 int engine_start(struct engine *e, const char *flow_name, json_t *input,
 		 const char *idempotency_key, char id[27], bool *existed, char *err, size_t errlen);
 
+/* Admission of a new saga of flow_name: SAGAD_EOPEN (message in err, *retry_after_ms set)
+ * while the circuit breaker of the flow's pivot participant is open, else 0. Starts check it
+ * themselves; the API calls it to compute the Retry-After of its 503. */
+int engine_admit(struct engine *e, const char *flow_name, int64_t *retry_after_ms, char *err,
+		 size_t errlen);
+/* Every circuit breaker: [{key, participant, state, opened, rejected, failures,
+ * open_remaining_ms}] (new reference). */
+json_t *engine_breakers_json(struct engine *e);
+
 /* Stops a running saga's forward progress and compensates its completed steps. Idempotent
  * for a saga already compensating. SAGAD_ENOSAGA, or SAGAD_ESTATE (message in err) when the
  * saga is already completed, compensated or failed. */

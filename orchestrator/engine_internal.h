@@ -15,6 +15,7 @@ struct kafka_client;
 struct outbox;
 struct kafka_wait;
 struct kafka_path;
+struct breaker_set;
 
 #define TIMER_BATCH 1000       /* timers handled per wake-up; the rest on the next turn */
 #define SUMMARY_MAX 512        /* bytes of a body kept in the history */
@@ -40,6 +41,7 @@ struct step_run {
 	int64_t started_at;      /* when the sub-flow child (or a Kafka attempt) started */
 	struct kafka_wait *wait; /* a Kafka attempt waiting for its reply, or NULL */
 	uint32_t timer_gen[TIMER_KIND_MAX]; /* of its retry and timeout timers */
+	uint64_t breaker_permit; /* the attempt in flight's circuit breaker permit, or 0 */
 };
 
 struct engine_waiter {
@@ -153,9 +155,8 @@ struct engine {
 	/* saga steps waiting for another saga to end (engine_saga_step.c) */
 	struct saga_watch *watches;
 	size_t n_watches, cap_watches;
-	/* circuit breakers, one per participant identity (engine_breaker.c) */
-	struct engine_breaker *breakers;
-	size_t n_breakers;
+	/* circuit breakers, one per participant identity (engine_breaker.c); NULL until used */
+	struct breaker_set *breakers;
 };
 
 

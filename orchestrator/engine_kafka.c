@@ -342,6 +342,8 @@ void engine__kafka_timeout(struct saga *s, int i)
 	rp = phase == PHASE_ACTION ? &st->retry : &st->comp_retry;
 	snprintf(err, sizeof(err), "no reply on %s within %lldms", w->topic,
 		 (long long)(st->timeout_ms > 0 ? st->timeout_ms : DEFAULT_REPLY_TIMEOUT_MS));
+	if (phase == PHASE_ACTION)
+		engine__breaker_record(s, i, false);
 	/* The command may have been applied: undo it if the step is abandoned. */
 	if (phase == PHASE_ACTION)
 		r->maybe_applied = true;
@@ -505,6 +507,8 @@ static bool try_path(struct engine *e, const char *topic, const char *path, json
 		free(summary);
 		engine__kafka_forget(s, i);
 		engine__timer_cancel(s, TIMER_TIMEOUT, i);
+		if (phase == PHASE_ACTION)
+			engine__breaker_record(s, i, true); /* it answered */
 		/* A failure event is the participant's definite answer: not retried. */
 		engine__apply_outcome(s, i, phase, attempt, v == REPLY_SUCCESS ? OUT_SUCCESS : OUT_FAILED,
 				      err, resp, -1);

@@ -26,7 +26,8 @@
 	XX(EREJECTED, "participant rejected the request")                \
 	XX(ETOOBIG, "response too large")                                \
 	XX(ESHUTDOWN, "shutting down")                                   \
-	XX(ENOKAFKA, "Kafka is not configured")
+	XX(ENOKAFKA, "Kafka is not configured")                          \
+	XX(EOPEN, "circuit breaker open")
 
 enum sagad_errno {
 	SAGAD_OK = 0,

@@ -75,6 +75,22 @@ steps:
     saga: { flow: feat-par, key: { student: "${input.student}" }, do: find, states: [completed] }
 output: { applyId: "${steps.found.response.body.keys.applyId}" }
 EOF
+cat >"$FLOWS_DIR/feat-breaker.yaml" <<'EOF'
+name: feat-breaker
+version: 1
+input: { account: { type: string, default: "1234" } }
+participants:
+  payment:
+    url: "${env.PAYMENT_URL}"
+    circuit_breaker: { consecutive_failures: 2, open: 2s }
+steps:
+  - name: pay
+    participant: payment
+    pivot: true
+    retry: { max_attempts: 1 }
+    action: { method: POST, path: /payments, body: { applyId: "cb", payAccount: "${input.account}" },
+              success: { body: true } }
+EOF
 cat >"$FLOWS_DIR/feat-fallback.yaml" <<'EOF'
 name: feat-fallback
 version: 1
@@ -215,5 +231,29 @@ is "$(jq -r '"\(.status):\(.output.paid)"' <<<"$body")" "completed:false" \
 	"a declined payment with fallback {value: false}: the step succeeds with body false"
 is "$(jq -r '"\(.steps[0].response.fallback):\(.steps[0].state)"' <<<"$body")" "true:succeeded" \
 	"... its response says fallback: true"
+
+# ---- circuit breaker: opens after failures, new starts fail fast with 503, recovers -----------------
+fault payment '{"method":"POST","path":"/payments","status":503,"times":100}' >/dev/null
+p0=$(posts payment)
+for n in 1 2; do
+	body=$(api POST '/v1/flows/feat-breaker/sagas?wait=completion' '{}')
+	is "$(jget "$body" .status)" compensated "breaker: saga $n fails on the 503"
+done
+hdr=$(curl -s -D - -o "$TMP/cb.json" -X POST -H 'Content-Type: application/json' -d '{}' \
+	"$SAGAD_URL/v1/flows/feat-breaker/sagas?wait=completion")
+like "$hdr" "^HTTP/1.1 503" "pivot breaker open: the next start is refused with 503 at once"
+retry_after=$(tr -d '\r' <<<"$hdr" | awk -F': ' 'tolower($1) == "retry-after" {print $2}')
+ok "$([ "${retry_after:-0}" -ge 1 ] && [ "${retry_after:-0}" -le 2 ]; echo $?)" "... with Retry-After 1-2 s (got '${retry_after}')"
+is "$(jq -r .error.code "$TMP/cb.json")" EOPEN "... code EOPEN"
+like "$(jq -r .error.message "$TMP/cb.json")" "participant payment .* circuit breaker is open" "... a message naming the participant"
+is "$(( $(posts payment) - p0 ))" 2 "the payment participant saw only the two failing calls"
+like "$(curl -s "$SAGAD_URL/metrics")" 'sagad_breaker_state\{participant="payment",state="open"\} 1' "/metrics: the breaker is open"
+clear_faults payment
+sleep 2.2
+body=$(api POST '/v1/flows/feat-breaker/sagas?wait=completion' '{}')
+is "$HTTP_STATUS:$(jget "$body" .status)" "200:completed" "after the open period a probe goes through and the saga completes"
+body=$(api POST '/v1/flows/feat-breaker/sagas?wait=completion' '{}')
+is "$HTTP_STATUS:$(jget "$body" .status)" "200:completed" "the breaker closed: the next saga completes too"
+like "$(curl -s "$SAGAD_URL/metrics")" 'sagad_breaker_opened_total\{participant="payment"\} 1' "/metrics: opened once"
 
 done_testing
