@@ -4,6 +4,7 @@
 # the lifecycle notification participant over Kafka).
 #   A  happy path: order (payStatus Y) -> OrderPlaced -> "delivery Started" -> coupon (pivot)
 #      -> DeliveryStarted -> "Message Sended" (400-620 ms) and the orderstatus view;
+#   A2 message down: the order completes its business steps; the message follows after a restart;
 #   B  the pivot answers false: nothing is committed (delivery and order rolled back, no
 #      DeliveryStarted, no message);
 #   C  cancel: cancelCoupon || cancelMessage (in parallel), then "delivery Canceled",
@@ -88,6 +89,21 @@ seq1=$({ slog order; slog productdelivery; slog marketing; slog message; } | jq 
 is "$seq1" "shop-order /orders,shop-productdelivery /stockDeliveries,shop-marketing /publishCoupon,shop-message /createMessageInfo" \
 	"A: real order of the calls: order, delivery, coupon (pivot), then the message"
 ok '[ "$(by_order message messages "$O1" | jq length)" = 1 ]' "A: one message row (the 400-620 ms latency is absorbed in the background)"
+
+# ---- A2: message down: the order goes on; the message arrives when it is back ----------------------
+shop_stop message
+body=$(api POST '/v1/flows/shop-order/sagas?wait=step:delivery_started' "$(order_input '.username = "Lee"')")
+IDM=$(jget "$body" .id)
+OM=$(jget "$body" .keys.orderId)
+is "$HTTP_STATUS:$(jget "$body" '[.steps[0:5][] | .state] | unique | join(",")')" "200:succeeded" \
+	"A2: message down: order, delivery, coupon and DeliveryStarted done without it"
+sleep 1
+like "$(jget "$(api GET "/v1/sagas/$IDM")" '"\(.status) \(.steps[5].state)"')" "^running (retry_wait|running)$" \
+	"A2: the background message step is retrying"
+shop_start message || bail_out "message did not restart"
+body=$(wait_status "$IDM" completed 30)
+ok $? "A2: after the restart the message was sent and the saga completed"
+is "$(by_order message messages "$OM" | jq -r 'map(.messageStatus) | join(",")')" "Message Sended" "A2: message 'Message Sended'"
 
 # ---- B: the pivot answers false ------------------------------------------------------------------
 body=$(api POST '/v1/flows/shop-order/sagas?wait=completion' "$(order_input '.productId = "0000-99"')")
