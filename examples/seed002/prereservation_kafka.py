@@ -110,7 +110,8 @@ def handle_receipt(store, event_type, body):
     rid = reservation_id(body, event_type)
     if event_type == "ReservationCancelled":
         store.db.execute("INSERT OR IGNORE INTO cancelled VALUES (?)", (rid,))
-        return None, store.delete_rid(rid) > 0 or True, "applied"
+        store.delete_rid(rid)
+        return None, True, "applied"
     if event_type != "PaymentCreated":
         return None, False, "ignored"
     if store.db.execute("SELECT 1 FROM cancelled WHERE pre_reservation_id = ?", (rid,)).fetchone():
