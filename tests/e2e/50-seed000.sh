@@ -18,7 +18,9 @@
 #      the payment that was made anyway is cancelled
 #   I  payment keeps failing: the breaker opens; new applications get 503 + Retry-After at once
 #      (nothing reaches class or payment); after the open period a probe closes it
-#   J  payment down during a cancel: the cancel waits and completes when payment is back
+#   D2 apply-cancel of a completed `apply-async` saga (delivery over Kafka)
+#   J  payment down during a cancel: the cancel waits and completes when payment is back; an
+#      application made meanwhile gets the fallback `false` (not accepted)
 #   K  notifications: one message per lifecycle event (state change) of a saga, and the
 #      notification service catches up after being down
 . "${TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/e2e/lib/common.sh"
@@ -26,12 +28,14 @@ e2e_init
 T0=$(date +%s)
 
 # ---- setup ------------------------------------------------------------------------------------
-start_kafka class-events:1 saga-events:3 || bail_out "sagad-kafka-mock did not start"
+start_kafka class-events:1 saga-events:3 delivery-commands:1 delivery-events:1 || bail_out "sagad-kafka-mock did not start"
 start_participants || bail_out "class/payment/delivery did not start"
 start_kafka_participant notification notification || bail_out "notification did not start"
+start_kafka_participant kdelivery delivery || bail_out "delivery (Kafka) did not start"
 start_sagad_kafka || bail_out "sagad did not start"
-kp_wait_assigned 30 notification
-ok $? "setup: notification joined its group"
+kp_wait_assigned 30 notification kdelivery
+ok $? "setup: notification and the Kafka delivery joined their groups"
+sagad_wait_assigned 30
 
 # helpers
 # apply_saga JQ-FILTER: starts class-apply with the seed's input (changed by the filter), waits
@@ -77,9 +81,8 @@ like "$out" "$IDA +class-apply@1 +completed .*pay=succeeded.*ship=succeeded" \
 
 # ---- C: cancel a completed class-apply saga -----------------------------------------------------
 body=$(api POST '/v1/flows/apply-cancel/sagas?wait=completion' "{\"applyId\":\"$A\"}")
-IDC=$(jget "$body" .id)
 is "$HTTP_STATUS $(jget "$body" .status)" "200 completed" "C: apply-cancel completed"
-is "$(states "$body")" "application=succeeded,cancel_apply=succeeded,cancel_class_apply=succeeded,class_canceled=succeeded,payment_canceled=succeeded" \
+is "$(states "$body")" "application=succeeded,cancel_apply=succeeded,cancel_class_apply=succeeded,cancel_apply_async=skipped,class_canceled=succeeded,payment_canceled=succeeded" \
 	"C: no apply saga (skip), the class-apply saga was cancelled"
 is "$(jget "$body" .output.target)" "$IDA" "C: the target is the application's saga"
 is "$(saga_status "$IDA")" compensated "C: the class-apply saga went completed -> compensated"
@@ -101,11 +104,24 @@ D=$(jget "$body" .output.applyId)
 is "$(jget "$body" .status) $(jget "$body" .keys.applyId)" "completed $D" "D: apply completed, key applyId recorded"
 body=$(api POST '/v1/flows/apply-cancel/sagas?wait=completion' "{\"applyId\":\"$D\"}")
 is "$(jget "$body" .status) $(states "$body")" \
-	"completed application=succeeded,cancel_apply=succeeded,cancel_class_apply=skipped,class_canceled=succeeded,payment_canceled=succeeded" \
+	"completed application=succeeded,cancel_apply=succeeded,cancel_class_apply=skipped,cancel_apply_async=skipped,class_canceled=succeeded,payment_canceled=succeeded" \
 	"D: apply-cancel found the apply saga (the class-apply lookup skipped)"
 is "$(saga_status "$IDD") $(cls_of "$D") $(pay_of "$D") $(dlv_of "$D")" \
 	'compensated CLASS_CANCELED ["PaymentCancelled"] ["DELIVERY_CANCEL"]' \
 	"D: apply compensated through its sub-flows: CLASS_CANCELED, PaymentCancelled, DELIVERY_CANCEL"
+
+# ---- D2: cancel a completed `apply-async` saga (delivery over Kafka) -------------------------------
+body=$(api POST '/v1/flows/apply-async/sagas?wait=completion' "$(seed_input '.studentName = "async"')")
+IDD2=$(jget "$body" .id)
+D2=$(jget "$body" .output.applyId)
+is "$(jget "$body" .status) $(jget "$body" .keys.applyId)" "completed $D2" "D2: apply-async completed, key applyId recorded"
+body=$(api POST '/v1/flows/apply-cancel/sagas?wait=completion' "{\"applyId\":\"$D2\"}")
+is "$(jget "$body" .status) $(states "$body")" \
+	"completed application=succeeded,cancel_apply=succeeded,cancel_class_apply=succeeded,cancel_apply_async=succeeded,class_canceled=succeeded,payment_canceled=succeeded" \
+	"D2: apply-cancel found the apply-async saga (apply and class-apply lookups found nothing)"
+is "$(saga_status "$IDD2") $(cls_of "$D2") $(pay_of "$D2") $(kp_get kdelivery "/deliveries?applyId=$D2" | jq -c '[._embedded.deliveries[].deliveryStatus]')" \
+	'compensated CLASS_CANCELED ["PaymentCancelled"] ["DELIVERY_CANCEL"]' \
+	"D2: apply-async compensated: DELIVERY_CANCEL over Kafka, PaymentCancelled, CLASS_CANCELED"
 
 # ---- E: cancel a running application ------------------------------------------------------------
 fault delivery '{"method":"POST","path":"/deliveries","status":0,"delay_ms":2500}' >/dev/null
@@ -131,7 +147,7 @@ clear_faults delivery
 n0=$(merged_log | jq '[.[] | select(.method == "PATCH")] | length')
 body=$(api POST '/v1/flows/apply-cancel/sagas?wait=completion' '{"applyId":"999999"}')
 is "$(jget "$body" .status) $(states "$body")" \
-	"compensated application=failed,cancel_apply=pending,cancel_class_apply=pending,class_canceled=pending,payment_canceled=pending" \
+	"compensated application=failed,cancel_apply=pending,cancel_class_apply=pending,cancel_apply_async=pending,class_canceled=pending,payment_canceled=pending" \
 	"F: unknown applyId: the cancel fails at the class lookup (404)"
 is "$(merged_log | jq '[.[] | select(.method == "PATCH")] | length') $(events_of 999999)" "$n0 " \
 	"F: nothing was patched, nothing published"
@@ -199,6 +215,7 @@ body=$(apply_saga '.studentName = "j"')
 J=$(jget "$body" .output.applyId)
 stop_participant payment
 api_bg "$TMP/j.out" POST '/v1/flows/apply-cancel/sagas?wait=completion' "{\"applyId\":\"$J\"}"
+api_bg "$TMP/j2.out" POST '/v1/flows/class-apply/sagas?wait=completion' "$(seed_input '.studentName = "j2"')"
 sleep 2
 is "$(cls_of "$J") $(dlv_of "$J")" 'ApplyRequest ["DELIVERY_CANCEL"]' \
 	"J: payment down: delivery cancelled, the payment compensation retries (class waits its turn)"
@@ -206,6 +223,10 @@ start_participant payment
 wait_bg
 is "$(jq -r .status "$TMP/j.out") $(cls_of "$J") $(pay_of "$J")" 'completed CLASS_CANCELED ["PaymentCancelled"]' \
 	"J: payment back: the cancel completed (PaymentCancelled, CLASS_CANCELED)"
+J2=$(jq -r .output.applyId "$TMP/j2.out")
+is "$(jq -r '"\(.status) \(.output.payApproved) \(.output.applyStatus)"' "$TMP/j2.out") $(cls_of "$J2") $(pay_of "$J2") $(dlv_of "$J2")" \
+	'completed false CLASS_CANCELED CLASS_CANCELED [] []' \
+	"J: an application while payment was down: payApprove refused -> fallback false, not accepted, nothing paid or shipped"
 
 # ---- K: notifications --------------------------------------------------------------------------------
 lev=$(lifecycle_events "$IDA")
