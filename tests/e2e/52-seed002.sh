@@ -10,7 +10,7 @@
 #   C  cancel of a completed reservation: payments and receipts deleted, ReservationCancelled;
 #   D  cancel while the payment is in flight; cancel of an unknown id;
 #   E  receipt down: reservation and payment still work, the receipt catches up after restart;
-#   F  payment down: breaker opens, 503 + Retry-After, recovery;
+#   F  payment down: breaker opens, 503 + Retry-After, recovery; F2 the same with slow payments;
 #   G  notifications for every state change; H  status view by preReservationId.
 . "${TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/e2e/lib/common.sh"
 e2e_init
@@ -184,6 +184,21 @@ pre_start payment || bail_out "payment did not restart"
 sleep "${ra:-5}"
 body=$(api POST '/v1/flows/prereservation/sagas?wait=completion' "$(seed_in '.userId = "65"')")
 is "$HTTP_STATUS:$(jget "$body" .status)" "200:completed" "F: after the open period a reservation completes"
+
+# the seed's own breaker test (siege on a slow payment): 3 payments slower than 620 ms open it too
+pfault payment '{"method":"POST","path":"/payments","status":0,"delay_ms":800,"times":3}'
+for i in 1 2 3; do
+	body=$(api POST '/v1/flows/prereservation/sagas?wait=completion' "$(seed_in ".userId = \"7$i\"")")
+	is "$(jget "$body" .status)" compensated "F2: slow payment $i (> 620 ms): compensated"
+done
+api POST '/v1/flows/prereservation/sagas?wait=completion' "$(seed_in '.userId = "74"')" -D "$TMP/h503b" >/dev/null
+is "$HTTP_STATUS:$(jget "$API_BODY" .error.code)" "503:EOPEN" "F2: three timeouts opened the breaker: 503 EOPEN"
+sleep "$(header_value "$TMP/h503b" Retry-After)"
+body=$(api POST '/v1/flows/prereservation/sagas?wait=completion' "$(seed_in '.userId = "75"')")
+is "$(jget "$body" .status)" completed "F2: payment fast again: the half-open probe closes the breaker"
+wait_until 10 eval '[ "$(pget payment /payments | jq "[._embedded.payments[] | select(.userId >= 71 and .userId <= 73)] | length")" = 0 ]'
+is "$(pget payment /payments | jq '[._embedded.payments[] | select(.userId >= 71 and .userId <= 73)] | length')" 0 \
+	"F2: the payments that committed after the timeout were deleted"
 
 # ---- G: notifications ---------------------------------------------------------------------------------
 want=$(lifecycle_summary "$ID1")
