@@ -163,10 +163,24 @@ is "$(payments_of "$R5" | jq length):$(pget reservation "/preReservations/$R5" |
 sleep 2
 is "$(jget "$(api GET "/v1/sagas/$ID5")" '"\(.status) \(.steps[3].state)"')" "running running" \
 	"E: the receipt step waits (in the background)"
+# a cancel while the receipt is still down: it does not wait for the receipt
+body=$(api POST '/v1/flows/prereservation/sagas?wait=step:pay' "$(seed_in '.userId = "6"')")
+ID6=$(jget "$body" .id)
+R6=$(jget "$body" .keys.preReservationId)
+t0=$(date +%s)
+body=$(api POST '/v1/flows/prereservation-cancel/sagas?wait=completion' "{\"preReservationId\":\"$R6\"}")
+t1=$(date +%s)
+is "$(jget "$body" .status):$(jget "$(api GET "/v1/sagas/$ID6")" .status)" "completed:compensated" \
+	"E: cancel while the receipt is down: done in $((t1 - t0)) s, the reservation saga compensated"
+ok '[ $((t1 - t0)) -le 12 ]' "E: ... within one receipt attempt's timeout (5 s) and the compensations"
 kstart receipt pre-receipt || bail_out "receipt did not restart"
 body=$(wait_status "$ID5" completed 30)
 ok $? "E: after the restart the receipt caught up and the saga completed"
 is "$(receipts_of "$R5" | jq -r '.[0].paidId')" "$(payments_of "$R5" | jq -r '.[0].id')" "E: the receipt exists (paidId)"
+wait_until 20 eval '[ "$(kp_log receipt | jq --arg r "$R6" "[.[] | select(.eventType == \"ReservationCancelled\" and (.request_body.id | tostring) == \$r)] | length")" = 1 ]'
+is "$(kp_log receipt | jq -r --arg r "$R6" '[.[] | select((.request_body.preReservationId // .request_body.id | tostring) == $r and (.eventType == "PaymentCreated" or .eventType == "ReservationCancelled")) | "\(.eventType):\(.outcome)"] | join(",")')" \
+	"PaymentCreated:applied,ReservationCancelled:applied" "E: the receipt caught up with the cancelled reservation's events, in order"
+is "$(receipts_of "$R6" | jq length)" 0 "E: ... and keeps no receipt for it"
 
 # ---- F: payment down: breaker, 503 + Retry-After, recovery ------------------------------------------
 pre_stop payment
