@@ -23,7 +23,7 @@ keys:
   student: "${input.student}"
 participants:
   class: { url: "${env.CLASS_URL}" }
-  payment: { url: "${env.PAYMENT_URL}", timeout: 5s }
+  payment: { url: "${env.PAYMENT_URL}", timeout: 15s }
   delivery: { url: "${env.DELIVERY_URL}", timeout: 5s }
 steps:
   - name: apply
@@ -195,7 +195,7 @@ is "$(jget "$body" .status)" compensated "find a compensated saga where states: 
 like "$(jget "$body" .error)" "is compensated, which this step does not accept" "... saying why"
 
 # ---- cancel a running saga: waits for the in-flight step, then for the compensation ---------------
-fault payment '{"method":"POST","path":"/payments","status":0,"delay_ms":2500,"times":1}' >/dev/null
+fault payment '{"method":"POST","path":"/payments","status":0,"delay_ms":6000,"times":1}' >/dev/null
 body=$(api POST '/v1/flows/feat-par/sagas?wait=step:apply' '{"student":"par-4"}')
 rid=$(jget "$body" .id)
 raid=$(jget "$body" '.steps[0].response.body.id')
