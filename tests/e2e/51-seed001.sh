@@ -176,6 +176,16 @@ body=$(api POST '/v1/flows/shop-order-cancel/sagas?wait=completion' '{"orderId":
 is "$(jget "$body" .status):$(states "$body" | cut -d, -f1)" "compensated:find_order=failed" "E: unknown orderId: the cancel fails at find_order"
 is "$(slog marketing | jq length)" "$n_before" "E: ... nothing was sent to marketing"
 
+body=$(api POST '/v1/flows/shop-order/sagas?wait=step:delivery_started' "$(order_input '.username = "Park"')")
+IDR=$(jget "$body" .id)
+OR=$(jget "$body" .keys.orderId)
+body=$(api POST '/v1/flows/shop-order-cancel/sagas?wait=completion' "{\"orderId\":\"$OR\"}")
+like "$(jget "$body" .status):$(jget "$body" '.steps[0].error // ""')" "^compensated:.*running" \
+	"E: cancel of an order still running (its message in flight): refused at find_order"
+wait_status "$IDR" completed 15 >/dev/null
+is "$(by_order marketing promotes "$OR" | jq -r '.[0].couponUseYn'):$(by_order productdelivery stockDeliveries "$OR" | jq -r '.[0].deliveryStatus')" \
+	"Y:delivery Started" "E: ... nothing was cancelled; the order completed"
+
 # ---- F: marketing down: the breaker opens, starts are refused with 503, recovery ----------------------
 shop_stop marketing
 for i in 1 2; do
