@@ -45,6 +45,7 @@ struct pending {
 	bool aborted;                  /* client went away before the deferred answer */
 	bool deferred;                 /* an engine_defer() call is outstanding */
 	bool summary_only;             /* Prefer: return=minimal or ?view=summary: no history */
+	bool final_status;             /* a start that waited for the end: the flow's http_status */
 	struct store_list_query q;     /* PENDING_LIST */
 	char *q_flow, *q_status, *q_cursor, *name;
 	char *q_key_name, *q_key_value;
@@ -239,6 +240,21 @@ static void answer_saga(struct pending *p, int status)
 		snprintf(err, sizeof(err), "no saga with id \"%.40s\"", p->id);
 		respond_error(p->req, 404, SAGAD_ENOSAGA, err);
 		return;
+	}
+	if (p->final_status) {
+		/* The flow may answer a saga's end with its own status (the seeds' 201 / 500). */
+		const char *st = json_string_value(json_object_get(body, "status"));
+		struct flow *f = flow_set_find_version(*p->api->flows,
+			json_string_value(json_object_get(body, "flow")) ?: "",
+			(int)json_integer_value(json_object_get(body, "flow_version")));
+		int code = 0;
+
+		if (f != NULL && st != NULL)
+			code = !strcmp(st, "completed") ? f->status_completed :
+			       !strcmp(st, "compensated") ? f->status_compensated :
+			       !strcmp(st, "failed") ? f->status_failed : 0;
+		if (code > 0)
+			status = code;
 	}
 	snprintf(location, sizeof(location), "/v1/sagas/%s", p->id);
 	headers[n++] = "Location";
@@ -482,6 +498,7 @@ static void route_start(struct api *a, struct httpd_req *req, const char *flow_n
 	p->replayed = existed;
 	p->summary_only = wants_minimal(req);
 	p->ok_status = target == ENGINE_WAIT_COMMITTED ? 202 : 200;
+	p->final_status = target == ENGINE_WAIT_COMPLETION;
 	wait_saga(p, target, step, timeout_ms);
 }
 

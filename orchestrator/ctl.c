@@ -1441,8 +1441,10 @@ static void saga_list_table(struct ctl *c, json_t *body, struct cmd_args *a)
 
 				strbuf_init(&sb);
 				json_array_foreach(jget(s, "steps"), k, st)
-					strbuf_addf(&sb, "%s%s=%s", k ? " " : "", jtext(jget(st, "name")),
-						    jtext(jget(st, "state")));
+					strbuf_addf(&sb, "%s%s=%s%s", k ? " " : "", jtext(jget(st, "name")),
+						    jtext(jget(st, "state")),
+						    json_is_true(jget(jget(st, "response"), "fallback")) ?
+						    "(fallback)" : "");
 				table_add(&t, jtext(jget(s, "id")), flow, jtext(jget(s, "status")),
 					  jtext(jget(s, "updated_at")), sfmt("%s", sb.data ? sb.data : ""));
 				strbuf_close(&sb);

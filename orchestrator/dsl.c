@@ -1254,7 +1254,9 @@ static struct tmpl *constant(const char *s)
 /* ---- the flow --------------------------------------------------------------------------- */
 
 static const char *const top_keys[] = { "name", "version", "description", "input", "strict_input",
-	"participants", "deadline", "output", "defaults", "steps", "triggers", "keys", NULL };
+	"participants", "deadline", "output", "defaults", "steps", "triggers", "keys", "http_status",
+	NULL };
+static const char *const http_status_keys[] = { "completed", "compensated", "failed", NULL };
 static const char *const input_keys[] = { "type", "required", "default", "description", NULL };
 static const char *const participant_keys[] = { "type", "url", "headers", "timeout", "topic",
 	"reply_topic", "circuit_breaker", NULL };
@@ -2727,6 +2729,8 @@ static json_t *build_source(struct dsl_loader *ld, const struct dsl_node *root)
 	json_object_set_new(src, "steps", arr);
 	if ((x = get(root, "keys")) != NULL && !is_null(x))
 		json_object_set_new(src, "keys", node_to_json(ld, x));
+	if ((x = get(root, "http_status")) != NULL)
+		json_object_set_new(src, "http_status", node_to_json(ld, x));
 	/* Triggers as written, with the topic as resolved. */
 	arr = json_array();
 	for (i = 0; i < f->n_triggers; i++) {
@@ -2794,6 +2798,20 @@ static void parse_flow(struct dsl_loader *ld, const struct dsl_node *root)
 		parse_triggers(ld, x);
 	if ((x = get(root, "keys")) != NULL && !is_null(x))
 		parse_keys(ld, x);
+	if ((x = get(root, "http_status")) != NULL && want(ld, x, DSL_MAP, "http_status")) {
+		const struct dsl_node *y;
+
+		check_keys(ld, x, http_status_keys, "in http_status");
+		if ((y = get(x, "completed")) != NULL && get_int(ld, y, "http_status: completed", 200,
+								 299, &iv))
+			f->status_completed = (int)iv;
+		if ((y = get(x, "compensated")) != NULL && get_int(ld, y, "http_status: compensated",
+								   200, 599, &iv))
+			f->status_compensated = (int)iv;
+		if ((y = get(x, "failed")) != NULL && get_int(ld, y, "http_status: failed", 200, 599,
+							      &iv))
+			f->status_failed = (int)iv;
+	}
 	if ((x = get(root, "output")) != NULL && !is_null(x))
 		f->output = compile(ld, &site, x);
 	if (ld->n_errors == 0)

@@ -218,6 +218,9 @@ struct flow {
 				        * exists), indexing the flow's sagas */
 	size_t n_keys;
 	int pivot;                     /* index of the first pivot step, or -1 */
+	/* `http_status`: the answer's status to a start that waited for the saga's end, by
+	 * final state; 0 = the API's default (200) */
+	int status_completed, status_compensated, status_failed;
 	struct flow_trigger *triggers; /* Kafka triggers that start sagas of this flow */
 	size_t n_triggers;
 	json_t *source;                /* the flow as JSON (for GET /v1/flows/{flow}); owned */

@@ -74,6 +74,7 @@ steps:
   - name: found
     saga: { flow: feat-par, key: { student: "${input.student}" }, do: find, states: [completed] }
 output: { applyId: "${steps.found.response.body.keys.applyId}" }
+http_status: { completed: 201, compensated: 409 }
 EOF
 cat >"$FLOWS_DIR/feat-breaker.yaml" <<'EOF'
 name: feat-breaker
@@ -187,11 +188,11 @@ is "$(jget "$body" .status):$(jget "$body" '.steps[0].response | "\(.status) \(.
 
 # ---- find with states -------------------------------------------------------------------------------
 body=$(api POST '/v1/flows/feat-find/sagas?wait=completion' '{"student":"par-2"}')
-is "$(jget "$body" .status)" completed "find a completed saga by key: completes"
+is "$HTTP_STATUS:$(jget "$body" .status)" 201:completed "find a completed saga by key: completes (http_status: completed 201)"
 is "$(jget "$body" .output.applyId)" "$(jget "$(api GET '/v1/sagas?key.student=par-2')" '.sagas[0].keys.applyId')" \
 	"... and reads the target's keys"
 body=$(api POST '/v1/flows/feat-find/sagas?wait=completion' '{"student":"par-3"}')
-is "$(jget "$body" .status)" compensated "find a compensated saga where states: [completed]: the step fails"
+is "$HTTP_STATUS:$(jget "$body" .status)" 409:compensated "find a compensated saga where states: [completed]: the step fails (http_status: compensated 409)"
 like "$(jget "$body" .error)" "is compensated, which this step does not accept" "... saying why"
 
 # ---- cancel a running saga: waits for the in-flight step, then for the compensation ---------------
