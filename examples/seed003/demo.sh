@@ -15,20 +15,28 @@ seed003_port() { # file
 	cat "$1"
 }
 
+seed003_kafka() { # service port
+	# shellcheck disable=SC2086
+	/usr/bin/python3 examples/seed003/pizza_kafka.py "pizza-$1" --bootstrap "$KAFKA" \
+		--db "$S3RUN/pizza-$1.db" --config fetch.wait.max.ms=10 --control-port "$2" \
+		--control-port-file "$S3RUN/pizza-$1.port" 2>>"$S3RUN/pizza-$1.log" &
+	echo $! >"$S3RUN/pizza-$1.pid"
+}
+
+# seed003_delivery: restarts delivery on its port (the flows' PIZZA_DELIVERY_URL).
+seed003_delivery() {
+	seed003_kafka delivery "${PIZZA_DELIVERY_URL##*:}"
+}
+
 seed_start() {
 	S3RUN=$1
-	S3KX="--config fetch.wait.max.ms=10"
 	for s in order payment refund; do
 		python3 examples/seed003/pizza_http.py "pizza-$s" --port 0 --db "$S3RUN/pizza-$s.db" \
 			--port-file "$S3RUN/pizza-$s.port" 2>"$S3RUN/pizza-$s.log" &
 		echo $! >"$S3RUN/pizza-$s.pid"
 	done
 	for s in delivery coupon statusview; do
-		# shellcheck disable=SC2086
-		/usr/bin/python3 examples/seed003/pizza_kafka.py "pizza-$s" --bootstrap "$KAFKA" \
-			--db "$S3RUN/pizza-$s.db" $S3KX --control-port 0 \
-			--control-port-file "$S3RUN/pizza-$s.port" 2>"$S3RUN/pizza-$s.log" &
-		echo $! >"$S3RUN/pizza-$s.pid"
+		seed003_kafka "$s" 0
 	done
 	PIZZA_ORDER_URL="http://127.0.0.1:$(seed003_port "$S3RUN/pizza-order.port")"
 	PIZZA_PAYMENT_URL="http://127.0.0.1:$(seed003_port "$S3RUN/pizza-payment.port")"
@@ -47,7 +55,12 @@ seed003_run() { printf '$ %s\n' "$*"; "$@"; }
 seed003_records() { # orderId
 	printf 'order:      '; curl -s "$PIZZA_ORDER_URL/orders/$1" | jq -c '{id, pizzaId, qty, status}'
 	printf 'payment:    '; curl -s "$PIZZA_PAYMENT_URL/payments/search/findByOrderId?orderId=$1" | jq -c '[._embedded.payments[] | .status]'
-	printf 'delivery:   '; curl -s "$PIZZA_DELIVERY_URL/deliveries?orderId=$1" | jq -c '[._embedded.deliveries[] | .deliveryStatus]'
+	printf 'delivery:   '
+	if _d=$(curl -sf "$PIZZA_DELIVERY_URL/deliveries?orderId=$1"); then
+		echo "$_d" | jq -c '[._embedded.deliveries[] | .deliveryStatus]'
+	else
+		echo "(delivery is down)"
+	fi
 	printf 'refunds:    '; curl -s "$PIZZA_REFUND_URL/refunds/search/findByOrderId?orderId=$1" | jq -c '[._embedded.refunds[] | {reason, status}]'
 	printf 'coupons:    '; curl -s "$PIZZA_COUPON_CTL/coupons?orderId=$1" | jq -c '[._embedded.coupons[] | .status]'
 	printf 'statusview: '; curl -s "$PIZZA_VIEW_CTL/statusviews?orderId=$1" | jq -c '._embedded.statusviews[0] // {} | {orderStatus, deliveryStatus, refundStatus, reason}'
@@ -95,6 +108,8 @@ seed_tour() {
 	seed003_run ./sagactl saga start pizza-refund --wait completion \
 		--input "{\"orderId\":$O,\"reason\":\"late\"}" || true
 	seed003_records "$O"
+	seed003_say "   (delivery restarted: refunds are accepted again once its breaker closes)"
+	seed003_delivery
 
 	seed003_say "8. The status view (my page) of order $O by its business key"
 	seed003_run ./sagactl saga list --key "orderId=$O"
