@@ -41,6 +41,8 @@ port_of() { # file
 echo "== starting the embedded Kafka (sagad-kafka-mock: the real protocol, in memory)"
 ./sagad-kafka-mock --brokers 3 --topic delivery-commands:3 --topic delivery-events:3 \
 	--topic saga-events:3 --topic class-events:3 --topic class-applications:3 \
+	--topic shop:3 --topic prereservation:3 --topic pizza-events:3 --topic pizza-coupon:3 \
+	--topic pizza-delivery-commands:3 --topic pizza-delivery-events:3 --topic ssak5-events:3 \
 	--bootstrap-file "$RUN/kafka.bootstrap" >"$RUN/kafka.out" 2>"$RUN/kafka.log" &
 PIDS="$PIDS $!"
 KAFKA=$(port_of "$RUN/kafka.bootstrap")
@@ -135,6 +137,11 @@ curl -s "http://127.0.0.1:$(cat "$RUN/kafka-notification.port")/messages" | jq -
 
 say "6. All sagas"
 run ./sagactl saga list
+
+# The rest of seed 000: class-apply (breaker, fallback, events) and apply-cancel.
+# shellcheck disable=SC1091
+. examples/seed000/demo.sh
+seed_tour
 
 stay=${DEMO_STAY:-}
 if [ -z "$stay" ]; then
