@@ -20,7 +20,7 @@ seed_start() {
 	S2RUN=$1
 	# The seed's payment sleeps 400-620 ms against a 620 ms timeout: about one payment in
 	# twenty times out and is compensated. Keep the demo's path deterministic.
-	PRE_PAYMENT_DELAY_MS=${PRE_PAYMENT_DELAY_MS:-400-540}
+	PRE_PAYMENT_DELAY_MS=${PRE_PAYMENT_DELAY_MS:-400-500}
 	export PRE_PAYMENT_DELAY_MS
 	for s in prereservation payment; do
 		python3 examples/seed002/prereservation.py "pre-$s" --port 0 --db "$S2RUN/pre-$s.db" \

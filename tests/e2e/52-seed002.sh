@@ -18,8 +18,8 @@ e2e_init
 PRE_PY="$TOP_SRCDIR/examples/seed002/prereservation.py"
 PRE_KAFKA_PY="$TOP_SRCDIR/examples/seed002/prereservation_kafka.py"
 # The seed's 400-620 ms payment latency sits right on its 620 ms Hystrix timeout; keep it
-# under the timeout here (400-540 ms) so that only the injected faults time out.
-export PRE_PAYMENT_DELAY_MS=${PRE_PAYMENT_DELAY_MS:-400-540}
+# under the timeout here (400-500 ms) so that only the injected faults time out.
+export PRE_PAYMENT_DELAY_MS=${PRE_PAYMENT_DELAY_MS:-400-500}
 declare -gA PRE_PID=() PRE_PORT=()
 pre_var() { case $1 in reservation) echo PRE_RESERVATION_URL ;; payment) echo PRE_PAYMENT_URL ;; esac; }
 pre_start() {        # NAME (reservation|payment): start or restart on the same port and db
