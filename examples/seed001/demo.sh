@@ -4,16 +4,8 @@
 #                       on ephemeral ports, records their pids in RUNDIR/*.pid and exports the
 #                       SHOP_*_URL variables the flows read (the events go to Kafka topic `shop`).
 #   seed_tour           a guided tour with ./sagactl against $SAGAD_URL.
-# POSIX sh (scripts/demo.sh is /bin/sh); run from the top of the repository.
-
-seed001_port() { # file
-	_i=0
-	while [ ! -s "$1" ]; do
-		_i=$((_i + 1)); [ $_i -gt 150 ] && { echo "seed001: $1 did not appear" >&2; return 1; }
-		sleep 0.1
-	done
-	cat "$1"
-}
+# POSIX sh, sourced by scripts/demo.sh (its port_of, say and run are used here); run from the
+# top of the repository.
 
 seed_start() {
 	S1RUN=$1
@@ -22,19 +14,17 @@ seed_start() {
 			--port-file "$S1RUN/shop-$s.port" 2>"$S1RUN/shop-$s.log" &
 		echo $! >"$S1RUN/shop-$s.pid"
 	done
-	SHOP_ORDER_URL="http://127.0.0.1:$(seed001_port "$S1RUN/shop-order.port")"
-	SHOP_PRODUCTDELIVERY_URL="http://127.0.0.1:$(seed001_port "$S1RUN/shop-productdelivery.port")"
-	SHOP_MARKETING_URL="http://127.0.0.1:$(seed001_port "$S1RUN/shop-marketing.port")"
-	SHOP_MESSAGE_URL="http://127.0.0.1:$(seed001_port "$S1RUN/shop-message.port")"
-	SHOP_ORDERSTATUS_URL="http://127.0.0.1:$(seed001_port "$S1RUN/shop-orderstatus.port")"
+	SHOP_ORDER_URL="http://127.0.0.1:$(port_of "$S1RUN/shop-order.port")"
+	SHOP_PRODUCTDELIVERY_URL="http://127.0.0.1:$(port_of "$S1RUN/shop-productdelivery.port")"
+	SHOP_MARKETING_URL="http://127.0.0.1:$(port_of "$S1RUN/shop-marketing.port")"
+	SHOP_MESSAGE_URL="http://127.0.0.1:$(port_of "$S1RUN/shop-message.port")"
+	SHOP_ORDERSTATUS_URL="http://127.0.0.1:$(port_of "$S1RUN/shop-orderstatus.port")"
 	export SHOP_ORDER_URL SHOP_PRODUCTDELIVERY_URL SHOP_MARKETING_URL SHOP_MESSAGE_URL \
 		SHOP_ORDERSTATUS_URL
 	echo "   order $SHOP_ORDER_URL, productdelivery $SHOP_PRODUCTDELIVERY_URL"
 	echo "   marketing $SHOP_MARKETING_URL, message $SHOP_MESSAGE_URL, orderstatus $SHOP_ORDERSTATUS_URL"
 }
 
-seed001_say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
-seed001_run() { printf '$ %s\n' "$*"; "$@"; }
 seed001_records() { # orderId
 	printf 'order:       '; curl -s "$SHOP_ORDER_URL/orders/$1" | jq -c '{id, payStatus, orderStatus}'
 	printf 'delivery:    '; curl -s "$SHOP_PRODUCTDELIVERY_URL/stockDeliveries/search/findByOrderId?orderId=$1" | jq -c '[._embedded.stockDeliveries[] | .deliveryStatus]'
@@ -45,32 +35,32 @@ seed001_records() { # orderId
 
 seed_tour() {
 	S1IN='{"address":"Seoul","productId":"1001","payStatus":"Y","phoneNo":"01011110000","productName":"Mac","productPrice":3000000,"qty":1,"userId":"goodman","username":"John"}'
-	seed001_say "2. An order (http POST /orders ... payStatus=Y): order -> OrderPlaced -> 'delivery Started'"
-	seed001_say "   -> coupon (the pivot) -> DeliveryStarted -> 'Message Sended' + orderStatus view"
+	say "2. An order (http POST /orders ... payStatus=Y): order -> OrderPlaced -> 'delivery Started'"
+	say "   -> coupon (the pivot) -> DeliveryStarted -> 'Message Sended' + orderStatus view"
 	O=$(./sagactl -o json saga start shop-order --wait completion --input "$S1IN" | jq -r .output.orderId)
-	seed001_run ./sagactl saga list --key "orderId=$O"
+	run ./sagactl saga list --key "orderId=$O"
 	seed001_records "$O"
 
-	seed001_say "3. No coupon for product 0000-1 (publishCoupon answers false): the delivery and the"
-	seed001_say "   order are rolled back, no DeliveryStarted, no message"
+	say "3. No coupon for product 0000-1 (publishCoupon answers false): the delivery and the"
+	say "   order are rolled back, no DeliveryStarted, no message"
 	B=$(./sagactl -o json saga start shop-order --wait completion \
 		--input "$(echo "$S1IN" | jq -c '.productId = "0000-1"')" | jq -r '.keys.orderId')
-	seed001_run ./sagactl saga list --key "orderId=$B"
+	run ./sagactl saga list --key "orderId=$B"
 	seed001_records "$B"
 
-	seed001_say "4. The customer cancels order $O (PATCH /orders/$O orderStatus='Order Canceled'):"
-	seed001_say "   cancelCoupon || cancelMessage, then 'delivery Canceled', DeliveryCanceled, 'Order Canceled'"
-	seed001_run ./sagactl saga start shop-order-cancel --wait completion --input "{\"orderId\":\"$O\"}" >/dev/null
-	seed001_run ./sagactl saga list --key "orderId=$O"
+	say "4. The customer cancels order $O (PATCH /orders/$O orderStatus='Order Canceled'):"
+	say "   cancelCoupon || cancelMessage, then 'delivery Canceled', DeliveryCanceled, 'Order Canceled'"
+	run ./sagactl saga start shop-order-cancel --wait completion --input "{\"orderId\":\"$O\"}" >/dev/null
+	run ./sagactl saga list --key "orderId=$O"
 	seed001_records "$O"
 
-	seed001_say "5. A cancel whose message cancel answers false: the coupon cancel is undone, the"
-	seed001_say "   delivery stays 'delivery Started'"
+	say "5. A cancel whose message cancel answers false: the coupon cancel is undone, the"
+	say "   delivery stays 'delivery Started'"
 	O3=$(./sagactl -o json saga start shop-order --wait completion \
 		--input "$(echo "$S1IN" | jq -c '.username = "Kim"')" | jq -r .output.orderId)
 	curl -s -X POST -d '{"method":"POST","path":"/cancelMessage","status":200,"body":false,"times":1}' \
 		"$SHOP_MESSAGE_URL/_control/faults" >/dev/null
 	./sagactl saga start shop-order-cancel --wait completion --input "{\"orderId\":\"$O3\"}" >/dev/null
-	seed001_run ./sagactl saga list --key "orderId=$O3"
+	run ./sagactl saga list --key "orderId=$O3"
 	seed001_records "$O3"
 }

@@ -5,16 +5,8 @@
 #                       ports, records their pids in RUNDIR/*.pid and exports PRE_RESERVATION_URL
 #                       and PRE_PAYMENT_URL for the flows.
 #   seed_tour           a guided tour with ./sagactl against $SAGAD_URL.
-# POSIX sh (scripts/demo.sh is /bin/sh); run from the top of the repository.
-
-seed002_port() { # file
-	_i=0
-	while [ ! -s "$1" ]; do
-		_i=$((_i + 1)); [ $_i -gt 150 ] && { echo "seed002: $1 did not appear" >&2; return 1; }
-		sleep 0.1
-	done
-	cat "$1"
-}
+# POSIX sh, sourced by scripts/demo.sh (its port_of, say and run are used here); run from the
+# top of the repository.
 
 seed_start() {
 	S2RUN=$1
@@ -33,17 +25,15 @@ seed_start() {
 			--control-port-file "$S2RUN/pre-$s.port" 2>"$S2RUN/pre-$s.log" &
 		echo $! >"$S2RUN/pre-$s.pid"
 	done
-	PRE_RESERVATION_URL="http://127.0.0.1:$(seed002_port "$S2RUN/pre-prereservation.port")"
-	PRE_PAYMENT_URL="http://127.0.0.1:$(seed002_port "$S2RUN/pre-payment.port")"
-	PRE_RECEIPT_CTL="http://127.0.0.1:$(seed002_port "$S2RUN/pre-receipt.port")"
-	PRE_MYRES_CTL="http://127.0.0.1:$(seed002_port "$S2RUN/pre-myreservation.port")"
+	PRE_RESERVATION_URL="http://127.0.0.1:$(port_of "$S2RUN/pre-prereservation.port")"
+	PRE_PAYMENT_URL="http://127.0.0.1:$(port_of "$S2RUN/pre-payment.port")"
+	PRE_RECEIPT_CTL="http://127.0.0.1:$(port_of "$S2RUN/pre-receipt.port")"
+	PRE_MYRES_CTL="http://127.0.0.1:$(port_of "$S2RUN/pre-myreservation.port")"
 	export PRE_RESERVATION_URL PRE_PAYMENT_URL
 	echo "   prereservation $PRE_RESERVATION_URL, payment $PRE_PAYMENT_URL"
 	echo "   receipt $PRE_RECEIPT_CTL, myreservation $PRE_MYRES_CTL (Kafka topic prereservation)"
 }
 
-seed002_say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
-seed002_run() { printf '$ %s\n' "$*"; "$@"; }
 seed002_records() { # preReservationId
 	printf 'preReservation: '; curl -s "$PRE_RESERVATION_URL/preReservations/$1" | jq -c 'if .id then {id, status, productName} else "deleted (404)" end'
 	printf 'payments:       '; curl -s "$PRE_PAYMENT_URL/payments/search/findByPreReservationId?preReservationId=$1" | jq -c '[._embedded.payments[] | {id, price, createdAt}]'
@@ -53,28 +43,28 @@ seed002_records() { # preReservationId
 
 seed_tour() {
 	S2IN='{"userId":"1","userAddress":"seoul","productId":"1","productName":"fold","price":"1300000","cardNo":"1234-1234-1234-1234","status":"order"}'
-	seed002_say "2. A pre-reservation (http POST :8088/preReservations ... status=order): ReservationCreated,"
-	seed002_say "   payment (the pivot, 400+ ms, 620 ms timeout), PaymentCreated -> receipt (+21 days)"
+	say "2. A pre-reservation (http POST :8088/preReservations ... status=order): ReservationCreated,"
+	say "   payment (the pivot, 400+ ms, 620 ms timeout), PaymentCreated -> receipt (+21 days)"
 	R=$(./sagactl -o json saga start prereservation --wait completion --timeout 60s --input "$S2IN" \
 		| jq -r .output.preReservationId)
 	sleep 1
-	seed002_run ./sagactl saga list --key "preReservationId=$R"
+	run ./sagactl saga list --key "preReservationId=$R"
 	seed002_records "$R"
 
-	seed002_say "3. The payment fails (an injected 500): the reservation is compensated"
-	seed002_say "   (deleted, ReservationCancelled with status reservation_cancelled)"
+	say "3. The payment fails (an injected 500): the reservation is compensated"
+	say "   (deleted, ReservationCancelled with status reservation_cancelled)"
 	curl -s -X POST -d '{"method":"POST","path":"/payments","status":500,"times":1}' \
 		"$PRE_PAYMENT_URL/_control/faults" >/dev/null
 	R2=$(./sagactl -o json saga start prereservation --wait completion --input "$S2IN" | jq -r .keys.preReservationId)
 	sleep 1
-	seed002_run ./sagactl saga list --key "preReservationId=$R2"
+	run ./sagactl saga list --key "preReservationId=$R2"
 	seed002_records "$R2"
 
-	seed002_say "4. The user cancels reservation $R (DELETE /preReservations/$R): payments and receipts"
-	seed002_say "   deleted, ReservationCancelled published; myReservations keeps it as cancelled"
-	seed002_run ./sagactl saga start prereservation-cancel --wait completion \
+	say "4. The user cancels reservation $R (DELETE /preReservations/$R): payments and receipts"
+	say "   deleted, ReservationCancelled published; myReservations keeps it as cancelled"
+	run ./sagactl saga start prereservation-cancel --wait completion \
 		--input "{\"preReservationId\":\"$R\"}" >/dev/null
 	sleep 1
-	seed002_run ./sagactl saga list --key "preReservationId=$R"
+	run ./sagactl saga list --key "preReservationId=$R"
 	seed002_records "$R"
 }
