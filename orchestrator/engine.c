@@ -1113,6 +1113,22 @@ static void complete(struct saga *s)
 	saga_set_state(s, SAGA_COMPLETED, NULL);
 }
 
+/* Stops waiting for step i's attempt in flight: a late answer is then ignored like any
+ * late reply. For a step with nothing to undo, when the saga compensates. */
+static void abandon_call(struct saga *s, int i)
+{
+	struct step_run *r = &s->steps[i];
+	const char *msg = "abandoned: the saga is compensating and the step has nothing to undo";
+
+	engine__timer_cancel(s, TIMER_TIMEOUT, i);
+	engine__kafka_forget(s, i);
+	r->call = NULL;                  /* its reply, if any, is a late reply */
+	r->breaker_permit = 0;
+	engine__set_step_error(s, i, msg);
+	engine__history(s, i, "action", r->attempt, "abandoned", NULL, 0, NULL, msg, 0);
+	engine__step_set_state(s, i, STEP_FAILED);
+}
+
 /* True while a background step of s is still trying. */
 static bool background_pending(const struct saga *s)
 {
@@ -1257,6 +1273,12 @@ void engine__drive(struct saga *s)
 			st = &s->flow->steps[s->cursor];
 			switch (r->state) {
 			case STEP_RUNNING:
+				if (st->kind == STEP_KIND_CALL && st->compensation == NULL) {
+					/* Nothing to undo whatever its outcome (a notification, a
+					 * background view update): do not wait for it. */
+					abandon_call(s, s->cursor);
+					continue;
+				}
 				if (st->kind == STEP_KIND_SUBFLOW && r->child_id[0]) {
 					/* Stop the child's forward progress; its outcome comes back
 					 * through child_result(). */
