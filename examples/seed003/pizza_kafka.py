@@ -257,7 +257,21 @@ class PizzaHandler(kp.Handler):
                 if p.service == "pizza-delivery" and path == coll and \
                         (m == "PATCH" or (m == "GET" and body is not None)):
                     status, answer = self.delivery_update(m, path, query, body, key)
+                    update = True
+                else:
+                    update = False
+            if update:
+                # A fault {"eventType": "HTTP GET", "delay_ms": N}: applied, then answered
+                # late (a slow delivery: the caller's 500 ms timeout passes).
+                fault = p.faults.take("HTTP " + m)
+                if fault and fault["delay_ms"] > 0:
+                    time.sleep(fault["delay_ms"] / 1000.0)
+                try:
                     return self.send(status, answer, kp.HAL if status == 200 else kp.JSON_CT)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True     # the caller gave up (its timeout)
+                    return None
+            with p.store.lock:
                 if m != "GET":
                     return self.error(405, path, "Request method '%s' not supported" % m)
                 parts = [x for x in path.split("/") if x]

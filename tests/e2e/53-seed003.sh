@@ -18,6 +18,7 @@
 #   I  refund cancel: delivery status, coupons, refund row and statusview restored
 #   J  delivery down: refunds fail with nothing committed or published; breaker opens, 503 +
 #      Retry-After; recovery after delivery restarts and the open period passes
+#   J2 the seed's Hystrix 500 ms: a delivery answering late fails the refund; its change is undone
 #   K  coupon down: orders and refunds still accepted; the coupon catches up after its restart
 #   L  notifications: one notification per lifecycle event (every saga and step state change)
 . "${TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/e2e/lib/common.sh"
@@ -76,7 +77,7 @@ topic_events() {   # topic_events TOPIC ORDERID: event types on TOPIC for that o
 }
 
 # ---- setup ------------------------------------------------------------------------------------
-plan 67
+plan 71
 start_kafka pizza-delivery-commands:3 pizza-delivery-events:3 pizza-coupon:1 pizza-events:1 \
 	saga-events:3 || bail_out "sagad-kafka-mock did not start"
 for n in order payment refund; do ph_start "$n" || bail_out "pizza-$n did not start"; done
@@ -251,6 +252,20 @@ kp_wait_assigned 30 delivery
 sleep 3.2
 R4=$(api POST '/v1/flows/pizza-refund/sagas?wait=completion' "{\"orderId\":$O1,\"reason\":\"again\"}")
 is "$(jget "$R4" .status)" completed "J: delivery back, open period over: refunds accepted again"
+
+# ---- J2: the seed's Hystrix 500 ms: a slow delivery fails the refund, its change is undone -----
+S8=$(order 18 1)
+O8=$(order_id_of "$S8")
+kp_fault delivery '{"eventType":"HTTP GET","delay_ms":900,"times":2}' >/dev/null
+R8=$(api POST '/v1/flows/pizza-refund/sagas?wait=completion' "{\"orderId\":$O8,\"reason\":\"slow\"}")
+like "$(jget "$R8" .status) $(jget "$R8" .error)" '^compensated step "refund_delivery" failed.*timed out after 5[0-9][0-9] milliseconds' \
+	"J2: delivery answering after 900 ms: the refund fails on the 500 ms timeout"
+is "$(kp_log delivery | jq -r --argjson o "$O8" '[.[] | select(.eventType | startswith("HTTP")) | select((.request_body.orderId == $o) or (.topic | endswith("orderId=\($o)"))) | "\(.eventType):\(.outcome)"] | join(" ")')" \
+	"HTTP GET:applied HTTP GET:replayed HTTP PATCH:applied" \
+	"J2: delivery applied the refund (answer too late), replayed the retry, then got the compensation"
+is "$(pk_field delivery deliveries "$O8" deliveryStatus)" Finished "J2: the delivery status is restored (Finished)"
+is "$(ph_get refund "/refunds/search/findByOrderId?orderId=$O8" | jq -c '._embedded.refunds')$(topic_events pizza-coupon "$O8")" \
+	'[]Delivered' "J2: no refund row, no Refunded to the coupon"
 
 # ---- K: coupon down -------------------------------------------------------------------------
 stop_kafka_participant coupon
