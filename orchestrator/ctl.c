@@ -1342,6 +1342,8 @@ static void flow_show_table(struct ctl *c, json_t *f)
 				rule = sfmt("default %s", compact(jget(v, "default"), 40));
 			if (json_is_true(jget(v, "required")))
 				rule = "required";
+			if (json_is_true(jget(v, "sensitive")))
+				rule = rule ? sfmt("%s, sensitive", rule) : "sensitive";
 			table_add(&t, key, json_is_string(v) ? json_string_value(v)
 							     : jtext(jget(v, "type")), rule);
 		}
