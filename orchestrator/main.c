@@ -313,8 +313,8 @@ static int read_jwt_secret(struct daemon *d)
 		while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0 && b.len < 65536)
 			strbuf_add(&b, chunk, n);
 		fclose(fp);
-		d->jwt_secret = b.data ? strbuf_detach(&b) : xstrdup("");
 		n = b.len;
+		d->jwt_secret = b.data ? strbuf_detach(&b) : xstrdup("");
 	} else if (env != NULL && *env != '\0') {
 		d->jwt_secret = xstrdup(env);
 		n = strlen(env);
