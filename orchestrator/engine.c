@@ -366,6 +366,19 @@ static const char *scrub(const struct saga *s, const char *text, char **owned)
 	return secret_scrub(s->secrets, text, owned);
 }
 
+/* JSON for the store without the saga's secrets (redacted value by value: it stays JSON). */
+static char *json_text_scrubbed(const struct saga *s, json_t *v)
+{
+	char *text;
+
+	if (s->secrets == NULL || v == NULL)
+		return json_text(v);
+	v = secret_scrub_json(s->secrets, json_deep_copy(v));
+	text = json_text(v);
+	json_decref(v);
+	return text;
+}
+
 static void fill_saga_row(const struct saga *s, struct store_saga *row, char **input, char **output)
 {
 	memset(row, 0, sizeof(*row));
@@ -376,15 +389,7 @@ static void fill_saga_row(const struct saga *s, struct store_saga *row, char **i
 	row->status = (char *)saga_state_name(s->state);
 	row->cursor = s->cursor;
 	*input = s->inserted ? NULL : input_text(s);   /* the store writes it only once */
-	*output = json_text(s->output);
-	if (s->secrets != NULL && *output != NULL) {
-		char *owned;
-		scrub(s, *output, &owned);
-		if (owned != NULL) {
-			free(*output);
-			*output = owned;
-		}
-	}
+	*output = json_text_scrubbed(s, s->output);
 	row->input = *input;
 	row->output = *output;
 	row->error = s->error;
@@ -417,7 +422,7 @@ static void persist_saga(struct saga *s)
 static void persist_step(struct saga *s, int i)
 {
 	struct step_run *r = &s->steps[i];
-	char *text = json_text(ctx_response(s, i)), *f1, *f2;
+	char *text = json_text_scrubbed(s, ctx_response(s, i)), *f2;
 	struct store_step row = {
 		.saga_id = s->id, .idx = i, .name = s->flow->steps[i].name,
 		.state = (char *)step_state_name(r->state), .attempt = r->attempt,
@@ -425,11 +430,9 @@ static void persist_step(struct saga *s, int i)
 		.updated_at = s->updated_at, .maybe_applied = r->maybe_applied,
 	};
 
-	row.response = (char *)scrub(s, row.response, &f1);
 	row.error = (char *)scrub(s, row.error, &f2);
 	engine__store_failed(s->e, store_step_put(s->e->store, &row), "step_put", s->id);
 	free(text);
-	free(f1);
 	free(f2);
 }
 
