@@ -676,8 +676,13 @@ int main(int argc, char **argv)
 		free_flows(d.flows);
 		return 0;
 	}
-	if ((rc = setup_security(&d)) != 0)
+	if ((rc = setup_security(&d)) != 0) {
+		auth_free(d.auth);
+		secret_key_free(d.secrets_key);
+		free(d.jwt_secret);
+		free_flows(d.flows);
 		return rc;
+	}
 	so.path = d.db_path;
 	so.synchronous = d.synchronous;
 	rc = store_open(&so, &d.store, err, sizeof(err));
