@@ -95,28 +95,6 @@ static void sha256(const void *p, size_t n, unsigned char out[DIGEST_LEN])
 		fatalx("auth: SHA-256 failed");
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-static bool parse_hex_digest(const char *s, unsigned char out[DIGEST_LEN])
-{
-	if (strlen(s) != 2 * DIGEST_LEN)
-		return false;
-	for (size_t i = 0; i < DIGEST_LEN; i++) {
-		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-
-		if (hi < 0 || lo < 0)
-			return false;
-		out[i] = (unsigned char)(hi << 4 | lo);
-	}
-	return true;
-}
-
 static bool valid_name(const char *s)
 {
 	size_t n = strlen(s);
@@ -177,7 +155,7 @@ static int load_tokens(struct auth *a, const char *path, char *err, size_t errle
 		}
 		snprintf(t.name, sizeof(t.name), "%s", name);
 		if (strncmp(token, "sha256:", 7) == 0) {
-			if (!parse_hex_digest(token + 7, t.digest)) {
+			if (util_hex_decode(token + 7, t.digest, DIGEST_LEN) != 0) {
 				snprintf(err, errlen, "%s:%d: sha256: must be followed by 64 hex digits "
 					 "(printf %%s TOKEN | sha256sum)", path, lineno);
 				goto fail;

@@ -405,10 +405,8 @@ static void fill_saga_row(const struct saga *s, struct store_saga *row, char **i
 static void persist_saga(struct saga *s)
 {
 	struct store_saga row;
-	char *input, *output;
+	char *input, *output, *error;
 	int rc;
-
-	char *error;
 
 	fill_saga_row(s, &row, &input, &output);
 	row.error = (char *)scrub(s, row.error, &error);
@@ -1029,7 +1027,7 @@ static void on_http_done(const struct http_result *res, void *arg)
 	const struct flow_request *req;
 	const struct retry_policy *rp;
 	struct step_run *r;
-	char err[512], *summary = NULL;
+	char err[512], *summary = NULL, *scrubbed = NULL;
 	enum outcome o;
 	json_t *body = NULL, *stored = NULL, *resp;
 
@@ -1065,12 +1063,11 @@ static void on_http_done(const struct http_result *res, void *arg)
 		c->request_summary, res->error == 0 ? res->status : 0, summary,
 		o == OUT_SUCCESS ? NULL : err, c->started_at);
 	free(summary);
-	summary = NULL;
 	log_info("saga=%s flow=%s step=%s event=%s phase=%s attempt=%d status=%d ms=%lld%s%s%s",
 		 s->id, s->flow->name, st->name, outcome_event(res, o), phase_names[c->phase],
 		 c->attempt, res->status, (long long)res->elapsed_ms, o == OUT_SUCCESS ? "" : " error=\"",
-		 o == OUT_SUCCESS ? "" : scrub(s, err, &summary), o == OUT_SUCCESS ? "" : "\"");
-	free(summary);
+		 o == OUT_SUCCESS ? "" : scrub(s, err, &scrubbed), o == OUT_SUCCESS ? "" : "\"");
+	free(scrubbed);
 
 	resp = o == OUT_SUCCESS ? json_pack("{s:i, s:O}", "status", res->status, "body", stored) :
 				  NULL;

@@ -47,17 +47,6 @@ void secret_key_free(struct secret_key *k)
 	free(k);
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int secret_key_load(const char *path, struct secret_key **out, char *err, size_t errlen)
 {
 	unsigned char buf[128], raw[SECRET_KEY_LEN + 3];
@@ -83,12 +72,9 @@ int secret_key_load(const char *path, struct secret_key **out, char *err, size_t
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
 		n--;
 	if (n == 2 * SECRET_KEY_LEN) {
-		for (size_t i = 0; i < SECRET_KEY_LEN; i++) {
-			int hi = hexval(buf[2 * i]), lo = hexval(buf[2 * i + 1]);
-			if (hi < 0 || lo < 0)
-				goto bad;
-			raw[i] = (unsigned char)(hi << 4 | lo);
-		}
+		buf[n] = '\0';
+		if (util_hex_decode((const char *)buf, raw, SECRET_KEY_LEN) != 0)
+			goto bad;
 		*out = secret_key_from_bytes(raw);
 		rc = 0;
 		goto out;
@@ -398,10 +384,28 @@ const char *secret_scrub(const struct secret_set *s, const char *text, char **ow
 	return *owned;
 }
 
+/* Scrubs a member of an object or array: in place for containers; a scalar that must change
+ * is returned as a new value (the caller stores it), else NULL. */
+static json_t *scrub_member(const struct secret_set *s, json_t *x)
+{
+	json_t *y;
+
+	if (!json_is_string(x) && !json_is_number(x)) {
+		secret_scrub_json(s, x);
+		return NULL;
+	}
+	y = secret_scrub_json(s, json_incref(x));
+	if (y == x) {
+		json_decref(y);
+		return NULL;
+	}
+	return y;
+}
+
 json_t *secret_scrub_json(const struct secret_set *s, json_t *v)
 {
 	const char *k;
-	json_t *x;
+	json_t *x, *y;
 	size_t i;
 	char *owned, buf[64];
 
@@ -409,28 +413,14 @@ json_t *secret_scrub_json(const struct secret_set *s, json_t *v)
 		return v;
 	switch (json_typeof(v)) {
 	case JSON_OBJECT:
-		json_object_foreach(v, k, x) {
-			if (json_is_string(x) || json_is_number(x)) {
-				json_t *y = secret_scrub_json(s, json_incref(x));
-				if (y != x)
-					json_object_set(v, k, y);
-				json_decref(y);
-			} else {
-				secret_scrub_json(s, x);
-			}
-		}
+		json_object_foreach(v, k, x)
+			if ((y = scrub_member(s, x)) != NULL)
+				json_object_set_new(v, k, y);
 		return v;
 	case JSON_ARRAY:
-		json_array_foreach(v, i, x) {
-			if (json_is_string(x) || json_is_number(x)) {
-				json_t *y = secret_scrub_json(s, json_incref(x));
-				if (y != x)
-					json_array_set(v, i, y);
-				json_decref(y);
-			} else {
-				secret_scrub_json(s, x);
-			}
-		}
+		json_array_foreach(v, i, x)
+			if ((y = scrub_member(s, x)) != NULL)
+				json_array_set_new(v, i, y);
 		return v;
 	case JSON_STRING:
 		secret_scrub(s, json_string_value(v), &owned);
