@@ -13,6 +13,7 @@
  * checked here on the verified payload. "none" is never accepted. */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -446,10 +447,12 @@ static int time_claim(json_t *claims, const char *name, int64_t *out)
 		return 0;
 	if (json_is_integer(v))
 		*out = (int64_t)json_integer_value(v);
-	else if (json_is_real(v))
+	else if (json_is_real(v) && fabs(json_real_value(v)) < 1e15)
 		*out = (int64_t)json_real_value(v);
 	else
 		return -1;
+	if (*out > INT64_MAX / 2 || *out < INT64_MIN / 2)
+		return -1;   /* absurd; keeps the arithmetic below in range */
 	return 1;
 }
 

@@ -331,6 +331,18 @@ static void test_jwt_hs256_claims(void **state)
 	assert_int_equal(verify(a, t = hs("{\"iss\":\"https://idp.example\",\"aud\":\"sagad\","
 				       "\"role\":\"operator\",\"exp\":\"tomorrow\"}"), NULL), -1);
 	free(t);
+	/* Absurd numbers are refused, not overflowed into the past or the future. */
+	assert_int_equal(verify(a, t = hs(CLAIMS(",\"nbf\":-9223372036854775807")), NULL), -1);
+	free(t);
+	assert_int_equal(verify(a, t = hs("{\"iss\":\"https://idp.example\",\"aud\":\"sagad\","
+				       "\"role\":\"operator\",\"exp\":9223372036854775807}"), NULL), -1);
+	free(t);
+	assert_int_equal(verify(a, t = hs("{\"iss\":\"https://idp.example\",\"aud\":\"sagad\","
+				       "\"role\":\"operator\",\"exp\":1e300}"), NULL), -1);
+	free(t);
+	assert_int_equal(verify(a, t = hs("{\"iss\":\"https://idp.example\",\"aud\":\"sagad\","
+				       "\"role\":\"read\",\"exp\":1795289622.5}"), NULL), AUTH_ROLE_READ);
+	free(t);
 	/* iss and aud. */
 	assert_int_equal(verify(a, t = hs("{\"iss\":\"https://evil.example\",\"aud\":\"sagad\","
 				       "\"role\":\"operator\",\"exp\":1795289622}"), why), -1);
