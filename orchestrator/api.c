@@ -10,11 +10,13 @@
 #include <jansson.h>
 
 #include "api.h"
+#include "auth.h"
 #include "engine.h"
 #include "error.h"
 #include "flow.h"
 #include "httpd.h"
 #include "log.h"
+#include "secret.h"
 #include "store.h"
 #include "util.h"
 
@@ -29,6 +31,7 @@ struct api {
 	const bool *ready;
 	const char *const *not_ready_reason;
 	int64_t default_wait_ms;
+	const struct auth *auth;
 };
 
 enum pending_kind { PENDING_SAGA, PENDING_GET_SAGA, PENDING_LIST, PENDING_FLOWS, PENDING_FLOW };
@@ -199,6 +202,9 @@ static json_t *saga_json(struct api *a, const char *id)
 	o = saga_summary(&s);
 	json_object_set_new(o, "keys", saga_keys(a, id));
 	json_object_set_new(o, "input", parsed_or_null(s.input));
+	/* Sensitive fields are sealed in the store; never shown (secret.h). */
+	secret_mask_input(flow_set_find_version(*a->flows, s.flow, s.flow_version),
+			  json_object_get(o, "input"));
 	json_object_set_new(o, "output", parsed_or_null(s.output));
 	steps = json_array();
 	store_each_step(a->store, id, on_step_row, steps);
@@ -827,6 +833,9 @@ void api_handle(struct httpd_req *req, void *arg)
 	char buf[512], msg[600], *seg[5];
 	int n = split_path(path, buf, sizeof(buf), seg, 5);
 
+	if (!auth_admit(a->auth, req))
+		return;   /* answered 401 or 403 */
+
 	if (n == 1 && strcmp(seg[0], "livez") == 0) {
 		if (!get) {
 			method_not_allowed(req, "GET");
@@ -926,6 +935,7 @@ struct api *api_new(const struct api_options *opt)
 	a->ready = opt->ready;
 	a->not_ready_reason = opt->not_ready_reason;
 	a->default_wait_ms = opt->default_wait_ms > 0 ? opt->default_wait_ms : 30000;
+	a->auth = opt->auth;
 	return a;
 }
 

@@ -432,6 +432,12 @@ static const char main_help[] =
 	"  SAGAD_URL    the daemon's address when --url is not given\n"
 	"  SAGAD_TOKEN  the bearer token when --token is not given\n"
 	"\n"
+	"Authentication: when sagad requires it (docs/security.md) a token with the read\n"
+	"role may list and show flows and sagas; saga start, cancel and retry need the\n"
+	"operator role. A static token or a JWT is sent the same way. Without a valid\n"
+	"token sagad answers 401, with a token of too low a role 403; sagactl then prints\n"
+	"the daemon's message and exits 1. The token is never printed.\n"
+	"\n"
 	"Examples:\n"
 	"  sagactl flow validate flows/*.yaml\n"
 	"  sagactl flow list\n"
@@ -1342,6 +1348,8 @@ static void flow_show_table(struct ctl *c, json_t *f)
 				rule = sfmt("default %s", compact(jget(v, "default"), 40));
 			if (json_is_true(jget(v, "required")))
 				rule = "required";
+			if (json_is_true(jget(v, "sensitive")))
+				rule = rule ? sfmt("%s, sensitive", rule) : "sensitive";
 			table_add(&t, key, json_is_string(v) ? json_string_value(v)
 							     : jtext(jget(v, "type")), rule);
 		}

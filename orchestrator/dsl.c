@@ -1257,7 +1257,8 @@ static const char *const top_keys[] = { "name", "version", "description", "input
 	"participants", "deadline", "output", "defaults", "steps", "triggers", "keys", "http_status",
 	NULL };
 static const char *const http_status_keys[] = { "completed", "compensated", "failed", NULL };
-static const char *const input_keys[] = { "type", "required", "default", "description", NULL };
+static const char *const input_keys[] = { "type", "required", "default", "description",
+	"sensitive", NULL };
 static const char *const participant_keys[] = { "type", "url", "headers", "timeout", "topic",
 	"reply_topic", "circuit_breaker", NULL };
 static const char *const breaker_keys[] = { "failure_rate", "min_calls", "window",
@@ -1360,6 +1361,8 @@ static void parse_input(struct dsl_loader *ld, const struct dsl_node *n)
 			get_type(ld, x, what, &fld->type);
 		if ((x = get(v, "required")) != NULL && get_bool(ld, x, what, &req))
 			fld->required = req;
+		if ((x = get(v, "sensitive")) != NULL && get_bool(ld, x, what, &req))
+			fld->sensitive = req;   /* secret.h: sealed in the store, never shown */
 		if ((x = get(v, "description")) != NULL && x->kind != DSL_SCALAR)
 			report(ld, x, "%s: description: expected text, found %s", what, node_desc(x));
 		if ((x = get(v, "default")) != NULL) {
@@ -1591,6 +1594,8 @@ static void parse_participant(struct dsl_loader *ld, struct participant *p, cons
 			if ((s = setting(ld, x->items[i], what, "...")) == NULL)
 				continue;
 			p->headers[p->n_headers].name = xstrdup(hk->str);
+			/* A value from the environment is a credential: never shown or stored. */
+			p->headers[p->n_headers].secret = strstr(x->items[i]->str, "${") != NULL;
 			p->headers[p->n_headers++].value = constant(s);
 			free(s);
 		}
@@ -2640,6 +2645,8 @@ static json_t *build_source(struct dsl_loader *ld, const struct dsl_node *root)
 
 		if (fld->default_value != NULL)
 			json_object_set(spec, "default", fld->default_value);
+		if (fld->sensitive)
+			json_object_set_new(spec, "sensitive", json_true());
 		json_object_set_new(o, fld->name, spec);
 	}
 	json_object_set_new(src, "input", o);
@@ -2653,7 +2660,8 @@ static json_t *build_source(struct dsl_loader *ld, const struct dsl_node *root)
 			char *s = tmpl_eval_string(p->headers[j].value, env_ctx(ld), err, sizeof(err));
 
 			json_object_set_new(h, p->headers[j].name,
-					    json_string(sensitive(p->headers[j].name) ? "***" : s ? s : ""));
+					    json_string(sensitive(p->headers[j].name) || p->headers[j].secret ?
+							"***" : s ? s : ""));
 			free(s);
 		}
 		if (p->kind == PARTICIPANT_KAFKA)

@@ -27,6 +27,7 @@
 
 #include "engine_internal.h"
 #include "outbox.h"
+#include "secret.h"
 
 static json_t *ctx_response(const struct saga *s, int i);
 
@@ -359,6 +360,40 @@ static char *json_text(json_t *v)
 	return v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 }
 
+/* The input as the store keeps it: sensitive values sealed (secret.h). */
+static char *input_text(const struct saga *s)
+{
+	json_t *sealed;
+	char *text;
+
+	if (s->secrets == NULL && !secret_flow_has_sensitive(s->flow))
+		return json_text(s->input);
+	sealed = secret_seal_input(s->e->secrets_key, s->id, s->flow, s->input, s->secrets);
+	text = json_text(sealed);
+	json_decref(sealed);
+	return text;
+}
+
+/* Text about s for the store, the log or an event, without its secrets: text itself, or a
+ * redacted copy kept in *owned (free() it). */
+static const char *scrub(const struct saga *s, const char *text, char **owned)
+{
+	return secret_scrub(s->secrets, text, owned);
+}
+
+/* JSON for the store without the saga's secrets (redacted value by value: it stays JSON). */
+static char *json_text_scrubbed(const struct saga *s, json_t *v)
+{
+	char *text;
+
+	if (s->secrets == NULL || v == NULL)
+		return json_text(v);
+	v = secret_scrub_json(s->secrets, json_deep_copy(v));
+	text = json_text(v);
+	json_decref(v);
+	return text;
+}
+
 static void fill_saga_row(const struct saga *s, struct store_saga *row, char **input, char **output)
 {
 	memset(row, 0, sizeof(*row));
@@ -368,8 +403,8 @@ static void fill_saga_row(const struct saga *s, struct store_saga *row, char **i
 	row->flow_version = s->flow->version;
 	row->status = (char *)saga_state_name(s->state);
 	row->cursor = s->cursor;
-	*input = json_text(s->input);
-	*output = json_text(s->output);
+	*input = s->inserted ? NULL : input_text(s);   /* the store writes it only once */
+	*output = json_text_scrubbed(s, s->output);
 	row->input = *input;
 	row->output = *output;
 	row->error = s->error;
@@ -385,20 +420,22 @@ static void fill_saga_row(const struct saga *s, struct store_saga *row, char **i
 static void persist_saga(struct saga *s)
 {
 	struct store_saga row;
-	char *input, *output;
+	char *input, *output, *error;
 	int rc;
 
 	fill_saga_row(s, &row, &input, &output);
+	row.error = (char *)scrub(s, row.error, &error);
 	rc = store_saga_update(s->e->store, &row);
 	engine__store_failed(s->e, rc, "saga_update", s->id);
 	free(input);
 	free(output);
+	free(error);
 }
 
 static void persist_step(struct saga *s, int i)
 {
 	struct step_run *r = &s->steps[i];
-	char *text = json_text(ctx_response(s, i));
+	char *text = json_text_scrubbed(s, ctx_response(s, i)), *f2;
 	struct store_step row = {
 		.saga_id = s->id, .idx = i, .name = s->flow->steps[i].name,
 		.state = (char *)step_state_name(r->state), .attempt = r->attempt,
@@ -406,8 +443,10 @@ static void persist_step(struct saga *s, int i)
 		.updated_at = s->updated_at, .maybe_applied = r->maybe_applied,
 	};
 
+	row.error = (char *)scrub(s, row.error, &f2);
 	engine__store_failed(s->e, store_step_put(s->e->store, &row), "step_put", s->id);
 	free(text);
+	free(f2);
 }
 
 void engine__history(struct saga *s, int step, const char *phase, int attempt, const char *event,
@@ -423,8 +462,15 @@ void engine__history(struct saga *s, int step, const char *phase, int attempt, c
 		.error = (char *)error, .started_at = started_at ? started_at : now,
 		.ended_at = now,
 	};
+	char *f1, *f2, *f3;
 
+	h.request = (char *)scrub(s, request, &f1);
+	h.response = (char *)scrub(s, response, &f2);
+	h.error = (char *)scrub(s, error, &f3);
 	engine__store_failed(s->e, store_history_append(s->e->store, &h), "history_append", s->id);
+	free(f1);
+	free(f2);
+	free(f3);
 }
 
 /* ---- transitions ------------------------------------------------------------------- */
@@ -731,9 +777,10 @@ static void step_dispatch(struct saga *s, int i, enum phase phase)
 render_failed:;
 		/* A request that cannot be rendered will never succeed: no retry. */
 		char *msg = xasprintf("%s of step \"%s\" cannot be rendered: %s",
-				      phase_names[phase], s->flow->steps[i].name, err);
+				      phase_names[phase], s->flow->steps[i].name, err), *owned;
 		log_warn("saga=%s step=%s event=render_failed phase=%s error=\"%s\"", s->id,
-			 s->flow->steps[i].name, phase_names[phase], err);
+			 s->flow->steps[i].name, phase_names[phase], scrub(s, err, &owned));
+		free(owned);
 		engine__set_step_error(s, i, msg);
 		engine__touch(s);
 		engine__history(s, i, phase_names[phase], attempt, "failed", NULL, 0, NULL, msg, 0);
@@ -772,6 +819,14 @@ static void subflow_dispatch(struct saga *s, int i)
 	r->attempt++;
 	if (child_flow == NULL) {
 		engine__set_step_error(s, i, "sub-flow is not loaded");
+		engine__step_set_state(s, i, STEP_FAILED);
+		return;
+	}
+	if (e->secrets_key == NULL && secret_flow_needs_key(child_flow, err, sizeof(err))) {
+		char *msg = xasprintf("%s, and sagad has no secrets key (--secrets-key)", err);
+		engine__set_step_error(s, i, msg);
+		engine__history(s, i, "action", r->attempt, "failed", NULL, 0, NULL, msg, 0);
+		free(msg);
 		engine__step_set_state(s, i, STEP_FAILED);
 		return;
 	}
@@ -1038,7 +1093,7 @@ static void on_http_done(const struct http_result *res, void *arg)
 	const struct flow_request *req;
 	const struct retry_policy *rp;
 	struct step_run *r;
-	char err[512], *summary = NULL;
+	char err[512], *summary = NULL, *scrubbed = NULL;
 	enum outcome o;
 	json_t *body = NULL, *stored = NULL, *resp;
 
@@ -1080,7 +1135,8 @@ static void on_http_done(const struct http_result *res, void *arg)
 	log_info("saga=%s flow=%s step=%s event=%s phase=%s attempt=%d status=%d ms=%lld%s%s%s",
 		 s->id, s->flow->name, st->name, outcome_event(res, o), phase_names[c->phase],
 		 c->attempt, res->status, (long long)res->elapsed_ms, o == OUT_SUCCESS ? "" : " error=\"",
-		 o == OUT_SUCCESS ? "" : err, o == OUT_SUCCESS ? "" : "\"");
+		 o == OUT_SUCCESS ? "" : scrub(s, err, &scrubbed), o == OUT_SUCCESS ? "" : "\"");
+	free(scrubbed);
 
 	resp = o == OUT_SUCCESS ? json_pack("{s:i, s:O}", "status", res->status, "body", stored) :
 				  NULL;
@@ -1442,6 +1498,23 @@ static json_t *make_ctx(const struct saga *s)
 			 "created_at", created, "steps");
 }
 
+/* A saga's secrets (secret.h): its sensitive input values, its flow's participant headers
+ * from the environment, and those of its parent (found and extra, when given). NULL when
+ * there are none. Takes found. */
+static struct secret_set *saga_secrets(const struct flow *f, const json_t *input,
+				       const struct secret_set *inherited, struct secret_set *found)
+{
+	struct secret_set *set = found ? found : secret_set_new();
+
+	secret_set_add_saga(set, f, input);
+	secret_set_merge(set, inherited);
+	if (secret_set_empty(set)) {
+		secret_set_free(set);
+		return NULL;
+	}
+	return set;
+}
+
 static struct saga *saga_alloc(struct engine *e, struct flow *f)
 {
 	struct saga *s = xcalloc(1, sizeof(*s));
@@ -1466,6 +1539,7 @@ static void saga_free(struct saga *s)
 	json_decref(s->ctx);
 	json_decref(s->keys);
 	json_decref(s->output);
+	secret_set_free(s->secrets);
 	free(s->error);
 	free(s->idempotency_key);
 	flow_unref(s->flow);
@@ -1495,6 +1569,7 @@ static struct saga *saga_create(struct engine *e, struct flow *f, json_t *input,
 		memcpy(s->trace_root, parent->trace_root[0] ? parent->trace_root : parent->id, ID_LEN);
 		s->parent_step = parent_step;
 	}
+	s->secrets = saga_secrets(f, input, parent ? parent->secrets : NULL, NULL);
 	s->ctx = make_ctx(s);
 	fill_saga_row(s, &row, &in_text, &out_text);
 	*rc = store_saga_insert(e->store, &row, existing_id);
@@ -1579,8 +1654,10 @@ static int on_load_step(const struct store_step *row, void *arg)
 static struct saga *saga_from_row(struct engine *e, const struct store_saga *row)
 {
 	struct flow *f = flow_for(e, row->flow, row->flow_version);
+	struct secret_set *found;
 	struct saga *s;
 	enum saga_state st;
+	char err[256];
 
 	if (f == NULL) {
 		log_error("saga=%s flow=%s version=%d event=resume_failed msg=\"flow version not "
@@ -1596,6 +1673,14 @@ static struct saga *saga_from_row(struct engine *e, const struct store_saga *row
 	s->input = json_loads(row->input ? row->input : "{}", 0, NULL);
 	if (s->input == NULL)
 		s->input = json_object();
+	found = secret_set_new();
+	if (secret_open_input(e->secrets_key, s->id, s->input, found, err, sizeof(err)) != 0) {
+		log_error("saga=%s flow=%s event=resume_failed msg=\"%s\"", row->id, row->flow, err);
+		secret_set_free(found);
+		saga_free(s);
+		return NULL;
+	}
+	s->secrets = saga_secrets(f, s->input, NULL, found);
 	s->output = row->output ? json_loads(row->output, JSON_DECODE_ANY, NULL) : NULL;
 	s->error = row->error ? xstrdup(row->error) : NULL;
 	s->idempotency_key = row->idempotency_key ? xstrdup(row->idempotency_key) : NULL;
@@ -1664,6 +1749,7 @@ int engine_new(const struct engine_options *opt, struct engine **out)
 	e->kafka = opt->kafka;
 	e->outbox = opt->outbox;
 	e->lifecycle_topic = opt->lifecycle_topic ? xstrdup(opt->lifecycle_topic) : NULL;
+	e->secrets_key = opt->secrets_key;
 	flow_set_init(&e->retired);
 	e->effects_tail = &e->effects;
 	e->wake_due = -1;
@@ -1861,7 +1947,7 @@ int engine_start(struct engine *e, const char *flow_name, json_t *input,
 {
 	struct flow *f;
 	struct saga *s;
-	char *existing = NULL;
+	char *existing = NULL, why[256];
 	json_t *checked;
 	int rc;
 
@@ -1882,6 +1968,11 @@ int engine_start(struct engine *e, const char *flow_name, json_t *input,
 				 "without it; restart sagad with --kafka-brokers", f->name, p);
 			return SAGAD_ENOKAFKA;
 		}
+	}
+	if (e->secrets_key == NULL && secret_flow_needs_key(f, why, sizeof(why))) {
+		snprintf(err, errlen, "%s, and sagad has no secrets key to store it encrypted: "
+			 "restart sagad with --secrets-key FILE (docs/security.md)", why);
+		return SAGAD_ENOKEY;
 	}
 	if (idempotency_key != NULL &&
 	    store_saga_find_key(e->store, f->name, idempotency_key, &existing) == 0) {
@@ -2271,6 +2362,16 @@ json_t *engine_saga_json(struct engine *e, const char *id)
 	json_object_set(o, "output", s->output ? s->output : json_null());
 	json_object_set(o, "keys", s->keys ? s->keys : json_object());
 	json_object_set_new(o, "steps", steps);
+	if (s->secrets != NULL || secret_flow_has_sensitive(s->flow)) {
+		json_t *in = json_copy(s->input);
+		secret_mask_input(s->flow, in);
+		json_object_set_new(o, "input", in);
+		json_object_set_new(o, "output", secret_scrub_json(s->secrets, json_deep_copy(
+					    json_object_get(o, "output"))));
+		json_object_set_new(o, "steps", secret_scrub_json(s->secrets, json_deep_copy(steps)));
+		json_object_set_new(o, "error", secret_scrub_json(s->secrets, json_deep_copy(
+					    json_object_get(o, "error"))));
+	}
 	return o;
 }
 

@@ -24,6 +24,7 @@ struct store;
 struct http_client;
 struct kafka_client;
 struct outbox;
+struct secret_key;
 
 enum saga_state {
 	SAGA_RUNNING,
@@ -66,6 +67,8 @@ struct engine_options {
 	struct outbox *outbox;        /* borrowed; NULL without Kafka */
 	const char *lifecycle_topic;  /* every saga and step state change is published here
 				       * (through the outbox), or NULL */
+	const struct secret_key *secrets_key; /* borrowed; seals sensitive values in the store
+					       * (secret.h), or NULL: such sagas cannot start */
 };
 
 /* Returns 0 and a new engine owned by the caller (engine_free()). */

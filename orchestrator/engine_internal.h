@@ -16,6 +16,8 @@ struct outbox;
 struct kafka_wait;
 struct kafka_path;
 struct breaker_set;
+struct secret_set;
+struct secret_key;
 
 #define TIMER_BATCH 1000       /* timers handled per wake-up; the rest on the next turn */
 #define SUMMARY_MAX 512        /* bytes of a body kept in the history */
@@ -80,6 +82,7 @@ struct saga {
 	struct engine_waiter *waiters;
 	bool changed;                    /* waiters must be checked after the commit */
 	bool inserted;                   /* row exists in the store */
+	struct secret_set *secrets;      /* values never written in clear (secret.h), or NULL */
 };
 
 /* An attempt in flight. Replies find their saga by id, so a late reply for a saga that
@@ -124,6 +127,7 @@ struct engine {
 	struct flow_set *flows;
 	struct flow_set retired;         /* old versions reloaded from the store for resumed sagas */
 	int64_t max_wait_ms;
+	const struct secret_key *secrets_key; /* or NULL (secret.h) */
 	/* sagas by id: open addressing, linear probing, tombstones */
 	struct saga **slots;
 	size_t n_slots, n_sagas, n_used;

@@ -21,6 +21,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "outbox.h"
+#include "secret.h"
 #include "store.h"
 #include "util.h"
 
@@ -242,6 +243,19 @@ static size_t split_headers(char **lines, size_t n, const char **out)
 	return k / 2;
 }
 
+/* Whether a rendered message holds one of the saga's secrets: then its outbox row is sealed. */
+static bool carries_secret(const struct saga *s, const struct flow_message *m)
+{
+	if (secret_set_empty(s->secrets))
+		return false;
+	if (secret_find(s->secrets, m->key) || secret_find(s->secrets, m->value))
+		return true;
+	for (size_t i = 0; i < m->n_headers; i++)
+		if (secret_find(s->secrets, m->headers[i]))
+			return true;
+	return false;
+}
+
 int engine__kafka_dispatch(struct saga *s, int i, enum phase phase, int attempt, bool *done,
 			   char *err, size_t errlen)
 {
@@ -288,7 +302,10 @@ int engine__kafka_dispatch(struct saga *s, int i, enum phase phase, int attempt,
 		hv[2 * n + 1] = reply_topic(st, req->reply);
 		n++;
 	}
-	rc = outbox_put(e->outbox, m.topic, m.key, hv, n, m.value, s->id);
+	if (carries_secret(s, &m))
+		rc = outbox_put_sealed(e->outbox, e->secrets_key, m.topic, m.key, hv, n, m.value, s->id);
+	else
+		rc = outbox_put(e->outbox, m.topic, m.key, hv, n, m.value, s->id);
 	engine__store_failed(e, rc, "outbox_put", s->id);
 	summary = m.value && strlen(m.value) > 512 ?
 		xasprintf("kafka %s key=%s %.512s...", m.topic, m.key ? m.key : "-", m.value) :
@@ -700,7 +717,7 @@ static void publish_lifecycle(struct saga *s, json_t *ev, const char *type)
 	json_object_set_new(ev, "status", json_string(saga_state_name(s->state)));
 	json_object_set_new(ev, "parent_id", s->parent_id[0] ? json_string(s->parent_id) : json_null());
 	json_object_set_new(ev, "time", json_string(ts));
-	value = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+	value = ev ? json_dumps(secret_scrub_json(s->secrets, ev), JSON_COMPACT) : NULL;
 	json_decref(ev);
 	if (value == NULL) {
 		log_error("saga=%s event=lifecycle_event_not_built", s->id);

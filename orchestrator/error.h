@@ -27,7 +27,10 @@
 	XX(ETOOBIG, "response too large")                                \
 	XX(ESHUTDOWN, "shutting down")                                   \
 	XX(ENOKAFKA, "Kafka is not configured")                          \
-	XX(EOPEN, "circuit breaker open")
+	XX(EOPEN, "circuit breaker open")                                \
+	XX(EAUTH, "authentication required")                             \
+	XX(EFORBIDDEN, "not allowed for this role")                      \
+	XX(ENOKEY, "no secrets key configured")
 
 enum sagad_errno {
 	SAGAD_OK = 0,

@@ -734,17 +734,6 @@ static struct expr *expr_new(enum expr_kind kind, size_t offset)
 	return e;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool read_hex4(struct parser *p, unsigned *v)
 {
 	int i, h;
@@ -753,7 +742,7 @@ static bool read_hex4(struct parser *p, unsigned *v)
 		return false;
 	*v = 0;
 	for (i = 0; i < 4; i++) {
-		if ((h = hexval(p->s[p->pos + i])) < 0)
+		if ((h = util_hex_digit(p->s[p->pos + i])) < 0)
 			return false;
 		*v = *v << 4 | (unsigned)h;
 	}

@@ -25,11 +25,13 @@ struct flow_input_field {
 	enum input_type type;
 	bool required;
 	json_t *default_value; /* owned; NULL when none */
+	bool sensitive;        /* never shown or stored in clear (secret.h) */
 };
 
 struct flow_header {
 	char *name;
 	struct tmpl *value; /* owned */
+	bool secret;        /* a participant header whose value came from the environment */
 };
 
 enum participant_kind { PARTICIPANT_HTTP, PARTICIPANT_KAFKA, PARTICIPANT_KIND_MAX };

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "auth.h"
 #include "dsl.h"
 #include "engine.h"
 #include "error.h"
@@ -17,6 +18,7 @@
 #include "kafka.h"
 #include "outbox.h"
 #include "log.h"
+#include "secret.h"
 #include "store.h"
 #include "util.h"
 
@@ -50,6 +52,13 @@ struct daemon {
 	struct engine *engine;
 	struct httpd *httpd;
 	struct api *api;
+	struct auth_options auth_opt;
+	const char *jwt_secret_file;
+	char *jwt_secret;               /* read from the file, or $SAGAD_JWT_SECRET */
+	struct auth *auth;
+	bool insecure_allow_remote;
+	const char *secrets_key_file;
+	struct secret_key *secrets_key;
 	bool ready;
 	const char *not_ready_reason;
 	uv_prepare_t flush;
@@ -81,6 +90,25 @@ static void usage(FILE *out)
 	      "                      messages) older than this, in small batches; failed sagas\n"
 	      "                      are kept for an operator; 0 keeps everything   [7d]\n"
 	      "  --synchronous MODE  SQLite synchronous: FULL (shipped, durable) or NORMAL\n"
+	      "\n"
+	      "Security (docs/security.md). Without --auth-tokens or a JWT key the API has no\n"
+	      "authentication and sagad refuses a non-loopback --listen address:\n"
+	      "  --auth-tokens FILE  bearer tokens, one \"ROLE TOKEN NAME\" per line; ROLE is read\n"
+	      "                      (GET routes, /metrics) or operator (also start, cancel,\n"
+	      "                      retry); TOKEN is sha256:HEX or the token   [$SAGAD_AUTH_TOKENS_FILE]\n"
+	      "  --jwt-secret-file FILE  HMAC secret for HS256 JWTs (at least 32 bytes; a\n"
+	      "                      trailing newline is ignored)             [$SAGAD_JWT_SECRET: the secret]\n"
+	      "  --jwt-public-key FILE   RSA public key (PEM) for RS256 JWTs [$SAGAD_JWT_PUBLIC_KEY_FILE]\n"
+	      "  --jwt-algorithms LIST   allowed JWT algorithms       [HS256 and/or RS256, per key]\n"
+	      "  --jwt-issuer ISS    required iss claim              --jwt-audience AUD  required aud\n"
+	      "  --jwt-role-claim NAME   claim naming the role (read, operator; a string, a\n"
+	      "                      space-separated scope or an array)             [role]\n"
+	      "  --jwt-leeway DURATION   clock skew allowed on exp and nbf           [30s]\n"
+	      "  --insecure-allow-remote  listen on a non-loopback address without authentication\n"
+	      "                      (only behind a proxy that authenticates every request)\n"
+	      "  --secrets-key FILE  256-bit key sealing sensitive input fields in the database\n"
+	      "                      (AES-256-GCM); flows with sensitive fields need it\n"
+	      "                                                         [$SAGAD_SECRETS_KEY_FILE]\n"
 	      "\n"
 	      "Kafka (needed when a flow uses a kafka participant or trigger; see docs/kafka.md):\n"
 	      "  --kafka-brokers LIST  bootstrap.servers, host:port,...  [$SAGAD_KAFKA_BROKERS]\n"
@@ -249,6 +277,94 @@ static const char *kafka_user(const struct flow_set *fs)
 	return NULL;
 }
 
+/* Flows that would write a secret into the store need --secrets-key; without it their starts
+ * are refused (503): say so at start-up and after a reload. */
+static void warn_secrets(const struct daemon *d)
+{
+	char why[256];
+
+	if (d->secrets_key != NULL)
+		return;
+	for (size_t i = 0; i < d->flows->n; i++)
+		if (secret_flow_needs_key(d->flows->flows[i], why, sizeof(why)))
+			log_warn("event=secrets_key_missing flow=%s msg=\"%s; its sagas cannot start "
+				 "(503) until sagad runs with --secrets-key FILE\"",
+				 d->flows->flows[i]->name, why);
+}
+
+/* Reads the JWT HMAC secret (file, else $SAGAD_JWT_SECRET); a trailing newline is not part of
+ * it. Returns 0 or 2 (usage error, printed). */
+static int read_jwt_secret(struct daemon *d)
+{
+	const char *env = getenv("SAGAD_JWT_SECRET");
+	size_t n;
+
+	if (d->jwt_secret_file != NULL) {
+		FILE *fp = fopen(d->jwt_secret_file, "rb");
+		struct strbuf b;
+		char chunk[1024];
+
+		if (fp == NULL) {
+			fprintf(stderr, "sagad: --jwt-secret-file %s: %s\n", d->jwt_secret_file,
+				strerror(errno));
+			return 2;
+		}
+		strbuf_init(&b);
+		while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0 && b.len < 65536)
+			strbuf_add(&b, chunk, n);
+		fclose(fp);
+		n = b.len;
+		d->jwt_secret = b.data ? strbuf_detach(&b) : xstrdup("");
+	} else if (env != NULL && *env != '\0') {
+		d->jwt_secret = xstrdup(env);
+		n = strlen(env);
+	} else {
+		return 0;
+	}
+	while (n > 0 && (d->jwt_secret[n - 1] == '\n' || d->jwt_secret[n - 1] == '\r'))
+		n--;
+	d->auth_opt.jwt_secret = d->jwt_secret;
+	d->auth_opt.jwt_secret_len = n;
+	return 0;
+}
+
+/* Authentication and the secrets key; the listen policy. Returns 0 or an exit status. */
+static int setup_security(struct daemon *d)
+{
+	char err[512], desc[256];
+	int rc;
+
+	if ((rc = read_jwt_secret(d)) != 0)
+		return rc;
+	if (auth_new(&d->auth_opt, &d->auth, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sagad: %s\n", err);
+		return 2;
+	}
+	if (d->secrets_key_file != NULL &&
+	    secret_key_load(d->secrets_key_file, &d->secrets_key, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sagad: %s\n", err);
+		return 2;
+	}
+	if (!loopback(d->listen_addr) && !auth_enabled(d->auth) && !d->insecure_allow_remote) {
+		fprintf(stderr, "sagad: refusing to listen on %s without authentication: anyone who "
+			"can connect could start and cancel sagas and read their data.\n"
+			"  Configure --auth-tokens FILE or a JWT key (--jwt-secret-file, "
+			"--jwt-public-key; docs/security.md),\n"
+			"  or listen on 127.0.0.1, or pass --insecure-allow-remote if a proxy in front "
+			"authenticates every request.\n", d->listen_addr);
+		return 2;
+	}
+	auth_describe(d->auth, desc, sizeof(desc));
+	log_info("event=auth %s %s secrets_key=%s", auth_enabled(d->auth) ? "enabled" : "disabled",
+		 desc, d->secrets_key ? "yes" : "no");
+	if (auth_enabled(d->auth) && d->auth_opt.jwt_issuer == NULL && d->auth_opt.jwt_audience ==
+	    NULL && (d->auth_opt.jwt_secret != NULL || d->auth_opt.jwt_public_key_file != NULL))
+		log_warn("event=jwt_unscoped msg=\"JWTs are accepted from any issuer for any "
+			 "audience the key signs for; set --jwt-issuer and --jwt-audience\"");
+	warn_secrets(d);
+	return 0;
+}
+
 static void on_flush(uv_prepare_t *h)
 {
 	struct daemon *d = h->data;
@@ -375,6 +491,7 @@ static void on_signal(uv_signal_t *h, int signum)
 		d->flows = fs;
 		engine_set_flows(d->engine, fs);
 		remember_flows(d);
+		warn_secrets(d);
 		if (engine_kafka_subscribe(d->engine) != 0)
 			log_error("event=resubscribe_failed");
 		log_info("event=reloaded flows=%zu", fs->n);
@@ -425,6 +542,16 @@ int main(int argc, char **argv)
 		{ "kafka-property", required_argument, NULL, 'X' },
 		{ "kafka-group", required_argument, NULL, 'g' },
 		{ "lifecycle-topic", required_argument, NULL, 'T' },
+		{ "auth-tokens", required_argument, NULL, 1001 },
+		{ "jwt-secret-file", required_argument, NULL, 1002 },
+		{ "jwt-public-key", required_argument, NULL, 1003 },
+		{ "jwt-algorithms", required_argument, NULL, 1004 },
+		{ "jwt-issuer", required_argument, NULL, 1005 },
+		{ "jwt-audience", required_argument, NULL, 1006 },
+		{ "jwt-role-claim", required_argument, NULL, 1007 },
+		{ "jwt-leeway", required_argument, NULL, 1008 },
+		{ "insecure-allow-remote", no_argument, NULL, 1009 },
+		{ "secrets-key", required_argument, NULL, 1010 },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -452,6 +579,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	d.kafka_brokers = getenv("SAGAD_KAFKA_BROKERS");
+	d.auth_opt.tokens_file = env_or("SAGAD_AUTH_TOKENS_FILE", NULL);
+	d.auth_opt.jwt_public_key_file = env_or("SAGAD_JWT_PUBLIC_KEY_FILE", NULL);
+	d.auth_opt.jwt_leeway_s = -1;
+	d.secrets_key_file = env_or("SAGAD_SECRETS_KEY_FILE", NULL);
 	d.kafka_group = "sagad";
 	d.lifecycle_topic = getenv("SAGAD_LIFECYCLE_TOPIC");
 	if (d.lifecycle_topic != NULL && *d.lifecycle_topic == '\0')
@@ -509,6 +640,23 @@ int main(int argc, char **argv)
 			break;
 		case 'g': d.kafka_group = optarg; break;
 		case 'T': d.lifecycle_topic = optarg; break;
+		case 1001: d.auth_opt.tokens_file = optarg; break;
+		case 1002: d.jwt_secret_file = optarg; break;
+		case 1003: d.auth_opt.jwt_public_key_file = optarg; break;
+		case 1004: d.auth_opt.jwt_algorithms = optarg; break;
+		case 1005: d.auth_opt.jwt_issuer = optarg; break;
+		case 1006: d.auth_opt.jwt_audience = optarg; break;
+		case 1007: d.auth_opt.jwt_role_claim = optarg; break;
+		case 1008:
+			if (util_parse_duration(optarg, &d.auth_opt.jwt_leeway_s) != 0) {
+				fprintf(stderr, "sagad: --jwt-leeway %s: expected a duration such as 30s\n",
+					optarg);
+				return 2;
+			}
+			d.auth_opt.jwt_leeway_s /= 1000;
+			break;
+		case 1009: d.insecure_allow_remote = true; break;
+		case 1010: d.secrets_key_file = optarg; break;
 		case 'V': printf("sagad %s\n", PACKAGE_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -527,6 +675,13 @@ int main(int argc, char **argv)
 		printf("%zu flows ok in %s\n", d.flows->n, d.flows_dir);
 		free_flows(d.flows);
 		return 0;
+	}
+	if ((rc = setup_security(&d)) != 0) {
+		auth_free(d.auth);
+		secret_key_free(d.secrets_key);
+		free(d.jwt_secret);
+		free_flows(d.flows);
+		return rc;
 	}
 	so.path = d.db_path;
 	so.synchronous = d.synchronous;
@@ -552,6 +707,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		d.outbox = outbox_new(d.loop, d.store, d.kafka);
+		outbox_set_key(d.outbox, d.secrets_key);
 		log_info("event=kafka brokers=%s group=%s lifecycle_topic=%s", d.kafka_brokers,
 			 d.kafka_group, d.lifecycle_topic ? d.lifecycle_topic : "-");
 	} else if (d.lifecycle_topic != NULL) {
@@ -572,6 +728,7 @@ int main(int argc, char **argv)
 	eo.lifecycle_topic = d.lifecycle_topic;
 	eo.flows = d.flows;
 	eo.max_wait_ms = d.max_wait_ms;
+	eo.secrets_key = d.secrets_key;
 	engine_new(&eo, &d.engine);
 	remember_flows(&d);
 
@@ -581,6 +738,7 @@ int main(int argc, char **argv)
 	ao.ready = &d.ready;
 	d.not_ready_reason = "recovering unfinished sagas";
 	ao.not_ready_reason = &d.not_ready_reason;
+	ao.auth = d.auth;
 	d.api = api_new(&ao);
 	hd.address = d.listen_addr;
 	hd.port = d.listen_port;
@@ -592,10 +750,14 @@ int main(int argc, char **argv)
 		log_error("event=listen_failed err=\"%s\"", err);
 		return 1;
 	}
-	if (!loopback(d.listen_addr))
+	if (!loopback(d.listen_addr) && !auth_enabled(d.auth))
+		log_warn("event=exposed listen=%s msg=\"--insecure-allow-remote: the admin API is "
+			 "reachable from other hosts WITHOUT authentication; anyone who can connect "
+			 "can start and cancel sagas and read their data\"", d.listen_addr);
+	else if (!loopback(d.listen_addr))
 		log_warn("event=exposed listen=%s msg=\"the admin API is reachable from other "
-			 "hosts and has no authentication yet; keep it behind a firewall\"",
-			 d.listen_addr);
+			 "hosts over plain HTTP: bearer tokens cross the network in clear; put a TLS "
+			 "proxy in front (docs/security.md)\"", d.listen_addr);
 	uv_prepare_init(d.loop, &d.flush);
 	d.flush.data = &d;
 	uv_prepare_start(&d.flush, on_flush);
@@ -642,6 +804,9 @@ int main(int argc, char **argv)
 	http_client_free(d.http);
 	uv_run(d.loop, UV_RUN_NOWAIT);
 	api_free(d.api);
+	auth_free(d.auth);
+	secret_key_free(d.secrets_key);
+	free(d.jwt_secret);
 	store_close(d.store);
 	free_flows(d.flows);
 	for (size_t i = 0; i < d.n_kafka_config; i++)

@@ -336,6 +336,31 @@ char *strbuf_detach(struct strbuf *b)
 	return s;
 }
 
+int util_hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int util_hex_decode(const char *s, unsigned char *out, size_t n)
+{
+	if (strlen(s) != 2 * n)
+		return SAGAD_EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		int hi = util_hex_digit(s[2 * i]), lo = util_hex_digit(s[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return SAGAD_EINVAL;
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return 0;
+}
+
 char *util_utf8_sanitize(char *s)
 {
 	unsigned char *p = (unsigned char *)s;

@@ -40,6 +40,12 @@ void util_ulid_at(int64_t ms, char *buf);
 /* Fills buf with n random bytes from getrandom(). */
 void util_random(void *buf, size_t n);
 
+/* The value of a hex digit (either case), or -1. */
+int util_hex_digit(int c);
+/* Decodes exactly 2 * n hex digits (either case) of s into n bytes. Returns 0, or SAGAD_EINVAL
+ * when s is not that (out may then be partly written). */
+int util_hex_decode(const char *s, unsigned char *out, size_t n);
+
 /* Replaces every byte that is not part of a valid UTF-8 sequence (a truncated tail, say) with
  * '?', in place, so the text can go into JSON. Returns s. */
 char *util_utf8_sanitize(char *s);

@@ -757,11 +757,11 @@ static void test_keep(void **state)
 static void test_check_input(void **state)
 {
 	struct flow_input_field in[] = {
-		{ "studentName", INPUT_STRING, true, NULL },
-		{ "courseId", INPUT_INTEGER, false, NULL },
-		{ "price", INPUT_NUMBER, false, NULL },
-		{ "extra", INPUT_ANY, false, NULL },
-		{ "opts", INPUT_OBJECT, false, NULL },
+		{ "studentName", INPUT_STRING, true, NULL, false },
+		{ "courseId", INPUT_INTEGER, false, NULL, false },
+		{ "price", INPUT_NUMBER, false, NULL, false },
+		{ "extra", INPUT_ANY, false, NULL, false },
+		{ "opts", INPUT_OBJECT, false, NULL, false },
 	};
 	struct flow f = { .inputs = in, .n_inputs = N(in) };
 	static const struct {
@@ -845,11 +845,11 @@ static struct tmpl *TJ(const char *json)
 
 static void test_render_request(void **state)
 {
-	struct flow_header ph[] = { { "X-Caller", NULL } };
+	struct flow_header ph[] = { { "X-Caller", NULL, false } };
 	struct participant p = { .name = "class", .base_url = "http://h:1", .headers = ph,
 				 .n_headers = 1 };
-	struct flow_header q[] = { { "q", NULL }, { "page no", NULL } };
-	struct flow_header h[] = { { "X-Student", NULL } };
+	struct flow_header q[] = { { "q", NULL, false }, { "page no", NULL, false } };
+	struct flow_header h[] = { { "X-Student", NULL, false } };
 	struct flow_request req = { .method = "POST", .query = q, .n_query = 2, .headers = h,
 				    .n_headers = 1 };
 	json_t *ctx = J("{\"input\": {\"name\": \"Ann Lee\", \"q\": \"a&b=c/d \\u00e9~\","
@@ -943,10 +943,10 @@ static void test_render_request(void **state)
 
 static void test_render_message(void **state)
 {
-	struct flow_header ph[] = { { "source", NULL } };
+	struct flow_header ph[] = { { "source", NULL, false } };
 	struct participant p = { .name = "delivery", .kind = PARTICIPANT_KAFKA,
 				 .topic = "delivery-commands", .headers = ph, .n_headers = 1 };
-	struct flow_header h[] = { { "eventType", NULL } };
+	struct flow_header h[] = { { "eventType", NULL, false } };
 	struct flow_request req = { .headers = h, .n_headers = 1 };
 	json_t *ctx = J("{\"input\": {\"applyId\": 42, \"evil\": \"a\\nb\"}}");
 	struct flow_message m;

@@ -77,6 +77,17 @@ static void test_errors_have_names_and_text(void **state)
 	assert_non_null(sagad_strerror(-2)); /* errno text */
 }
 
+static void test_hex_decode(void **state)
+{
+	unsigned char out[4];
+
+	assert_int_equal(util_hex_decode("00fFa09B", out, 4), 0);
+	assert_memory_equal(out, "\x00\xff\xa0\x9b", 4);
+	assert_int_equal(util_hex_decode("00ffa09", out, 4), SAGAD_EINVAL);
+	assert_int_equal(util_hex_decode("00ffa09b0", out, 4), SAGAD_EINVAL);
+	assert_int_equal(util_hex_decode("00ffa0g9", out, 4), SAGAD_EINVAL);
+}
+
 static void test_time_format(void **state)
 {
 	char buf[40];
@@ -149,6 +160,7 @@ int main(void)
 		cmocka_unit_test(test_errors_have_names_and_text),
 		cmocka_unit_test(test_time_format),
 		cmocka_unit_test(test_time_parse),
+		cmocka_unit_test(test_hex_decode),
 	};
 
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
