@@ -31,7 +31,7 @@ PIZZA_KAFKA_PY=$SEED/pizza_kafka.py
 KP_ORIG=$KAFKA_PARTICIPANT_PY
 
 # ---- helpers ----------------------------------------------------------------------------------
-declare -A PH_PID=() PH_PORT=()
+declare -A PH_PORT=()
 # ph_start NAME: the HTTP service pizza-NAME (order, payment, refund) on a kept port; exports
 # PIZZA_<NAME>_URL.
 ph_start() {
@@ -40,7 +40,6 @@ ph_start() {
 	rm -f "$TMP/$n.port"
 	python3 "$SEED/pizza_http.py" "pizza-$n" --port "${PH_PORT[$n]:-0}" --db "$TMP/$n.db" \
 		--port-file "$TMP/$n.port" >>"$TMP/$n.participant.log" 2>&1 </dev/null &
-	PH_PID[$n]=$!
 	e2e_track_pid "$!"
 	wait_until 10 test -s "$TMP/$n.port" || { diag "pizza-$n did not start"; return 1; }
 	read -r port <"$TMP/$n.port"
@@ -61,8 +60,7 @@ pk_start() {
 # the first row of a collection filtered by orderId: pk_row delivery deliveries 7
 pk_row() { kp_get "$1" "/$2?orderId=$3" | jq -c "._embedded.$2[0] // empty"; }
 pk_field() { pk_row "$1" "$2" "$3" | jq -r ".$4 // empty"; }
-field_is() { [ "$(pk_field "$@" | head -1)" = "${!#}" ]; }
-# field_is_v SVC COLL OID FIELD VALUE
+# field_eq SVC COLL OID FIELD VALUE (for wait_until)
 field_eq() { [ "$(pk_field "$1" "$2" "$3" "$4")" = "$5" ]; }
 coupons() { kp_get coupon "/coupons?orderId=$1" | jq -c '[._embedded.coupons[] | .status]'; }
 coupons_eq() { [ "$(coupons "$1")" = "$2" ]; }
@@ -86,7 +84,7 @@ KAFKA_PARTICIPANT_PY=$KP_ORIG start_kafka_participant notification notification 
 	bail_out "notification did not start"
 PIZZA_DELIVERY_URL=$(kp_url delivery)
 export PIZZA_DELIVERY_URL
-FLOWS_DIR=${SEED003_FLOWS:-$TOP_SRCDIR/flows} start_sagad_kafka || bail_out "sagad did not start"
+start_sagad_kafka || bail_out "sagad did not start"
 kp_wait_assigned 30 delivery coupon statusview notification
 ok $? "setup: the Kafka participants joined their groups"
 sagad_wait_assigned 30
@@ -99,7 +97,8 @@ t1=$(date +%s%N)
 ID1=$(jget "$S1" .id)
 O1=$(order_id_of "$S1")
 is "$HTTP_STATUS $(jget "$S1" .status)" "200 completed" "A: POST pizza-order (pizzaId 10, qty 1) completed"
-ok '[ $(( (t1 - t0) / 1000000 )) -ge 400 ]' "A: the payment's 400-700 ms are in the order's latency"
+lat=$(( (t1 - t0) / 1000000 ))
+ok $(( lat >= 400 ? 0 : 1 )) "A: the payment's 400-700 ms are in the order's latency (${lat} ms)"
 is "$(ph_get order "/orders/$O1" | jq -c '[.pizzaId, .qty, .status]')" '[10,1,"Ordered"]' \
 	"A: order service: the order (pizzaId 10, qty 1, Ordered)"
 is "$(ph_get payment "/payments/search/findByOrderId?orderId=$O1" | jq -c '[._embedded.payments[] | .status]')" \
@@ -229,7 +228,7 @@ wait_until 15 coupons_eq "$O1" '["published"]'
 ok $? "I: coupon restored to published"
 wait_until 15 field_eq statusview statusviews "$O1" refundStatus RefundCancelled
 ok $? "I: statusview: RefundCancelled"
-X2=$(api POST '/v1/flows/pizza-refund-cancel/sagas?wait=completion' "{\"orderId\":\"$O2\"}")
+api POST '/v1/flows/pizza-refund-cancel/sagas?wait=completion' "{\"orderId\":\"$O2\"}" >/dev/null
 wait_until 15 coupons_eq "$O2" '[]'
 ok $? "I: cancelling the refund that created the couponRefunded coupon removes it"
 is "$(pk_field delivery deliveries "$O2" deliveryStatus)" Delivering "I: ... and restores Delivering"
