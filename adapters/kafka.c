@@ -54,6 +54,8 @@
 /* Maximum records handed out per consumer drain. */
 #define CONSUMER_DRAIN_BUDGET 1024
 #define CTX_SLAB 256
+/* How long a shutdown waits for the consumer to commit its offsets and leave the group. */
+#define KAFKA_CLOSE_MS 5000
 
 /* One per produced message, from a slab; cb == NULL while on the free list. */
 struct dr_ctx {
@@ -95,6 +97,7 @@ struct kafka_client {
 	uv_loop_t *loop;
 	rd_kafka_t *producer;
 	rd_kafka_t *consumer;
+	int consumer_closed;            /* the close at shutdown finished (else destroy skips it) */
 	struct kqueue pq, cq;
 	uv_timer_t keepalive;           /* polls the consumer for max.poll.interval.ms */
 	uint64_t keepalive_ms;
@@ -656,7 +659,8 @@ static void client_release(struct kafka_client *k)
 		rd_kafka_queue_destroy(k->cq.q);
 	}
 	if (k->consumer != NULL)
-		rd_kafka_destroy(k->consumer);
+		rd_kafka_destroy_flags(k->consumer, k->consumer_closed ? 0 :
+				       RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 	if (k->producer != NULL)
 		rd_kafka_destroy(k->producer);
 	k->pq.q = k->cq.q = NULL;
@@ -791,6 +795,41 @@ fail:
 	return rc;
 }
 
+/* Closes the consumer (commit stored offsets, leave the group) within ms. When the brokers
+ * cannot be reached in time it gives up: offsets not committed mean those records are
+ * delivered again after the restart (at least once), and rd_kafka_destroy() is then told not to
+ * try the close again (it would block). */
+static void consumer_close_bounded(struct kafka_client *k, int64_t ms)
+{
+	rd_kafka_queue_t *q = rd_kafka_queue_new(k->consumer);
+	rd_kafka_error_t *err = rd_kafka_consumer_close_queue(k->consumer, q);
+	int64_t deadline = util_mono_ms() + ms;
+
+	if (err != NULL) {
+		log_warn("component=kafka event=consumer_close_failed err=\"%s\"",
+			 rd_kafka_error_string(err));
+		rd_kafka_error_destroy(err);
+	} else {
+		while (!rd_kafka_consumer_closed(k->consumer) && util_mono_ms() < deadline) {
+			rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 50);
+
+			if (ev == NULL)
+				continue;
+			/* The revoke of the group leave: handled as the rebalance callback would. */
+			if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+				on_rebalance(k->consumer, rd_kafka_event_error(ev),
+					     rd_kafka_event_topic_partition_list(ev), k);
+			rd_kafka_event_destroy(ev);
+		}
+	}
+	k->consumer_closed = rd_kafka_consumer_closed(k->consumer);
+	if (!k->consumer_closed)
+		log_warn("component=kafka event=consumer_close_timeout ms=%lld msg=\"the brokers did "
+			 "not answer; records whose offsets were not committed are delivered again "
+			 "after the restart\"", (long long)ms);
+	rd_kafka_queue_destroy(q);
+}
+
 size_t kafka_client_free(struct kafka_client *k, int flush_ms)
 {
 	size_t left;
@@ -811,8 +850,9 @@ size_t kafka_client_free(struct kafka_client *k, int flush_ms)
 		while (rd_kafka_poll(k->producer, 0) > 0)
 			;
 	}
-	/* Commits the stored offsets and leaves the group; the revoke runs on_rebalance(). */
-	rd_kafka_consumer_close(k->consumer);
+	/* Commits the stored offsets and leaves the group; the revoke runs on_rebalance(). In
+	 * the background, bounded: with the brokers gone a blocking close never returns. */
+	consumer_close_bounded(k, KAFKA_CLOSE_MS);
 	k->dispatching--;
 
 	/* Whatever librdkafka did not report (it never does from rd_kafka_destroy()) fails
