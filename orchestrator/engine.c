@@ -19,6 +19,7 @@
 #include "engine.h"
 #include "error.h"
 #include "http.h"
+#include "kafka.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
@@ -909,6 +910,23 @@ static enum outcome classify(const struct http_result *res, const struct flow_re
 	default:
 		return (rp->on & RETRY_ON_CONNECT) ? OUT_RETRY : OUT_UNKNOWN;
 	}
+}
+
+enum outcome engine__http_outcome(const struct http_result *res, const struct flow_request *req,
+				  const struct retry_policy *rp, json_t **stored, char *err,
+				  size_t errlen)
+{
+	json_t *body = NULL;
+	enum outcome o;
+
+	*stored = NULL;
+	if (res->error == 0)
+		body = parse_body(res, stored);
+	o = classify(res, req, rp, body, err, errlen);
+	json_decref(body);
+	if (*stored == NULL)
+		*stored = json_null();
+	return o;
 }
 
 /* The step state an attempt's outcome leads to, by phase. */
@@ -2085,4 +2103,5 @@ void engine_stats(const struct engine *e, struct engine_stats *out)
 {
 	*out = e->stats;
 	out->active = e->n_sagas;
+	out->kafka_refused = e->kafka != NULL ? kafka_records_refused(e->kafka) : 0;
 }

@@ -392,7 +392,7 @@ void engine__kafka_recover(struct saga *s)
 
 /* ---- consumed records -------------------------------------------------------------- */
 
-static json_t *record_json(const struct kafka_record *rec)
+json_t *engine__kafka_record_json(const struct kafka_record *rec)
 {
 	json_t *headers = json_object(), *body = NULL, *key;
 
@@ -588,7 +588,7 @@ static bool handle_triggers(struct engine *e, const struct kafka_record *rec, js
 static void on_record(const struct kafka_record *rec, void *arg)
 {
 	struct engine *e = arg;
-	json_t *msg = record_json(rec);
+	json_t *msg = engine__kafka_record_json(rec);
 	struct record_done *d;
 	bool taken = false, ignored = false, release, trigger_topic;
 
