@@ -21,12 +21,20 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* Lines as YAML counts them: \n, \r\n, a lone \r, and (UTF-8) NEL, LS, PS end a line. */
 static size_t count_lines(const uint8_t *data, size_t size)
 {
 	size_t n = 1;
 
-	for (size_t i = 0; i < size; i++)
-		n += data[i] == '\n';
+	for (size_t i = 0; i < size; i++) {
+		if (data[i] == '\n' || (data[i] == '\r' && (i + 1 == size || data[i + 1] != '\n')))
+			n++;
+		else if (i + 1 < size && data[i] == 0xc2 && data[i + 1] == 0x85)
+			n++;
+		else if (i + 2 < size && data[i] == 0xe2 && data[i + 1] == 0x80 &&
+			 (data[i + 2] == 0xa8 || data[i + 2] == 0xa9))
+			n++;
+	}
 	return n;
 }
 
