@@ -67,7 +67,8 @@ for t in $targets; do
 	for s in $(extra_seeds "$t"); do seeds="$seeds $top/$s"; done
 	before=$(find "$art" -type f | wc -l)
 	par=""
-	[ "$jobs" -gt 1 ] && par="-jobs=$jobs -workers=$jobs"
+	[ -f "$top/tests/fuzz/$t.dict" ] && par="-dict=$top/tests/fuzz/$t.dict"
+	[ "$jobs" -gt 1 ] && par="$par -jobs=$jobs -workers=$jobs"
 	# -timeout: an input taking 10 s is a hang; -rss_limit_mb: a leak or a blow-up is a crash.
 	# shellcheck disable=SC2086
 	(cd "$work" && rm -f fuzz-*.log &&
