@@ -472,7 +472,7 @@ static bool record_too_big(struct kafka_client *k, const struct kafka_record *re
 	k->refused++;
 	log_warn("component=kafka event=record_refused topic=%s partition=%" PRId32 " offset=%" PRId64
 		 " bytes=%zu limit=%zu msg=\"record larger than --kafka-max-message: skipped, offset "
-		 "released; a step waiting for it meets its reply deadline, a trigger starts nothing\"",
+		 "released; a step waiting for a reply keeps waiting, a trigger starts nothing\"",
 		 rec->topic, rec->partition, rec->offset, bytes, k->max_record);
 	kafka_done(k, rec->topic, rec->partition, rec->offset);
 	return true;

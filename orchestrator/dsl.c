@@ -2781,9 +2781,10 @@ int dsl_limit_set(struct dsl_limits *l, const char *name_value, char *err, size_
 		return SAGAD_EINVAL;
 	}
 	if (n == strlen("max_file_bytes") && strncmp(name_value, "max_file_bytes", n) == 0) {
-		if (util_parse_size(eq + 1, &v) != 0 || v == 0) {
-			snprintf(err, errlen, "max_file_bytes=%s: expected a size such as 1048576 or "
-				 "2MiB", eq + 1);
+		/* The loader allocates the limit (plus one byte) to read a file. */
+		if (util_parse_size(eq + 1, &v) != 0 || v == 0 || v > (size_t)256 << 20) {
+			snprintf(err, errlen, "max_file_bytes=%s: expected a size from 1 byte to 256MiB "
+				 "such as 1048576 or 2MiB", eq + 1);
 			return SAGAD_EINVAL;
 		}
 		l->max_file_bytes = v;

@@ -768,7 +768,8 @@ static void test_limit_set(void **state)
 		{ "max_stepz=3", SAGAD_EINVAL, "unknown flow limit \"max_stepz\" (known: max_file_bytes" },
 		{ "max_depth=0", SAGAD_EINVAL, "max_depth=0: expected a whole number from 1" },
 		{ "max_depth=ten", SAGAD_EINVAL, "expected a whole number" },
-		{ "max_file_bytes=1.5M", SAGAD_EINVAL, "expected a size such as 1048576 or 2MiB" },
+		{ "max_file_bytes=1.5M", SAGAD_EINVAL, "expected a size from 1 byte to 256MiB" },
+		{ "max_file_bytes=1GiB", SAGAD_EINVAL, "expected a size from 1 byte to 256MiB" },
 	};
 	struct dsl_limits l;
 	char err[256];
