@@ -110,9 +110,21 @@ static json_t *parsed_or_null(const char *text)
 	return v ? v : json_string(text);
 }
 
+/* Stored text as a JSON string; bytes that are not UTF-8 (a history summary cut inside a
+ * character by an older sagad) become '?', so the row is shown rather than dropped. */
 static json_t *str_or_null(const char *s)
 {
-	return s ? json_string(s) : json_null();
+	json_t *v;
+	char *copy;
+
+	if (s == NULL)
+		return json_null();
+	if ((v = json_string(s)) != NULL)
+		return v;
+	copy = util_utf8_sanitize(xstrdup(s));
+	v = json_string(copy);
+	free(copy);
+	return v;
 }
 
 static json_t *saga_summary(const struct store_saga *s)

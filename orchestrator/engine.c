@@ -534,8 +534,8 @@ static char *summarize(const char *method, const char *url, const char *body)
 {
 	if (body == NULL)
 		return xasprintf("%s %s", method, url);
-	if (strlen(body) > SUMMARY_MAX)
-		return xasprintf("%s %s %.*s...", method, url, SUMMARY_MAX, body);
+	if (strlen(body) > SUMMARY_MAX) /* the cut may split a UTF-8 sequence */
+		return util_utf8_sanitize(xasprintf("%s %s %.*s...", method, url, SUMMARY_MAX, body));
 	return xasprintf("%s %s %s", method, url, body);
 }
 
@@ -879,8 +879,9 @@ static json_t *parse_body(const struct http_result *res, json_t **stored)
 		*stored = json_incref(v);
 	else if (res->body_len == 0)
 		*stored = json_null();
-	else
-		*stored = json_stringn(res->body, res->body_len);
+	else if ((*stored = json_stringn(res->body, res->body_len)) == NULL)
+		/* Not UTF-8: keep the text with '?' for the other bytes (found by fuzz-reply). */
+		*stored = json_string(util_utf8_sanitize(xstrndup(res->body, res->body_len)));
 	return v;
 }
 
@@ -924,8 +925,6 @@ enum outcome engine__http_outcome(const struct http_result *res, const struct fl
 		body = parse_body(res, stored);
 	o = classify(res, req, rp, body, err, errlen);
 	json_decref(body);
-	if (*stored == NULL)
-		*stored = json_null();
 	return o;
 }
 
@@ -1019,8 +1018,8 @@ static void on_http_done(const struct http_result *res, void *arg)
 	o = engine__exhaust(rp, c->attempt, o, res->error == 0 ||
 			    (res->error == SAGAD_ECONNECT && !res->request_sent));
 	if (res->error == 0)
-		summary = res->body_len > SUMMARY_MAX ?
-			xasprintf("%.*s...", SUMMARY_MAX, res->body) : xstrdup(res->body);
+		summary = util_utf8_sanitize(res->body_len > SUMMARY_MAX ?
+			xasprintf("%.*s...", SUMMARY_MAX, res->body) : xstrdup(res->body));
 	engine__touch(s);
 	engine__history(s, c->step, phase_names[c->phase], c->attempt, outcome_event(res, o),
 		c->request_summary, res->error == 0 ? res->status : 0, summary,

@@ -198,7 +198,8 @@ struct http_result;
 struct kafka_record;
 /* How an HTTP answer (or transport error) is judged for req under retry policy rp (before
  * retries are counted: see engine__exhaust); *stored gets the response body the saga would
- * keep (new reference: parsed JSON, the text, or null). err says why it is not a success. */
+ * keep (new reference: parsed JSON, the text, or null; NULL after a transport error). err says
+ * why it is not a success. */
 enum outcome engine__http_outcome(const struct http_result *res, const struct flow_request *req,
 				  const struct retry_policy *rp, json_t **stored, char *err,
 				  size_t errlen);

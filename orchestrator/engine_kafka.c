@@ -492,8 +492,10 @@ static bool try_path(struct engine *e, const char *topic, const char *path, json
 				 json_object_get(msg, "offset"));
 		engine_crashpoint("after_dispatch"); /* a reply arrived, nothing recorded yet */
 		summary = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-		if (summary != NULL && strlen(summary) > 512)
+		if (summary != NULL && strlen(summary) > 512) {
 			summary[512] = '\0';
+			util_utf8_sanitize(summary);   /* the cut may split a UTF-8 sequence */
+		}
 		engine__touch(s);
 		engine__history(s, i, phase_names[phase], attempt,
 				v == REPLY_SUCCESS ? "succeeded" : "failed", w->request, 0, summary,

@@ -9,7 +9,8 @@
 #      bodies over --max-body, with or without Content-Length: 413 in JSON; a path that is not
 #      UTF-8 (the crash fuzz-api found): 404 in JSON
 #   3  a participant answering more than --max-response: the step fails with the limit in its
-#      error, the saga compensates what was done
+#      error, the saga compensates what was done; an answer whose history summary is cut inside
+#      a UTF-8 character stays visible in the API
 #   4  templates that read missing data (an input left out, a response field the participant
 #      did not send): the step fails with the path in its error, the saga compensates
 # and after all of it sagad still serves, and a normal saga completes.
@@ -176,6 +177,18 @@ is "$(participant_log delivery | jq -r '[.[] | select(.method == "PATCH") | .ide
 	compensation "... the delivery participant got the cancel"
 is "$(participant_log class | jq '[.[] | select(.method == "PATCH" and .request_body.applyStatus == "CLASS_CANCELED")] | length')" 1 \
 	"... the class participant got the cancel"
+
+# A long answer in Korean: the history keeps its first 512 bytes, a cut inside a character.
+# The cut is sanitized, so the attempt stays visible in the API (before, json_pack() refused
+# the row and GET /v1/sagas/ID silently left it out).
+fault payment "$(jq -cn --arg b "$(printf '학%.0s' $(seq 1 300))" '{method: "POST", path: "/payments",
+	status: 503, body: $b, times: 1}')" >/dev/null
+body=$(api POST '/v1/flows/pay/sagas?wait=completion' '{"applyId": "korean-1"}')
+is "$HTTP_STATUS:$(jget "$body" .status)" "200:completed" "a 503 with 900 bytes of Korean, then success: completed"
+is "$(jget "$body" '[.history[] | select(.step == "pay" and .phase == "action" and .event != "dispatched") | .attempt] | join(",")')" \
+	"1,2" "... both attempts are in the history the API shows"
+like "$(jget "$body" '.history[] | select(.step == "pay" and .attempt == 1 and .event == "failed") | .response')" \
+	'^학+\?*\.\.\.$' "... the first one's answer cut at 512 bytes, the split character shown as '?'"
 
 # ---- 4 templates that read missing data -------------------------------------------------------
 body=$(api POST '/v1/flows/probe/sagas?wait=completion' '{"studentName": "no-nick"}')
