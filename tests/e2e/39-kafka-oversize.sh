@@ -1,5 +1,5 @@
 #!/bin/bash
-# 33-kafka-oversize.sh -- Kafka records larger than --kafka-max-message (here 4 KiB) are refused
+# 39-kafka-oversize.sh -- Kafka records larger than --kafka-max-message (here 4 KiB) are refused
 # unread: logged (event=record_refused with topic, partition, offset, size and limit), counted
 # (sagad_kafka_records_refused_total), their offset released; nothing else changes.
 #   1  an oversized trigger event starts nothing; the next event on the partition starts its
