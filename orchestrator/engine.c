@@ -879,9 +879,13 @@ static json_t *parse_body(const struct http_result *res, json_t **stored)
 		*stored = json_incref(v);
 	else if (res->body_len == 0)
 		*stored = json_null();
-	else if ((*stored = json_stringn(res->body, res->body_len)) == NULL)
+	else if ((*stored = json_stringn(res->body, res->body_len)) == NULL) {
 		/* Not UTF-8: keep the text with '?' for the other bytes (found by fuzz-reply). */
-		*stored = json_string(util_utf8_sanitize(xstrndup(res->body, res->body_len)));
+		char *text = util_utf8_sanitize(xstrndup(res->body, res->body_len));
+
+		*stored = json_string(text);
+		free(text);
+	}
 	return v;
 }
 
