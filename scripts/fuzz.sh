@@ -38,10 +38,16 @@ extra_seeds() {
 	esac
 }
 
-# Build in a copy, so the developer's own (gcc) build stays as it is. Tracked and new files;
-# tar keeps their times, so make rebuilds only what changed since the last run.
+# Build in a copy, so the developer's own (gcc) build stays as it is: tracked and new files,
+# copied only when their content changed (the copy then gets the current time, so make rebuilds
+# exactly what changed, even a file edited while the last run was building).
 mkdir -p "$work/build"
-git ls-files -z -co --exclude-standard | xargs -0 tar -cf - | tar -xf - -C "$work/build" || exit 1
+git ls-files -co --exclude-standard | while IFS= read -r f; do
+	[ -f "$f" ] || continue
+	if ! cmp -s "$f" "$work/build/$f"; then
+		mkdir -p "$work/build/$(dirname "$f")" && cp "$f" "$work/build/$f" || exit 1
+	fi
+done || exit 1
 (
 	cd "$work/build" || exit 1
 	if [ ! -f Makefile ] || ! grep -q 'enable-fuzzing' config.status 2>/dev/null; then
