@@ -49,6 +49,7 @@
 #include "util.h"
 
 #define KAFKA_DEFAULT_ID "sagad"
+#define KAFKA_DEFAULT_MAX_RECORD (1024 * 1024)
 /* Maximum rd_kafka_poll() calls (each serves a snapshot of the queue) per producer drain. */
 #define PRODUCER_DRAIN_BUDGET 64
 /* Maximum records handed out per consumer drain. */
@@ -105,6 +106,8 @@ struct kafka_client {
 
 	kafka_record_cb record_cb;
 	void *record_arg;
+	size_t max_record;              /* larger consumed records are refused */
+	uint64_t refused;               /* ... and counted here */
 
 	struct ctx_slab *slabs;
 	struct dr_ctx *free_ctx;
@@ -458,6 +461,26 @@ static size_t flatten_headers(struct kafka_client *k, rd_kafka_message_t *msg)
 	return n;
 }
 
+/* A record over the limit is never parsed: it is logged, counted and its offset released
+ * (records before it on the partition still hold the committed offset back until they are
+ * done), so one oversized message cannot stall its partition or exhaust memory downstream. */
+static bool record_too_big(struct kafka_client *k, const struct kafka_record *rec)
+{
+	size_t bytes = rec->key_len + rec->value_len;
+
+	for (size_t i = 0; i < rec->n_headers; i++)
+		bytes += strlen(rec->headers[2 * i]) + strlen(rec->headers[2 * i + 1]);
+	if (bytes <= k->max_record)
+		return false;
+	k->refused++;
+	log_warn("component=kafka event=record_refused topic=%s partition=%" PRId32 " offset=%" PRId64
+		 " bytes=%zu limit=%zu msg=\"record larger than --kafka-max-message: skipped, offset "
+		 "released; a step waiting for a reply keeps waiting, a trigger starts nothing\"",
+		 rec->topic, rec->partition, rec->offset, bytes, k->max_record);
+	kafka_done(k, rec->topic, rec->partition, rec->offset);
+	return true;
+}
+
 static void deliver_record(struct kafka_client *k, rd_kafka_message_t *msg)
 {
 	struct kafka_record rec;
@@ -474,6 +497,8 @@ static void deliver_record(struct kafka_client *k, rd_kafka_message_t *msg)
 	rec.headers = rec.n_headers > 0 ? k->hvec : NULL;
 	rec.timestamp_ms = rd_kafka_message_timestamp(msg, &tstype);
 	part_track(k, rec.topic, rec.partition, rec.offset);
+	if (record_too_big(k, &rec))
+		return;
 	if (k->record_cb != NULL)
 		k->record_cb(&rec, k->record_arg);
 }
@@ -729,6 +754,7 @@ int kafka_client_new(uv_loop_t *loop, const struct kafka_options *opt, struct ka
 	}
 	k = xcalloc(1, sizeof(*k));
 	k->loop = loop;
+	k->max_record = opt->max_record_bytes ? opt->max_record_bytes : KAFKA_DEFAULT_MAX_RECORD;
 	k->pq.fd = k->cq.fd = -1;
 	pconf = rd_kafka_conf_new();
 	cconf = rd_kafka_conf_new();
@@ -1029,6 +1055,11 @@ void kafka_done(struct kafka_client *k, const char *topic, int32_t partition, in
 		log_debug("component=kafka event=offset_store_failed topic=%s partition=%" PRId32
 			  " offset=%" PRId64 " err=%s", topic, partition, commit,
 			  rd_kafka_err2name(err));
+}
+
+uint64_t kafka_records_refused(const struct kafka_client *k)
+{
+	return k->refused;
 }
 
 size_t kafka_inflight(const struct kafka_client *k)

@@ -58,17 +58,30 @@ struct pending {
 
 static void respond_json(struct httpd_req *req, int status, json_t *body, const char *const *headers)
 {
-	char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+
+	if (text == NULL) {
+		/* json_pack() refused a value (never expected: messages are sanitized below). */
+		log_error("event=api_encode_failed method=%s status=%d", httpd_req_method(req), status);
+		status = 500;
+		text = xstrdup("{\"error\":{\"code\":\"EIO\",\"message\":\"sagad could not encode "
+			       "this answer; see its log\"}}");
+	}
 
 	httpd_respond(req, status, "application/json", text, strlen(text), headers);
 	free(text);
 	json_decref(body);
 }
 
+/* Messages quote what the client sent (a path, a flow name, a query value), which need not be
+ * UTF-8; a JSON string must be, so other bytes become '?'. */
 static void respond_error(struct httpd_req *req, int status, int code, const char *message)
 {
+	char *text = util_utf8_sanitize(xstrdup(message));
+
 	respond_json(req, status, json_pack("{s:{s:s, s:s}}", "error", "code", sagad_errname(code),
-					    "message", message), NULL);
+					    "message", text), NULL);
+	free(text);
 }
 
 static void pending_free(struct pending *p)
@@ -104,9 +117,21 @@ static json_t *parsed_or_null(const char *text)
 	return v ? v : json_string(text);
 }
 
+/* Stored text as a JSON string; bytes that are not UTF-8 (a history summary cut inside a
+ * character by an older sagad) become '?', so the row is shown rather than dropped. */
 static json_t *str_or_null(const char *s)
 {
-	return s ? json_string(s) : json_null();
+	json_t *v;
+	char *copy;
+
+	if (s == NULL)
+		return json_null();
+	if ((v = json_string(s)) != NULL)
+		return v;
+	copy = util_utf8_sanitize(xstrdup(s));
+	v = json_string(copy);
+	free(copy);
+	return v;
 }
 
 static json_t *saga_summary(const struct store_saga *s)
@@ -452,7 +477,7 @@ static void route_start(struct api *a, struct httpd_req *req, const char *flow_n
 	if (len == 0) {
 		input = json_object();
 	} else {
-		input = json_loadb(body, len, 0, &jerr);
+		input = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 		if (input == NULL) {
 			snprintf(err, sizeof(err), "request body is not valid JSON: line %d, column "
 				 "%d: %s", jerr.line, jerr.column, jerr.text);
@@ -752,6 +777,8 @@ static void answer_metrics(struct api *a, struct httpd_req *req)
 		st.kafka_ignored);
 	COUNTER("kafka_replies_unmatched_total", "Kafka records no step waits for: late, duplicate "
 		"or foreign (ignored).", st.kafka_unmatched);
+	COUNTER("kafka_records_refused_total", "Kafka replies and trigger events refused unread for "
+		"being larger than --kafka-max-message.", st.kafka_refused);
 	COUNTER("triggered_total", "Sagas started by Kafka trigger events.", st.triggered);
 	COUNTER("trigger_duplicates_total", "Redelivered trigger events that started nothing.",
 		st.trigger_duplicates);
@@ -799,6 +826,7 @@ static void method_not_allowed(struct httpd_req *req, const char *allow)
 	char msg[160];
 
 	snprintf(msg, sizeof(msg), "method %s not allowed here; use %s", httpd_req_method(req), allow);
+	util_utf8_sanitize(msg);
 	respond_json(req, 405, json_pack("{s:{s:s, s:s}}", "error", "code", "EINVAL", "message", msg),
 		     headers);
 }

@@ -3083,3 +3083,49 @@ int dsl_load_dir(const char *dir, const struct dsl_limits *lim, struct flow_set 
 	dsl_errors_close(&local);
 	return failed ? SAGAD_ESYNTAX : 0;
 }
+
+int dsl_limit_set(struct dsl_limits *l, const char *name_value, char *err, size_t errlen)
+{
+	static const char *const names = "max_file_bytes, max_depth, max_aliases, max_nodes, "
+					 "max_steps";
+	const char *eq = strchr(name_value, '=');
+	size_t n = eq != NULL ? (size_t)(eq - name_value) : 0, v;
+	char *end;
+	long long iv;
+
+	if (eq == NULL) {
+		snprintf(err, errlen, "\"%s\": expected NAME=VALUE with NAME one of %s", name_value,
+			 names);
+		return SAGAD_EINVAL;
+	}
+	if (n == strlen("max_file_bytes") && strncmp(name_value, "max_file_bytes", n) == 0) {
+		/* The loader allocates the limit (plus one byte) to read a file. */
+		if (util_parse_size(eq + 1, &v) != 0 || v == 0 || v > (size_t)256 << 20) {
+			snprintf(err, errlen, "max_file_bytes=%s: expected a size from 1 byte to 256MiB "
+				 "such as 1048576 or 2MiB", eq + 1);
+			return SAGAD_EINVAL;
+		}
+		l->max_file_bytes = v;
+		return 0;
+	}
+	errno = 0;
+	iv = strtoll(eq + 1, &end, 10);
+	if (errno != 0 || end == eq + 1 || *end != '\0' || iv < 1 || iv > 100000000) {
+		snprintf(err, errlen, "%s: expected a whole number from 1 to 100000000", name_value);
+		return SAGAD_EINVAL;
+	}
+	if (n == strlen("max_depth") && strncmp(name_value, "max_depth", n) == 0)
+		l->max_depth = (int)iv;
+	else if (n == strlen("max_aliases") && strncmp(name_value, "max_aliases", n) == 0)
+		l->max_aliases = (int)iv;
+	else if (n == strlen("max_nodes") && strncmp(name_value, "max_nodes", n) == 0)
+		l->max_nodes = (size_t)iv;
+	else if (n == strlen("max_steps") && strncmp(name_value, "max_steps", n) == 0)
+		l->max_steps = (size_t)iv;
+	else {
+		snprintf(err, errlen, "unknown flow limit \"%.*s\" (known: %s)", (int)n, name_value,
+			 names);
+		return SAGAD_EINVAL;
+	}
+	return 0;
+}

@@ -19,6 +19,7 @@
 #include "engine.h"
 #include "error.h"
 #include "http.h"
+#include "kafka.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
@@ -638,8 +639,8 @@ static char *summarize(const char *method, const char *url, const char *body)
 {
 	if (body == NULL)
 		return xasprintf("%s %s", method, url);
-	if (strlen(body) > SUMMARY_MAX)
-		return xasprintf("%s %s %.*s...", method, url, SUMMARY_MAX, body);
+	if (strlen(body) > SUMMARY_MAX) /* the cut may split a UTF-8 sequence */
+		return util_utf8_sanitize(xasprintf("%s %s %.*s...", method, url, SUMMARY_MAX, body));
 	return xasprintf("%s %s %s", method, url, body);
 }
 
@@ -994,8 +995,13 @@ static json_t *parse_body(const struct http_result *res, json_t **stored)
 		*stored = json_incref(v);
 	else if (res->body_len == 0)
 		*stored = json_null();
-	else
-		*stored = json_stringn(res->body, res->body_len);
+	else if ((*stored = json_stringn(res->body, res->body_len)) == NULL) {
+		/* Not UTF-8: keep the text with '?' for the other bytes (found by fuzz-reply). */
+		char *text = util_utf8_sanitize(xstrndup(res->body, res->body_len));
+
+		*stored = json_string(text);
+		free(text);
+	}
 	return v;
 }
 
@@ -1025,6 +1031,21 @@ static enum outcome classify(const struct http_result *res, const struct flow_re
 	default:
 		return (rp->on & RETRY_ON_CONNECT) ? OUT_RETRY : OUT_UNKNOWN;
 	}
+}
+
+enum outcome engine__http_outcome(const struct http_result *res, const struct flow_request *req,
+				  const struct retry_policy *rp, json_t **stored, char *err,
+				  size_t errlen)
+{
+	json_t *body = NULL;
+	enum outcome o;
+
+	*stored = NULL;
+	if (res->error == 0)
+		body = parse_body(res, stored);
+	o = classify(res, req, rp, body, err, errlen);
+	json_decref(body);
+	return o;
 }
 
 /* The step state an attempt's outcome leads to, by phase. */
@@ -1125,8 +1146,8 @@ static void on_http_done(const struct http_result *res, void *arg)
 	o = engine__exhaust(rp, c->attempt, o, res->error == 0 ||
 			    (res->error == SAGAD_ECONNECT && !res->request_sent));
 	if (res->error == 0)
-		summary = res->body_len > SUMMARY_MAX ?
-			xasprintf("%.*s...", SUMMARY_MAX, res->body) : xstrdup(res->body);
+		summary = util_utf8_sanitize(res->body_len > SUMMARY_MAX ?
+			xasprintf("%.*s...", SUMMARY_MAX, res->body) : xstrdup(res->body));
 	engine__touch(s);
 	engine__history(s, c->step, phase_names[c->phase], c->attempt, outcome_event(res, o),
 		c->request_summary, res->error == 0 ? res->status : 0, summary,
@@ -2399,4 +2420,5 @@ void engine_stats(const struct engine *e, struct engine_stats *out)
 {
 	*out = e->stats;
 	out->active = e->n_sagas;
+	out->kafka_refused = e->kafka != NULL ? kafka_records_refused(e->kafka) : 0;
 }

@@ -161,6 +161,7 @@ struct engine_stats {
 	uint64_t kafka_unmatched;     /* no step waits for it: late, duplicate or foreign */
 	uint64_t triggered;           /* sagas started by trigger events */
 	uint64_t trigger_duplicates;  /* redelivered trigger events that started nothing */
+	uint64_t kafka_refused;       /* records over the size limit, refused unread (kafka.h) */
 };
 
 /* Subscribes the Kafka consumer to every reply and trigger topic of the loaded flows (call

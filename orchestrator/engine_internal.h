@@ -236,4 +236,19 @@ void engine__lifecycle_saga(struct saga *s);
 void engine__lifecycle_step(struct saga *s, int i);
 void engine__kafka_free(struct engine *e);
 
+/* The pure parts of reply handling, for tests and tests/fuzz (what on_http_done and the Kafka
+ * consumer make of what a participant sent). */
+struct http_result;
+struct kafka_record;
+/* How an HTTP answer (or transport error) is judged for req under retry policy rp (before
+ * retries are counted: see engine__exhaust); *stored gets the response body the saga would
+ * keep (new reference: parsed JSON, the text, or null; NULL after a transport error). err says
+ * why it is not a success. */
+enum outcome engine__http_outcome(const struct http_result *res, const struct flow_request *req,
+				  const struct retry_policy *rp, json_t **stored, char *err,
+				  size_t errlen);
+/* A consumed record as the JSON message reply rules and triggers read (flow.h): new
+ * reference, or NULL when it cannot be represented. */
+json_t *engine__kafka_record_json(const struct kafka_record *rec);
+
 #endif

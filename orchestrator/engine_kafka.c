@@ -411,7 +411,7 @@ void engine__kafka_recover(struct saga *s)
 
 /* ---- consumed records -------------------------------------------------------------- */
 
-static json_t *record_json(const struct kafka_record *rec)
+json_t *engine__kafka_record_json(const struct kafka_record *rec)
 {
 	json_t *headers = json_object(), *body = NULL, *key;
 
@@ -511,8 +511,10 @@ static bool try_path(struct engine *e, const char *topic, const char *path, json
 				 json_object_get(msg, "offset"));
 		engine_crashpoint("after_dispatch"); /* a reply arrived, nothing recorded yet */
 		summary = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-		if (summary != NULL && strlen(summary) > 512)
+		if (summary != NULL && strlen(summary) > 512) {
 			summary[512] = '\0';
+			util_utf8_sanitize(summary);   /* the cut may split a UTF-8 sequence */
+		}
 		engine__touch(s);
 		engine__history(s, i, phase_names[phase], attempt,
 				v == REPLY_SUCCESS ? "succeeded" : "failed", w->request, 0, summary,
@@ -609,7 +611,7 @@ static bool handle_triggers(struct engine *e, const struct kafka_record *rec, js
 static void on_record(const struct kafka_record *rec, void *arg)
 {
 	struct engine *e = arg;
-	json_t *msg = record_json(rec);
+	json_t *msg = engine__kafka_record_json(rec);
 	struct record_done *d;
 	bool taken = false, ignored = false, release, trigger_topic;
 

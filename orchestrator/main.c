@@ -36,6 +36,8 @@ struct daemon {
 	const char *port_file;
 	const char *synchronous;
 	size_t max_body, max_response;
+	size_t kafka_max_message;       /* consumed records larger than this are refused */
+	struct dsl_limits flow_limits;  /* --flow-limit */
 	int64_t shutdown_grace_ms, max_wait_ms;
 	int64_t retention_ms;           /* 0 = keep finished sagas forever */
 	uv_timer_t purge_timer;
@@ -82,8 +84,12 @@ static void usage(FILE *out)
 	      "                                                         [$SAGAD_LISTEN or 127.0.0.1:7700]\n"
 	      "  --port-file FILE    write the port listened on (useful with port 0)\n"
 	      "  --log-level LEVEL   debug, info, warn or error         [info]\n"
-	      "  --max-body BYTES    largest API request body           [1048576]\n"
-	      "  --max-response BYTES largest participant response body [1048576]\n"
+	      "  --max-body SIZE     largest API request body (413 above) [1MiB]\n"
+	      "  --max-response SIZE largest participant response body: a larger one fails\n"
+	      "                      the attempt (outcome unknown: compensated)   [1MiB]\n"
+	      "  --flow-limit NAME=N limit of the flow loader (repeatable): max_file_bytes [1MiB],\n"
+	      "                      max_depth [64], max_aliases [100], max_nodes [100000],\n"
+	      "                      max_steps [256]; see docs/flow-dsl.md, \"Limits\"\n"
 	      "  --max-wait DURATION longest a client may wait for a saga [5m]\n"
 	      "  --shutdown-grace DURATION  wait for calls in flight on SIGTERM [10s]\n"
 	      "  --retention DURATION  delete completed and compensated sagas (and sent Kafka\n"
@@ -116,6 +122,8 @@ static void usage(FILE *out)
 	      "                        sasl.*, ssl.*, ...); # starts a comment\n"
 	      "  -X, --kafka-property NAME=VALUE   one client property (repeatable)\n"
 	      "  --kafka-group ID      consumer group for replies and triggers   [sagad]\n"
+	      "  --kafka-max-message SIZE  larger replies and trigger events are refused unread\n"
+	      "                        (logged, counted, offset released)          [1MiB]\n"
 	      "  --lifecycle-topic TOPIC  publish every saga and step state change here\n"
 	      "                        [$SAGAD_LIFECYCLE_TOPIC]\n"
 	      "  --check             load and check the flows, then exit (0 ok, 1 errors)\n"
@@ -158,14 +166,14 @@ static bool loopback(const char *addr)
 }
 
 /* Loads the flows folder; prints every error. */
-static int load_flows(const char *dir, struct flow_set **out)
+static int load_flows(const char *dir, const struct dsl_limits *lim, struct flow_set **out)
 {
 	struct flow_set *fs = xcalloc(1, sizeof(*fs));
 	struct dsl_errors errs = { 0 };
 	int rc;
 
 	flow_set_init(fs);
-	rc = dsl_load_dir(dir, NULL, fs, &errs);
+	rc = dsl_load_dir(dir, lim, fs, &errs);
 	if (rc != 0) {
 		char *text = dsl_errors_format(&errs);
 		fprintf(stderr, "%s", text);
@@ -482,7 +490,7 @@ static void on_signal(uv_signal_t *h, int signum)
 
 	if (signum == SIGHUP) {
 		struct flow_set *fs = NULL;
-		if (load_flows(d->flows_dir, &fs) != 0) {
+		if (load_flows(d->flows_dir, &d->flow_limits, &fs) != 0) {
 			log_error("event=reload_failed msg=\"keeping the flows loaded before\"");
 			return;
 		}
@@ -532,6 +540,8 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "max-body", required_argument, NULL, 'B' },
 		{ "max-response", required_argument, NULL, 'R' },
+		{ "flow-limit", required_argument, NULL, 'F' },
+		{ "kafka-max-message", required_argument, NULL, 'M' },
 		{ "max-wait", required_argument, NULL, 'W' },
 		{ "shutdown-grace", required_argument, NULL, 'G' },
 		{ "retention", required_argument, NULL, 'r' },
@@ -571,6 +581,8 @@ int main(int argc, char **argv)
 	d.db_path = env_or("SAGAD_DB", "sagad.db");
 	d.max_body = 1 << 20;
 	d.max_response = 1 << 20;
+	d.kafka_max_message = 1 << 20;
+	dsl_limits_default(&d.flow_limits);
 	d.shutdown_grace_ms = 10000;
 	d.max_wait_ms = 5 * 60 * 1000;
 	d.retention_ms = 7LL * 24 * 3600 * 1000;
@@ -606,8 +618,30 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'B': d.max_body = (size_t)strtoull(optarg, NULL, 10); break;
-		case 'R': d.max_response = (size_t)strtoull(optarg, NULL, 10); break;
+		case 'B':
+		case 'R':
+		case 'M': {
+			size_t n;
+			if (util_parse_size(optarg, &n) != 0 || n == 0) {
+				fprintf(stderr, "sagad: --%s %s: expected a size in bytes such as "
+					"1048576, 512KiB or 4MiB\n", c == 'B' ? "max-body" : c == 'R' ?
+					"max-response" : "kafka-max-message", optarg);
+				return 2;
+			}
+			if (c == 'B')
+				d.max_body = n;
+			else if (c == 'R')
+				d.max_response = n;
+			else
+				d.kafka_max_message = n;
+			break;
+		}
+		case 'F':
+			if (dsl_limit_set(&d.flow_limits, optarg, err, sizeof(err)) != 0) {
+				fprintf(stderr, "sagad: --flow-limit %s\n", err);
+				return 2;
+			}
+			break;
 		case 'W':
 		case 'G':
 		case 'r': {
@@ -669,7 +703,7 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 
-	if (load_flows(d.flows_dir, &d.flows) != 0)
+	if (load_flows(d.flows_dir, &d.flow_limits, &d.flows) != 0)
 		return 1;
 	if (check_only) {
 		printf("%zu flows ok in %s\n", d.flows->n, d.flows_dir);
@@ -700,7 +734,8 @@ int main(int argc, char **argv)
 	if (d.kafka_brokers != NULL && *d.kafka_brokers != '\0') {
 		struct kafka_options ko = { .brokers = d.kafka_brokers, .group_id = d.kafka_group,
 					    .config = (const char *const *)d.kafka_config,
-					    .n_config = d.n_kafka_config };
+					    .n_config = d.n_kafka_config,
+					    .max_record_bytes = d.kafka_max_message };
 		rc = kafka_client_new(d.loop, &ko, &d.kafka, err, sizeof(err));
 		if (rc != 0) {
 			log_error("event=kafka_failed err=\"%s\"", err);

@@ -1,9 +1,12 @@
 /* util.c: allocation, clocks, durations, ids, string buffers. */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 #include "error.h"
@@ -225,6 +228,32 @@ int util_parse_duration(const char *s, int64_t *ms)
 	return 0;
 }
 
+int util_parse_size(const char *s, size_t *bytes)
+{
+	static const struct { const char *unit; unsigned shift; } units[] = {
+		{ "", 0 }, { "b", 0 }, { "k", 10 }, { "kib", 10 }, { "m", 20 }, { "mib", 20 },
+		{ "g", 30 }, { "gib", 30 },
+	};
+	unsigned long long v;
+	char *end;
+
+	if (s == NULL || !isdigit((unsigned char)*s))
+		return SAGAD_EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return SAGAD_EINVAL;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcasecmp(end, units[i].unit) != 0)
+			continue;
+		if (v > (SIZE_MAX >> units[i].shift))
+			return SAGAD_EINVAL;
+		*bytes = (size_t)v << units[i].shift;
+		return 0;
+	}
+	return SAGAD_EINVAL;
+}
+
 void util_random(void *buf, size_t n)
 {
 	unsigned char *p = buf;
@@ -370,10 +399,16 @@ char *util_utf8_sanitize(char *s)
 			(*p & 0xf8) == 0xf0 ? 4 : 0;
 		int i;
 
-		for (i = 1; i < n; i++)
+		uint32_t cp = n == 2 ? (*p & 0x1fu) : n == 3 ? (*p & 0x0fu) : (*p & 0x07u);
+
+		for (i = 1; i < n; i++) {
 			if ((p[i] & 0xc0) != 0x80)
 				break;
-		if (n == 0 || i < n || (n == 2 && *p < 0xc2)) {
+			cp = cp << 6 | (p[i] & 0x3fu);
+		}
+		/* What JSON parsers (jansson) accept: no overlong form, no surrogate, <= U+10FFFF. */
+		if (n == 0 || i < n || (n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) ||
+		    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff)) {
 			*p++ = '?';
 			continue;
 		}

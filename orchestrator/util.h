@@ -32,6 +32,9 @@ int util_parse_time(const char *s, size_t len, int64_t *ms);
 /* Parses "250ms", "2s", "1.5s", "5m", "2h", "21d" or a bare integer (milliseconds) into
  * milliseconds. Returns 0 or SAGAD_EINVAL. */
 int util_parse_duration(const char *s, int64_t *ms);
+/* Parses a byte count: "1048576", "64k"/"64KiB", "1M"/"1MiB", "2G"/"2GiB" (powers of 1024).
+ * Returns 0 or SAGAD_EINVAL (empty, negative, fractional, unknown unit, overflow). */
+int util_parse_size(const char *s, size_t *bytes);
 
 /* Writes a new 26-character sortable unique id (ULID: time + randomness) plus NUL; buf >= 27. */
 void util_new_id(char *buf);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "error.h"
 #include "log.h"
@@ -26,6 +27,54 @@ static void test_durations(void **state)
 		assert_int_equal(rc, cases[i].rc);
 		if (rc == 0)
 			assert_int_equal(ms, cases[i].ms);
+	}
+}
+
+static void test_sizes(void **state)
+{
+	static const struct { const char *text; int rc; size_t bytes; } cases[] = {
+		{ "1048576", 0, 1048576 }, { "64k", 0, 65536 }, { "64KiB", 0, 65536 },
+		{ "2M", 0, 2097152 }, { "2mib", 0, 2097152 }, { "1G", 0, 1073741824 }, { "7b", 0, 7 },
+		{ "", SAGAD_EINVAL, 0 }, { "k", SAGAD_EINVAL, 0 }, { "-1", SAGAD_EINVAL, 0 },
+		{ "1.5M", SAGAD_EINVAL, 0 }, { "12x", SAGAD_EINVAL, 0 }, { " 5", SAGAD_EINVAL, 0 },
+		{ "99999999999999999999", SAGAD_EINVAL, 0 }, { "17179869184G", SAGAD_EINVAL, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = 0;
+		int rc = util_parse_size(cases[i].text, &n);
+		assert_int_equal(rc, cases[i].rc);
+		if (rc == 0)
+			assert_int_equal(n, cases[i].bytes);
+	}
+}
+
+/* Whatever bytes go in, what comes out is UTF-8 that a JSON parser accepts (found by the
+ * fuzzer: a request path with such bytes made an error answer unencodable). */
+static void test_utf8_sanitize(void **state)
+{
+	static const struct { const char *in, *out; } cases[] = {
+		{ "plain", "plain" }, { "caf\xc3\xa9", "caf\xc3\xa9" }, { "\xe2\x82\xac", "\xe2\x82\xac" },
+		{ "\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80" },
+		{ "a\xae" "b", "a?b" },                      /* a lone continuation byte */
+		{ "\xc3", "?" },                          /* truncated */
+		{ "\xc0\xaf", "??" },                      /* overlong '/' */
+		{ "\xe0\x80\xaf", "???" },                  /* overlong, 3 bytes */
+		{ "\xed\xa0\x80", "???" },                  /* a UTF-16 surrogate */
+		{ "\xf4\x90\x80\x80", "????" },              /* above U+10FFFF */
+		{ "\xff\xfe", "??" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *s = strdup(cases[i].in);
+		json_t *v;
+
+		util_utf8_sanitize(s);
+		assert_string_equal(s, cases[i].out);
+		v = json_string(s);
+		assert_non_null(v);
+		json_decref(v);
+		free(s);
 	}
 }
 
@@ -154,6 +203,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_utf8_sanitize),
 		cmocka_unit_test(test_ids_sort_by_time_and_are_unique),
 		cmocka_unit_test(test_strbuf),
 		cmocka_unit_test(test_log_quote),
