@@ -278,7 +278,7 @@ static void wake_rearm(struct engine *e)
 	}
 	if (e->wake_due == e->heap[0].due && uv_is_active((uv_handle_t *)&e->wake))
 		return;
-	delay = e->heap[0].due - util_now_ms();
+	delay = e->heap[0].due - util_mono_ms();
 	if (delay < 0)
 		delay = 0;
 	e->wake_due = e->heap[0].due;
@@ -295,7 +295,10 @@ static uint32_t *timer_slot(struct saga *s, enum timer_kind kind, int step)
 }
 
 /* Arms a durable timer of kind for step of s (replacing the same one): persisted now, in the
- * heap at once (it cannot fire before this turn's commit: timers run on a later turn). */
+ * heap at once (it cannot fire before this turn's commit: timers run on a later turn).
+ * due is wall-clock ms (what the store keeps, so a restart re-arms it); the heap holds the
+ * monotonic time it stands for, so a wall-clock jump while sagad runs neither fires a
+ * timer early nor delays it (G5). */
 void engine__timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t due, bool persist)
 {
 	struct engine *e = s->e;
@@ -313,7 +316,7 @@ void engine__timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t d
 		engine__store_failed(e, store_timer_put(e->store, &row), "timer_put", s->id);
 	}
 	memset(&t, 0, sizeof(t));
-	t.due = due;
+	t.due = util_mono_ms() + (due - util_now_ms());
 	memcpy(t.saga_id, s->id, ID_LEN);
 	t.kind = (uint8_t)kind;
 	t.step = step;
@@ -1473,7 +1476,7 @@ static void timer_fired(struct engine *e, const struct timer_entry *t)
 static void on_wake(uv_timer_t *t)
 {
 	struct engine *e = t->data;
-	int64_t now = util_now_ms();
+	int64_t now = util_mono_ms();
 	int n = 0;
 
 	e->wake_due = -1;

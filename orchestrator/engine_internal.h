@@ -101,7 +101,7 @@ struct call {
 };
 
 struct timer_entry {
-	int64_t due;
+	int64_t due;             /* util_mono_ms() time */
 	char saga_id[ID_LEN];
 	uint8_t kind;
 	int step;
