@@ -1486,6 +1486,14 @@ static void on_wake(uv_timer_t *t)
 		timer_fired(e, &te);
 		n++;
 	}
+	if (n == TIMER_BATCH && e->n_heap > 0 && e->heap[0].due <= now) {
+		/* More are due. Not at 0 ms: libuv would run a timer re-armed at 0 again in this
+		 * same timer phase, so the batch would bound nothing. At 1 ms this turn's commit
+		 * and the API's I/O run first. */
+		e->wake_due = e->heap[0].due;
+		uv_timer_start(&e->wake, on_wake, 1, 0);
+		return;
+	}
 	wake_rearm(e);
 }
 
