@@ -8,7 +8,7 @@
 # SQLITE_IOERR_WRITE (and syncs with SQLITE_IOERR_FSYNC), or the WAL write lock SQLITE_BUSY;
 # removing the file clears the fault.
 #
-# For each fault, saga A is mid-flight (its delivery is applied and answered 2 s late) when the
+# For each fault, saga A is mid-flight (its delivery is applied and answered 5 s late) when the
 # fault starts:
 #   * the commit that fails is rolled back and sagad keeps running (no exit); the start whose
 #     commit failed gets 503 and does not exist afterwards (full, ioerr);
@@ -44,7 +44,7 @@ scenario() {
 	pauses=$(sagad_log_count 'event=store_paused ')
 	resumes=$(sagad_log_count 'event=store_resumed ')
 	late=$(sagad_log_count 'event=late_reply ')
-	fault delivery '{"method":"POST","path":"/deliveries","status":0,"delay_ms":2000,"times":1}' >/dev/null
+	fault delivery '{"method":"POST","path":"/deliveries","status":0,"delay_ms":5000,"times":1}' >/dev/null
 	body=$(api POST '/v1/flows/apply/sagas?wait=none' "$(seed_input ".studentName = \"$f-a\"")")
 	a=$(jget "$body" .id)
 	is "$HTTP_STATUS" 202 "$f: saga A started"
@@ -77,7 +77,7 @@ scenario() {
 	is "$(header_value "$TMP/$f.hdr" Retry-After)" 1 "$f: ... with Retry-After: 1"
 	like "$(jq -r .error.message "$TMP/$f.c")" "retry later" "$f: ... and a message saying so"
 	if [ "$f" != busy ]; then   # (busy: that answer's own write is what waited and failed)
-		wait_until 10 _logged 'event=late_reply ' "$late"
+		wait_until 15 _logged 'event=late_reply ' "$late"
 		ok $? "$f: A's delivery answer, arriving during the pause, was ignored (late_reply)"
 	fi
 
