@@ -2502,17 +2502,17 @@ static void pause_forget_all(struct engine *e)
 	e->effects = NULL;
 	e->effects_tail = &e->effects;
 	for (; fx != NULL; fx = next) {
+		struct saga *s;
+
 		next = fx->next;
 		if (fx->kind == EFFECT_DEFER) {
 			*tail = fx;
 			tail = &fx->next;
 			continue;
 		}
-		{
-			struct saga *s = engine__saga_find(e, fx->call->saga_id);
-			if (s != NULL && s->steps[fx->call->step].call == fx->call)
-				s->steps[fx->call->step].call = NULL;
-		}
+		s = engine__saga_find(e, fx->call->saga_id);
+		if (s != NULL && s->steps[fx->call->step].call == fx->call)
+			s->steps[fx->call->step].call = NULL;
 		e->inflight--;
 		call_free(fx->call);
 		flow_rendered_close(&fx->req);
@@ -2551,6 +2551,13 @@ static void pause_forget_all(struct engine *e)
 
 static void on_pause_probe(uv_timer_t *t);
 
+static void pause_set_reason(struct engine_pause *p, int rc)
+{
+	p->rc = rc;
+	snprintf(p->reason, sizeof(p->reason), "store unavailable (%s): sagas are paused until "
+		 "a write succeeds", sagad_strerror(rc));
+}
+
 static int pause_or_fail(struct engine *e, int rc)
 {
 	struct engine_pause *p = e->pause;
@@ -2560,7 +2567,6 @@ static int pause_or_fail(struct engine *e, int rc)
 	if (rc != SAGAD_EBUSY && rc != SAGAD_EFULL && rc != SAGAD_EIO)
 		return rc; /* fenced by a newer owner, or worse: crash-only */
 	p->on = true;
-	p->rc = rc;
 	p->since = now;
 	p->probes = 0;
 	if (now - p->resumed_at < PAUSE_FLAP_MS)
@@ -2568,8 +2574,7 @@ static int pause_or_fail(struct engine *e, int rc)
 				p->backoff_ms * 2;
 	else
 		p->backoff_ms = PAUSE_PROBE_MIN_MS;
-	snprintf(p->reason, sizeof(p->reason), "store unavailable (%s): sagas are paused until "
-		 "a write succeeds", sagad_strerror(rc));
+	pause_set_reason(p, rc);
 	log_error("event=store_paused err=\"%s\" sagas=%zu calls_in_flight=%zu msg=\"writes are "
 		  "rolled back and nothing is sent; starts get 503; probing every %llu ms, then "
 		  "the sagas resume from the store\"", sagad_strerror(rc), e->n_sagas, e->inflight,
@@ -2591,7 +2596,7 @@ static void on_pause_probe(uv_timer_t *t)
 		if (p->probes == 1 || p->probes % 10 == 0)
 			log_warn("event=store_probe_failed err=\"%s\" probes=%u paused_ms=%lld",
 				 sagad_strerror(rc), p->probes, (long long)(util_mono_ms() - p->since));
-		p->rc = rc;
+		pause_set_reason(p, rc); /* the condition may have changed (full, then busy) */
 		p->backoff_ms = p->backoff_ms * 2 > PAUSE_PROBE_MAX_MS ? PAUSE_PROBE_MAX_MS :
 				p->backoff_ms * 2;
 		uv_timer_start(&p->probe, on_pause_probe, p->backoff_ms, 0);
