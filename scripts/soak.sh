@@ -11,7 +11,7 @@
 # Logs of failed runs are kept in $SOAK_LOGS (default /tmp/sagad-soak.<pid>). Ends with one line
 # "N passed, N failed" (test runs) and exits non-zero if any run failed.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 TOP=$(pwd)
 SECONDS_LEFT=${SOAK_SECONDS:-600}
 TESTS=${SOAK_TESTS:-"24 33 34 35 38"}

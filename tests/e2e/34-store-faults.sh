@@ -40,7 +40,7 @@ _status_is() { [ "$(jget "$(api GET "/v1/sagas/$1")" .status)" = "$2" ]; }
 
 # scenario FAULT CODE REASON: one pause and resume.
 scenario() {
-	local f=$1 code=$2 reason=$3 a b body hdr pauses resumes late ship key
+	local f=$1 code=$2 reason=$3 a b body pauses resumes late ship key
 	pauses=$(sagad_log_count 'event=store_paused ')
 	resumes=$(sagad_log_count 'event=store_resumed ')
 	late=$(sagad_log_count 'event=late_reply ')

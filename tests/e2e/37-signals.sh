@@ -108,7 +108,7 @@ for p in class payment delivery; do clear_faults "$p"; done
 flows_now() { api GET /v1/flows | jq -r '[.flows[].name] | sort | join(",")'; }
 before=$(flows_now)
 reload() {   # waits for the next reload's outcome line; prints it
-	local n0 n1
+	local n0
 	n0=$(sagad_log_count 'event=reload(ed|_failed)')
 	kill -HUP "$SAGAD_PID"
 	wait_until 10 _more_reloads "$n0"
