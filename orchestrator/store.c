@@ -1539,9 +1539,8 @@ int store_probe(struct store *st)
 	st->busy_fast = true;
 	busy_restore(st);
 	if (rc != SQLITE_OK) {
-		rc = map_rc(sqlite3_extended_errcode(st->db));
 		store_rollback(st);
-		return rc;
+		return map_rc(rc);
 	}
 	return 0;
 }
