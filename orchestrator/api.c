@@ -74,13 +74,15 @@ static void respond_json(struct httpd_req *req, int status, json_t *body, const 
 }
 
 /* Messages quote what the client sent (a path, a flow name, a query value), which need not be
- * UTF-8; a JSON string must be, so other bytes become '?'. */
+ * UTF-8; a JSON string must be, so other bytes become '?'. A 503 (shutting down, not ready,
+ * store paused) tells the client when to try again. */
 static void respond_error(struct httpd_req *req, int status, int code, const char *message)
 {
+	static const char *const retry_after[] = { "Retry-After", "1", NULL };
 	char *text = util_utf8_sanitize(xstrdup(message));
 
 	respond_json(req, status, json_pack("{s:{s:s, s:s}}", "error", "code", sagad_errname(code),
-					    "message", text), NULL);
+					    "message", text), status == 503 ? retry_after : NULL);
 	free(text);
 }
 
@@ -314,6 +316,14 @@ static void on_saga_wait(const char *saga_id, enum engine_wait_result res, void 
 		answer_saga(p, 202);
 		break;
 	case ENGINE_WAIT_ABORTED:
+		if (engine_paused(p->api->engine) != NULL) {
+			char msg[512];
+			snprintf(msg, sizeof(msg), "%s; a saga this request started may not have been "
+				 "recorded: repeat it with the same Idempotency-Key, or poll "
+				 "GET /v1/sagas/{id}", engine_paused(p->api->engine));
+			respond_error(p->req, 503, SAGAD_ESTORE, msg);
+			break;
+		}
 		respond_error(p->req, 503, SAGAD_ESHUTDOWN, "sagad is shutting down; the saga "
 			      "continues after restart: poll GET /v1/sagas/{id}");
 		break;
@@ -550,7 +560,8 @@ static void route_cancel_retry(struct api *a, struct httpd_req *req, const char 
 		return;
 	}
 	if (rc != 0) {
-		respond_error(req, 503, rc, rc == SAGAD_ESHUTDOWN ? err : sagad_strerror(rc));
+		respond_error(req, 503, rc, rc == SAGAD_ESHUTDOWN || engine_paused(a->engine) ?
+			      err : sagad_strerror(rc));
 		return;
 	}
 	p = xcalloc(1, sizeof(*p));
@@ -877,11 +888,12 @@ void api_handle(struct httpd_req *req, void *arg)
 			method_not_allowed(req, "GET");
 			return;
 		}
-		if (*a->ready)
+		const char *paused = engine_paused(a->engine);
+		if (*a->ready && paused == NULL)
 			respond_json(req, 200, json_pack("{s:s}", "status", "ready"), NULL);
 		else
 			respond_json(req, 503, json_pack("{s:s, s:s}", "status", "not_ready", "reason",
-							  *a->not_ready_reason), NULL);
+							  *a->ready ? paused : *a->not_ready_reason), NULL);
 		return;
 	}
 	if (n == 1 && strcmp(seg[0], "metrics") == 0) {

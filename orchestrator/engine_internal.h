@@ -18,6 +18,7 @@ struct kafka_path;
 struct breaker_set;
 struct secret_set;
 struct secret_key;
+struct engine_pause;
 
 #define TIMER_BATCH 1000       /* timers handled per wake-up; the rest on the next turn */
 #define SUMMARY_MAX 512        /* bytes of a body kept in the history */
@@ -100,7 +101,7 @@ struct call {
 };
 
 struct timer_entry {
-	int64_t due;
+	int64_t due;             /* util_mono_ms() time */
 	char saga_id[ID_LEN];
 	uint8_t kind;
 	int step;
@@ -148,6 +149,7 @@ struct engine {
 					  * never matches a stale heap entry */
 	size_t inflight;
 	struct engine_stats stats;
+	struct engine_pause *pause;      /* store failures: see engine_paused() (engine.c) */
 	/* Kafka (engine_kafka.c); all NULL/empty without Kafka */
 	struct kafka_client *kafka;
 	struct outbox *outbox;

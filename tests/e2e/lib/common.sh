@@ -1104,3 +1104,45 @@ lifecycle_summary() {
 	lifecycle_events "$1" | jq -r 'if .type == "saga" then "saga:\(.status)"
 		else "step:\(.step):\(.state)" end' | tr '\n' ' ' | sed 's/ $//'
 }
+
+# ---------------------------------------------------------------------------------------------
+# Fault injection into sagad's process (tests 33-39; docs/reliability.md).  Only additions below
+# this line.
+#
+#     SAGAD=$(sagad_wrapper pl LD_PRELOAD="$FAULTVFS_SO" FAULTVFS_UNDO_DIR="$TMP/undo") start_sagad
+#
+# The wrapper execs the real sagad (same pid) with the variables set for it alone: curl, jq and
+# the participants started by the test never see them.
+
+: "${FAULTVFS_SO:=$TOP_SRCDIR/tests/fault/faultvfs.so}"
+: "${FAULTVFS_REVERT:=$TOP_SRCDIR/tests/fault/faultvfs-revert}"
+SAGAD_REAL=${SAGAD:-}
+
+# sagad_wrapper NAME VAR=VALUE...: writes $TMP/NAME, an executable that runs the real sagad
+# ($SAGAD_REAL) with those variables, and prints its path.  A preloaded library in an
+# ASan build needs verify_asan_link_order=0 (added to ASAN_OPTIONS).
+sagad_wrapper() {
+	local name=$1 f=$E2E_TMP/$1 kv
+	shift
+	{
+		echo '#!/bin/sh'
+		printf 'ASAN_OPTIONS=%q; export ASAN_OPTIONS\n' \
+			"${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+		printf 'exec env'
+		for kv in "$@"; do printf ' %q' "$kv"; done
+		printf ' %q "$@"\n' "$SAGAD_REAL"
+	} >"$f"
+	chmod +x "$f"
+	echo "$f"
+}
+
+# need_faultvfs: skips the whole script when the shim is not built (make check builds it).
+need_faultvfs() {
+	[ -f "$FAULTVFS_SO" ] && [ -x "$FAULTVFS_REVERT" ] ||
+		bail_out "tests/fault/faultvfs.so or faultvfs-revert is missing: run make check (or make tests/fault/faultvfs.so tests/fault/faultvfs-revert)"
+}
+
+# integrity DB: prints PRAGMA integrity_check of DB (read with the sqlite3 CLI, no shim).
+integrity() {
+	sqlite3 "$1" 'PRAGMA integrity_check' 2>&1 | tr '\n' ' ' | sed 's/ $//'
+}
