@@ -756,6 +756,42 @@ static void route_get_saga(struct api *a, struct httpd_req *req, const char *id)
 	defer(p);
 }
 
+/* The circuit breakers' lines of GET /metrics, one series per participant. */
+static void breaker_series(struct strbuf *b, json_t *brs, const char *name, const char *type,
+			   const char *help, const char *field)
+{
+	json_t *br;
+	size_t k;
+
+	strbuf_addf(b, "# HELP sagad_%s %s\n# TYPE sagad_%s %s\n", name, help, name, type);
+	json_array_foreach(brs, k, br)
+		strbuf_addf(b, "sagad_%s{participant=\"%s\"} %lld\n", name,
+			    json_string_value(json_object_get(br, "participant")),
+			    (long long)json_integer_value(json_object_get(br, field)));
+}
+
+static void breaker_metrics(struct api *a, struct strbuf *b)
+{
+	static const char *const states[] = { "closed", "open", "half_open" };
+	json_t *brs = engine_breakers_json(a->engine), *br;
+	size_t k;
+
+	if (json_array_size(brs) > 0) {
+		strbuf_adds(b, "# HELP sagad_breaker_state Circuit breaker state by participant (1 for "
+			    "the current state).\n# TYPE sagad_breaker_state gauge\n");
+		json_array_foreach(brs, k, br)
+			for (int j = 0; j < 3; j++)
+				strbuf_addf(b, "sagad_breaker_state{participant=\"%s\",state=\"%s\"} %d\n",
+					    json_string_value(json_object_get(br, "participant")), states[j],
+					    !strcmp(states[j], json_string_value(json_object_get(br, "state"))));
+		breaker_series(b, brs, "breaker_rejected_total", "counter",
+			       "Calls refused by an open circuit breaker.", "rejected");
+		breaker_series(b, brs, "breaker_opened_total", "counter",
+			       "Times a circuit breaker opened.", "opened");
+	}
+	json_decref(brs);
+}
+
 /* GET /metrics: Prometheus text format. */
 static void answer_metrics(struct api *a, struct httpd_req *req)
 {
@@ -794,35 +830,7 @@ static void answer_metrics(struct api *a, struct httpd_req *req)
 	COUNTER("trigger_duplicates_total", "Redelivered trigger events that started nothing.",
 		st.trigger_duplicates);
 	GAUGE("outbox_unsent", "Outbox messages not yet acknowledged by Kafka.", unsent);
-	{
-		json_t *brs = engine_breakers_json(a->engine), *br;
-		size_t k;
-		static const char *const states[] = { "closed", "open", "half_open" };
-
-		if (json_array_size(brs) > 0) {
-			strbuf_adds(&b, "# HELP sagad_breaker_state Circuit breaker state by participant "
-				    "(1 for the current state).\n# TYPE sagad_breaker_state gauge\n");
-			json_array_foreach(brs, k, br)
-				for (int j = 0; j < 3; j++)
-					strbuf_addf(&b, "sagad_breaker_state{participant=\"%s\",state=\"%s\"}"
-						    " %d\n", json_string_value(json_object_get(br, "participant")),
-						    states[j], !strcmp(states[j], json_string_value(
-						    json_object_get(br, "state"))));
-			strbuf_adds(&b, "# HELP sagad_breaker_rejected_total Calls refused by an open "
-				    "circuit breaker.\n# TYPE sagad_breaker_rejected_total counter\n");
-			json_array_foreach(brs, k, br)
-				strbuf_addf(&b, "sagad_breaker_rejected_total{participant=\"%s\"} %lld\n",
-					    json_string_value(json_object_get(br, "participant")),
-					    (long long)json_integer_value(json_object_get(br, "rejected")));
-			strbuf_adds(&b, "# HELP sagad_breaker_opened_total Times a circuit breaker "
-				    "opened.\n# TYPE sagad_breaker_opened_total counter\n");
-			json_array_foreach(brs, k, br)
-				strbuf_addf(&b, "sagad_breaker_opened_total{participant=\"%s\"} %lld\n",
-					    json_string_value(json_object_get(br, "participant")),
-					    (long long)json_integer_value(json_object_get(br, "opened")));
-		}
-		json_decref(brs);
-	}
+	breaker_metrics(a, &b);
 	COUNTER("store_commits_total", "SQLite commits (grouped per loop turn).", commits);
 	COUNTER("store_writes_total", "SQLite rows written.", writes);
 #undef COUNTER

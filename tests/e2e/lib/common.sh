@@ -692,6 +692,34 @@ sagad_log_count() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Other example services (the seeds' participants)
+
+declare -gA E2E_SVC_PID=()    # service name -> pid
+declare -gA E2E_SVC_PORT=()   # service name -> port (kept across restarts)
+
+# start_service NAME VAR SCRIPT SERVICE [args...]: starts (or restarts on the same port and
+# database) an example HTTP participant `python3 SCRIPT SERVICE --port --db --port-file ...`,
+# exports VAR=http://127.0.0.1:PORT and waits until it answers. Its log: $TMP/NAME.participant.log.
+start_service() {
+	local name=$1 var=$2 script=$3 svc=$4 port
+	shift 4
+	rm -f "$E2E_TMP/$name.port"
+	python3 "$script" "$svc" --port "${E2E_SVC_PORT[$name]:-0}" --db "$E2E_TMP/$name.db" \
+		--port-file "$E2E_TMP/$name.port" "$@" >>"$E2E_TMP/$name.participant.log" 2>&1 </dev/null &
+	E2E_SVC_PID[$name]=$!
+	e2e_track_pid "$!"
+	wait_until 10 test -s "$E2E_TMP/$name.port" || return 1
+	read -r port <"$E2E_TMP/$name.port"
+	E2E_SVC_PORT[$name]=$port
+	printf -v "$var" 'http://127.0.0.1:%s' "$port"
+	export "${var?}"
+	wait_until 10 _e2e_healthy "${!var}"
+}
+
+# stop_service NAME [timeout_s]: SIGTERM and wait (SIGKILL after the timeout, default 15 s).
+stop_service() { _e2e_stop "${E2E_SVC_PID[$1]}" "$1" "${2:-15}"; }
+
+# ---------------------------------------------------------------------------------------------
 # Seed 000 helpers (added for the saga tests 20-26; only additions below this line)
 
 # seed_input [JQ-FILTER]: the seed's httpie application (studentName="학생2" classId="2" ...) as
