@@ -653,6 +653,18 @@ static void add_header(struct flow_rendered *r, char *line)
 	r->headers[r->n_headers++] = line;
 }
 
+/* Every call lives on the engine's list from its creation to call_free(), so the engine can
+ * free the ones whose step stopped waiting for them (abandoned, or dropped by a pause) when it
+ * is freed itself. */
+static void call_link(struct engine *e, struct call *c)
+{
+	c->prev = NULL;
+	c->next = e->calls;
+	if (e->calls != NULL)
+		e->calls->prev = c;
+	e->calls = c;
+}
+
 /* Renders and queues attempt `attempt` of step i's action or compensation. The step's new
  * state (running/compensating) is persisted by the caller's transition in this same turn,
  * so the dispatch leaves only after that commit. Returns 0, or SAGAD_ETEMPLATE when the
@@ -681,6 +693,7 @@ static int dispatch_call(struct saga *s, int i, enum phase phase, int attempt, c
 	add_header(&fx->req, xasprintf("X-Saga-Attempt: %d", attempt));
 	c = xcalloc(1, sizeof(*c));
 	c->e = s->e;
+	call_link(s->e, c);
 	memcpy(c->saga_id, s->id, ID_LEN);
 	c->step = i;
 	c->phase = phase;
@@ -699,6 +712,12 @@ static void call_free(struct call *c)
 {
 	if (c == NULL)
 		return;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else if (c->e->calls == c)
+		c->e->calls = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
 	free(c->request_summary);
 	free(c);
 }
@@ -1812,8 +1831,13 @@ void engine_free(struct engine *e)
 	for (fx = e->effects; fx != NULL; fx = next) {
 		next = fx->next;
 		if (fx->kind == EFFECT_DISPATCH)
-			flow_rendered_close(&fx->req); /* the call belongs to its saga's step */
+			flow_rendered_close(&fx->req); /* the call is on e->calls */
 		free(fx);
+	}
+	while (e->calls != NULL) {
+		if (e->calls->hc != NULL)
+			http_call_cancel(e->calls->hc);
+		call_free(e->calls);
 	}
 	e->effects = NULL;
 	e->effects_tail = &e->effects;
@@ -1822,12 +1846,6 @@ void engine_free(struct engine *e)
 		struct saga *s = e->slots[i];
 		if (s == NULL || s == TOMBSTONE)
 			continue;
-		for (size_t j = 0; j < s->flow->n_steps; j++)
-			if (s->steps[j].call) {
-				if (s->steps[j].call->hc)
-					http_call_cancel(s->steps[j].call->hc);
-				call_free(s->steps[j].call);
-			}
 		while (s->waiters) {
 			struct engine_waiter *w = s->waiters;
 			s->waiters = w->next;

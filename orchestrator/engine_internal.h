@@ -98,6 +98,7 @@ struct call {
 	char *request_summary;
 	struct http_call *hc;
 	int send_error;          /* http_client_send() refused the call */
+	struct call *prev, *next; /* on e->calls until freed */
 };
 
 struct timer_entry {
@@ -148,6 +149,7 @@ struct engine {
 	uint32_t timer_seq;              /* timer generations, engine-wide so a reloaded saga
 					  * never matches a stale heap entry */
 	size_t inflight;
+	struct call *calls;              /* every call not yet freed (struct call) */
 	struct engine_stats stats;
 	struct engine_pause *pause;      /* store failures: see engine_paused() (engine.c) */
 	/* Kafka (engine_kafka.c); all NULL/empty without Kafka */
