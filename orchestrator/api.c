@@ -15,6 +15,7 @@
 #include "flow.h"
 #include "httpd.h"
 #include "log.h"
+#include "loopstat.h"
 #include "store.h"
 #include "util.h"
 
@@ -676,6 +677,7 @@ static void answer_metrics(struct api *a, struct httpd_req *req)
 	COUNTER("store_writes_total", "SQLite rows written.", writes);
 #undef COUNTER
 #undef GAUGE
+	loopstat_render(&b);
 	httpd_respond(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len, NULL);
 	strbuf_close(&b);
 }
