@@ -9,6 +9,7 @@
 #include <string.h>
 #include <jansson.h>
 
+#include "answer.h"
 #include "api.h"
 #include "engine.h"
 #include "error.h"
@@ -88,16 +89,6 @@ static void time_field(json_t *o, const char *key, int64_t ms)
 	json_object_set_new(o, key, json_string(buf));
 }
 
-static json_t *parsed_or_null(const char *text)
-{
-	json_t *v;
-
-	if (text == NULL)
-		return json_null();
-	v = json_loads(text, JSON_DECODE_ANY, NULL);
-	return v ? v : json_string(text);
-}
-
 static json_t *str_or_null(const char *s)
 {
 	return s ? json_string(s) : json_null();
@@ -117,112 +108,17 @@ static json_t *saga_summary(const struct store_saga *s)
 	return o;
 }
 
-static int on_step_row(const struct store_step *st, void *arg)
-{
-	json_t *o = json_pack("{s:s, s:i, s:s, s:i, s:i, s:o, s:o}", "name", st->name, "index",
-			      st->idx, "state", st->state, "attempt", st->attempt, "comp_attempt",
-			      st->comp_attempt, "response", parsed_or_null(st->response), "error",
-			      str_or_null(st->error));
-
-	time_field(o, "updated_at", st->updated_at);
-	json_array_append_new(arg, o);
-	return 0;
-}
-
-static int on_history_row(const struct store_history *h, void *arg)
-{
-	json_t *o = json_pack("{s:I, s:o, s:s, s:i, s:s, s:o, s:o, s:o, s:o}", "seq", (json_int_t)h->seq,
-			      "step", str_or_null(h->step_name), "phase", h->phase, "attempt",
-			      h->attempt, "event", h->event, "request", str_or_null(h->request),
-			      "status", h->status ? json_integer(h->status) : json_null(), "response",
-			      str_or_null(h->response), "error", str_or_null(h->error));
-
-	time_field(o, "started_at", h->started_at);
-	time_field(o, "ended_at", h->ended_at);
-	json_object_set_new(o, "ms", json_integer(h->ended_at - h->started_at));
-	json_array_append_new(arg, o);
-	return 0;
-}
-
-/* Steps get a row when they first move: the steps that never started are shown as pending,
- * from the flow version the saga runs. Takes rows; returns the full list (new reference). */
-static json_t *with_pending_steps(struct api *a, const struct store_saga *s, json_t *rows)
-{
-	struct flow *f = flow_set_find_version(*a->flows, s->flow, s->flow_version);
-	json_t *all;
-
-	if (f == NULL || json_array_size(rows) >= f->n_steps)
-		return rows;
-	all = json_array();
-	for (size_t i = 0, r = 0; i < f->n_steps; i++) {
-		json_t *row = json_array_get(rows, r);
-
-		if (row != NULL && json_integer_value(json_object_get(row, "index")) == (json_int_t)i) {
-			json_array_append(all, row);
-			r++;
-			continue;
-		}
-		json_array_append_new(all, json_pack("{s:s, s:i, s:s, s:i, s:i, s:n, s:n, s:n}", "name",
-						     f->steps[i].name, "index", (int)i, "state",
-						     "pending", "attempt", 0, "comp_attempt", 0,
-						     "response", "error", "updated_at"));
-	}
-	json_decref(rows);
-	return all;
-}
-
-/* The whole saga as the API shows it, from committed state; NULL when unknown. */
-static json_t *saga_json(struct api *a, const char *id)
-{
-	struct store_saga s;
-	json_t *o, *steps, *hist;
-
-	if (store_saga_get(a->store, id, &s) != 0)
-		return NULL;
-	o = saga_summary(&s);
-	json_object_set_new(o, "input", parsed_or_null(s.input));
-	json_object_set_new(o, "output", parsed_or_null(s.output));
-	steps = json_array();
-	store_each_step(a->store, id, on_step_row, steps);
-	json_object_set_new(o, "steps", with_pending_steps(a, &s, steps));
-	hist = json_array();
-	store_each_history(a->store, id, on_history_row, hist);
-	json_object_set_new(o, "history", hist);
-	store_saga_clear(&s);
-	return o;
-}
-
-/* The saga for an answer: everything, from the store; or, when the client asked for the
- * minimal answer, the saga without its history, from memory when it is still there (no
- * store reads on the hot path). */
-static json_t *answer_body(struct pending *p)
-{
-	json_t *body;
-
-	if (!p->summary_only)
-		return saga_json(p->api, p->id);
-	body = engine_saga_json(p->api->engine, p->id);
-	if (body == NULL) {
-		body = saga_json(p->api, p->id);
-		if (body != NULL)
-			json_object_del(body, "history");
-	}
-	return body;
-}
-
+/* The saga for an answer: everything, from the store, written as JSON text (answer.c); or,
+ * when the client asked for the minimal answer, the saga without its history, from memory
+ * when it is still there (no store reads on the hot path). */
 static void answer_saga(struct pending *p, int status)
 {
-	json_t *body = answer_body(p);
+	json_t *body = p->summary_only ? engine_saga_json(p->api->engine, p->id) : NULL;
 	char location[64];
 	const char *headers[5];
+	struct strbuf text;
 	int n = 0;
 
-	if (body == NULL) {
-		char err[128];
-		snprintf(err, sizeof(err), "no saga with id \"%.40s\"", p->id);
-		respond_error(p->req, 404, SAGAD_ENOSAGA, err);
-		return;
-	}
 	snprintf(location, sizeof(location), "/v1/sagas/%s", p->id);
 	headers[n++] = "Location";
 	headers[n++] = location;
@@ -231,7 +127,19 @@ static void answer_saga(struct pending *p, int status)
 		headers[n++] = "true";
 	}
 	headers[n] = NULL;
-	respond_json(p->req, status, body, headers);
+	if (body != NULL) {
+		respond_json(p->req, status, body, headers);
+		return;
+	}
+	strbuf_init(&text);
+	if (answer_saga_text(p->api->store, *p->api->flows, p->id, !p->summary_only, &text) != 0) {
+		char err[128];
+		snprintf(err, sizeof(err), "no saga with id \"%.40s\"", p->id);
+		respond_error(p->req, 404, SAGAD_ENOSAGA, err);
+		return;
+	}
+	httpd_respond(p->req, status, "application/json", text.data, text.len, headers);
+	strbuf_close(&text);
 }
 
 /* ---- waiting for a saga ------------------------------------------------------------ */
