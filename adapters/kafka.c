@@ -49,11 +49,14 @@
 #include "util.h"
 
 #define KAFKA_DEFAULT_ID "sagad"
+#define KAFKA_DEFAULT_MAX_RECORD (1024 * 1024)
 /* Maximum rd_kafka_poll() calls (each serves a snapshot of the queue) per producer drain. */
 #define PRODUCER_DRAIN_BUDGET 64
 /* Maximum records handed out per consumer drain. */
 #define CONSUMER_DRAIN_BUDGET 1024
 #define CTX_SLAB 256
+/* How long a shutdown waits for the consumer to commit its offsets and leave the group. */
+#define KAFKA_CLOSE_MS 5000
 
 /* One per produced message, from a slab; cb == NULL while on the free list. */
 struct dr_ctx {
@@ -95,6 +98,7 @@ struct kafka_client {
 	uv_loop_t *loop;
 	rd_kafka_t *producer;
 	rd_kafka_t *consumer;
+	int consumer_closed;            /* the close at shutdown finished (else destroy skips it) */
 	struct kqueue pq, cq;
 	uv_timer_t keepalive;           /* polls the consumer for max.poll.interval.ms */
 	uint64_t keepalive_ms;
@@ -102,6 +106,8 @@ struct kafka_client {
 
 	kafka_record_cb record_cb;
 	void *record_arg;
+	size_t max_record;              /* larger consumed records are refused */
+	uint64_t refused;               /* ... and counted here */
 
 	struct ctx_slab *slabs;
 	struct dr_ctx *free_ctx;
@@ -455,6 +461,26 @@ static size_t flatten_headers(struct kafka_client *k, rd_kafka_message_t *msg)
 	return n;
 }
 
+/* A record over the limit is never parsed: it is logged, counted and its offset released
+ * (records before it on the partition still hold the committed offset back until they are
+ * done), so one oversized message cannot stall its partition or exhaust memory downstream. */
+static bool record_too_big(struct kafka_client *k, const struct kafka_record *rec)
+{
+	size_t bytes = rec->key_len + rec->value_len;
+
+	for (size_t i = 0; i < rec->n_headers; i++)
+		bytes += strlen(rec->headers[2 * i]) + strlen(rec->headers[2 * i + 1]);
+	if (bytes <= k->max_record)
+		return false;
+	k->refused++;
+	log_warn("component=kafka event=record_refused topic=%s partition=%" PRId32 " offset=%" PRId64
+		 " bytes=%zu limit=%zu msg=\"record larger than --kafka-max-message: skipped, offset "
+		 "released; a step waiting for a reply keeps waiting, a trigger starts nothing\"",
+		 rec->topic, rec->partition, rec->offset, bytes, k->max_record);
+	kafka_done(k, rec->topic, rec->partition, rec->offset);
+	return true;
+}
+
 static void deliver_record(struct kafka_client *k, rd_kafka_message_t *msg)
 {
 	struct kafka_record rec;
@@ -471,6 +497,8 @@ static void deliver_record(struct kafka_client *k, rd_kafka_message_t *msg)
 	rec.headers = rec.n_headers > 0 ? k->hvec : NULL;
 	rec.timestamp_ms = rd_kafka_message_timestamp(msg, &tstype);
 	part_track(k, rec.topic, rec.partition, rec.offset);
+	if (record_too_big(k, &rec))
+		return;
 	if (k->record_cb != NULL)
 		k->record_cb(&rec, k->record_arg);
 }
@@ -656,7 +684,8 @@ static void client_release(struct kafka_client *k)
 		rd_kafka_queue_destroy(k->cq.q);
 	}
 	if (k->consumer != NULL)
-		rd_kafka_destroy(k->consumer);
+		rd_kafka_destroy_flags(k->consumer, k->consumer_closed ? 0 :
+				       RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 	if (k->producer != NULL)
 		rd_kafka_destroy(k->producer);
 	k->pq.q = k->cq.q = NULL;
@@ -725,6 +754,7 @@ int kafka_client_new(uv_loop_t *loop, const struct kafka_options *opt, struct ka
 	}
 	k = xcalloc(1, sizeof(*k));
 	k->loop = loop;
+	k->max_record = opt->max_record_bytes ? opt->max_record_bytes : KAFKA_DEFAULT_MAX_RECORD;
 	k->pq.fd = k->cq.fd = -1;
 	pconf = rd_kafka_conf_new();
 	cconf = rd_kafka_conf_new();
@@ -791,6 +821,41 @@ fail:
 	return rc;
 }
 
+/* Closes the consumer (commit stored offsets, leave the group) within ms. When the brokers
+ * cannot be reached in time it gives up: offsets not committed mean those records are
+ * delivered again after the restart (at least once), and rd_kafka_destroy() is then told not to
+ * try the close again (it would block). */
+static void consumer_close_bounded(struct kafka_client *k, int64_t ms)
+{
+	rd_kafka_queue_t *q = rd_kafka_queue_new(k->consumer);
+	rd_kafka_error_t *err = rd_kafka_consumer_close_queue(k->consumer, q);
+	int64_t deadline = util_mono_ms() + ms;
+
+	if (err != NULL) {
+		log_warn("component=kafka event=consumer_close_failed err=\"%s\"",
+			 rd_kafka_error_string(err));
+		rd_kafka_error_destroy(err);
+	} else {
+		while (!rd_kafka_consumer_closed(k->consumer) && util_mono_ms() < deadline) {
+			rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 50);
+
+			if (ev == NULL)
+				continue;
+			/* The revoke of the group leave: handled as the rebalance callback would. */
+			if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+				on_rebalance(k->consumer, rd_kafka_event_error(ev),
+					     rd_kafka_event_topic_partition_list(ev), k);
+			rd_kafka_event_destroy(ev);
+		}
+	}
+	k->consumer_closed = rd_kafka_consumer_closed(k->consumer);
+	if (!k->consumer_closed)
+		log_warn("component=kafka event=consumer_close_timeout ms=%lld msg=\"the brokers did "
+			 "not answer; records whose offsets were not committed are delivered again "
+			 "after the restart\"", (long long)ms);
+	rd_kafka_queue_destroy(q);
+}
+
 size_t kafka_client_free(struct kafka_client *k, int flush_ms)
 {
 	size_t left;
@@ -811,8 +876,9 @@ size_t kafka_client_free(struct kafka_client *k, int flush_ms)
 		while (rd_kafka_poll(k->producer, 0) > 0)
 			;
 	}
-	/* Commits the stored offsets and leaves the group; the revoke runs on_rebalance(). */
-	rd_kafka_consumer_close(k->consumer);
+	/* Commits the stored offsets and leaves the group; the revoke runs on_rebalance(). In
+	 * the background, bounded: with the brokers gone a blocking close never returns. */
+	consumer_close_bounded(k, KAFKA_CLOSE_MS);
 	k->dispatching--;
 
 	/* Whatever librdkafka did not report (it never does from rd_kafka_destroy()) fails
@@ -989,6 +1055,11 @@ void kafka_done(struct kafka_client *k, const char *topic, int32_t partition, in
 		log_debug("component=kafka event=offset_store_failed topic=%s partition=%" PRId32
 			  " offset=%" PRId64 " err=%s", topic, partition, commit,
 			  rd_kafka_err2name(err));
+}
+
+uint64_t kafka_records_refused(const struct kafka_client *k)
+{
+	return k->refused;
 }
 
 size_t kafka_inflight(const struct kafka_client *k)

@@ -19,6 +19,10 @@ struct kafka_options {
 					 * applied to producer and consumer alike; count in n_config */
 	size_t n_config;
 	const char *client_id;          /* default "sagad" */
+	size_t max_record_bytes;        /* consumed records larger than this (key + value +
+					 * headers) are refused: logged, counted, their offset
+					 * released, never handed to kafka_subscribe()'s callback;
+					 * default 1 MiB */
 };
 
 /* Creates the producer (enable.idempotence=true, acks=all) and the consumer (manual offset
@@ -81,5 +85,7 @@ void kafka_done(struct kafka_client *k, const char *topic, int32_t partition, in
 
 /* Delivery reports pending and messages queued. */
 size_t kafka_inflight(const struct kafka_client *k);
+/* Consumed records refused for being larger than max_record_bytes, since the client started. */
+uint64_t kafka_records_refused(const struct kafka_client *k);
 
 #endif

@@ -3,9 +3,11 @@
  * first ones). */
 #include <stdio.h>
 #include <string.h>
+#include <jansson.h>
 #include "answer.h"
 #include "error.h"
 #include "jsonw.h"
+#include "secret.h"
 
 #define LIT(b, s) strbuf_add((b), (s), sizeof(s) - 1)
 
@@ -105,14 +107,60 @@ static int on_history_row(const struct store_history *h, void *arg)
 	return 0;
 }
 
+struct keys_out {
+	struct strbuf *b;
+	bool first;
+};
+
+static int on_key_row(const char *name, const char *value, void *arg)
+{
+	struct keys_out *o = arg;
+
+	if (!o->first)
+		LIT(o->b, ",");
+	o->first = false;
+	jsonw_str(o->b, name);
+	LIT(o->b, ":");
+	jsonw_str(o->b, value);
+	return 0;
+}
+
+/* The input as the API shows it: copied, unless the flow declares sensitive fields or the
+ * store holds sealed ones; then parsed and masked (secret_mask_input()). */
+static void write_input(struct strbuf *b, const struct flow *f, const char *input)
+{
+	bool sensitive = false;
+	json_t *v;
+	char *text;
+
+	for (size_t i = 0; f != NULL && i < f->n_inputs; i++)
+		sensitive = sensitive || f->inputs[i].sensitive;
+	if (input == NULL || (!sensitive && strstr(input, "$sealed") == NULL) ||
+	    (v = json_loads(input, JSON_DECODE_ANY, NULL)) == NULL) {
+		jsonw_json(b, input);
+		return;
+	}
+	secret_mask_input(f, v);
+	text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	jsonw_json(b, text);
+	free(text);
+	json_decref(v);
+}
+
 int answer_saga_text(struct store *st, const struct flow_set *fs, const char *id, bool history,
-		     struct strbuf *b)
+		     struct strbuf *b, const struct flow **flow, char *status, size_t status_len)
 {
 	struct store_saga s;
 	struct steps_out so;
+	struct keys_out ko = { b, true };
 
 	if (store_saga_get(st, id, &s) != 0)
 		return SAGAD_ENOENT;
+	so.f = fs != NULL ? flow_set_find_version(fs, s.flow, s.flow_version) : NULL;
+	if (flow != NULL)
+		*flow = so.f;
+	if (status != NULL)
+		snprintf(status, status_len, "%s", s.status);
 	LIT(b, "{\"id\":");
 	jsonw_str(b, s.id);
 	LIT(b, ",\"flow\":");
@@ -137,13 +185,14 @@ int answer_saga_text(struct store *st, const struct flow_set *fs, const char *id
 	jsonw_time(b, s.updated_at);
 	LIT(b, ",\"deadline_at\":");
 	jsonw_time(b, s.deadline_at);
-	LIT(b, ",\"input\":");
-	jsonw_json(b, s.input);
+	LIT(b, ",\"keys\":{");
+	store_each_key(st, id, on_key_row, &ko);
+	LIT(b, "},\"input\":");
+	write_input(b, so.f, s.input);
 	LIT(b, ",\"output\":");
 	jsonw_json(b, s.output);
 	LIT(b, ",\"steps\":[");
 	so.b = b;
-	so.f = fs != NULL ? flow_set_find_version(fs, s.flow, s.flow_version) : NULL;
 	so.next = 0;
 	store_each_step(st, id, on_step_row, &so);
 	while (so.f != NULL && so.next < so.f->n_steps)

@@ -12,11 +12,12 @@
 #include "store.h"
 #include "util.h"
 
-/* Appends saga id as a JSON object to b: its summary, input, output, steps (those that never
- * started shown as pending, from the flow version in fs the saga runs) and, when history is
- * true, its history. Returns 0, or SAGAD_ENOENT (nothing appended) when the store has no
- * such saga. */
+/* Appends saga id as a JSON object to b: its summary, keys, input (sensitive and sealed
+ * fields masked, secret.h), output, steps (those that never started shown as pending, from the
+ * flow version in fs the saga runs) and, when history is true, its history. *flow gets that
+ * flow version (NULL when fs does not have it) and status the saga's status name. Returns 0,
+ * or SAGAD_ENOENT (nothing appended) when the store has no such saga. */
 int answer_saga_text(struct store *st, const struct flow_set *fs, const char *id, bool history,
-		     struct strbuf *b);
+		     struct strbuf *b, const struct flow **flow, char *status, size_t status_len);
 
 #endif

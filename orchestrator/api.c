@@ -11,12 +11,14 @@
 
 #include "answer.h"
 #include "api.h"
+#include "auth.h"
 #include "engine.h"
 #include "error.h"
 #include "flow.h"
 #include "httpd.h"
 #include "log.h"
 #include "loopstat.h"
+#include "secret.h"
 #include "store.h"
 #include "util.h"
 
@@ -31,6 +33,7 @@ struct api {
 	const bool *ready;
 	const char *const *not_ready_reason;
 	int64_t default_wait_ms;
+	const struct auth *auth;
 };
 
 enum pending_kind { PENDING_SAGA, PENDING_GET_SAGA, PENDING_LIST, PENDING_FLOWS, PENDING_FLOW };
@@ -47,25 +50,40 @@ struct pending {
 	bool aborted;                  /* client went away before the deferred answer */
 	bool deferred;                 /* an engine_defer() call is outstanding */
 	bool summary_only;             /* Prefer: return=minimal or ?view=summary: no history */
+	bool final_status;             /* a start that waited for the end: the flow's http_status */
 	struct store_list_query q;     /* PENDING_LIST */
 	char *q_flow, *q_status, *q_cursor, *name;
+	char *q_key_name, *q_key_value;
 };
 
 /* ---- answers ----------------------------------------------------------------------- */
 
 static void respond_json(struct httpd_req *req, int status, json_t *body, const char *const *headers)
 {
-	char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+
+	if (text == NULL) {
+		/* json_pack() refused a value (never expected: messages are sanitized below). */
+		log_error("event=api_encode_failed method=%s status=%d", httpd_req_method(req), status);
+		status = 500;
+		text = xstrdup("{\"error\":{\"code\":\"EIO\",\"message\":\"sagad could not encode "
+			       "this answer; see its log\"}}");
+	}
 
 	httpd_respond(req, status, "application/json", text, strlen(text), headers);
 	free(text);
 	json_decref(body);
 }
 
+/* Messages quote what the client sent (a path, a flow name, a query value), which need not be
+ * UTF-8; a JSON string must be, so other bytes become '?'. */
 static void respond_error(struct httpd_req *req, int status, int code, const char *message)
 {
+	char *text = util_utf8_sanitize(xstrdup(message));
+
 	respond_json(req, status, json_pack("{s:{s:s, s:s}}", "error", "code", sagad_errname(code),
-					    "message", message), NULL);
+					    "message", text), NULL);
+	free(text);
 }
 
 static void pending_free(struct pending *p)
@@ -73,6 +91,8 @@ static void pending_free(struct pending *p)
 	free(p->q_flow);
 	free(p->q_status);
 	free(p->q_cursor);
+	free(p->q_key_name);
+	free(p->q_key_value);
 	free(p->name);
 	free(p);
 }
@@ -89,9 +109,31 @@ static void time_field(json_t *o, const char *key, int64_t ms)
 	json_object_set_new(o, key, json_string(buf));
 }
 
+static json_t *parsed_or_null(const char *text)
+{
+	json_t *v;
+
+	if (text == NULL)
+		return json_null();
+	v = json_loads(text, JSON_DECODE_ANY, NULL);
+	return v ? v : json_string(text);
+}
+
+/* Stored text as a JSON string; bytes that are not UTF-8 (a history summary cut inside a
+ * character by an older sagad) become '?', so the row is shown rather than dropped. */
 static json_t *str_or_null(const char *s)
 {
-	return s ? json_string(s) : json_null();
+	json_t *v;
+	char *copy;
+
+	if (s == NULL)
+		return json_null();
+	if ((v = json_string(s)) != NULL)
+		return v;
+	copy = util_utf8_sanitize(xstrdup(s));
+	v = json_string(copy);
+	free(copy);
+	return v;
 }
 
 static json_t *saga_summary(const struct store_saga *s)
@@ -108,17 +150,93 @@ static json_t *saga_summary(const struct store_saga *s)
 	return o;
 }
 
+static int on_step_row(const struct store_step *st, void *arg)
+{
+	json_t *o = json_pack("{s:s, s:i, s:s, s:i, s:i, s:o, s:o}", "name", st->name, "index",
+			      st->idx, "state", st->state, "attempt", st->attempt, "comp_attempt",
+			      st->comp_attempt, "response", parsed_or_null(st->response), "error",
+			      str_or_null(st->error));
+
+	time_field(o, "updated_at", st->updated_at);
+	json_array_append_new(arg, o);
+	return 0;
+}
+
+/* Steps get a row when they first move: the steps that never started are shown as pending,
+ * from the flow version the saga runs. Takes rows; returns the full list (new reference). */
+static json_t *with_pending_steps(struct api *a, const struct store_saga *s, json_t *rows)
+{
+	struct flow *f = flow_set_find_version(*a->flows, s->flow, s->flow_version);
+	json_t *all;
+
+	if (f == NULL || json_array_size(rows) >= f->n_steps)
+		return rows;
+	all = json_array();
+	for (size_t i = 0, r = 0; i < f->n_steps; i++) {
+		json_t *row = json_array_get(rows, r);
+
+		if (row != NULL && json_integer_value(json_object_get(row, "index")) == (json_int_t)i) {
+			json_array_append(all, row);
+			r++;
+			continue;
+		}
+		json_array_append_new(all, json_pack("{s:s, s:i, s:s, s:i, s:i, s:n, s:n, s:n}", "name",
+						     f->steps[i].name, "index", (int)i, "state",
+						     "pending", "attempt", 0, "comp_attempt", 0,
+						     "response", "error", "updated_at"));
+	}
+	json_decref(rows);
+	return all;
+}
+
+static int on_key_row(const char *name, const char *value, void *arg)
+{
+	json_object_set_new(arg, name, json_string(value));
+	return 0;
+}
+
+static json_t *saga_keys(struct api *a, const char *id)
+{
+	json_t *keys = json_object();
+
+	store_each_key(a->store, id, on_key_row, keys);
+	return keys;
+}
+
 /* The saga for an answer: everything, from the store, written as JSON text (answer.c); or,
  * when the client asked for the minimal answer, the saga without its history, from memory
  * when it is still there (no store reads on the hot path). */
 static void answer_saga(struct pending *p, int status)
 {
 	json_t *body = p->summary_only ? engine_saga_json(p->api->engine, p->id) : NULL;
-	char location[64];
+	char location[64], st[24] = "";
 	const char *headers[5];
+	const struct flow *f = NULL;
 	struct strbuf text;
 	int n = 0;
 
+	strbuf_init(&text);
+	if (body != NULL) {
+		snprintf(st, sizeof(st), "%s", json_string_value(json_object_get(body, "status")) ?: "");
+		f = flow_set_find_version(*p->api->flows,
+			json_string_value(json_object_get(body, "flow")) ?: "",
+			(int)json_integer_value(json_object_get(body, "flow_version")));
+	} else if (answer_saga_text(p->api->store, *p->api->flows, p->id, !p->summary_only,
+				    &text, &f, st, sizeof(st)) != 0) {
+		char err[128];
+		snprintf(err, sizeof(err), "no saga with id \"%.40s\"", p->id);
+		respond_error(p->req, 404, SAGAD_ENOSAGA, err);
+		return;
+	}
+	if (p->final_status && f != NULL) {
+		/* The flow may answer a saga's end with its own status (the seeds' 201 / 500). */
+		int code = !strcmp(st, "completed") ? f->status_completed :
+			   !strcmp(st, "compensated") ? f->status_compensated :
+			   !strcmp(st, "failed") ? f->status_failed : 0;
+
+		if (code > 0)
+			status = code;
+	}
 	snprintf(location, sizeof(location), "/v1/sagas/%s", p->id);
 	headers[n++] = "Location";
 	headers[n++] = location;
@@ -129,13 +247,6 @@ static void answer_saga(struct pending *p, int status)
 	headers[n] = NULL;
 	if (body != NULL) {
 		respond_json(p->req, status, body, headers);
-		return;
-	}
-	strbuf_init(&text);
-	if (answer_saga_text(p->api->store, *p->api->flows, p->id, !p->summary_only, &text) != 0) {
-		char err[128];
-		snprintf(err, sizeof(err), "no saga with id \"%.40s\"", p->id);
-		respond_error(p->req, 404, SAGAD_ENOSAGA, err);
 		return;
 	}
 	httpd_respond(p->req, status, "application/json", text.data, text.len, headers);
@@ -321,7 +432,7 @@ static void route_start(struct api *a, struct httpd_req *req, const char *flow_n
 	if (len == 0) {
 		input = json_object();
 	} else {
-		input = json_loadb(body, len, 0, &jerr);
+		input = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 		if (input == NULL) {
 			snprintf(err, sizeof(err), "request body is not valid JSON: line %d, column "
 				 "%d: %s", jerr.line, jerr.column, jerr.text);
@@ -350,6 +461,18 @@ static void route_start(struct api *a, struct httpd_req *req, const char *flow_n
 	case SAGAD_ENOKAFKA:
 		respond_error(req, 503, rc, err);
 		return;
+	case SAGAD_EOPEN: {
+		/* the pivot's breaker is open: fail fast, say when to come back */
+		int64_t ms;
+		char secs[24], e2[512];
+		const char *headers[] = { "Retry-After", secs, NULL };
+
+		engine_admit(a->engine, flow_name, &ms, e2, sizeof(e2));
+		snprintf(secs, sizeof(secs), "%lld", (long long)(ms > 0 ? (ms + 999) / 1000 : 1));
+		respond_json(req, 503, json_pack("{s:{s:s, s:s}}", "error", "code", "EOPEN", "message",
+						 err), headers);
+		return;
+	}
 	default:
 		respond_error(req, 503, rc, err);
 		return;
@@ -361,6 +484,7 @@ static void route_start(struct api *a, struct httpd_req *req, const char *flow_n
 	p->replayed = existed;
 	p->summary_only = wants_minimal(req);
 	p->ok_status = target == ENGINE_WAIT_COMMITTED ? 202 : 200;
+	p->final_status = target == ENGINE_WAIT_COMPLETION;
 	wait_saga(p, target, step, timeout_ms);
 }
 
@@ -393,18 +517,34 @@ static void route_cancel_retry(struct api *a, struct httpd_req *req, const char 
 	wait_saga(p, ENGINE_WAIT_COMMITTED, NULL, 0);
 }
 
+struct list_ctx {
+	struct api *api;
+	json_t *arr;
+	bool status_view;        /* a business-key query: each saga with its keys and steps */
+};
+
 static int on_list_row(const struct store_saga *s, void *arg)
 {
-	json_array_append_new(arg, saga_summary(s));
+	struct list_ctx *lc = arg;
+	json_t *o = saga_summary(s), *steps;
+
+	json_object_set_new(o, "keys", saga_keys(lc->api, s->id));
+	if (lc->status_view) {
+		steps = json_array();
+		store_each_step(lc->api->store, s->id, on_step_row, steps);
+		json_object_set_new(o, "steps", with_pending_steps(lc->api, s, steps));
+	}
+	json_array_append_new(lc->arr, o);
 	return 0;
 }
 
 static void answer_list(struct pending *p)
 {
 	json_t *arr = json_array(), *body;
+	struct list_ctx lc = { p->api, arr, p->q.key_name != NULL };
 	size_t n;
 
-	store_saga_list(p->api->store, &p->q, on_list_row, arr);
+	store_saga_list(p->api->store, &p->q, on_list_row, &lc);
 	n = json_array_size(arr);
 	body = json_pack("{s:o}", "sagas", arr);
 	if (n > 0 && (int)n == p->q.limit)
@@ -500,6 +640,8 @@ static void route_list(struct api *a, struct httpd_req *req)
 	const char *status = httpd_req_query(req, "status");
 	const char *limit = httpd_req_query(req, "limit");
 	const char *cursor = httpd_req_query(req, "cursor");
+	const char *key_name = NULL, *key_value = NULL;
+	int n_keys = httpd_req_query_prefix(req, "key.", &key_name, &key_value);
 	enum saga_state st;
 	struct pending *p;
 	long n = LIST_DEFAULT;
@@ -517,7 +659,20 @@ static void route_list(struct api *a, struct httpd_req *req)
 			return;
 		}
 	}
+	if (n_keys > 1 || (n_keys == 1 && (key_name[4] == '\0' || key_value[0] == '\0'))) {
+		respond_error(req, 400, SAGAD_EINVAL, n_keys > 1 ?
+			      "give one business key per query (key.NAME=VALUE); narrow further "
+			      "with flow= and status=" : "key.NAME=VALUE: both the key name and a value "
+			      "are needed, e.g. key.orderId=42");
+		return;
+	}
 	p = pending_new(a, req, PENDING_LIST);
+	if (n_keys == 1) {
+		p->q_key_name = xstrdup(key_name + 4);
+		p->q_key_value = xstrdup(key_value);
+		p->q.key_name = p->q_key_name;
+		p->q.key_value = p->q_key_value;
+	}
 	p->q_flow = flow ? xstrdup(flow) : NULL;
 	p->q_status = status ? xstrdup(status) : NULL;
 	p->q_cursor = cursor ? xstrdup(cursor) : NULL;
@@ -577,10 +732,41 @@ static void answer_metrics(struct api *a, struct httpd_req *req)
 		st.kafka_ignored);
 	COUNTER("kafka_replies_unmatched_total", "Kafka records no step waits for: late, duplicate "
 		"or foreign (ignored).", st.kafka_unmatched);
+	COUNTER("kafka_records_refused_total", "Kafka replies and trigger events refused unread for "
+		"being larger than --kafka-max-message.", st.kafka_refused);
 	COUNTER("triggered_total", "Sagas started by Kafka trigger events.", st.triggered);
 	COUNTER("trigger_duplicates_total", "Redelivered trigger events that started nothing.",
 		st.trigger_duplicates);
 	GAUGE("outbox_unsent", "Outbox messages not yet acknowledged by Kafka.", unsent);
+	{
+		json_t *brs = engine_breakers_json(a->engine), *br;
+		size_t k;
+		static const char *const states[] = { "closed", "open", "half_open" };
+
+		if (json_array_size(brs) > 0) {
+			strbuf_adds(&b, "# HELP sagad_breaker_state Circuit breaker state by participant "
+				    "(1 for the current state).\n# TYPE sagad_breaker_state gauge\n");
+			json_array_foreach(brs, k, br)
+				for (int j = 0; j < 3; j++)
+					strbuf_addf(&b, "sagad_breaker_state{participant=\"%s\",state=\"%s\"}"
+						    " %d\n", json_string_value(json_object_get(br, "participant")),
+						    states[j], !strcmp(states[j], json_string_value(
+						    json_object_get(br, "state"))));
+			strbuf_adds(&b, "# HELP sagad_breaker_rejected_total Calls refused by an open "
+				    "circuit breaker.\n# TYPE sagad_breaker_rejected_total counter\n");
+			json_array_foreach(brs, k, br)
+				strbuf_addf(&b, "sagad_breaker_rejected_total{participant=\"%s\"} %lld\n",
+					    json_string_value(json_object_get(br, "participant")),
+					    (long long)json_integer_value(json_object_get(br, "rejected")));
+			strbuf_adds(&b, "# HELP sagad_breaker_opened_total Times a circuit breaker "
+				    "opened.\n# TYPE sagad_breaker_opened_total counter\n");
+			json_array_foreach(brs, k, br)
+				strbuf_addf(&b, "sagad_breaker_opened_total{participant=\"%s\"} %lld\n",
+					    json_string_value(json_object_get(br, "participant")),
+					    (long long)json_integer_value(json_object_get(br, "opened")));
+		}
+		json_decref(brs);
+	}
 	COUNTER("store_commits_total", "SQLite commits (grouped per loop turn).", commits);
 	COUNTER("store_writes_total", "SQLite rows written.", writes);
 #undef COUNTER
@@ -596,6 +782,7 @@ static void method_not_allowed(struct httpd_req *req, const char *allow)
 	char msg[160];
 
 	snprintf(msg, sizeof(msg), "method %s not allowed here; use %s", httpd_req_method(req), allow);
+	util_utf8_sanitize(msg);
 	respond_json(req, 405, json_pack("{s:{s:s, s:s}}", "error", "code", "EINVAL", "message", msg),
 		     headers);
 }
@@ -629,6 +816,9 @@ void api_handle(struct httpd_req *req, void *arg)
 	bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
 	char buf[512], msg[600], *seg[5];
 	int n = split_path(path, buf, sizeof(buf), seg, 5);
+
+	if (!auth_admit(a->auth, req))
+		return;   /* answered 401 or 403 */
 
 	if (n == 1 && strcmp(seg[0], "livez") == 0) {
 		if (!get) {
@@ -729,6 +919,7 @@ struct api *api_new(const struct api_options *opt)
 	a->ready = opt->ready;
 	a->not_ready_reason = opt->not_ready_reason;
 	a->default_wait_ms = opt->default_wait_ms > 0 ? opt->default_wait_ms : 30000;
+	a->auth = opt->auth;
 	return a;
 }
 

@@ -12,6 +12,7 @@ struct engine;
 struct store;
 struct flow_set;
 struct httpd_req;
+struct auth;
 
 struct api_options {
 	struct engine *engine;          /* borrowed */
@@ -20,6 +21,7 @@ struct api_options {
 	const bool *ready;              /* borrowed: false until recovery is done */
 	const char *const *not_ready_reason; /* borrowed: why /readyz says not ready */
 	int64_t default_wait_ms;        /* wait timeout when the client gives none; default 30 s */
+	const struct auth *auth;        /* borrowed; who may call what (auth.h); NULL = open */
 };
 
 /* Returns a new api owned by the caller (api_free()). */

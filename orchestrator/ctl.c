@@ -51,7 +51,7 @@ enum output { OUTPUT_TABLE, OUTPUT_JSON };
 enum opt_id {
 	OPT_URL, OPT_TOKEN, OPT_OUTPUT, OPT_TIMEOUT, OPT_HELP, OPT_VERSION,
 	OPT_INPUT, OPT_WAIT, OPT_WAIT_TIMEOUT, OPT_IDEMPOTENCY_KEY,
-	OPT_FLOW, OPT_STATUS, OPT_LIMIT, OPT_CURSOR,
+	OPT_FLOW, OPT_STATUS, OPT_LIMIT, OPT_CURSOR, OPT_KEY,
 	OPT_MAX
 };
 
@@ -431,6 +431,12 @@ static const char main_help[] =
 	"Environment:\n"
 	"  SAGAD_URL    the daemon's address when --url is not given\n"
 	"  SAGAD_TOKEN  the bearer token when --token is not given\n"
+	"\n"
+	"Authentication: when sagad requires it (docs/security.md) a token with the read\n"
+	"role may list and show flows and sagas; saga start, cancel and retry need the\n"
+	"operator role. A static token or a JWT is sent the same way. Without a valid\n"
+	"token sagad answers 401, with a token of too low a role 403; sagactl then prints\n"
+	"the daemon's message and exits 1. The token is never printed.\n"
 	"\n"
 	"Examples:\n"
 	"  sagactl flow validate flows/*.yaml\n"
@@ -1342,6 +1348,8 @@ static void flow_show_table(struct ctl *c, json_t *f)
 				rule = sfmt("default %s", compact(jget(v, "default"), 40));
 			if (json_is_true(jget(v, "required")))
 				rule = "required";
+			if (json_is_true(jget(v, "sensitive")))
+				rule = rule ? sfmt("%s, sensitive", rule) : "sensitive";
 			table_add(&t, key, json_is_string(v) ? json_string_value(v)
 							     : jtext(jget(v, "type")), rule);
 		}
@@ -1423,11 +1431,33 @@ static void saga_list_table(struct ctl *c, json_t *body, struct cmd_args *a)
 	if (json_array_size(sagas) == 0) {
 		fprintf(stderr, "no sagas found\n");
 	} else {
-		table_init(&t, 5, "ID", "FLOW", "STATUS", "CREATED", "UPDATED");
+		bool steps = jget(json_array_get(sagas, 0), "steps") != NULL;
+
+		if (steps)
+			table_init(&t, 5, "ID", "FLOW", "STATUS", "UPDATED", "STEPS");
+		else
+			table_init(&t, 5, "ID", "FLOW", "STATUS", "CREATED", "UPDATED");
 		json_array_foreach(sagas, i, s) {
 			const char *flow = jtext(jget(s, "flow"));
 			if (jget(s, "flow_version") != NULL)
 				flow = sfmt("%s@%s", flow, jtext(jget(s, "flow_version")));
+			if (steps) {
+				/* the status view: each step (participant) and its state */
+				struct strbuf sb;
+				json_t *st;
+				size_t k;
+
+				strbuf_init(&sb);
+				json_array_foreach(jget(s, "steps"), k, st)
+					strbuf_addf(&sb, "%s%s=%s%s", k ? " " : "", jtext(jget(st, "name")),
+						    jtext(jget(st, "state")),
+						    json_is_true(jget(jget(st, "response"), "fallback")) ?
+						    "(fallback)" : "");
+				table_add(&t, jtext(jget(s, "id")), flow, jtext(jget(s, "status")),
+					  jtext(jget(s, "updated_at")), sfmt("%s", sb.data ? sb.data : ""));
+				strbuf_close(&sb);
+				continue;
+			}
 			table_add(&t, jtext(jget(s, "id")), flow, jtext(jget(s, "status")),
 				  jtext(jget(s, "created_at")), jtext(jget(s, "updated_at")));
 		}
@@ -1439,6 +1469,7 @@ static void saga_list_table(struct ctl *c, json_t *body, struct cmd_args *a)
 		fputs("next: sagactl saga list", stderr);
 		put_shell_opt(stderr, "--flow", a->opt[OPT_FLOW]);
 		put_shell_opt(stderr, "--status", a->opt[OPT_STATUS]);
+		put_shell_opt(stderr, "--key", a->opt[OPT_KEY]);
 		put_shell_opt(stderr, "--limit", a->opt[OPT_LIMIT]);
 		put_shell_opt(stderr, "--cursor", next);
 		fputc('\n', stderr);
@@ -1461,9 +1492,19 @@ static int cmd_saga_list(struct ctl *c, struct cmd_args *a)
 			return usage_error(a->cmd, "--limit: \"%s\" is not a positive number",
 					   a->opt[OPT_LIMIT]);
 	}
+	if (a->opt[OPT_KEY] != NULL) {
+		const char *eq = strchr(a->opt[OPT_KEY], '=');
+		if (eq == NULL || eq == a->opt[OPT_KEY] || eq[1] == '\0')
+			return usage_error(a->cmd, "--key: expected NAME=VALUE (a business key of the "
+					   "flow, e.g. --key orderId=42), got \"%s\"", a->opt[OPT_KEY]);
+	}
 	strbuf_init(&q);
 	query_add(c, &q, "flow", a->opt[OPT_FLOW]);
 	query_add(c, &q, "status", a->opt[OPT_STATUS]);
+	if (a->opt[OPT_KEY] != NULL) {
+		const char *eq = strchr(a->opt[OPT_KEY], '=');
+		query_add(c, &q, sfmt("key.%.*s", (int)(eq - a->opt[OPT_KEY]), a->opt[OPT_KEY]), eq + 1);
+	}
 	query_add(c, &q, "limit", a->opt[OPT_LIMIT]);
 	query_add(c, &q, "cursor", a->opt[OPT_CURSOR]);
 	rq.path = sfmt("/v1/sagas%s", q.data ? q.data : "");
@@ -1791,6 +1832,7 @@ static const struct opt list_opts[] = {
 	{ "status", 0, true, OPT_STATUS },
 	{ "limit", 0, true, OPT_LIMIT },
 	{ "cursor", 0, true, OPT_CURSOR },
+	{ "key", 0, true, OPT_KEY },
 	{ NULL, 0, false, 0 }
 };
 
@@ -1895,11 +1937,16 @@ static const struct cmd cmd_table[] = {
 	  "  # keep only the id\n"
 	  "  id=$(sagactl -o json saga start apply --input @input.json --wait none | jq -r .id)\n",
 	  start_opts, 1, 1, cmd_saga_start },
-	{ "saga list", "[--flow FLOW] [--status STATUS] [--limit N] [--cursor CURSOR]",
-	  "list sagas, by flow and status",
+	{ "saga list", "[--flow FLOW] [--status STATUS] [--key NAME=VALUE] [--limit N] "
+	  "[--cursor CURSOR]",
+	  "list sagas, by flow, status and business key",
 	  "Lists sagas, newest first (GET /v1/sagas): id, flow@version, status, created and\n"
 	  "updated times (RFC 3339, UTC). When there are more than one page holds, the\n"
 	  "command for the next page is printed on stderr.\n"
+	  "\n"
+	  "With --key, it is the status view of a business key (a flow's `keys:`, such as\n"
+	  "orderId): every saga of any flow with that key, cancelled ones included, and the\n"
+	  "state of each of its steps (-o json adds each step's response and the keys).\n"
 	  "\n"
 	  "Options:\n"
 	  "  --flow FLOW        only sagas of this flow\n"
@@ -1909,9 +1956,11 @@ static const struct cmd cmd_table[] = {
 	  "  --limit N          at most N sagas per page, 1 to 1000 (default 50)\n"
 	  "  --cursor CURSOR    the page after CURSOR, from the previous page's `next:` hint\n"
 	  "                     (next_cursor in -o json)\n"
+	  "  --key NAME=VALUE   only sagas whose business key NAME has VALUE\n"
 	  "\n"
 	  "Examples:\n"
 	  "  sagactl saga list\n"
+	  "  sagactl saga list --key orderId=42\n"
 	  "  sagactl saga list --flow apply --status failed\n"
 	  "  sagactl -o json saga list --status compensating | jq -r '.sagas[].id'\n",
 	  list_opts, 0, 0, cmd_saga_list },

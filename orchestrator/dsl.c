@@ -1254,17 +1254,25 @@ static struct tmpl *constant(const char *s)
 /* ---- the flow --------------------------------------------------------------------------- */
 
 static const char *const top_keys[] = { "name", "version", "description", "input", "strict_input",
-	"participants", "deadline", "output", "defaults", "steps", "triggers", NULL };
-static const char *const input_keys[] = { "type", "required", "default", "description", NULL };
+	"participants", "deadline", "output", "defaults", "steps", "triggers", "keys", "http_status",
+	NULL };
+static const char *const http_status_keys[] = { "completed", "compensated", "failed", NULL };
+static const char *const input_keys[] = { "type", "required", "default", "description",
+	"sensitive", NULL };
 static const char *const participant_keys[] = { "type", "url", "headers", "timeout", "topic",
-	"reply_topic", NULL };
+	"reply_topic", "circuit_breaker", NULL };
+static const char *const breaker_keys[] = { "failure_rate", "min_calls", "window",
+	"consecutive_failures", "open", "half_open_probes", NULL };
+static const char *const saga_ref_keys[] = { "flow", "key", "do", "if_missing", "states", NULL };
 static const char *const participant_types[] = { "http", "kafka", NULL };
 static const char *const defaults_keys[] = { "timeout", "retry", "compensation_retry", NULL };
 static const char *const retry_keys[] = { "max_attempts", "initial_backoff", "multiplier",
 	"max_backoff", "jitter", "on", NULL };
 static const char *const retry_on_names[] = { "connect", "timeout", "5xx", "429", NULL };
 static const char *const step_keys[] = { "name", "participant", "action", "compensation", "keep",
-	"timeout", "retry", "pivot", "flow", "input", "publish", NULL };
+	"timeout", "retry", "pivot", "flow", "input", "publish", "when", "background", "fallback",
+	"saga", NULL };
+static const char *const parallel_keys[] = { "name", "parallel", NULL };
 static const char *const request_keys[] = { "method", "path", "query", "headers", "body",
 	"success", "retry", "topic", "key", "reply", NULL };
 static const char *const http_only_keys[] = { "method", "path", "query", "success", NULL };
@@ -1353,6 +1361,8 @@ static void parse_input(struct dsl_loader *ld, const struct dsl_node *n)
 			get_type(ld, x, what, &fld->type);
 		if ((x = get(v, "required")) != NULL && get_bool(ld, x, what, &req))
 			fld->required = req;
+		if ((x = get(v, "sensitive")) != NULL && get_bool(ld, x, what, &req))
+			fld->sensitive = req;   /* secret.h: sealed in the store, never shown */
 		if ((x = get(v, "description")) != NULL && x->kind != DSL_SCALAR)
 			report(ld, x, "%s: description: expected text, found %s", what, node_desc(x));
 		if ((x = get(v, "default")) != NULL) {
@@ -1464,6 +1474,45 @@ static void other_kind_key(struct dsl_loader *ld, const struct dsl_node *v, cons
 		       "participant is reached through Kafka", what, key);
 }
 
+/* circuit_breaker: { failure_rate: 50, min_calls: 10, window: 10s, consecutive_failures: 5,
+ * open: 5s, half_open_probes: 1 }; at least one of failure_rate and consecutive_failures. */
+static void parse_breaker(struct dsl_loader *ld, const struct dsl_node *n, const char *owner,
+			  struct flow_breaker *b)
+{
+	const struct dsl_node *x;
+	char what[240];
+	long long iv;
+
+	*b = (struct flow_breaker){ true, 0, 10, 10000, 0, 5000, 1 };
+	if (!want(ld, n, DSL_MAP, owner))
+		return;
+	snprintf(what, sizeof(what), "in %s", owner);
+	check_keys(ld, n, breaker_keys, what);
+	snprintf(what, sizeof(what), "%s: failure_rate", owner);
+	if ((x = get(n, "failure_rate")) != NULL && get_int(ld, x, what, 1, 100, &iv))
+		b->failure_rate = (int)iv;
+	snprintf(what, sizeof(what), "%s: min_calls", owner);
+	if ((x = get(n, "min_calls")) != NULL && get_int(ld, x, what, 1, 100000, &iv))
+		b->min_calls = (int)iv;
+	snprintf(what, sizeof(what), "%s: consecutive_failures", owner);
+	if ((x = get(n, "consecutive_failures")) != NULL && get_int(ld, x, what, 1, 100000, &iv))
+		b->consecutive_failures = (int)iv;
+	snprintf(what, sizeof(what), "%s: half_open_probes", owner);
+	if ((x = get(n, "half_open_probes")) != NULL && get_int(ld, x, what, 1, 1000, &iv))
+		b->half_open_probes = (int)iv;
+	snprintf(what, sizeof(what), "%s: window", owner);
+	if ((x = get(n, "window")) != NULL && get_duration(ld, x, what, &b->window_ms) &&
+	    b->window_ms < 100)
+		report(ld, x, "%s: must be at least 100ms", what);
+	snprintf(what, sizeof(what), "%s: open", owner);
+	if ((x = get(n, "open")) != NULL && get_duration(ld, x, what, &b->open_ms) && b->open_ms == 0)
+		report(ld, x, "%s: must be more than 0 (how long calls are refused before a probe)",
+		       what);
+	if (b->failure_rate == 0 && b->consecutive_failures == 0)
+		report(ld, n, "%s: give failure_rate (percent of failed calls in the window) or "
+		       "consecutive_failures (failures in a row), or both", owner);
+}
+
 static void parse_participant(struct dsl_loader *ld, struct participant *p, const struct dsl_node *k,
 			      const struct dsl_node *v, const struct defaults *d)
 {
@@ -1545,9 +1594,15 @@ static void parse_participant(struct dsl_loader *ld, struct participant *p, cons
 			if ((s = setting(ld, x->items[i], what, "...")) == NULL)
 				continue;
 			p->headers[p->n_headers].name = xstrdup(hk->str);
+			/* A value from the environment is a credential: never shown or stored. */
+			p->headers[p->n_headers].secret = strstr(x->items[i]->str, "${") != NULL;
 			p->headers[p->n_headers++].value = constant(s);
 			free(s);
 		}
+	}
+	if ((x = get(v, "circuit_breaker")) != NULL && !is_null(x)) {
+		snprintf(what, sizeof(what), "participant \"%.64s\": circuit_breaker", k->str);
+		parse_breaker(ld, x, what, &p->breaker);
 	}
 	if ((x = get(v, "timeout")) != NULL) {
 		snprintf(what, sizeof(what), "participant \"%.64s\": timeout", k->str);
@@ -2125,6 +2180,128 @@ static void parse_subflow_step(struct dsl_loader *ld, struct flow_step *st, cons
 	}
 }
 
+/* saga: { flow: order, key: { orderId: "${input.orderId}" }, do: cancel, if_missing: fail } */
+static void parse_saga_step(struct dsl_loader *ld, struct flow_step *st, const struct dsl_node *n,
+			    const char *owner)
+{
+	char what[320];
+	struct dsl_site site = { DSL_SITE_ACTION, st->index, what };
+	const struct dsl_node *x, *k;
+	struct flow_saga_ref *ref;
+	const char *s;
+	size_t i;
+
+	st->kind = STEP_KIND_SAGA;
+	st->timeout_ms = 0;
+	for (i = 0; i < 4; i++) {
+		static const char *const not_here[] = { "retry", "compensation", "keep", "fallback" };
+		if ((x = get_key(n, not_here[i])) != NULL)
+			report(ld, x, "%s: a saga step has no %s; it acts on another saga and "
+			       "cannot be undone", owner, not_here[i]);
+	}
+	snprintf(what, sizeof(what), "%s: saga", owner);
+	n = get(n, "saga");
+	if (!want(ld, n, DSL_MAP, what))
+		return;
+	snprintf(what, sizeof(what), "in %s: saga", owner);
+	check_keys(ld, n, saga_ref_keys, what);
+	ref = st->saga_ref = xcalloc(1, sizeof(*ref));
+	snprintf(what, sizeof(what), "%s: saga", owner);
+	if ((x = get(n, "flow")) == NULL)
+		missing(ld, n, what, "flow", "the flow whose saga this step acts on");
+	else if (get_text(ld, x, what, &s) && !valid_name(s, true))
+		report(ld, x, "%s: flow: \"%s\" is not a flow name", what, s);
+	else if (x->kind == DSL_SCALAR)
+		ref->flow = xstrdup(x->str);
+	if ((x = get(n, "do")) == NULL) {
+		missing(ld, n, what, "do", "find (read the saga) or cancel (stop it and undo its "
+			"steps, running or completed)");
+	} else if (get_text(ld, x, what, &s)) {
+		if (!strcmp(s, "cancel"))
+			ref->op = SAGA_OP_CANCEL;
+		else if (!strcmp(s, "find"))
+			ref->op = SAGA_OP_FIND;
+		else
+			report(ld, x, "%s: do: \"%s\" is not an operation; use find or cancel", what, s);
+	}
+	if ((x = get(n, "if_missing")) != NULL && get_text(ld, x, what, &s)) {
+		if (!strcmp(s, "skip"))
+			ref->missing_ok = true;
+		else if (strcmp(s, "fail") != 0)
+			report(ld, x, "%s: if_missing: \"%s\"; use fail (the step fails) or skip (it "
+			       "succeeds with found: false)", what, s);
+	}
+	if ((x = get(n, "states")) != NULL) {
+		if (ref->op != SAGA_OP_FIND)
+			report(ld, x, "%s: states is for do: find (cancel accepts any state)", what);
+		get_names(ld, x, "saga: states", &ref->states, &ref->n_states);
+		for (i = 0; i < ref->n_states; i++) {
+			static const char *const states[] = { "running", "compensating", "completed",
+				"compensated", "failed", NULL };
+			if (!in_list(ref->states[i], states))
+				report(ld, x, "%s: states: \"%s\" is not a saga state (running, "
+				       "compensating, completed, compensated, failed)", what,
+				       ref->states[i]);
+		}
+	}
+	if ((x = get(n, "key")) == NULL) {
+		missing(ld, n, what, "key", "the business key that finds the saga, e.g. "
+			"{ orderId: \"${input.orderId}\" }");
+	} else if (want(ld, x, DSL_MAP, "saga key")) {
+		if (x->n != 1) {
+			report(ld, x, "%s: key: give exactly one business key name and value", what);
+			return;
+		}
+		k = x->keys[0];
+		ref->key_name = xstrdup(k->str);
+		snprintf(what, sizeof(what), "%s: saga.key.%.64s", owner, k->str);
+		ref->key_value = compile(ld, &site, x->items[0]);
+	}
+}
+
+/* when, background, fallback: settings every kind of step may have. */
+static void parse_step_common(struct dsl_loader *ld, struct flow_step *st, const struct dsl_node *n,
+			      const char *owner)
+{
+	char what[240];
+	struct dsl_site site = { DSL_SITE_ACTION, st->index, what };
+	const struct dsl_node *x;
+	bool b;
+
+	snprintf(what, sizeof(what), "%s: when", owner);
+	if ((x = get(n, "when")) != NULL) {
+		if (!(is_string(x) && !strncmp(x->str, "${", 2)))
+			report(ld, x, "%s: expected a condition like \"${steps.pay.response.body."
+			       "status == 'PaymentApproved'}\", found %s", what, node_desc(x));
+		else
+			st->when = compile(ld, &site, x);
+	}
+	snprintf(what, sizeof(what), "%s: background", owner);
+	if ((x = get(n, "background")) != NULL && get_bool(ld, x, what, &b)) {
+		st->background = b;
+		if (b && st->pivot)
+			report(ld, x, "%s: a pivot step cannot run in the background: the saga must "
+			       "know its outcome", what);
+		if (b && st->kind == STEP_KIND_SAGA)
+			report(ld, x, "%s: a saga step cannot run in the background", what);
+	}
+	snprintf(what, sizeof(what), "%s: fallback", owner);
+	if ((x = get(n, "fallback")) != NULL) {
+		if (x->kind == DSL_SCALAR && !strcmp(x->str, "fail")) {
+			st->fallback = FALLBACK_FAIL;
+		} else if (x->kind == DSL_MAP && x->n == 1 && !strcmp(x->keys[0]->str, "value")) {
+			st->fallback = FALLBACK_VALUE;
+			st->fallback_value = node_to_json(ld, x->items[0]);
+			if (st->kind != STEP_KIND_CALL || st->publish)
+				report(ld, x, "%s: only a call step (action) can fall back to a value",
+				       what);
+		} else {
+			report(ld, x, "%s: use fail (the step fails and the saga compensates) or "
+			       "{ value: ... } (the step succeeds with that response body)", what);
+		}
+	}
+}
+
 static void parse_step(struct dsl_loader *ld, size_t i, const struct dsl_node *n,
 		       const struct defaults *d)
 {
@@ -2176,6 +2353,16 @@ static void parse_step(struct dsl_loader *ld, size_t i, const struct dsl_node *n
 	call = get(n, "participant") != NULL || get(n, "action") != NULL ||
 	       get_key(n, "publish") != NULL;
 	sub = (flow_key = get_key(n, "flow")) != NULL || get(n, "input") != NULL;
+	if (get_key(n, "saga") != NULL) {
+		if (call || sub) {
+			report(ld, get_key(n, "saga"), "%s has saga together with participant/action "
+			       "or flow/input: a saga step only acts on another saga", owner);
+			return;
+		}
+		parse_saga_step(ld, st, n, owner);
+		parse_step_common(ld, st, n, owner);
+		return;
+	}
 	if (call && sub) {
 		report(ld, flow_key ? flow_key : n, "%s has both participant/action and flow/input: a "
 		       "step either calls a participant (participant + action) or runs a sub-flow "
@@ -2184,14 +2371,15 @@ static void parse_step(struct dsl_loader *ld, size_t i, const struct dsl_node *n
 	}
 	if (!call && !sub) {
 		report(ld, n, "%s: nothing to do; give it participant + action (call a participant), "
-		       "participant + publish (produce a Kafka event) or flow + input (run a "
-		       "sub-flow)", owner);
+		       "participant + publish (produce a Kafka event), flow + input (run a "
+		       "sub-flow) or saga (act on another saga)", owner);
 		return;
 	}
 	if (call)
 		parse_call_step(ld, st, n, owner);
 	else
 		parse_subflow_step(ld, st, n, owner);
+	parse_step_common(ld, st, n, owner);
 	if ((x = get(n, "timeout")) != NULL && !st->publish) {
 		char what[240];
 
@@ -2201,10 +2389,17 @@ static void parse_step(struct dsl_loader *ld, size_t i, const struct dsl_node *n
 	}
 }
 
+/* A parallel group is written `- parallel: [step, step, ...]` (with an optional name); its
+ * steps are flattened into flow->steps, marked with the group they belong to. */
+static bool is_parallel(const struct dsl_node *n)
+{
+	return n != NULL && n->kind == DSL_MAP && get_key(n, "parallel") != NULL;
+}
+
 static void parse_steps(struct dsl_loader *ld, const struct dsl_node *n, const struct defaults *d)
 {
 	struct flow *f = ld->flow;
-	size_t i;
+	size_t i, j, total = 0, k;
 
 	if (!want(ld, n, DSL_SEQ, "steps"))
 		return;
@@ -2212,23 +2407,100 @@ static void parse_steps(struct dsl_loader *ld, const struct dsl_node *n, const s
 		report(ld, n, "steps: the list is empty; a flow needs at least one step");
 		return;
 	}
-	if (n->n > ld->lim.max_steps) {
+	for (i = 0; i < n->n; i++) {
+		const struct dsl_node *g = n->items[i], *members;
+
+		if (!is_parallel(g)) {
+			total++;
+			continue;
+		}
+		check_keys(ld, g, parallel_keys, "in a parallel group");
+		members = get(g, "parallel");
+		if (!want(ld, members, DSL_SEQ, "parallel")) {
+			ld->rc = ld->rc ? ld->rc : SAGAD_EINVAL;
+			return;
+		}
+		if (members->n < 2)
+			report(ld, members, "parallel: a group needs at least two steps (one step "
+			       "runs on its own)");
+		for (j = 0; j < members->n; j++)
+			if (is_parallel(members->items[j]))
+				report(ld, members->items[j], "parallel: groups do not nest; run a "
+				       "sub-flow step inside the group instead");
+		total += members->n;
+	}
+	if (total > ld->lim.max_steps) {
 		report(ld, n, "the flow has %zu steps (limit max_steps %zu); split it into sub-flows",
-		       n->n, ld->lim.max_steps);
+		       total, ld->lim.max_steps);
 		ld->rc = SAGAD_ELIMIT;
 		return;
 	}
-	/* Every name first, so a reference to a later step can say so. */
-	ld->step_names = xcalloc(n->n, sizeof(*ld->step_names));
-	for (i = 0; i < n->n; i++) {
-		const struct dsl_node *x = get(n->items[i], "name");
+	if (total == 0) {
+		report(ld, n, "steps: no steps; a flow needs at least one step");
+		return;
+	}
+	/* Flatten, then every name first, so a reference to a later step can say so. */
+	ld->step_nodes = xcalloc(total, sizeof(*ld->step_nodes));
+	ld->step_group = xcalloc(total, sizeof(*ld->step_group));
+	f->steps = xcalloc(total, sizeof(*f->steps));
+	f->n_steps = total;
+	for (i = 0, k = 0; i < n->n; i++) {
+		const struct dsl_node *g = n->items[i], *members = get(g, "parallel");
+		size_t m = is_parallel(g) ? members->n : 1;
+
+		for (j = 0; j < m; j++, k++) {
+			ld->step_nodes[k] = is_parallel(g) ? members->items[j] : g;
+			ld->step_group[k] = (int)(k - j);
+			f->steps[k].group_first = (int)(k - j);
+			f->steps[k].group_n = (int)m;
+		}
+	}
+	ld->step_names = xcalloc(total, sizeof(*ld->step_names));
+	for (i = 0; i < total; i++) {
+		const struct dsl_node *x = get(ld->step_nodes[i], "name");
 
 		ld->step_names[ld->n_step_names++] = x && x->kind == DSL_SCALAR ? x->str : "";
 	}
-	f->steps = xcalloc(n->n, sizeof(*f->steps));
-	f->n_steps = n->n;
-	for (i = 0; i < n->n; i++)
-		parse_step(ld, i, n->items[i], d);
+	for (i = 0; i < total; i++)
+		parse_step(ld, i, ld->step_nodes[i], d);
+	f->pivot = -1;
+	for (i = 0; i < total; i++) {
+		if (f->steps[i].pivot && f->pivot < 0)
+			f->pivot = (int)i;
+		if (f->steps[i].group_n > 1 && f->steps[i].pivot)
+			report(ld, ld->step_nodes[i], "step \"%s\": a pivot cannot run in a parallel "
+			       "group; make it its own step", f->steps[i].name);
+	}
+}
+
+/* keys: { orderId: "${string(input.orderId)}", applyId: "${string(steps.apply.response.body.id)}" } */
+static void parse_keys(struct dsl_loader *ld, const struct dsl_node *n)
+{
+	struct flow *f = ld->flow;
+	char what[200];
+	struct dsl_site site = { DSL_SITE_OUTPUT, -1, what };
+	size_t i;
+
+	if (!want(ld, n, DSL_MAP, "keys"))
+		return;
+	f->keys = xcalloc(n->n ? n->n : 1, sizeof(*f->keys));
+	for (i = 0; i < n->n; i++) {
+		const struct dsl_node *k = n->keys[i], *v = n->items[i];
+
+		snprintf(what, sizeof(what), "keys.%.64s", k->str);
+		if (!valid_field_name(k->str)) {
+			report(ld, k, "keys: \"%s\" is not a valid key name; use letters, digits and "
+			       "\"_\" (it is queried as ?key.NAME=)", k->str);
+			continue;
+		}
+		if (!(is_string(v) && strstr(v->str, "${") != NULL)) {
+			report(ld, v, "%s: expected a template such as \"${input.orderId}\", found %s",
+			       what, node_desc(v));
+			continue;
+		}
+		f->keys[f->n_keys].name = xstrdup(k->str);
+		f->keys[f->n_keys++].value = compile(ld, &site, v);
+	}
 }
 
 /* ---- triggers --------------------------------------------------------------------------------- */
@@ -2355,7 +2627,7 @@ static json_t *request_json(struct dsl_loader *ld, const struct dsl_node *n)
 static json_t *build_source(struct dsl_loader *ld, const struct dsl_node *root)
 {
 	struct flow *f = ld->flow;
-	const struct dsl_node *steps = get(root, "steps"), *triggers = get(root, "triggers"), *x;
+	const struct dsl_node *triggers = get(root, "triggers"), *x;
 	json_t *src = json_object(), *o, *arr;
 	char err[256];
 	size_t i, j;
@@ -2373,6 +2645,8 @@ static json_t *build_source(struct dsl_loader *ld, const struct dsl_node *root)
 
 		if (fld->default_value != NULL)
 			json_object_set(spec, "default", fld->default_value);
+		if (fld->sensitive)
+			json_object_set_new(spec, "sensitive", json_true());
 		json_object_set_new(o, fld->name, spec);
 	}
 	json_object_set_new(src, "input", o);
@@ -2386,7 +2660,8 @@ static json_t *build_source(struct dsl_loader *ld, const struct dsl_node *root)
 			char *s = tmpl_eval_string(p->headers[j].value, env_ctx(ld), err, sizeof(err));
 
 			json_object_set_new(h, p->headers[j].name,
-					    json_string(sensitive(p->headers[j].name) ? "***" : s ? s : ""));
+					    json_string(sensitive(p->headers[j].name) || p->headers[j].secret ?
+							"***" : s ? s : ""));
 			free(s);
 		}
 		if (p->kind == PARTICIPANT_KAFKA)
@@ -2397,6 +2672,14 @@ static json_t *build_source(struct dsl_loader *ld, const struct dsl_node *root)
 			json_object_set_new(o, p->name, json_pack("{s:s, s:s, s:o, s:I}", "type", "http",
 					    "url", p->base_url, "headers", h, "timeout_ms",
 					    (json_int_t)p->timeout_ms));
+		if (p->breaker.enabled)
+			json_object_set_new(json_object_get(o, p->name), "circuit_breaker",
+				json_pack("{s:i, s:i, s:I, s:i, s:I, s:i}", "failure_rate",
+					  p->breaker.failure_rate, "min_calls", p->breaker.min_calls,
+					  "window_ms", (json_int_t)p->breaker.window_ms,
+					  "consecutive_failures", p->breaker.consecutive_failures,
+					  "open_ms", (json_int_t)p->breaker.open_ms, "half_open_probes",
+					  p->breaker.half_open_probes));
 	}
 	json_object_set_new(src, "participants", o);
 	json_object_set_new(src, "deadline_ms", json_integer(f->deadline_ms));
@@ -2405,9 +2688,22 @@ static json_t *build_source(struct dsl_loader *ld, const struct dsl_node *root)
 	arr = json_array();
 	for (i = 0; i < f->n_steps; i++) {
 		const struct flow_step *st = &f->steps[i];
-		const struct dsl_node *sn = steps->items[i];
+		const struct dsl_node *sn = ld->step_nodes[i];
 
 		o = json_pack("{s:s}", "name", st->name);
+		if (st->group_n > 1)
+			json_object_set_new(o, "parallel_group", json_string(f->steps[st->group_first].name));
+		if ((x = get(sn, "when")) != NULL)
+			json_object_set_new(o, "when", node_to_json(ld, x));
+		if (st->background)
+			json_object_set_new(o, "background", json_true());
+		if (st->fallback == FALLBACK_VALUE)
+			json_object_set_new(o, "fallback", json_pack("{s:O}", "value", st->fallback_value));
+		if (st->kind == STEP_KIND_SAGA) {
+			json_object_set_new(o, "saga", node_to_json(ld, get(sn, "saga")));
+			json_array_append_new(arr, o);
+			continue;
+		}
 		if (st->kind == STEP_KIND_CALL && st->publish) {
 			json_object_set_new(o, "participant", json_string(st->participant->name));
 			json_object_set_new(o, "publish", request_json(ld, get(sn, "publish")));
@@ -2439,6 +2735,10 @@ static json_t *build_source(struct dsl_loader *ld, const struct dsl_node *root)
 		json_array_append_new(arr, o);
 	}
 	json_object_set_new(src, "steps", arr);
+	if ((x = get(root, "keys")) != NULL && !is_null(x))
+		json_object_set_new(src, "keys", node_to_json(ld, x));
+	if ((x = get(root, "http_status")) != NULL)
+		json_object_set_new(src, "http_status", node_to_json(ld, x));
 	/* Triggers as written, with the topic as resolved. */
 	arr = json_array();
 	for (i = 0; i < f->n_triggers; i++) {
@@ -2504,6 +2804,22 @@ static void parse_flow(struct dsl_loader *ld, const struct dsl_node *root)
 		return;
 	if ((x = get(root, "triggers")) != NULL)
 		parse_triggers(ld, x);
+	if ((x = get(root, "keys")) != NULL && !is_null(x))
+		parse_keys(ld, x);
+	if ((x = get(root, "http_status")) != NULL && want(ld, x, DSL_MAP, "http_status")) {
+		const struct dsl_node *y;
+
+		check_keys(ld, x, http_status_keys, "in http_status");
+		if ((y = get(x, "completed")) != NULL && get_int(ld, y, "http_status: completed", 200,
+								 299, &iv))
+			f->status_completed = (int)iv;
+		if ((y = get(x, "compensated")) != NULL && get_int(ld, y, "http_status: compensated",
+								   200, 599, &iv))
+			f->status_compensated = (int)iv;
+		if ((y = get(x, "failed")) != NULL && get_int(ld, y, "http_status: failed", 200, 599,
+							      &iv))
+			f->status_failed = (int)iv;
+	}
 	if ((x = get(root, "output")) != NULL && !is_null(x))
 		f->output = compile(ld, &site, x);
 	if (ld->n_errors == 0)
@@ -2577,6 +2893,8 @@ out:
 	json_decref(ld.env_ctx);
 	free(ld.input_names);
 	free(ld.step_names);
+	free(ld.step_nodes);
+	free(ld.step_group);
 	if (keep_ld != NULL && rc == 0) {
 		keep_ld->subflows = ld.subflows;
 		keep_ld->n_subflows = ld.n_subflows;
@@ -2764,4 +3082,50 @@ int dsl_load_dir(const char *dir, const struct dsl_limits *lim, struct flow_set 
 	free(locs);
 	dsl_errors_close(&local);
 	return failed ? SAGAD_ESYNTAX : 0;
+}
+
+int dsl_limit_set(struct dsl_limits *l, const char *name_value, char *err, size_t errlen)
+{
+	static const char *const names = "max_file_bytes, max_depth, max_aliases, max_nodes, "
+					 "max_steps";
+	const char *eq = strchr(name_value, '=');
+	size_t n = eq != NULL ? (size_t)(eq - name_value) : 0, v;
+	char *end;
+	long long iv;
+
+	if (eq == NULL) {
+		snprintf(err, errlen, "\"%s\": expected NAME=VALUE with NAME one of %s", name_value,
+			 names);
+		return SAGAD_EINVAL;
+	}
+	if (n == strlen("max_file_bytes") && strncmp(name_value, "max_file_bytes", n) == 0) {
+		/* The loader allocates the limit (plus one byte) to read a file. */
+		if (util_parse_size(eq + 1, &v) != 0 || v == 0 || v > (size_t)256 << 20) {
+			snprintf(err, errlen, "max_file_bytes=%s: expected a size from 1 byte to 256MiB "
+				 "such as 1048576 or 2MiB", eq + 1);
+			return SAGAD_EINVAL;
+		}
+		l->max_file_bytes = v;
+		return 0;
+	}
+	errno = 0;
+	iv = strtoll(eq + 1, &end, 10);
+	if (errno != 0 || end == eq + 1 || *end != '\0' || iv < 1 || iv > 100000000) {
+		snprintf(err, errlen, "%s: expected a whole number from 1 to 100000000", name_value);
+		return SAGAD_EINVAL;
+	}
+	if (n == strlen("max_depth") && strncmp(name_value, "max_depth", n) == 0)
+		l->max_depth = (int)iv;
+	else if (n == strlen("max_aliases") && strncmp(name_value, "max_aliases", n) == 0)
+		l->max_aliases = (int)iv;
+	else if (n == strlen("max_nodes") && strncmp(name_value, "max_nodes", n) == 0)
+		l->max_nodes = (size_t)iv;
+	else if (n == strlen("max_steps") && strncmp(name_value, "max_steps", n) == 0)
+		l->max_steps = (size_t)iv;
+	else {
+		snprintf(err, errlen, "unknown flow limit \"%.*s\" (known: %s)", (int)n, name_value,
+			 names);
+		return SAGAD_EINVAL;
+	}
+	return 0;
 }

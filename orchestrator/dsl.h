@@ -15,6 +15,9 @@ struct dsl_limits {
 	size_t max_steps;        /* default 256 */
 };
 void dsl_limits_default(struct dsl_limits *l);
+/* Sets one limit from "NAME=VALUE" (names as in the struct: max_file_bytes takes a size such
+ * as 2MiB, the others a positive integer). Returns 0 or SAGAD_EINVAL with a message in err. */
+int dsl_limit_set(struct dsl_limits *l, const char *name_value, char *err, size_t errlen);
 
 /* One diagnostic. */
 struct dsl_error {

@@ -188,6 +188,12 @@ static void check_steps_ref(const struct ref_check *c, const struct tmpl_ref *r,
 				  "later", r->segs[1], self);
 			return;
 		}
+		if (j != site->step && ld->step_group != NULL &&
+		    ld->step_group[j] == ld->step_group[site->step]) {
+			report_at(c, r->offset, "steps.%s is not available in step \"%s\": they run "
+				  "in parallel", r->segs[1], self);
+			return;
+		}
 		if (j == site->step && site->kind != DSL_SITE_COMPENSATION) {
 			report_at(c, r->offset, "steps.%s is not available in step \"%s\": that is its "
 				  "own response, which exists only after it ran (its compensation "
@@ -323,9 +329,10 @@ static void on_ref(const struct tmpl_ref *r, void *arg)
 				  "declare it or fix the name", r->segs[1], *all ? all : "none");
 		free(all);
 	} else if (!strcmp(root, "saga")) {
-		if (r->n_segs >= 2 && (strcmp(r->segs[1], "id") != 0 && strcmp(r->segs[1], "flow") != 0))
-			report_at(c, r->offset, "%s: a saga offers only saga.id and saga.flow",
-				  path);
+		if (r->n_segs >= 2 && strcmp(r->segs[1], "id") != 0 && strcmp(r->segs[1], "flow") != 0 &&
+		    strcmp(r->segs[1], "created_at") != 0 && strcmp(r->segs[1], "flow_version") != 0)
+			report_at(c, r->offset, "%s: a saga offers only saga.id, saga.flow, "
+				  "saga.flow_version and saga.created_at", path);
 		else if (r->n_segs > 2)
 			report_at(c, r->offset, "%s: saga.%s is a string with no fields", path,
 				  r->segs[1]);

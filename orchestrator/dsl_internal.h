@@ -55,6 +55,8 @@ struct dsl_loader {
 	size_t n_input_names;
 	const char **step_names;    /* every step's name, known before steps compile; borrowed */
 	size_t n_step_names;
+	const struct dsl_node **step_nodes; /* each (flattened) step's node; borrowed */
+	int *step_group;            /* each step's parallel group (index of its first step) */
 	json_t *env_ctx;            /* {"env": {...}}, built on first use */
 	struct dsl_subflow_loc *subflows;
 	size_t n_subflows;

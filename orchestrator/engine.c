@@ -19,13 +19,16 @@
 #include "engine.h"
 #include "error.h"
 #include "http.h"
+#include "kafka.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
 #include "dsl.h"
+#include "expr.h"
 
 #include "engine_internal.h"
 #include "outbox.h"
+#include "secret.h"
 
 static json_t *ctx_response(const struct saga *s, int i);
 
@@ -36,7 +39,7 @@ static const char *const saga_state_names[SAGA_STATE_MAX] = {
 static const char *const step_state_names[STEP_STATE_MAX] = {
 	"pending", "running", "retry_wait", "succeeded", "failed", "timed_out",
 	"compensating", "compensation_wait", "compensated", "not_compensated",
-	"compensation_failed",
+	"compensation_failed", "skipped",
 };
 
 const char *saga_state_name(enum saga_state s)
@@ -283,14 +286,26 @@ static void wake_rearm(struct engine *e)
 	uv_timer_start(&e->wake, on_wake, (uint64_t)delay, 0);
 }
 
-/* Arms a durable timer of kind for s (replacing one of that kind): persisted now, in the
+/* The generation slot of a timer: the deadline is the saga's, retry and timeout timers are
+ * per step (parallel steps wait on their own). */
+static uint32_t *timer_slot(struct saga *s, enum timer_kind kind, int step)
+{
+	if (kind == TIMER_DEADLINE || step < 0 || (size_t)step >= s->flow->n_steps)
+		return &s->timer_gen[kind];
+	return &s->steps[step].timer_gen[kind];
+}
+
+/* Arms a durable timer of kind for step of s (replacing the same one): persisted now, in the
  * heap at once (it cannot fire before this turn's commit: timers run on a later turn). */
 void engine__timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t due, bool persist)
 {
 	struct engine *e = s->e;
 	struct timer_entry t;
+	uint32_t *gen = timer_slot(s, kind, step);
 
-	s->timer_gen[kind] = ++e->timer_seq;
+	if (kind == TIMER_DEADLINE)
+		step = -1;
+	*gen = ++e->timer_seq;
 	if (persist) {
 		struct store_timer row = {
 			.saga_id = s->id, .kind = (char *)timer_kind_names[kind],
@@ -303,16 +318,18 @@ void engine__timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t d
 	memcpy(t.saga_id, s->id, ID_LEN);
 	t.kind = (uint8_t)kind;
 	t.step = step;
-	t.gen = s->timer_gen[kind];
+	t.gen = *gen;
 	heap_push(e, &t);
 	wake_rearm(e);
 }
 
-void engine__timer_cancel(struct saga *s, enum timer_kind kind)
+void engine__timer_cancel(struct saga *s, enum timer_kind kind, int step)
 {
-	s->timer_gen[kind] = ++s->e->timer_seq;
-	engine__store_failed(s->e, store_timer_delete(s->e->store, s->id, timer_kind_names[kind]),
-		     "timer_delete", s->id);
+	if (kind == TIMER_DEADLINE)
+		step = -1;
+	*timer_slot(s, kind, step) = ++s->e->timer_seq;
+	engine__store_failed(s->e, store_timer_delete(s->e->store, s->id, timer_kind_names[kind],
+						      step), "timer_delete", s->id);
 }
 
 /* ---- persistence ------------------------------------------------------------------- */
@@ -344,6 +361,40 @@ static char *json_text(json_t *v)
 	return v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 }
 
+/* The input as the store keeps it: sensitive values sealed (secret.h). */
+static char *input_text(const struct saga *s)
+{
+	json_t *sealed;
+	char *text;
+
+	if (s->secrets == NULL && !secret_flow_has_sensitive(s->flow))
+		return json_text(s->input);
+	sealed = secret_seal_input(s->e->secrets_key, s->id, s->flow, s->input, s->secrets);
+	text = json_text(sealed);
+	json_decref(sealed);
+	return text;
+}
+
+/* Text about s for the store, the log or an event, without its secrets: text itself, or a
+ * redacted copy kept in *owned (free() it). */
+static const char *scrub(const struct saga *s, const char *text, char **owned)
+{
+	return secret_scrub(s->secrets, text, owned);
+}
+
+/* JSON for the store without the saga's secrets (redacted value by value: it stays JSON). */
+static char *json_text_scrubbed(const struct saga *s, json_t *v)
+{
+	char *text;
+
+	if (s->secrets == NULL || v == NULL)
+		return json_text(v);
+	v = secret_scrub_json(s->secrets, json_deep_copy(v));
+	text = json_text(v);
+	json_decref(v);
+	return text;
+}
+
 static void fill_saga_row(const struct saga *s, struct store_saga *row, char **input, char **output)
 {
 	memset(row, 0, sizeof(*row));
@@ -353,8 +404,8 @@ static void fill_saga_row(const struct saga *s, struct store_saga *row, char **i
 	row->flow_version = s->flow->version;
 	row->status = (char *)saga_state_name(s->state);
 	row->cursor = s->cursor;
-	*input = json_text(s->input);
-	*output = json_text(s->output);
+	*input = s->inserted ? NULL : input_text(s);   /* the store writes it only once */
+	*output = json_text_scrubbed(s, s->output);
 	row->input = *input;
 	row->output = *output;
 	row->error = s->error;
@@ -370,20 +421,22 @@ static void fill_saga_row(const struct saga *s, struct store_saga *row, char **i
 static void persist_saga(struct saga *s)
 {
 	struct store_saga row;
-	char *input, *output;
+	char *input, *output, *error;
 	int rc;
 
 	fill_saga_row(s, &row, &input, &output);
+	row.error = (char *)scrub(s, row.error, &error);
 	rc = store_saga_update(s->e->store, &row);
 	engine__store_failed(s->e, rc, "saga_update", s->id);
 	free(input);
 	free(output);
+	free(error);
 }
 
 static void persist_step(struct saga *s, int i)
 {
 	struct step_run *r = &s->steps[i];
-	char *text = json_text(ctx_response(s, i));
+	char *text = json_text_scrubbed(s, ctx_response(s, i)), *f2;
 	struct store_step row = {
 		.saga_id = s->id, .idx = i, .name = s->flow->steps[i].name,
 		.state = (char *)step_state_name(r->state), .attempt = r->attempt,
@@ -391,8 +444,10 @@ static void persist_step(struct saga *s, int i)
 		.updated_at = s->updated_at, .maybe_applied = r->maybe_applied,
 	};
 
+	row.error = (char *)scrub(s, row.error, &f2);
 	engine__store_failed(s->e, store_step_put(s->e->store, &row), "step_put", s->id);
 	free(text);
+	free(f2);
 }
 
 void engine__history(struct saga *s, int step, const char *phase, int attempt, const char *event,
@@ -408,8 +463,15 @@ void engine__history(struct saga *s, int step, const char *phase, int attempt, c
 		.error = (char *)error, .started_at = started_at ? started_at : now,
 		.ended_at = now,
 	};
+	char *f1, *f2, *f3;
 
+	h.request = (char *)scrub(s, request, &f1);
+	h.response = (char *)scrub(s, response, &f2);
+	h.error = (char *)scrub(s, error, &f3);
 	engine__store_failed(s->e, store_history_append(s->e->store, &h), "history_append", s->id);
+	free(f1);
+	free(f2);
+	free(f3);
 }
 
 /* ---- transitions ------------------------------------------------------------------- */
@@ -444,10 +506,12 @@ static void saga_set_state(struct saga *s, enum saga_state next, const char *rea
 		break;
 	}
 	if (saga_ended(next)) {
-		engine__timer_cancel(s, TIMER_DEADLINE);
+		engine__timer_cancel(s, TIMER_DEADLINE, -1);
 		if (s->parent_id[0])
 			child_done(s);
 	}
+	if (s->e->n_watches > 0)
+		engine__watch_notify(s);
 }
 
 void engine__step_set_state(struct saga *s, int i, enum step_state next)
@@ -460,6 +524,8 @@ void engine__step_set_state(struct saga *s, int i, enum step_state next)
 	engine__touch(s);
 	persist_step(s, i);
 	engine__lifecycle_step(s, i);
+	if (next == STEP_SUCCEEDED && s->flow->n_keys > 0)
+		engine__keys_update(s);
 }
 
 void engine__set_step_error(struct saga *s, int i, const char *msg)
@@ -487,11 +553,51 @@ static json_t *ctx_response(const struct saga *s, int i)
 					       s->flow->steps[i].name), "response");
 }
 
+/* Turns s backwards. The walk starts at the last step of the cursor's parallel group, so
+ * every step of a group that was under way is looked at. */
 static void start_compensation(struct saga *s, const char *reason)
 {
 	set_saga_error(s, reason);
-	engine__timer_cancel(s, TIMER_DEADLINE);
+	engine__timer_cancel(s, TIMER_DEADLINE, -1);
+	if (s->cursor >= 0 && (size_t)s->cursor < s->flow->n_steps) {
+		const struct flow_step *st = &s->flow->steps[s->cursor];
+		s->cursor = st->group_first + st->group_n - 1;
+	}
 	saga_set_state(s, SAGA_COMPENSATING, reason);
+}
+
+void engine__start_compensation(struct saga *s, const char *reason)
+{
+	start_compensation(s, reason);
+}
+
+/* Cancels s on behalf of `by` (an operator, or another saga's step): a running saga stops
+ * going forward; a completed one (reopen = true) has its steps undone. Returns 0 when s is
+ * now compensating (or already was, or is compensated), SAGAD_ESTATE with err otherwise. */
+int engine__saga_cancel(struct saga *s, const char *by, bool reopen, char *err, size_t errlen)
+{
+	switch (s->state) {
+	case SAGA_COMPENSATING:
+	case SAGA_COMPENSATED:
+		return 0;
+	case SAGA_COMPLETED:
+		if (!reopen)
+			break;
+		s->cursor = (int)s->flow->n_steps - 1;
+		/* fall through */
+	case SAGA_RUNNING:
+		s->cancel_requested = true;
+		engine__history(s, -1, "saga", 0, "cancel_requested", NULL, 0, NULL, by, 0);
+		start_compensation(s, by);
+		engine__drive(s);
+		return 0;
+	default:
+		break;
+	}
+	if (err)
+		snprintf(err, errlen, "saga %s is already %s; nothing to cancel", s->id,
+			 saga_state_name(s->state));
+	return SAGAD_ESTATE;
 }
 
 /* ---- dispatch ---------------------------------------------------------------------- */
@@ -545,8 +651,8 @@ static char *summarize(const char *method, const char *url, const char *body)
 {
 	if (body == NULL)
 		return util_concat(method, " ", url, NULL);
-	if (strlen(body) > SUMMARY_MAX)
-		return xasprintf("%s %s %.*s...", method, url, SUMMARY_MAX, body);
+	if (strlen(body) > SUMMARY_MAX) /* the cut may split a UTF-8 sequence */
+		return util_utf8_sanitize(xasprintf("%s %s %.*s...", method, url, SUMMARY_MAX, body));
 	return util_concat(method, " ", url, " ", body, NULL);
 }
 
@@ -661,6 +767,8 @@ static void step_dispatch(struct saga *s, int i, enum phase phase)
 	char err[512];
 	int attempt;
 
+	if (phase == PHASE_ACTION && engine__breaker_refuses(s, i))
+		return;
 	if (phase == PHASE_ACTION)
 		attempt = ++r->attempt;
 	else
@@ -683,9 +791,10 @@ static void step_dispatch(struct saga *s, int i, enum phase phase)
 render_failed:;
 		/* A request that cannot be rendered will never succeed: no retry. */
 		char *msg = xasprintf("%s of step \"%s\" cannot be rendered: %s",
-				      phase_names[phase], s->flow->steps[i].name, err);
+				      phase_names[phase], s->flow->steps[i].name, err), *owned;
 		log_warn("saga=%s step=%s event=render_failed phase=%s error=\"%s\"", s->id,
-			 s->flow->steps[i].name, phase_names[phase], err);
+			 s->flow->steps[i].name, phase_names[phase], scrub(s, err, &owned));
+		free(owned);
 		engine__set_step_error(s, i, msg);
 		engine__touch(s);
 		engine__history(s, i, phase_names[phase], attempt, "failed", NULL, 0, NULL, msg, 0);
@@ -724,6 +833,14 @@ static void subflow_dispatch(struct saga *s, int i)
 	r->attempt++;
 	if (child_flow == NULL) {
 		engine__set_step_error(s, i, "sub-flow is not loaded");
+		engine__step_set_state(s, i, STEP_FAILED);
+		return;
+	}
+	if (e->secrets_key == NULL && secret_flow_needs_key(child_flow, err, sizeof(err))) {
+		char *msg = xasprintf("%s, and sagad has no secrets key (--secrets-key)", err);
+		engine__set_step_error(s, i, msg);
+		engine__history(s, i, "action", r->attempt, "failed", NULL, 0, NULL, msg, 0);
+		free(msg);
 		engine__step_set_state(s, i, STEP_FAILED);
 		return;
 	}
@@ -815,7 +932,7 @@ static void child_result(struct saga *s, int i, struct saga *child)
 	json_t *resp, *kept;
 
 	if (r->state == STEP_RUNNING) {
-		engine__timer_cancel(s, TIMER_TIMEOUT);
+		engine__timer_cancel(s, TIMER_TIMEOUT, i);
 		if (child->state == SAGA_COMPLETED) {
 			resp = json_pack("{s:i, s:O, s:s}", "status", 200, "body",
 					 child->output ? child->output : json_null(), "saga", child->id);
@@ -891,8 +1008,13 @@ static json_t *parse_body(const struct http_result *res, json_t **stored)
 		*stored = json_incref(v);
 	else if (res->body_len == 0)
 		*stored = json_null();
-	else
-		*stored = json_stringn(res->body, res->body_len);
+	else if ((*stored = json_stringn(res->body, res->body_len)) == NULL) {
+		/* Not UTF-8: keep the text with '?' for the other bytes (found by fuzz-reply). */
+		char *text = util_utf8_sanitize(xstrndup(res->body, res->body_len));
+
+		*stored = json_string(text);
+		free(text);
+	}
 	return v;
 }
 
@@ -922,6 +1044,21 @@ static enum outcome classify(const struct http_result *res, const struct flow_re
 	default:
 		return (rp->on & RETRY_ON_CONNECT) ? OUT_RETRY : OUT_UNKNOWN;
 	}
+}
+
+enum outcome engine__http_outcome(const struct http_result *res, const struct flow_request *req,
+				  const struct retry_policy *rp, json_t **stored, char *err,
+				  size_t errlen)
+{
+	json_t *body = NULL;
+	enum outcome o;
+
+	*stored = NULL;
+	if (res->error == 0)
+		body = parse_body(res, stored);
+	o = classify(res, req, rp, body, err, errlen);
+	json_decref(body);
+	return o;
 }
 
 /* The step state an attempt's outcome leads to, by phase. */
@@ -967,6 +1104,11 @@ void engine__apply_outcome(struct saga *s, int i, enum phase phase, int attempt,
 	 * unknown: it is then compensated like a success. */
 	if (phase == PHASE_ACTION && o == OUT_FAILED && s->steps[i].maybe_applied)
 		o = OUT_UNKNOWN;
+	if (phase == PHASE_ACTION && (o == OUT_FAILED || o == OUT_UNKNOWN) &&
+	    st->fallback == FALLBACK_VALUE) {
+		engine__fallback(s, i, attempt, err);
+		return;
+	}
 	if (phase == PHASE_ACTION && o == OUT_SUCCESS && resp != NULL)
 		engine__set_response(s, i, flow_keep(st, resp));
 	engine__set_step_error(s, i, o == OUT_SUCCESS ? NULL : err);
@@ -985,7 +1127,7 @@ static void on_http_done(const struct http_result *res, void *arg)
 	const struct flow_request *req;
 	const struct retry_policy *rp;
 	struct step_run *r;
-	char err[512], *summary = NULL;
+	char err[512], *summary = NULL, *scrubbed = NULL;
 	enum outcome o;
 	json_t *body = NULL, *stored = NULL, *resp;
 
@@ -1008,14 +1150,17 @@ static void on_http_done(const struct http_result *res, void *arg)
 		body = parse_body(res, &stored);
 	err[0] = '\0';
 	o = classify(res, req, rp, body, err, sizeof(err));
+	if (c->phase == PHASE_ACTION)
+		engine__breaker_record(s, c->step, res->error == 0 && res->status < 500 &&
+				       res->status != 429);
 	if (c->phase == PHASE_ACTION && o != OUT_SUCCESS && res->error != 0 &&
 	    (res->error != SAGAD_ECONNECT || res->request_sent))
 		r->maybe_applied = true;
 	o = engine__exhaust(rp, c->attempt, o, res->error == 0 ||
 			    (res->error == SAGAD_ECONNECT && !res->request_sent));
 	if (res->error == 0)
-		summary = res->body_len > SUMMARY_MAX ?
-			xasprintf("%.*s...", SUMMARY_MAX, res->body) : xstrdup(res->body);
+		summary = util_utf8_sanitize(res->body_len > SUMMARY_MAX ?
+			xasprintf("%.*s...", SUMMARY_MAX, res->body) : xstrdup(res->body));
 	engine__touch(s);
 	engine__history(s, c->step, phase_names[c->phase], c->attempt, outcome_event(res, o),
 		c->request_summary, res->error == 0 ? res->status : 0, summary,
@@ -1024,7 +1169,8 @@ static void on_http_done(const struct http_result *res, void *arg)
 	log_info("saga=%s flow=%s step=%s event=%s phase=%s attempt=%d status=%d ms=%lld%s%s%s",
 		 s->id, s->flow->name, st->name, outcome_event(res, o), phase_names[c->phase],
 		 c->attempt, res->status, (long long)res->elapsed_ms, o == OUT_SUCCESS ? "" : " error=\"",
-		 o == OUT_SUCCESS ? "" : err, o == OUT_SUCCESS ? "" : "\"");
+		 o == OUT_SUCCESS ? "" : scrub(s, err, &scrubbed), o == OUT_SUCCESS ? "" : "\"");
+	free(scrubbed);
 
 	resp = o == OUT_SUCCESS ? json_pack("{s:i, s:O}", "status", res->status, "body", stored) :
 				  NULL;
@@ -1057,6 +1203,90 @@ static void complete(struct saga *s)
 	saga_set_state(s, SAGA_COMPLETED, NULL);
 }
 
+/* Stops waiting for step i's attempt in flight: a late answer is then ignored like any
+ * late reply. For a step with nothing to undo, when the saga compensates. */
+static void abandon_call(struct saga *s, int i)
+{
+	struct step_run *r = &s->steps[i];
+	const char *msg = "abandoned: the saga is compensating and the step has nothing to undo";
+
+	engine__timer_cancel(s, TIMER_TIMEOUT, i);
+	engine__kafka_forget(s, i);
+	r->call = NULL;                  /* its reply, if any, is a late reply */
+	r->breaker_permit = 0;
+	engine__set_step_error(s, i, msg);
+	engine__history(s, i, "action", r->attempt, "abandoned", NULL, 0, NULL, msg, 0);
+	engine__step_set_state(s, i, STEP_FAILED);
+}
+
+/* True while a background step of s is still trying. */
+static bool background_pending(const struct saga *s)
+{
+	for (size_t i = 0; i < s->flow->n_steps; i++)
+		if (s->flow->steps[i].background && (s->steps[i].state == STEP_RUNNING ||
+						     s->steps[i].state == STEP_RETRY_WAIT))
+			return true;
+	return false;
+}
+
+/* Evaluates step i's `when`: 1 run it, 0 skip it, -1 the condition cannot be evaluated
+ * (message in err). */
+static int when_holds(struct saga *s, int i, char *err, size_t errlen)
+{
+	json_t *v;
+	int rc;
+
+	if (s->flow->steps[i].when == NULL)
+		return 1;
+	v = tmpl_eval(s->flow->steps[i].when, s->ctx, err, errlen);
+	if (v == NULL)
+		return -1;
+	if (json_is_boolean(v)) {
+		rc = json_is_true(v) ? 1 : 0;
+	} else {
+		char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		snprintf(err, errlen, "when must be true or false, got %.200s", text ? text : "?");
+		free(text);
+		rc = -1;
+	}
+	json_decref(v);
+	return rc;
+}
+
+/* Starts step i: checks its condition, then runs it by kind. */
+static void step_start(struct saga *s, int i)
+{
+	const struct flow_step *st = &s->flow->steps[i];
+	char err[512];
+	int w = when_holds(s, i, err, sizeof(err));
+
+	if (w < 0) {
+		char *msg = xasprintf("the condition of step \"%s\" cannot be evaluated: %s",
+				      st->name, err);
+		engine__set_step_error(s, i, msg);
+		engine__history(s, i, "action", 0, "failed", NULL, 0, NULL, msg, 0);
+		engine__step_set_state(s, i, STEP_FAILED);
+		free(msg);
+		return;
+	}
+	if (w == 0) {
+		engine__history(s, i, "action", 0, "skipped", NULL, 0, NULL, "its condition is false", 0);
+		engine__step_set_state(s, i, STEP_SKIPPED);
+		return;
+	}
+	switch (st->kind) {
+	case STEP_KIND_SUBFLOW:
+		subflow_dispatch(s, i);
+		break;
+	case STEP_KIND_SAGA:
+		engine__saga_step_run(s, i);
+		break;
+	default:
+		step_dispatch(s, i, PHASE_ACTION);
+		break;
+	}
+}
+
 /* Advances s until it must wait. */
 void engine__drive(struct saga *s)
 {
@@ -1064,44 +1294,61 @@ void engine__drive(struct saga *s)
 
 	for (;;) {
 		if (s->state == SAGA_RUNNING) {
-			struct step_run *r;
+			int g = s->cursor, gn, failed = -1, m;
+			bool waiting = false, moved = false;
 
-			if (s->cursor >= (int)s->flow->n_steps) {
+			if (g >= (int)s->flow->n_steps) {
+				if (background_pending(s))
+					return;
 				complete(s);
 				return;
 			}
-			r = &s->steps[s->cursor];
-			switch (r->state) {
-			case STEP_PENDING: {
-				int i = s->cursor;
-
-				if (s->flow->steps[i].kind == STEP_KIND_SUBFLOW)
-					subflow_dispatch(s, i);
-				else
-					step_dispatch(s, i, PHASE_ACTION);
+			gn = s->flow->steps[g].group_n;
+			/* Start every step of the group (one, or a parallel group) not yet started. */
+			for (m = g; m < g + gn && !moved; m++) {
+				if (s->steps[m].state != STEP_PENDING)
+					continue;
+				step_start(s, m);
 				/* A child that ended at once has driven this saga already (it may
 				 * have moved on, or ended): look again from the top. */
-				if (s->state == SAGA_RUNNING && s->cursor == i &&
-				    (s->steps[i].state == STEP_RUNNING || s->steps[i].state == STEP_PENDING))
-					return;
-				continue;
+				moved = s->state != SAGA_RUNNING || s->cursor != g;
 			}
-			case STEP_RUNNING:
-			case STEP_RETRY_WAIT:
-				return;
-			case STEP_SUCCEEDED:
-				s->cursor++; /* not persisted: recovery walks from the stored one */
+			if (moved)
 				continue;
-			case STEP_FAILED:
-			case STEP_TIMED_OUT:
-			case STEP_COMP_FAILED: /* a sub-flow that could not undo itself */
-				step_failure_reason(s, s->cursor, reason, sizeof(reason));
+			/* The join: all must succeed (or be skipped); background steps never hold
+			 * it up and never fail it. */
+			for (m = g; m < g + gn; m++) {
+				bool bg = s->flow->steps[m].background;
+
+				switch (s->steps[m].state) {
+				case STEP_SUCCEEDED:
+				case STEP_SKIPPED:
+					break;
+				case STEP_PENDING:
+				case STEP_RUNNING:
+				case STEP_RETRY_WAIT:
+					waiting |= !bg;
+					break;
+				case STEP_FAILED:
+				case STEP_TIMED_OUT:
+				case STEP_COMP_FAILED: /* a sub-flow that could not undo itself */
+					if (!bg && failed < 0)
+						failed = m;
+					break;
+				default:
+					fatalx("saga %s: step %d in state %s while running", s->id, m,
+					       step_state_name(s->steps[m].state));
+				}
+			}
+			if (failed >= 0) {
+				step_failure_reason(s, failed, reason, sizeof(reason));
 				start_compensation(s, reason);
 				continue;
-			default:
-				fatalx("saga %s: step %d in state %s while running", s->id, s->cursor,
-				       step_state_name(r->state));
 			}
+			if (waiting)
+				return;
+			s->cursor = g + gn; /* not persisted: recovery walks from the stored one */
+			continue;
 		} else if (s->state == SAGA_COMPENSATING) {
 			struct step_run *r;
 			const struct flow_step *st;
@@ -1116,6 +1363,12 @@ void engine__drive(struct saga *s)
 			st = &s->flow->steps[s->cursor];
 			switch (r->state) {
 			case STEP_RUNNING:
+				if (st->kind == STEP_KIND_CALL && st->compensation == NULL) {
+					/* Nothing to undo whatever its outcome (a notification, a
+					 * background view update): do not wait for it. */
+					abandon_call(s, s->cursor);
+					continue;
+				}
 				if (st->kind == STEP_KIND_SUBFLOW && r->child_id[0]) {
 					/* Stop the child's forward progress; its outcome comes back
 					 * through child_result(). */
@@ -1132,7 +1385,7 @@ void engine__drive(struct saga *s)
 			case STEP_RETRY_WAIT:
 				/* Not retried. If an earlier attempt may have been applied, it is
 				 * undone like a success; otherwise there is nothing to undo. */
-				engine__timer_cancel(s, TIMER_RETRY);
+				engine__timer_cancel(s, TIMER_RETRY, s->cursor);
 				engine__set_step_error(s, s->cursor, "not retried: the saga is compensating");
 				engine__step_set_state(s, s->cursor, r->maybe_applied ? STEP_TIMED_OUT : STEP_FAILED);
 				continue;
@@ -1140,10 +1393,17 @@ void engine__drive(struct saga *s)
 			case STEP_FAILED:
 			case STEP_COMPENSATED:
 			case STEP_NOT_COMPENSATED:
+			case STEP_SKIPPED:
 				s->cursor--;
 				continue;
 			case STEP_SUCCEEDED:
 			case STEP_TIMED_OUT:
+				if (st->kind == STEP_KIND_SAGA) {
+					engine__history(s, s->cursor, "compensation", 0, "not_compensated",
+						NULL, 0, NULL, "a saga step is not undone", 0);
+					engine__step_set_state(s, s->cursor, STEP_NOT_COMPENSATED);
+					continue;
+				}
 				if (st->kind == STEP_KIND_SUBFLOW) {
 					subflow_compensate(s, s->cursor);
 					if (s->state != SAGA_COMPENSATING)
@@ -1191,9 +1451,9 @@ static void timer_fired(struct engine *e, const struct timer_entry *t)
 	struct saga *s = engine__saga_find(e, t->saga_id);
 	struct step_run *r;
 
-	if (s == NULL || s->timer_gen[t->kind] != t->gen)
+	if (s == NULL || *timer_slot(s, (enum timer_kind)t->kind, t->step) != t->gen)
 		return;
-	store_timer_delete(e->store, s->id, timer_kind_names[t->kind]);
+	store_timer_delete(e->store, s->id, timer_kind_names[t->kind], t->step);
 	switch (t->kind) {
 	case TIMER_DEADLINE:
 		if (s->state == SAGA_RUNNING) {
@@ -1264,8 +1524,29 @@ static void on_wake(uv_timer_t *t)
 
 static json_t *make_ctx(const struct saga *s)
 {
-	return json_pack("{s:O, s:{s:s, s:s, s:i}, s:{}}", "input", s->input, "saga", "id", s->id,
-			 "flow", s->flow->name, "flow_version", s->flow->version, "steps");
+	char created[40];
+
+	util_format_time(s->created_at, created, sizeof(created));
+	return json_pack("{s:O, s:{s:s, s:s, s:i, s:s}, s:{}}", "input", s->input, "saga", "id",
+			 s->id, "flow", s->flow->name, "flow_version", s->flow->version,
+			 "created_at", created, "steps");
+}
+
+/* A saga's secrets (secret.h): its sensitive input values, its flow's participant headers
+ * from the environment, and those of its parent (found and extra, when given). NULL when
+ * there are none. Takes found. */
+static struct secret_set *saga_secrets(const struct flow *f, const json_t *input,
+				       const struct secret_set *inherited, struct secret_set *found)
+{
+	struct secret_set *set = found ? found : secret_set_new();
+
+	secret_set_add_saga(set, f, input);
+	secret_set_merge(set, inherited);
+	if (secret_set_empty(set)) {
+		secret_set_free(set);
+		return NULL;
+	}
+	return set;
 }
 
 static struct saga *saga_alloc(struct engine *e, struct flow *f)
@@ -1290,7 +1571,9 @@ static void saga_free(struct saga *s)
 	free(s->steps);
 	json_decref(s->input);
 	json_decref(s->ctx);
+	json_decref(s->keys);
 	json_decref(s->output);
+	secret_set_free(s->secrets);
 	free(s->error);
 	free(s->idempotency_key);
 	flow_unref(s->flow);
@@ -1320,6 +1603,7 @@ static struct saga *saga_create(struct engine *e, struct flow *f, json_t *input,
 		memcpy(s->trace_root, parent->trace_root[0] ? parent->trace_root : parent->id, ID_LEN);
 		s->parent_step = parent_step;
 	}
+	s->secrets = saga_secrets(f, input, parent ? parent->secrets : NULL, NULL);
 	s->ctx = make_ctx(s);
 	fill_saga_row(s, &row, &in_text, &out_text);
 	*rc = store_saga_insert(e->store, &row, existing_id);
@@ -1331,6 +1615,9 @@ static struct saga *saga_create(struct engine *e, struct flow *f, json_t *input,
 	}
 	s->inserted = true;
 	map_put(e, s);
+	s->keys = json_object();
+	if (f->n_keys > 0)
+		engine__keys_update(s);
 	/* Steps get a row when they first move; a step without one is pending. */
 	engine__history(s, -1, "saga", 0, "started", NULL, 0, NULL, NULL, 0);
 	engine__lifecycle_saga(s);
@@ -1401,8 +1688,10 @@ static int on_load_step(const struct store_step *row, void *arg)
 static struct saga *saga_from_row(struct engine *e, const struct store_saga *row)
 {
 	struct flow *f = flow_for(e, row->flow, row->flow_version);
+	struct secret_set *found;
 	struct saga *s;
 	enum saga_state st;
+	char err[256];
 
 	if (f == NULL) {
 		log_error("saga=%s flow=%s version=%d event=resume_failed msg=\"flow version not "
@@ -1418,6 +1707,14 @@ static struct saga *saga_from_row(struct engine *e, const struct store_saga *row
 	s->input = json_loads(row->input ? row->input : "{}", 0, NULL);
 	if (s->input == NULL)
 		s->input = json_object();
+	found = secret_set_new();
+	if (secret_open_input(e->secrets_key, s->id, s->input, found, err, sizeof(err)) != 0) {
+		log_error("saga=%s flow=%s event=resume_failed msg=\"%s\"", row->id, row->flow, err);
+		secret_set_free(found);
+		saga_free(s);
+		return NULL;
+	}
+	s->secrets = saga_secrets(f, s->input, NULL, found);
 	s->output = row->output ? json_loads(row->output, JSON_DECODE_ANY, NULL) : NULL;
 	s->error = row->error ? xstrdup(row->error) : NULL;
 	s->idempotency_key = row->idempotency_key ? xstrdup(row->idempotency_key) : NULL;
@@ -1433,6 +1730,7 @@ static struct saga *saga_from_row(struct engine *e, const struct store_saga *row
 	s->inserted = true;
 	s->ctx = make_ctx(s);
 	store_each_step(e->store, s->id, on_load_step, s);
+	engine__keys_load(s);
 	/* Children's ids: the child rows point at their parent. */
 	map_put(e, s);
 	return s;
@@ -1446,6 +1744,11 @@ static int on_child_row(const struct store_saga *row, void *arg)
 	    (size_t)row->parent_step < parent->flow->n_steps)
 		snprintf(parent->steps[row->parent_step].child_id, ID_LEN, "%s", row->id);
 	return 0;
+}
+
+struct saga *engine__saga_load(struct engine *e, const char *id)
+{
+	return saga_load(e, id);
 }
 
 static struct saga *saga_load(struct engine *e, const char *id)
@@ -1480,6 +1783,7 @@ int engine_new(const struct engine_options *opt, struct engine **out)
 	e->kafka = opt->kafka;
 	e->outbox = opt->outbox;
 	e->lifecycle_topic = opt->lifecycle_topic ? xstrdup(opt->lifecycle_topic) : NULL;
+	e->secrets_key = opt->secrets_key;
 	flow_set_init(&e->retired);
 	e->effects_tail = &e->effects;
 	e->wake_due = -1;
@@ -1530,6 +1834,8 @@ void engine_free(struct engine *e)
 		saga_free(s);
 	}
 	engine__kafka_free(e);
+	engine__watches_free(e);
+	engine__breakers_free(e);
 	free(e->slots);
 	free(e->heap);
 	free(e->touched);
@@ -1568,7 +1874,7 @@ static int on_recover_timer(const struct store_timer *t, void *arg)
 
 int engine_recover(struct engine *e)
 {
-	size_t resumed = 0, redispatched = 0;
+	size_t resumed = 0, redispatched = 0, saga_steps_waiting = 0;
 	int rc;
 
 	rc = store_each_unfinished(e->store, final_states, on_recover_row, e);
@@ -1597,6 +1903,11 @@ int engine_recover(struct engine *e)
 
 			if (r->state == STEP_RUNNING && s->flow->steps[j].kind == STEP_KIND_SUBFLOW)
 				continue; /* the child saga resumes on its own */
+			if (s->flow->steps[j].kind == STEP_KIND_SAGA) {
+				if (r->state == STEP_RUNNING)
+					saga_steps_waiting++;
+				continue; /* looked at again below, once every saga is loaded */
+			}
 			if (s->flow->steps[j].participant != NULL &&
 			    s->flow->steps[j].participant->kind == PARTICIPANT_KAFKA)
 				continue; /* its command is in the outbox; the wait resumes below */
@@ -1621,8 +1932,18 @@ int engine_recover(struct engine *e)
 		for (size_t j = 0; j < s->flow->n_steps; j++)
 			if ((s->steps[j].state == STEP_RETRY_WAIT ||
 			     s->steps[j].state == STEP_COMP_RETRY_WAIT) &&
-			    s->timer_gen[TIMER_RETRY] == 0)
+			    s->steps[j].timer_gen[TIMER_RETRY] == 0)
 				engine__timer_arm(s, TIMER_RETRY, (int)j, util_now_ms(), true);
+	}
+	/* Saga steps that were waiting for their target: act (idempotently) and wait again. */
+	for (size_t i = 0; saga_steps_waiting > 0 && i < e->n_slots; i++) {
+		struct saga *s = e->slots[i];
+		if (s == NULL || s == TOMBSTONE)
+			continue;
+		for (size_t j = 0; j < s->flow->n_steps; j++)
+			if (s->flow->steps[j].kind == STEP_KIND_SAGA &&
+			    s->steps[j].state == STEP_RUNNING && s->state == SAGA_RUNNING)
+				engine__saga_step_run(s, (int)j);
 	}
 	/* Drive sagas that were between steps when the process stopped. */
 	for (size_t i = 0; i < e->n_slots; i++) {
@@ -1660,7 +1981,7 @@ int engine_start(struct engine *e, const char *flow_name, json_t *input,
 {
 	struct flow *f;
 	struct saga *s;
-	char *existing = NULL;
+	char *existing = NULL, why[256];
 	json_t *checked;
 	int rc;
 
@@ -1682,12 +2003,22 @@ int engine_start(struct engine *e, const char *flow_name, json_t *input,
 			return SAGAD_ENOKAFKA;
 		}
 	}
+	if (e->secrets_key == NULL && secret_flow_needs_key(f, why, sizeof(why))) {
+		snprintf(err, errlen, "%s, and sagad has no secrets key to store it encrypted: "
+			 "restart sagad with --secrets-key FILE (docs/security.md)", why);
+		return SAGAD_ENOKEY;
+	}
 	if (idempotency_key != NULL &&
 	    store_saga_find_key(e->store, f->name, idempotency_key, &existing) == 0) {
 		snprintf(id, ID_LEN, "%s", existing);
 		free(existing);
 		*existed = true;
 		return 0;
+	}
+	{
+		int64_t retry_after;
+		if ((rc = engine_admit(e, flow_name, &retry_after, err, errlen)) != 0)
+			return rc;
 	}
 	checked = json_incref(input);
 	rc = flow_check_input(f, &checked, err, errlen);
@@ -1734,19 +2065,12 @@ int engine_cancel(struct engine *e, const char *id, char *err, size_t errlen)
 		store_saga_clear(&row);
 		return SAGAD_ESTATE;
 	}
-	if (s->state == SAGA_COMPENSATING)
-		return 0;
-	if (s->state != SAGA_RUNNING) {
+	if (s->state == SAGA_COMPENSATED) {
 		if (err)
-			snprintf(err, errlen, "saga %s is already %s; nothing to cancel", id,
-				 saga_state_name(s->state));
+			snprintf(err, errlen, "saga %s is already compensated; nothing to cancel", id);
 		return SAGAD_ESTATE;
 	}
-	s->cancel_requested = true;
-	engine__history(s, -1, "saga", 0, "cancel_requested", NULL, 0, NULL, NULL, 0);
-	start_compensation(s, "cancelled by request");
-	engine__drive(s);
-	return 0;
+	return engine__saga_cancel(s, "cancelled by request", false, err, errlen);
 }
 
 int engine_retry(struct engine *e, const char *id, char *err, size_t errlen)
@@ -2070,7 +2394,18 @@ json_t *engine_saga_json(struct engine *e, const char *id)
 	json_object_set_new(o, "deadline_at", time_or_null(s->deadline_at));
 	json_object_set(o, "input", s->input);
 	json_object_set(o, "output", s->output ? s->output : json_null());
+	json_object_set(o, "keys", s->keys ? s->keys : json_object());
 	json_object_set_new(o, "steps", steps);
+	if (s->secrets != NULL || secret_flow_has_sensitive(s->flow)) {
+		json_t *in = json_copy(s->input);
+		secret_mask_input(s->flow, in);
+		json_object_set_new(o, "input", in);
+		json_object_set_new(o, "output", secret_scrub_json(s->secrets, json_deep_copy(
+					    json_object_get(o, "output"))));
+		json_object_set_new(o, "steps", secret_scrub_json(s->secrets, json_deep_copy(steps)));
+		json_object_set_new(o, "error", secret_scrub_json(s->secrets, json_deep_copy(
+					    json_object_get(o, "error"))));
+	}
 	return o;
 }
 
@@ -2098,4 +2433,5 @@ void engine_stats(const struct engine *e, struct engine_stats *out)
 {
 	*out = e->stats;
 	out->active = e->n_sagas;
+	out->kafka_refused = e->kafka != NULL ? kafka_records_refused(e->kafka) : 0;
 }

@@ -24,6 +24,7 @@ struct store;
 struct http_client;
 struct kafka_client;
 struct outbox;
+struct secret_key;
 
 enum saga_state {
 	SAGA_RUNNING,
@@ -50,6 +51,7 @@ enum step_state {
 	STEP_COMPENSATED,        /* undone */
 	STEP_NOT_COMPENSATED,    /* succeeded but declares no compensation: left as is */
 	STEP_COMP_FAILED,        /* compensation exhausted its retries: needs an operator */
+	STEP_SKIPPED,            /* its `when` condition was false: not run, nothing to undo */
 	STEP_STATE_MAX
 };
 const char *step_state_name(enum step_state s);
@@ -65,6 +67,8 @@ struct engine_options {
 	struct outbox *outbox;        /* borrowed; NULL without Kafka */
 	const char *lifecycle_topic;  /* every saga and step state change is published here
 				       * (through the outbox), or NULL */
+	const struct secret_key *secrets_key; /* borrowed; seals sensitive values in the store
+					       * (secret.h), or NULL: such sagas cannot start */
 };
 
 /* Returns 0 and a new engine owned by the caller (engine_free()). */
@@ -86,6 +90,15 @@ void engine_set_flows(struct engine *e, struct flow_set *fs);
  * in err), SAGAD_ESHUTDOWN, store errors. input is borrowed. */
 int engine_start(struct engine *e, const char *flow_name, json_t *input,
 		 const char *idempotency_key, char id[27], bool *existed, char *err, size_t errlen);
+
+/* Admission of a new saga of flow_name: SAGAD_EOPEN (message in err, *retry_after_ms set)
+ * while the circuit breaker of the flow's pivot participant is open, else 0. Starts check it
+ * themselves; the API calls it to compute the Retry-After of its 503. */
+int engine_admit(struct engine *e, const char *flow_name, int64_t *retry_after_ms, char *err,
+		 size_t errlen);
+/* Every circuit breaker: [{key, participant, state, opened, rejected, failures,
+ * open_remaining_ms}] (new reference). */
+json_t *engine_breakers_json(struct engine *e);
 
 /* Stops a running saga's forward progress and compensates its completed steps. Idempotent
  * for a saga already compensating. SAGAD_ENOSAGA, or SAGAD_ESTATE (message in err) when the
@@ -148,6 +161,7 @@ struct engine_stats {
 	uint64_t kafka_unmatched;     /* no step waits for it: late, duplicate or foreign */
 	uint64_t triggered;           /* sagas started by trigger events */
 	uint64_t trigger_duplicates;  /* redelivered trigger events that started nothing */
+	uint64_t kafka_refused;       /* records over the size limit, refused unread (kafka.h) */
 };
 
 /* Subscribes the Kafka consumer to every reply and trigger topic of the loaded flows (call

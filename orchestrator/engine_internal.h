@@ -15,6 +15,9 @@ struct kafka_client;
 struct outbox;
 struct kafka_wait;
 struct kafka_path;
+struct breaker_set;
+struct secret_set;
+struct secret_key;
 
 #define TIMER_BATCH 1000       /* timers handled per wake-up; the rest on the next turn */
 #define SUMMARY_MAX 512        /* bytes of a body kept in the history */
@@ -39,6 +42,8 @@ struct step_run {
 	bool maybe_applied;      /* some attempt's outcome was unknown (sticky, persisted) */
 	int64_t started_at;      /* when the sub-flow child (or a Kafka attempt) started */
 	struct kafka_wait *wait; /* a Kafka attempt waiting for its reply, or NULL */
+	uint32_t timer_gen[TIMER_KIND_MAX]; /* of its retry and timeout timers */
+	uint64_t breaker_permit; /* the attempt in flight's circuit breaker permit, or 0 */
 };
 
 struct engine_waiter {
@@ -63,6 +68,7 @@ struct saga {
 	json_t *input;
 	json_t *ctx;                     /* {"input", "saga", "steps"}: template context */
 	json_t *output;                  /* or NULL */
+	json_t *keys;                    /* business keys rendered so far: {"orderId": "7"} */
 	char *error;                     /* why it compensates, or NULL */
 	char *idempotency_key;
 	char parent_id[ID_LEN];          /* "" when none */
@@ -70,11 +76,13 @@ struct saga {
 	int parent_step;
 	bool cancel_requested;
 	int64_t created_at, updated_at, deadline_at;
-	uint32_t timer_gen[TIMER_KIND_MAX]; /* from e->timer_seq: stale heap entries are skipped */
+	uint32_t timer_gen[TIMER_KIND_MAX]; /* deadline's, from e->timer_seq: stale heap entries
+					     * are skipped (steps have their own) */
 	struct step_run *steps;
 	struct engine_waiter *waiters;
 	bool changed;                    /* waiters must be checked after the commit */
 	bool inserted;                   /* row exists in the store */
+	struct secret_set *secrets;      /* values never written in clear (secret.h), or NULL */
 };
 
 /* An attempt in flight. Replies find their saga by id, so a late reply for a saga that
@@ -119,6 +127,7 @@ struct engine {
 	struct flow_set *flows;
 	struct flow_set retired;         /* old versions reloaded from the store for resumed sagas */
 	int64_t max_wait_ms;
+	const struct secret_key *secrets_key; /* or NULL (secret.h) */
 	/* sagas by id: open addressing, linear probing, tombstones */
 	struct saga **slots;
 	size_t n_slots, n_sagas, n_used;
@@ -147,6 +156,11 @@ struct engine {
 	size_t n_wait_slots, n_waits;
 	struct kafka_path *wait_paths;   /* (topic, correlation path) pairs waited on */
 	size_t n_wait_paths;
+	/* saga steps waiting for another saga to end (engine_saga_step.c) */
+	struct saga_watch *watches;
+	size_t n_watches, cap_watches;
+	/* circuit breakers, one per participant identity (engine_breaker.c); NULL until used */
+	struct breaker_set *breakers;
 };
 
 
@@ -161,7 +175,7 @@ void engine__history(struct saga *s, int step, const char *phase, int attempt, c
 		     const char *request, int status, const char *response, const char *error,
 		     int64_t started_at);
 void engine__timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t due, bool persist);
-void engine__timer_cancel(struct saga *s, enum timer_kind kind);
+void engine__timer_cancel(struct saga *s, enum timer_kind kind, int step);
 void engine__store_failed(struct engine *e, int rc, const char *what, const char *saga_id);
 /* Records an attempt's outcome: keeps resp on an action's success, moves the step, arms the
  * retry timer. o is final (exhausted retries already mapped). */
@@ -174,6 +188,36 @@ enum outcome engine__exhaust(const struct retry_policy *rp, int attempt, enum ou
 void engine__traceparent(const struct saga *s, char *buf, size_t len);
 /* True when SAGAD_CRASHPOINT arms a test crash point (read once). */
 bool engine__crashpoints_armed(void);
+
+struct saga *engine__saga_load(struct engine *e, const char *id);
+void engine__start_compensation(struct saga *s, const char *reason);
+/* Cancels s on behalf of `by`: running sagas stop and compensate; with reopen, a completed
+ * saga's steps are undone too. 0 when s is (now) compensating or compensated, else
+ * SAGAD_ESTATE with err. */
+int engine__saga_cancel(struct saga *s, const char *by, bool reopen, char *err, size_t errlen);
+
+/* engine_keys.c: business keys */
+/* Renders the flow's keys whose data now exists and records the new ones. */
+void engine__keys_update(struct saga *s);
+/* Reads s's keys from the store (a saga loaded from its row). */
+void engine__keys_load(struct saga *s);
+
+/* engine_saga_step.c: steps that act on another saga */
+/* Runs (or, after a restart or a wake-up, looks again at) saga step i of s. */
+void engine__saga_step_run(struct saga *s, int i);
+/* s changed state: wakes the saga steps waiting for it to end. */
+void engine__watch_notify(struct saga *s);
+void engine__watches_free(struct engine *e);
+
+/* engine_breaker.c: circuit breakers and fallbacks */
+/* True when the breaker of step i's participant refuses the call now; the step has then
+ * failed (or taken its fallback value). */
+bool engine__breaker_refuses(struct saga *s, int i);
+/* Records the outcome of an action attempt of step i with its participant's breaker. */
+void engine__breaker_record(struct saga *s, int i, bool success);
+/* Step i failed for good but declares a fallback value: it succeeds with that body. */
+void engine__fallback(struct saga *s, int i, int attempt, const char *why);
+void engine__breakers_free(struct engine *e);
 
 /* engine_kafka.c */
 /* Renders step i's Kafka request (action, compensation or publish), appends it to the outbox
@@ -191,5 +235,20 @@ void engine__kafka_forget(struct saga *s, int i);
 void engine__lifecycle_saga(struct saga *s);
 void engine__lifecycle_step(struct saga *s, int i);
 void engine__kafka_free(struct engine *e);
+
+/* The pure parts of reply handling, for tests and tests/fuzz (what on_http_done and the Kafka
+ * consumer make of what a participant sent). */
+struct http_result;
+struct kafka_record;
+/* How an HTTP answer (or transport error) is judged for req under retry policy rp (before
+ * retries are counted: see engine__exhaust); *stored gets the response body the saga would
+ * keep (new reference: parsed JSON, the text, or null; NULL after a transport error). err says
+ * why it is not a success. */
+enum outcome engine__http_outcome(const struct http_result *res, const struct flow_request *req,
+				  const struct retry_policy *rp, json_t **stored, char *err,
+				  size_t errlen);
+/* A consumed record as the JSON message reply rules and triggers read (flow.h): new
+ * reference, or NULL when it cannot be represented. */
+json_t *engine__kafka_record_json(const struct kafka_record *rec);
 
 #endif

@@ -21,6 +21,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "outbox.h"
+#include "secret.h"
 #include "store.h"
 #include "util.h"
 
@@ -242,6 +243,19 @@ static size_t split_headers(char **lines, size_t n, const char **out)
 	return k / 2;
 }
 
+/* Whether a rendered message holds one of the saga's secrets: then its outbox row is sealed. */
+static bool carries_secret(const struct saga *s, const struct flow_message *m)
+{
+	if (secret_set_empty(s->secrets))
+		return false;
+	if (secret_find(s->secrets, m->key) || secret_find(s->secrets, m->value))
+		return true;
+	for (size_t i = 0; i < m->n_headers; i++)
+		if (secret_find(s->secrets, m->headers[i]))
+			return true;
+	return false;
+}
+
 int engine__kafka_dispatch(struct saga *s, int i, enum phase phase, int attempt, bool *done,
 			   char *err, size_t errlen)
 {
@@ -288,7 +302,10 @@ int engine__kafka_dispatch(struct saga *s, int i, enum phase phase, int attempt,
 		hv[2 * n + 1] = reply_topic(st, req->reply);
 		n++;
 	}
-	rc = outbox_put(e->outbox, m.topic, m.key, hv, n, m.value, s->id);
+	if (carries_secret(s, &m))
+		rc = outbox_put_sealed(e->outbox, e->secrets_key, m.topic, m.key, hv, n, m.value, s->id);
+	else
+		rc = outbox_put(e->outbox, m.topic, m.key, hv, n, m.value, s->id);
 	engine__store_failed(e, rc, "outbox_put", s->id);
 	summary = m.value && strlen(m.value) > 512 ?
 		xasprintf("kafka %s key=%s %.512s...", m.topic, m.key ? m.key : "-", m.value) :
@@ -342,6 +359,8 @@ void engine__kafka_timeout(struct saga *s, int i)
 	rp = phase == PHASE_ACTION ? &st->retry : &st->comp_retry;
 	snprintf(err, sizeof(err), "no reply on %s within %lldms", w->topic,
 		 (long long)(st->timeout_ms > 0 ? st->timeout_ms : DEFAULT_REPLY_TIMEOUT_MS));
+	if (phase == PHASE_ACTION)
+		engine__breaker_record(s, i, false);
 	/* The command may have been applied: undo it if the step is abandoned. */
 	if (phase == PHASE_ACTION)
 		r->maybe_applied = true;
@@ -392,7 +411,7 @@ void engine__kafka_recover(struct saga *s)
 
 /* ---- consumed records -------------------------------------------------------------- */
 
-static json_t *record_json(const struct kafka_record *rec)
+json_t *engine__kafka_record_json(const struct kafka_record *rec)
 {
 	json_t *headers = json_object(), *body = NULL, *key;
 
@@ -492,8 +511,10 @@ static bool try_path(struct engine *e, const char *topic, const char *path, json
 				 json_object_get(msg, "offset"));
 		engine_crashpoint("after_dispatch"); /* a reply arrived, nothing recorded yet */
 		summary = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-		if (summary != NULL && strlen(summary) > 512)
+		if (summary != NULL && strlen(summary) > 512) {
 			summary[512] = '\0';
+			util_utf8_sanitize(summary);   /* the cut may split a UTF-8 sequence */
+		}
 		engine__touch(s);
 		engine__history(s, i, phase_names[phase], attempt,
 				v == REPLY_SUCCESS ? "succeeded" : "failed", w->request, 0, summary,
@@ -504,7 +525,9 @@ static bool try_path(struct engine *e, const char *topic, const char *path, json
 			 type ? type : "-", topic, (long long)json_integer_value(json_object_get(msg, "offset")));
 		free(summary);
 		engine__kafka_forget(s, i);
-		engine__timer_cancel(s, TIMER_TIMEOUT);
+		engine__timer_cancel(s, TIMER_TIMEOUT, i);
+		if (phase == PHASE_ACTION)
+			engine__breaker_record(s, i, true); /* it answered */
 		/* A failure event is the participant's definite answer: not retried. */
 		engine__apply_outcome(s, i, phase, attempt, v == REPLY_SUCCESS ? OUT_SUCCESS : OUT_FAILED,
 				      err, resp, -1);
@@ -588,7 +611,7 @@ static bool handle_triggers(struct engine *e, const struct kafka_record *rec, js
 static void on_record(const struct kafka_record *rec, void *arg)
 {
 	struct engine *e = arg;
-	json_t *msg = record_json(rec);
+	json_t *msg = engine__kafka_record_json(rec);
 	struct record_done *d;
 	bool taken = false, ignored = false, release, trigger_topic;
 
@@ -696,7 +719,7 @@ static void publish_lifecycle(struct saga *s, json_t *ev, const char *type)
 	json_object_set_new(ev, "status", json_string(saga_state_name(s->state)));
 	json_object_set_new(ev, "parent_id", s->parent_id[0] ? json_string(s->parent_id) : json_null());
 	json_object_set_new(ev, "time", json_string(ts));
-	value = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+	value = ev ? json_dumps(secret_scrub_json(s->secrets, ev), JSON_COMPACT) : NULL;
 	json_decref(ev);
 	if (value == NULL) {
 		log_error("saga=%s event=lifecycle_event_not_built", s->id);

@@ -26,7 +26,11 @@
 	XX(EREJECTED, "participant rejected the request")                \
 	XX(ETOOBIG, "response too large")                                \
 	XX(ESHUTDOWN, "shutting down")                                   \
-	XX(ENOKAFKA, "Kafka is not configured")
+	XX(ENOKAFKA, "Kafka is not configured")                          \
+	XX(EOPEN, "circuit breaker open")                                \
+	XX(EAUTH, "authentication required")                             \
+	XX(EFORBIDDEN, "not allowed for this role")                      \
+	XX(ENOKEY, "no secrets key configured")
 
 enum sagad_errno {
 	SAGAD_OK = 0,

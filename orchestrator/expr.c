@@ -9,11 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include "error.h"
 #include "expr.h"
 #include "util.h"
 
-#define MAX_DEPTH 32      /* nesting of function calls inside one ${...} */
+#define MAX_DEPTH 32      /* nesting of calls, parentheses, lists and "!" inside one ${...} */
 #define STACK_ARGS 8      /* arguments evaluated without a heap allocation */
 
 /* --- compiled forms ------------------------------------------------------------------------ */
@@ -25,7 +26,12 @@ struct seg {
 	size_t index;
 };
 
-enum expr_kind { E_LITERAL, E_PATH, E_CALL };
+enum expr_kind { E_LITERAL, E_PATH, E_CALL, E_OP, E_LIST };
+
+/* Operators, from the loosest binding to the tightest (see op_level()). */
+enum op { OP_OR, OP_AND, OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE, OP_IN, OP_NOT };
+
+static const char *const op_names[] = { "||", "&&", "==", "!=", "<", "<=", ">", ">=", "in", "!" };
 
 struct ev;
 struct expr;
@@ -52,7 +58,8 @@ struct expr {
 	char *text;               /* the path spelled out, for messages */
 	size_t *ends;             /* length of text after each segment */
 	const struct func *func;  /* E_CALL */
-	struct expr **args;
+	enum op op;               /* E_OP; its source text is in text */
+	struct expr **args;       /* E_CALL arguments, E_OP operands, E_LIST items */
 	size_t n_args;
 };
 
@@ -131,12 +138,19 @@ static int dump_cb(const char *buf, size_t size, void *arg)
 	return 0;
 }
 
-/* The shortest of %.15g..%.17g that reads back exactly, always with a '.' or an exponent. */
+/* The shortest of %.15g..%.17g that reads back exactly, always with a '.' or an exponent. A
+ * whole number below 1e19 (the int64 range: ids) is written out in full, "1200000000000000.0"
+ * rather than "1.2e+15". */
 static void add_real(struct strbuf *b, double d)
 {
 	char buf[48];
 	int prec;
 
+	if (d == trunc(d) && fabs(d) < 1e19) {
+		snprintf(buf, sizeof(buf), "%.1f", d);
+		strbuf_adds(b, buf);
+		return;
+	}
 	for (prec = 15; prec <= 17; prec++) {
 		snprintf(buf, sizeof(buf), "%.*g", prec, d);
 		if (strtod(buf, NULL) == d)
@@ -374,6 +388,189 @@ static int fn_now_ms(struct ev *ev, const struct expr *call, json_t *const *args
 	return EV_OK;
 }
 
+/* --- dates ---------------------------------------------------------------------------------- */
+
+#define MIN_TIME_MS (-62135596800000LL)   /* 0001-01-01T00:00:00.000Z */
+#define MAX_TIME_MS 253402300799999LL     /* 9999-12-31T23:59:59.999Z */
+
+/* Reads a time argument: an RFC 3339 string (or a date) or a number of milliseconds since the
+ * epoch. */
+static int get_time(struct ev *ev, const struct expr *call, const json_t *x, int64_t *ms)
+{
+	double d;
+
+	switch (json_typeof(x)) {
+	case JSON_STRING:
+		if (util_parse_time(json_string_value(x), json_string_length(x), ms) == 0)
+			return EV_OK;
+		return evfail(ev, EV_FAIL, "%s(): \"%.64s\" is not an RFC 3339 time "
+			      "(2026-11-21T18:33:42.123Z) or a date (2026-11-21)", call->func->name,
+			      json_string_value(x));
+	case JSON_INTEGER:
+		*ms = json_integer_value(x);
+		break;
+	case JSON_REAL:
+		d = floor(json_real_value(x));
+		*ms = d > -1e16 && d < 1e16 ? (int64_t)d : INT64_MAX;
+		break;
+	default:
+		return evfail(ev, EV_FAIL, "%s(): cannot read a time from %s (give an RFC 3339 "
+			      "string or milliseconds since the epoch)", call->func->name, type_name(x));
+	}
+	if (*ms < MIN_TIME_MS || *ms > MAX_TIME_MS)
+		return evfail(ev, EV_FAIL, "%s(): %.17g ms is outside the years 0001-9999",
+			      call->func->name, json_number_value(x));
+	return EV_OK;
+}
+
+static int time_result(struct ev *ev, const struct expr *call, int64_t ms, json_t **out)
+{
+	char buf[40];
+
+	if (ms < MIN_TIME_MS || ms > MAX_TIME_MS)
+		return evfail(ev, EV_FAIL, "%s(): the result is outside the years 0001-9999",
+			      call->func->name);
+	util_format_time(ms, buf, sizeof(buf));
+	*out = json_string_nocheck(buf);
+	return EV_OK;
+}
+
+/* A duration: "21d", "-1h", "+90m", "1.5s", "500ms", "250" (ms), or a number of milliseconds. */
+static int get_duration(struct ev *ev, const struct expr *call, const json_t *x, int64_t *ms)
+{
+	const char *s;
+	double d;
+	int sign = 1;
+
+	if (json_is_integer(x)) {
+		*ms = json_integer_value(x);
+		if (*ms > -(1LL << 53) && *ms < (1LL << 53))
+			return EV_OK;
+	} else if (json_is_real(x)) {
+		d = json_real_value(x);
+		if (d > -9e15 && d < 9e15) {
+			*ms = llround(d);
+			return EV_OK;
+		}
+	} else if (json_is_string(x)) {
+		s = json_string_value(x);
+		if (*s == '-' || *s == '+')
+			sign = *s++ == '-' ? -1 : 1;
+		if (*s >= '0' && *s <= '9' && util_parse_duration(s, ms) == 0) {
+			*ms *= sign;
+			return EV_OK;
+		}
+		return evfail(ev, EV_FAIL, "%s(): \"%.64s\" is not a duration (21d, -1h, 90m, 1.5s, "
+			      "500ms)", call->func->name, json_string_value(x));
+	} else {
+		return evfail(ev, EV_FAIL, "%s(): cannot read a duration from %s (give a string "
+			      "like '21d' or a number of milliseconds)", call->func->name,
+			      type_name(x));
+	}
+	return evfail(ev, EV_FAIL, "%s(): duration out of range", call->func->name);
+}
+
+static int fn_parse_date(struct ev *ev, const struct expr *call, json_t *const *args, json_t **out)
+{
+	int64_t ms;
+	int r;
+
+	if ((r = get_time(ev, call, args[0], &ms)) != EV_OK)
+		return r;
+	return time_result(ev, call, ms, out);
+}
+
+static int fn_date_add(struct ev *ev, const struct expr *call, json_t *const *args, json_t **out)
+{
+	int64_t ms, dur;
+	int r;
+
+	if ((r = get_time(ev, call, args[0], &ms)) != EV_OK ||
+	    (r = get_duration(ev, call, args[1], &dur)) != EV_OK)
+		return r;
+	return time_result(ev, call, ms + dur, out);
+}
+
+static int fn_date_diff_ms(struct ev *ev, const struct expr *call, json_t *const *args,
+			   json_t **out)
+{
+	int64_t a, b;
+	int r;
+
+	if ((r = get_time(ev, call, args[0], &a)) != EV_OK ||
+	    (r = get_time(ev, call, args[1], &b)) != EV_OK)
+		return r;
+	*out = json_integer(a - b);
+	return EV_OK;
+}
+
+/* Writes ms with pattern: YYYY, MM, DD, HH, mm, ss and SSS are replaced (longest first), any
+ * other character is copied. */
+static void format_date(struct strbuf *b, int64_t ms, const char *pat, size_t len)
+{
+	static const struct { const char *tok; size_t len; } toks[] = {
+		{ "YYYY", 4 }, { "SSS", 3 }, { "MM", 2 }, { "DD", 2 }, { "HH", 2 }, { "mm", 2 },
+		{ "ss", 2 },
+	};
+	int64_t rem = ((ms % 1000) + 1000) % 1000;
+	time_t secs = (time_t)((ms - rem) / 1000);
+	struct tm tm;
+	size_t i = 0, k;
+
+	gmtime_r(&secs, &tm);
+	while (i < len) {
+		for (k = 0; k < sizeof(toks) / sizeof(toks[0]); k++)
+			if (len - i >= toks[k].len && memcmp(pat + i, toks[k].tok, toks[k].len) == 0)
+				break;
+		switch (k) {
+		case 0: strbuf_addf(b, "%04d", tm.tm_year + 1900); break;
+		case 1: strbuf_addf(b, "%03d", (int)rem); break;
+		case 2: strbuf_addf(b, "%02d", tm.tm_mon + 1); break;
+		case 3: strbuf_addf(b, "%02d", tm.tm_mday); break;
+		case 4: strbuf_addf(b, "%02d", tm.tm_hour); break;
+		case 5: strbuf_addf(b, "%02d", tm.tm_min); break;
+		case 6: strbuf_addf(b, "%02d", tm.tm_sec); break;
+		default:
+			strbuf_add(b, pat + i, 1);
+			i++;
+			continue;
+		}
+		i += toks[k].len;
+	}
+}
+
+static int fn_date_format(struct ev *ev, const struct expr *call, json_t *const *args,
+			  json_t **out)
+{
+	struct strbuf b;
+	int64_t ms;
+	int r;
+
+	if ((r = get_time(ev, call, args[0], &ms)) != EV_OK)
+		return r;
+	if (!json_is_string(args[1]))
+		return evfail(ev, EV_FAIL, "%s(): the pattern is %s, not a string such as "
+			      "'YYYY-MM-DD'", call->func->name, type_name(args[1]));
+	strbuf_init(&b);
+	format_date(&b, ms, json_string_value(args[1]), json_string_length(args[1]));
+	*out = buf_to_json(&b);
+	return EV_OK;
+}
+
+static int fn_date(struct ev *ev, const struct expr *call, json_t *const *args, json_t **out)
+{
+	struct strbuf b;
+	int64_t ms;
+	int r;
+
+	if ((r = get_time(ev, call, args[0], &ms)) != EV_OK)
+		return r;
+	strbuf_init(&b);
+	format_date(&b, ms, "YYYY-MM-DD", 10);
+	*out = buf_to_json(&b);
+	return EV_OK;
+}
+
 /* ASCII case mapping; other bytes (UTF-8 sequences) are left alone. */
 static int change_case(json_t *const *args, json_t **out, bool up)
 {
@@ -428,10 +625,14 @@ static const struct func funcs[] = {
 	{ "upper", 1, 1, false, fn_upper },
 	{ "lower", 1, 1, false, fn_lower },
 	{ "concat", 1, -1, false, fn_concat },
-	/* Time. Date arithmetic goes here (e.g. add_duration(time, '2h'), format_time(ms),
-	 * parse_time(s)), built on util_format_time() and util_parse_duration(). */
+	/* Time: RFC 3339 UTC strings with milliseconds, like now(). */
 	{ "now", 0, 0, false, fn_now },
 	{ "now_ms", 0, 0, false, fn_now_ms },
+	{ "parse_date", 1, 1, false, fn_parse_date },
+	{ "date_add", 2, 2, false, fn_date_add },
+	{ "date_diff_ms", 2, 2, false, fn_date_diff_ms },
+	{ "date_format", 2, 2, false, fn_date_format },
+	{ "date", 1, 1, false, fn_date },
 };
 
 static const struct func *find_func(const char *name, size_t len)
@@ -495,6 +696,16 @@ static void *unterminated(struct parser *p)
 	return perr(p, p->dollar, "unterminated \"${\" (missing \"}\")");
 }
 
+/* Enters one more level of nesting (a call, "(", "[" or "!"), or fails at offset at. */
+static bool nest(struct parser *p, size_t at)
+{
+	if (++p->depth <= MAX_DEPTH)
+		return true;
+	p->depth--;
+	perr(p, at, "expression nested too deeply");
+	return false;
+}
+
 static void expr_free(struct expr *e)
 {
 	size_t i;
@@ -523,17 +734,6 @@ static struct expr *expr_new(enum expr_kind kind, size_t offset)
 	return e;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool read_hex4(struct parser *p, unsigned *v)
 {
 	int i, h;
@@ -542,7 +742,7 @@ static bool read_hex4(struct parser *p, unsigned *v)
 		return false;
 	*v = 0;
 	for (i = 0; i < 4; i++) {
-		if ((h = hexval(p->s[p->pos + i])) < 0)
+		if ((h = util_hex_digit(p->s[p->pos + i])) < 0)
 			return false;
 		*v = *v << 4 | (unsigned)h;
 	}
@@ -834,48 +1034,59 @@ static void list_funcs(char *buf, size_t len)
 		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "", funcs[i].name);
 }
 
+/* [expr (',' expr)*] close ; p->pos is at the opening character. Appends the items to e->args;
+ * what names them in a message. */
+static bool parse_items(struct parser *p, char close, struct expr *e, const char *what)
+{
+	struct expr *item;
+
+	p->pos++;
+	skip_ws(p);
+	if (p->pos < p->len && p->s[p->pos] == close) {
+		p->pos++;
+		return true;
+	}
+	for (;;) {
+		if ((item = parse_expr(p)) == NULL)
+			return false;
+		e->args = xrealloc(e->args, (e->n_args + 1) * sizeof(*e->args));
+		e->args[e->n_args++] = item;
+		skip_ws(p);
+		if (p->pos >= p->len) {
+			unterminated(p);
+			return false;
+		}
+		if (p->s[p->pos] == close) {
+			p->pos++;
+			return true;
+		}
+		if (p->s[p->pos] != ',') {
+			perr(p, p->pos, "expected \",\" or \"%c\" in %s", close, what);
+			return false;
+		}
+		p->pos++;
+	}
+}
+
 /* name '(' [expr (',' expr)*] ')' ; p->pos is at the '('. */
 static struct expr *parse_call(struct parser *p, size_t name_start, size_t name_len)
 {
 	const struct func *fn = find_func(p->s + name_start, name_len);
-	struct expr *e, *arg;
-	char known[256];
+	char known[256], what[64];
+	struct expr *e;
 
 	if (fn == NULL) {
 		list_funcs(known, sizeof(known));
 		return perr(p, name_start, "unknown function \"%.*s\" (known: %s)", (int)name_len,
 			    p->s + name_start, known);
 	}
-	if (++p->depth > MAX_DEPTH) {
-		p->depth--;
-		return perr(p, name_start, "expression nested too deeply");
-	}
+	if (!nest(p, name_start))
+		return NULL;
 	e = expr_new(E_CALL, name_start);
 	e->func = fn;
-	p->pos++;
-	skip_ws(p);
-	if (p->pos < p->len && p->s[p->pos] == ')')
-		p->pos++;
-	else for (;;) {
-		if ((arg = parse_expr(p)) == NULL)
-			goto fail;
-		e->args = xrealloc(e->args, (e->n_args + 1) * sizeof(*e->args));
-		e->args[e->n_args++] = arg;
-		skip_ws(p);
-		if (p->pos >= p->len) {
-			unterminated(p);
-			goto fail;
-		}
-		if (p->s[p->pos] == ')') {
-			p->pos++;
-			break;
-		}
-		if (p->s[p->pos] != ',') {
-			perr(p, p->pos, "expected \",\" or \")\" in the arguments of %s()", fn->name);
-			goto fail;
-		}
-		p->pos++;
-	}
+	snprintf(what, sizeof(what), "the arguments of %s()", fn->name);
+	if (!parse_items(p, ')', e, what))
+		goto fail;
 	p->depth--;
 	if ((int)e->n_args < fn->min_args || (fn->max_args >= 0 && (int)e->n_args > fn->max_args)) {
 		if (fn->max_args < 0)
@@ -894,7 +1105,51 @@ fail:
 	return NULL;
 }
 
-static struct expr *parse_expr(struct parser *p)
+/* '(' expr ')' ; p->pos is at the '('. */
+static struct expr *parse_group(struct parser *p)
+{
+	size_t open = p->pos;
+	struct expr *e;
+
+	if (!nest(p, open))
+		return NULL;
+	p->pos++;
+	e = parse_expr(p);
+	p->depth--;
+	if (e == NULL)
+		return NULL;
+	skip_ws(p);
+	if (p->pos >= p->len) {
+		expr_free(e);
+		return unterminated(p);
+	}
+	if (p->s[p->pos] != ')') {
+		expr_free(e);
+		return perr(p, p->pos, "expected \")\" to close the \"(\" at offset %zu, found \"%c\"",
+			    open, p->s[p->pos]);
+	}
+	p->pos++;
+	return e;
+}
+
+/* '[' [expr (',' expr)*] ']' ; p->pos is at the '['. */
+static struct expr *parse_list(struct parser *p)
+{
+	struct expr *e;
+
+	if (!nest(p, p->pos))
+		return NULL;
+	e = expr_new(E_LIST, p->pos);
+	if (!parse_items(p, ']', e, "the list")) {
+		expr_free(e);
+		e = NULL;
+	}
+	p->depth--;
+	return e;
+}
+
+/* A literal, a path, a function call, a list or a parenthesized expression. */
+static struct expr *parse_primary(struct parser *p)
 {
 	size_t start, end;
 	char c;
@@ -906,13 +1161,24 @@ static struct expr *parse_expr(struct parser *p)
 	c = p->s[p->pos];
 	if (c == '\'' || c == '"')
 		return parse_string_literal(p);
+	if (c == '(')
+		return parse_group(p);
+	if (c == '[')
+		return parse_list(p);
 	if ((c >= '0' && c <= '9') ||
 	    (c == '-' && p->pos + 1 < p->len && p->s[p->pos + 1] >= '0' && p->s[p->pos + 1] <= '9'))
 		return parse_number_literal(p);
 	if (!is_ident_start(c)) {
-		if (c == '}')
-			return perr(p, p->pos, "empty expression");
-		return perr(p, p->pos, "unexpected \"%c\"; expected a path, a literal or a function call", c);
+		if (c == '}') {
+			size_t i = p->dollar + 2;
+			while (i < p->pos && strchr(" \t\r\n", p->s[i]) != NULL)
+				i++;
+			if (i == p->pos)
+				return perr(p, p->pos, "empty expression");
+			return perr(p, p->pos, "expected an operand before \"}\"");
+		}
+		return perr(p, p->pos, "unexpected \"%c\"; expected a path, a literal, a function "
+			    "call or \"(\"", c);
 	}
 	while (p->pos < p->len && is_ident(p->s[p->pos]))
 		p->pos++;
@@ -937,6 +1203,129 @@ static struct expr *parse_expr(struct parser *p)
 	}
 	p->pos = start;
 	return parse_path(p);
+}
+
+/* The operator at p->pos (not consumed), or -1; *len gets its length. "!" alone is unary and
+ * not reported here. */
+static int peek_op(const struct parser *p, size_t *len)
+{
+	const char *s = p->s + p->pos;
+	size_t left = p->len - p->pos;
+	char c1 = left > 1 ? s[1] : '\0';
+
+	*len = 2;
+	if (left == 0)
+		return -1;
+	switch (s[0]) {
+	case '|': return c1 == '|' ? OP_OR : -1;
+	case '&': return c1 == '&' ? OP_AND : -1;
+	case '=': return c1 == '=' ? OP_EQ : -1;
+	case '!': return c1 == '=' ? OP_NE : -1;
+	case '<': if (c1 == '=') return OP_LE; *len = 1; return OP_LT;
+	case '>': if (c1 == '=') return OP_GE; *len = 1; return OP_GT;
+	case 'i': return c1 == 'n' && (left == 2 || !is_ident(s[2])) ? OP_IN : -1;
+	}
+	return -1;
+}
+
+/* Binding levels: 0 ||, 1 &&, 2 == !=, 3 < <= > >= in; then unary !. */
+#define N_LEVELS 4
+
+static int op_level(int op)
+{
+	switch (op) {
+	case OP_OR: return 0;
+	case OP_AND: return 1;
+	case OP_EQ: case OP_NE: return 2;
+	default: return 3;
+	}
+}
+
+static struct expr *op_node(struct parser *p, enum op op, size_t op_pos, size_t start,
+			    struct expr *a, struct expr *b)
+{
+	struct expr *e = expr_new(E_OP, op_pos);
+
+	e->op = op;
+	e->n_args = b != NULL ? 2 : 1;
+	e->args = xmalloc(e->n_args * sizeof(*e->args));
+	e->args[0] = a;
+	if (b != NULL)
+		e->args[1] = b;
+	e->text = xstrndup(p->s + start, p->pos - start);
+	return e;
+}
+
+/* '!' unary | primary */
+static struct expr *parse_unary(struct parser *p)
+{
+	struct expr *e;
+	size_t start;
+
+	skip_ws(p);
+	start = p->pos;
+	if (p->pos + 1 >= p->len || p->s[p->pos] != '!' || p->s[p->pos + 1] == '=')
+		return parse_primary(p);
+	if (!nest(p, start))
+		return NULL;
+	p->pos++;
+	e = parse_unary(p);
+	p->depth--;
+	return e != NULL ? op_node(p, OP_NOT, start, start, e, NULL) : NULL;
+}
+
+/* level ( op-of-this-level level+1 )* ; comparisons (levels 2 and 3) do not chain. */
+static struct expr *parse_binary(struct parser *p, int level)
+{
+	struct expr *left, *right;
+	size_t start, op_pos, len;
+	int op, n = 0;
+
+	if (level == N_LEVELS)
+		return parse_unary(p);
+	skip_ws(p);
+	start = p->pos;
+	if ((left = parse_binary(p, level + 1)) == NULL)
+		return NULL;
+	for (;;) {
+		skip_ws(p);
+		op_pos = p->pos;
+		op = peek_op(p, &len);
+		if (op < 0 || op_level(op) != level)
+			break;
+		if (level >= 2 && n > 0) {
+			expr_free(left);
+			return perr(p, op_pos, "comparisons do not chain: write a < b && b < c, or "
+				    "add parentheses");
+		}
+		p->pos += len;
+		if ((right = parse_binary(p, level + 1)) == NULL) {
+			expr_free(left);
+			return NULL;
+		}
+		left = op_node(p, (enum op)op, op_pos, start, left, right);
+		n++;
+	}
+	if (level == 0 && p->pos < p->len) {      /* a near miss of an operator */
+		const char *hint = NULL;
+		char c = p->s[p->pos];
+		if (c == '=')
+			hint = "\"=\" is not an operator; compare with \"==\"";
+		else if (c == '&')
+			hint = "\"&\" is not an operator; write \"&&\"";
+		else if (c == '|')
+			hint = "\"|\" is not an operator; write \"||\"";
+		if (hint != NULL) {
+			expr_free(left);
+			return perr(p, p->pos, "%s", hint);
+		}
+	}
+	return left;
+}
+
+static struct expr *parse_expr(struct parser *p)
+{
+	return parse_binary(p, 0);
 }
 
 /* --- templates ----------------------------------------------------------------------------- */
@@ -1303,6 +1692,196 @@ out:
 	return r;
 }
 
+/* --- operators ---------------------------------------------------------------------------- */
+
+/* Compares an integer with a double exactly (no rounding of big integers). */
+static int cmp_int_real(json_int_t i, double d)
+{
+	double di = (double)i;
+
+	if (di != d)
+		return di < d ? -1 : 1;
+	if (d >= 9223372036854775808.0)      /* 2^63: above every int64 */
+		return -1;
+	return i < (json_int_t)d ? -1 : i > (json_int_t)d;
+}
+
+static int cmp_numbers(const json_t *a, const json_t *b)
+{
+	if (json_is_integer(a) && json_is_integer(b))
+		return json_integer_value(a) < json_integer_value(b) ? -1 :
+		       json_integer_value(a) > json_integer_value(b);
+	if (json_is_integer(a))
+		return cmp_int_real(json_integer_value(a), json_real_value(b));
+	if (json_is_integer(b))
+		return -cmp_int_real(json_integer_value(b), json_real_value(a));
+	return json_real_value(a) < json_real_value(b) ? -1 : json_real_value(a) > json_real_value(b);
+}
+
+/* JSON equality, deep, with numbers compared by value (1 == 1.0). */
+static bool json_eq(const json_t *a, const json_t *b)
+{
+	const char *key;
+	json_t *va, *vb;
+	size_t i;
+
+	if (json_is_number(a) && json_is_number(b))
+		return cmp_numbers(a, b) == 0;
+	if (json_typeof(a) != json_typeof(b))
+		return false;
+	switch (json_typeof(a)) {
+	case JSON_STRING:
+		return json_string_length(a) == json_string_length(b) &&
+		       memcmp(json_string_value(a), json_string_value(b), json_string_length(a)) == 0;
+	case JSON_ARRAY:
+		if (json_array_size(a) != json_array_size(b))
+			return false;
+		for (i = 0; i < json_array_size(a); i++)
+			if (!json_eq(json_array_get(a, i), json_array_get(b, i)))
+				return false;
+		return true;
+	case JSON_OBJECT:
+		if (json_object_size(a) != json_object_size(b))
+			return false;
+		json_object_foreach((json_t *)a, key, va) {
+			size_t klen = json_object_iter_key_len(json_object_key_to_iter(key));
+			if ((vb = json_object_getn(b, key, klen)) == NULL || !json_eq(va, vb))
+				return false;
+		}
+		return true;
+	default:                        /* true, false, null */
+		return true;
+	}
+}
+
+static int eval_bool(struct ev *ev, const struct expr *op, const struct expr *arg,
+		     const char *side, bool *out)
+{
+	json_t *v;
+	int r;
+
+	if ((r = eval_expr(ev, arg, &v)) != EV_OK)
+		return r;
+	if (!json_is_boolean(v)) {
+		r = evfail(ev, EV_FAIL, "%.120s: the %s of \"%s\" is %s, not a boolean (compare it, "
+			   "as in x == 'y', or convert it with boolean())", op->text, side,
+			   op_names[op->op], type_name(v));
+		json_decref(v);
+		return r;
+	}
+	*out = json_is_true(v);
+	json_decref(v);
+	return EV_OK;
+}
+
+/* Applies an ordering or "in" operator to two values. */
+static int binary_op(struct ev *ev, const struct expr *e, const json_t *a, const json_t *b,
+		     bool *res)
+{
+	int c;
+
+	if (e->op == OP_IN) {
+		if (json_is_array(b)) {
+			size_t i;
+			*res = false;
+			for (i = 0; i < json_array_size(b) && !*res; i++)
+				*res = json_eq(a, json_array_get(b, i));
+			return EV_OK;
+		}
+		if ((json_is_string(b) || json_is_object(b)) && !json_is_string(a))
+			return evfail(ev, EV_FAIL, "%.120s: \"in\" %s needs a string on the left, "
+				      "not %s", e->text, json_is_string(b) ? "a string" : "an object",
+				      type_name(a));
+		if (json_is_string(b)) {
+			*res = memmem(json_string_value(b), json_string_length(b),
+				      json_string_value(a), json_string_length(a)) != NULL;
+			return EV_OK;
+		}
+		if (json_is_object(b)) {
+			*res = json_object_getn(b, json_string_value(a), json_string_length(a)) != NULL;
+			return EV_OK;
+		}
+		return evfail(ev, EV_FAIL, "%.120s: the right side of \"in\" is %s, not an array, a "
+			      "string or an object", e->text, type_name(b));
+	}
+	if (json_is_number(a) && json_is_number(b)) {
+		c = cmp_numbers(a, b);
+	} else if (json_is_string(a) && json_is_string(b)) {
+		size_t la = json_string_length(a), lb = json_string_length(b);
+		c = memcmp(json_string_value(a), json_string_value(b), la < lb ? la : lb);
+		if (c == 0)
+			c = la < lb ? -1 : la > lb;
+	} else {
+		return evfail(ev, EV_FAIL, "%.120s: cannot compare %s with %s (\"%s\" takes two "
+			      "numbers or two strings; convert with number() or string())", e->text,
+			      type_name(a), type_name(b), op_names[e->op]);
+	}
+	switch (e->op) {
+	case OP_LT: *res = c < 0; break;
+	case OP_LE: *res = c <= 0; break;
+	case OP_GT: *res = c > 0; break;
+	case OP_GE: *res = c >= 0; break;
+	default: fatalx("expr: bad operator %d", (int)e->op);
+	}
+	return EV_OK;
+}
+
+static int eval_op(struct ev *ev, const struct expr *e, json_t **out)
+{
+	json_t *a = NULL, *b = NULL;
+	bool res;
+	int r;
+
+	switch (e->op) {
+	case OP_NOT:
+		if ((r = eval_bool(ev, e, e->args[0], "operand", &res)) != EV_OK)
+			return r;
+		*out = json_boolean(!res);
+		return EV_OK;
+	case OP_AND:
+	case OP_OR:                     /* short-circuit: the right side may be missing */
+		if ((r = eval_bool(ev, e, e->args[0], "left side", &res)) != EV_OK)
+			return r;
+		if (res == (e->op == OP_AND) &&
+		    (r = eval_bool(ev, e, e->args[1], "right side", &res)) != EV_OK)
+			return r;
+		*out = json_boolean(res);
+		return EV_OK;
+	default:
+		break;
+	}
+	if ((r = eval_expr(ev, e->args[0], &a)) != EV_OK)
+		return r;
+	if ((r = eval_expr(ev, e->args[1], &b)) != EV_OK)
+		goto out;
+	if (e->op == OP_EQ || e->op == OP_NE)
+		res = json_eq(a, b) == (e->op == OP_EQ);
+	else if ((r = binary_op(ev, e, a, b, &res)) != EV_OK)
+		goto out;
+	*out = json_boolean(res);
+out:
+	json_decref(a);
+	json_decref(b);
+	return r;
+}
+
+static int eval_list(struct ev *ev, const struct expr *e, json_t **out)
+{
+	json_t *list = json_array(), *v;
+	size_t i;
+	int r;
+
+	for (i = 0; i < e->n_args; i++) {
+		if ((r = eval_expr(ev, e->args[i], &v)) != EV_OK) {
+			json_decref(list);
+			return r;
+		}
+		json_array_append_new(list, v);
+	}
+	*out = list;
+	return EV_OK;
+}
+
 static int eval_expr(struct ev *ev, const struct expr *e, json_t **out)
 {
 	json_t *v;
@@ -1319,6 +1898,10 @@ static int eval_expr(struct ev *ev, const struct expr *e, json_t **out)
 		return EV_OK;
 	case E_CALL:
 		return eval_call(ev, e, out);
+	case E_OP:
+		return eval_op(ev, e, out);
+	case E_LIST:
+		return eval_list(ev, e, out);
 	}
 	fatalx("expr: bad kind %d", (int)e->kind);
 }

@@ -6,9 +6,13 @@
  *
  * Expressions: paths into the context (input.classId, saga.id, steps.pay.response.body.id,
  * steps.pay.response.body.items[0]), literals ('text', "text", 12, 1.5, true, false, null),
- * and function calls: string(x), number(x), integer(x), boolean(x), json(x) (serialize),
- * default(x, fallback), now() (RFC 3339 UTC), now_ms(), upper(x), lower(x), concat(a, b, ...).
- * A path that names missing data is an evaluation error unless wrapped in default(). */
+ * lists ([a, b]), parentheses, function calls (string, number, integer, boolean, json, default,
+ * now, now_ms, upper, lower, concat, parse_date, date_add, date_diff_ms, date_format, date: see
+ * docs/flow-dsl.md) and operators, loosest first: ||, &&, == !=, < <= > >= in, unary !.
+ * == is deep JSON equality with numbers by value (1 == 1.0); ordering takes two numbers or two
+ * strings (byte order); && || ! take booleans only (no truthiness) and short-circuit;
+ * comparisons do not chain. A path that names missing data is an evaluation error unless
+ * wrapped in default(). */
 #ifndef SAGAD_EXPR_H
 #define SAGAD_EXPR_H
 

@@ -112,8 +112,18 @@ static void flow_free(struct flow *f)
 		for (j = 0; j < st->n_keep; j++)
 			free(st->keep[j]);
 		free(st->keep);
+		tmpl_free(st->when);
+		json_decref(st->fallback_value);
+		if (st->saga_ref != NULL) {
+			free(st->saga_ref->flow);
+			free(st->saga_ref->key_name);
+			tmpl_free(st->saga_ref->key_value);
+			strings_free(st->saga_ref->states, st->saga_ref->n_states);
+			free(st->saga_ref);
+		}
 	}
 	free(f->steps);
+	headers_free(f->keys, f->n_keys);
 	for (i = 0; i < f->n_triggers; i++) {
 		struct flow_trigger *t = &f->triggers[i];
 

@@ -25,14 +25,28 @@ struct flow_input_field {
 	enum input_type type;
 	bool required;
 	json_t *default_value; /* owned; NULL when none */
+	bool sensitive;        /* never shown or stored in clear (secret.h) */
 };
 
 struct flow_header {
 	char *name;
 	struct tmpl *value; /* owned */
+	bool secret;        /* a participant header whose value came from the environment */
 };
 
 enum participant_kind { PARTICIPANT_HTTP, PARTICIPANT_KAFKA, PARTICIPANT_KIND_MAX };
+
+/* A circuit breaker's settings (participant `circuit_breaker:`). The breaker itself is the
+ * engine's, one per participant identity (kind, name, url or topic), shared by every saga. */
+struct flow_breaker {
+	bool enabled;
+	int failure_rate;            /* percent of failed calls in the window that opens it; 0 = off */
+	int min_calls;               /* calls the window needs before the rate counts */
+	int64_t window_ms;           /* rolling window of the rate */
+	int consecutive_failures;    /* this many failures in a row open it; 0 = off */
+	int64_t open_ms;             /* how long it stays open before a half-open probe */
+	int half_open_probes;        /* trial calls in half-open; all must succeed to close */
+};
 
 /* A participant's settings are resolved at load time (environment values included). */
 struct participant {
@@ -44,6 +58,7 @@ struct participant {
 	int64_t timeout_ms;          /* default per-attempt timeout (HTTP) or reply deadline (Kafka) */
 	char *topic;                 /* Kafka: default topic commands are produced to, or NULL */
 	char *reply_topic;           /* Kafka: default topic replies arrive on, or NULL */
+	struct flow_breaker breaker; /* enabled = false: no breaker */
 };
 
 /* How a Kafka reply finds its step and what it means.
@@ -117,7 +132,23 @@ struct retry_policy {
 	unsigned on;             /* enum retry_on bits */
 };
 
-enum step_kind { STEP_KIND_CALL, STEP_KIND_SUBFLOW, STEP_KIND_MAX };
+enum step_kind { STEP_KIND_CALL, STEP_KIND_SUBFLOW, STEP_KIND_SAGA, STEP_KIND_MAX };
+
+/* A saga step (STEP_KIND_SAGA) acts on another saga, found by a business key. */
+enum saga_op { SAGA_OP_FIND, SAGA_OP_CANCEL };
+
+struct flow_saga_ref {
+	enum saga_op op;
+	char *flow;                   /* the target's flow name */
+	char *key_name;               /* its business key ... */
+	struct tmpl *key_value;       /* ... and the value, rendered when the step runs */
+	bool missing_ok;              /* if_missing: skip (succeed with found=false) vs fail */
+	char **states;                /* find: the target must be in one of these, or NULL */
+	size_t n_states;
+};
+
+/* What a step that fails for good (or whose participant's breaker is open) becomes. */
+enum fallback_kind { FALLBACK_FAIL, FALLBACK_VALUE };
 
 struct flow;
 
@@ -134,7 +165,16 @@ struct flow_step {
 	char *subflow_name;
 	int subflow_line, subflow_col; /* where `flow:` names it, for link errors */
 	struct tmpl *subflow_input;   /* renders the child's input object */
-	/* Both kinds */
+	/* STEP_KIND_SAGA */
+	struct flow_saga_ref *saga_ref; /* owned */
+	/* All kinds */
+	int group_first;              /* parallel steps: index of the group's first step ... */
+	int group_n;                  /* ... and how many run together (1 = on its own) */
+	struct tmpl *when;            /* run only when this renders true; NULL = always */
+	bool background;              /* fire-and-forget: later steps do not wait for it, and
+				       * its failure never compensates the saga */
+	enum fallback_kind fallback;
+	json_t *fallback_value;       /* FALLBACK_VALUE: the response body it is treated as */
 	char **keep;                  /* response paths to keep ("body.id"); NULL = keep all */
 	size_t n_keep;
 	int64_t timeout_ms;           /* per attempt (call), or for the whole child (subflow; 0 = none) */
@@ -176,6 +216,13 @@ struct flow {
 	int64_t deadline_ms;           /* whole saga; 0 = none */
 	struct tmpl *output;           /* the saga's result; NULL = every step's kept response */
 	char **wait_steps;             /* not used by the engine; reserved; NULL-terminated (or NULL) */
+	struct flow_header *keys;      /* business keys: name -> template (rendered when its data
+				        * exists), indexing the flow's sagas */
+	size_t n_keys;
+	int pivot;                     /* index of the first pivot step, or -1 */
+	/* `http_status`: the answer's status to a start that waited for the saga's end, by
+	 * final state; 0 = the API's default (200) */
+	int status_completed, status_compensated, status_failed;
 	struct flow_trigger *triggers; /* Kafka triggers that start sagas of this flow */
 	size_t n_triggers;
 	json_t *source;                /* the flow as JSON (for GET /v1/flows/{flow}); owned */

@@ -520,6 +520,38 @@ const char *httpd_req_query(const struct httpd_req *r, const char *name)
 	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+struct prefix_scan {
+	const char *prefix;
+	const char *name, *value;
+	int n;
+};
+
+static enum MHD_Result on_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+				    const char *value)
+{
+	struct prefix_scan *ps = cls;
+
+	(void)kind;
+	if (key != NULL && strncmp(key, ps->prefix, strlen(ps->prefix)) == 0) {
+		if (ps->n++ == 0) {
+			ps->name = key;
+			ps->value = value ? value : "";
+		}
+	}
+	return MHD_YES;
+}
+
+int httpd_req_query_prefix(const struct httpd_req *r, const char *prefix, const char **name,
+			   const char **value)
+{
+	struct prefix_scan ps = { prefix, NULL, NULL, 0 };
+
+	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, on_query_arg, &ps);
+	*name = ps.name;
+	*value = ps.value;
+	return ps.n;
+}
+
 const char *httpd_req_header(const struct httpd_req *r, const char *name)
 {
 	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);

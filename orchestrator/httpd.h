@@ -40,6 +40,10 @@ void httpd_free(struct httpd *h);
 const char *httpd_req_method(const struct httpd_req *r);
 const char *httpd_req_path(const struct httpd_req *r);          /* without the query */
 const char *httpd_req_query(const struct httpd_req *r, const char *name); /* decoded or NULL */
+/* Query arguments whose name starts with prefix, in order: returns how many there are and
+ * points *name / *value at the first one (borrowed, decoded). */
+int httpd_req_query_prefix(const struct httpd_req *r, const char *prefix, const char **name,
+			   const char **value);
 const char *httpd_req_header(const struct httpd_req *r, const char *name); /* or NULL */
 const char *httpd_req_body(const struct httpd_req *r, size_t *len); /* "" when none */
 const char *httpd_req_peer(const struct httpd_req *r);          /* "127.0.0.1" */

@@ -75,7 +75,7 @@ void jsonw_str(struct strbuf *b, const char *s)
 				esc[5] = hex[c & 15];
 				strbuf_add(b, esc, 6);
 			} else {
-				strbuf_add(b, "\xef\xbf\xbd", 3);   /* not UTF-8: U+FFFD */
+				strbuf_add(b, "?", 1);   /* not UTF-8 (util_utf8_sanitize()) */
 			}
 		}
 		p++;

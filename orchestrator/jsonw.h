@@ -11,7 +11,8 @@
 #include <stdint.h>
 #include "util.h"
 
-/* A JSON string: s quoted and escaped. Bytes that are not valid UTF-8 become U+FFFD. */
+/* A JSON string: s quoted and escaped. Bytes that are not valid UTF-8 become '?', as
+ * util_utf8_sanitize() makes them. */
 void jsonw_str(struct strbuf *b, const char *s);
 /* jsonw_str(), or null when s is NULL. */
 void jsonw_str_or_null(struct strbuf *b, const char *s);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "auth.h"
 #include "dsl.h"
 #include "engine.h"
 #include "error.h"
@@ -18,6 +19,7 @@
 #include "outbox.h"
 #include "log.h"
 #include "loopstat.h"
+#include "secret.h"
 #include "store.h"
 #include "util.h"
 
@@ -35,6 +37,8 @@ struct daemon {
 	const char *port_file;
 	const char *synchronous;
 	size_t max_body, max_response;
+	size_t kafka_max_message;       /* consumed records larger than this are refused */
+	struct dsl_limits flow_limits;  /* --flow-limit */
 	int64_t shutdown_grace_ms, max_wait_ms;
 	int64_t retention_ms;           /* 0 = keep finished sagas forever */
 	uv_timer_t purge_timer;
@@ -51,6 +55,13 @@ struct daemon {
 	struct engine *engine;
 	struct httpd *httpd;
 	struct api *api;
+	struct auth_options auth_opt;
+	const char *jwt_secret_file;
+	char *jwt_secret;               /* read from the file, or $SAGAD_JWT_SECRET */
+	struct auth *auth;
+	bool insecure_allow_remote;
+	const char *secrets_key_file;
+	struct secret_key *secrets_key;
 	bool ready;
 	const char *not_ready_reason;
 	uv_prepare_t flush;
@@ -74,8 +85,12 @@ static void usage(FILE *out)
 	      "                                                         [$SAGAD_LISTEN or 127.0.0.1:7700]\n"
 	      "  --port-file FILE    write the port listened on (useful with port 0)\n"
 	      "  --log-level LEVEL   debug, info, warn or error         [info]\n"
-	      "  --max-body BYTES    largest API request body           [1048576]\n"
-	      "  --max-response BYTES largest participant response body [1048576]\n"
+	      "  --max-body SIZE     largest API request body (413 above) [1MiB]\n"
+	      "  --max-response SIZE largest participant response body: a larger one fails\n"
+	      "                      the attempt (outcome unknown: compensated)   [1MiB]\n"
+	      "  --flow-limit NAME=N limit of the flow loader (repeatable): max_file_bytes [1MiB],\n"
+	      "                      max_depth [64], max_aliases [100], max_nodes [100000],\n"
+	      "                      max_steps [256]; see docs/flow-dsl.md, \"Limits\"\n"
 	      "  --max-wait DURATION longest a client may wait for a saga [5m]\n"
 	      "  --shutdown-grace DURATION  wait for calls in flight on SIGTERM [10s]\n"
 	      "  --retention DURATION  delete completed and compensated sagas (and sent Kafka\n"
@@ -83,12 +98,33 @@ static void usage(FILE *out)
 	      "                      are kept for an operator; 0 keeps everything   [7d]\n"
 	      "  --synchronous MODE  SQLite synchronous: FULL (shipped, durable) or NORMAL\n"
 	      "\n"
+	      "Security (docs/security.md). Without --auth-tokens or a JWT key the API has no\n"
+	      "authentication and sagad refuses a non-loopback --listen address:\n"
+	      "  --auth-tokens FILE  bearer tokens, one \"ROLE TOKEN NAME\" per line; ROLE is read\n"
+	      "                      (GET routes, /metrics) or operator (also start, cancel,\n"
+	      "                      retry); TOKEN is sha256:HEX or the token   [$SAGAD_AUTH_TOKENS_FILE]\n"
+	      "  --jwt-secret-file FILE  HMAC secret for HS256 JWTs (at least 32 bytes; a\n"
+	      "                      trailing newline is ignored)             [$SAGAD_JWT_SECRET: the secret]\n"
+	      "  --jwt-public-key FILE   RSA public key (PEM) for RS256 JWTs [$SAGAD_JWT_PUBLIC_KEY_FILE]\n"
+	      "  --jwt-algorithms LIST   allowed JWT algorithms       [HS256 and/or RS256, per key]\n"
+	      "  --jwt-issuer ISS    required iss claim              --jwt-audience AUD  required aud\n"
+	      "  --jwt-role-claim NAME   claim naming the role (read, operator; a string, a\n"
+	      "                      space-separated scope or an array)             [role]\n"
+	      "  --jwt-leeway DURATION   clock skew allowed on exp and nbf           [30s]\n"
+	      "  --insecure-allow-remote  listen on a non-loopback address without authentication\n"
+	      "                      (only behind a proxy that authenticates every request)\n"
+	      "  --secrets-key FILE  256-bit key sealing sensitive input fields in the database\n"
+	      "                      (AES-256-GCM); flows with sensitive fields need it\n"
+	      "                                                         [$SAGAD_SECRETS_KEY_FILE]\n"
+	      "\n"
 	      "Kafka (needed when a flow uses a kafka participant or trigger; see docs/kafka.md):\n"
 	      "  --kafka-brokers LIST  bootstrap.servers, host:port,...  [$SAGAD_KAFKA_BROKERS]\n"
 	      "  --kafka-config FILE   client properties, one name=value per line (security.protocol,\n"
 	      "                        sasl.*, ssl.*, ...); # starts a comment\n"
 	      "  -X, --kafka-property NAME=VALUE   one client property (repeatable)\n"
 	      "  --kafka-group ID      consumer group for replies and triggers   [sagad]\n"
+	      "  --kafka-max-message SIZE  larger replies and trigger events are refused unread\n"
+	      "                        (logged, counted, offset released)          [1MiB]\n"
 	      "  --lifecycle-topic TOPIC  publish every saga and step state change here\n"
 	      "                        [$SAGAD_LIFECYCLE_TOPIC]\n"
 	      "  --check             load and check the flows, then exit (0 ok, 1 errors)\n"
@@ -131,14 +167,14 @@ static bool loopback(const char *addr)
 }
 
 /* Loads the flows folder; prints every error. */
-static int load_flows(const char *dir, struct flow_set **out)
+static int load_flows(const char *dir, const struct dsl_limits *lim, struct flow_set **out)
 {
 	struct flow_set *fs = xcalloc(1, sizeof(*fs));
 	struct dsl_errors errs = { 0 };
 	int rc;
 
 	flow_set_init(fs);
-	rc = dsl_load_dir(dir, NULL, fs, &errs);
+	rc = dsl_load_dir(dir, lim, fs, &errs);
 	if (rc != 0) {
 		char *text = dsl_errors_format(&errs);
 		fprintf(stderr, "%s", text);
@@ -248,6 +284,94 @@ static const char *kafka_user(const struct flow_set *fs)
 			}
 	}
 	return NULL;
+}
+
+/* Flows that would write a secret into the store need --secrets-key; without it their starts
+ * are refused (503): say so at start-up and after a reload. */
+static void warn_secrets(const struct daemon *d)
+{
+	char why[256];
+
+	if (d->secrets_key != NULL)
+		return;
+	for (size_t i = 0; i < d->flows->n; i++)
+		if (secret_flow_needs_key(d->flows->flows[i], why, sizeof(why)))
+			log_warn("event=secrets_key_missing flow=%s msg=\"%s; its sagas cannot start "
+				 "(503) until sagad runs with --secrets-key FILE\"",
+				 d->flows->flows[i]->name, why);
+}
+
+/* Reads the JWT HMAC secret (file, else $SAGAD_JWT_SECRET); a trailing newline is not part of
+ * it. Returns 0 or 2 (usage error, printed). */
+static int read_jwt_secret(struct daemon *d)
+{
+	const char *env = getenv("SAGAD_JWT_SECRET");
+	size_t n;
+
+	if (d->jwt_secret_file != NULL) {
+		FILE *fp = fopen(d->jwt_secret_file, "rb");
+		struct strbuf b;
+		char chunk[1024];
+
+		if (fp == NULL) {
+			fprintf(stderr, "sagad: --jwt-secret-file %s: %s\n", d->jwt_secret_file,
+				strerror(errno));
+			return 2;
+		}
+		strbuf_init(&b);
+		while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0 && b.len < 65536)
+			strbuf_add(&b, chunk, n);
+		fclose(fp);
+		n = b.len;
+		d->jwt_secret = b.data ? strbuf_detach(&b) : xstrdup("");
+	} else if (env != NULL && *env != '\0') {
+		d->jwt_secret = xstrdup(env);
+		n = strlen(env);
+	} else {
+		return 0;
+	}
+	while (n > 0 && (d->jwt_secret[n - 1] == '\n' || d->jwt_secret[n - 1] == '\r'))
+		n--;
+	d->auth_opt.jwt_secret = d->jwt_secret;
+	d->auth_opt.jwt_secret_len = n;
+	return 0;
+}
+
+/* Authentication and the secrets key; the listen policy. Returns 0 or an exit status. */
+static int setup_security(struct daemon *d)
+{
+	char err[512], desc[256];
+	int rc;
+
+	if ((rc = read_jwt_secret(d)) != 0)
+		return rc;
+	if (auth_new(&d->auth_opt, &d->auth, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sagad: %s\n", err);
+		return 2;
+	}
+	if (d->secrets_key_file != NULL &&
+	    secret_key_load(d->secrets_key_file, &d->secrets_key, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sagad: %s\n", err);
+		return 2;
+	}
+	if (!loopback(d->listen_addr) && !auth_enabled(d->auth) && !d->insecure_allow_remote) {
+		fprintf(stderr, "sagad: refusing to listen on %s without authentication: anyone who "
+			"can connect could start and cancel sagas and read their data.\n"
+			"  Configure --auth-tokens FILE or a JWT key (--jwt-secret-file, "
+			"--jwt-public-key; docs/security.md),\n"
+			"  or listen on 127.0.0.1, or pass --insecure-allow-remote if a proxy in front "
+			"authenticates every request.\n", d->listen_addr);
+		return 2;
+	}
+	auth_describe(d->auth, desc, sizeof(desc));
+	log_info("event=auth %s %s secrets_key=%s", auth_enabled(d->auth) ? "enabled" : "disabled",
+		 desc, d->secrets_key ? "yes" : "no");
+	if (auth_enabled(d->auth) && d->auth_opt.jwt_issuer == NULL && d->auth_opt.jwt_audience ==
+	    NULL && (d->auth_opt.jwt_secret != NULL || d->auth_opt.jwt_public_key_file != NULL))
+		log_warn("event=jwt_unscoped msg=\"JWTs are accepted from any issuer for any "
+			 "audience the key signs for; set --jwt-issuer and --jwt-audience\"");
+	warn_secrets(d);
+	return 0;
 }
 
 static void on_flush(uv_prepare_t *h)
@@ -368,7 +492,7 @@ static void on_signal(uv_signal_t *h, int signum)
 
 	if (signum == SIGHUP) {
 		struct flow_set *fs = NULL;
-		if (load_flows(d->flows_dir, &fs) != 0) {
+		if (load_flows(d->flows_dir, &d->flow_limits, &fs) != 0) {
 			log_error("event=reload_failed msg=\"keeping the flows loaded before\"");
 			return;
 		}
@@ -377,6 +501,7 @@ static void on_signal(uv_signal_t *h, int signum)
 		d->flows = fs;
 		engine_set_flows(d->engine, fs);
 		remember_flows(d);
+		warn_secrets(d);
 		if (engine_kafka_subscribe(d->engine) != 0)
 			log_error("event=resubscribe_failed");
 		log_info("event=reloaded flows=%zu", fs->n);
@@ -417,6 +542,8 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "max-body", required_argument, NULL, 'B' },
 		{ "max-response", required_argument, NULL, 'R' },
+		{ "flow-limit", required_argument, NULL, 'F' },
+		{ "kafka-max-message", required_argument, NULL, 'M' },
 		{ "max-wait", required_argument, NULL, 'W' },
 		{ "shutdown-grace", required_argument, NULL, 'G' },
 		{ "retention", required_argument, NULL, 'r' },
@@ -427,6 +554,16 @@ int main(int argc, char **argv)
 		{ "kafka-property", required_argument, NULL, 'X' },
 		{ "kafka-group", required_argument, NULL, 'g' },
 		{ "lifecycle-topic", required_argument, NULL, 'T' },
+		{ "auth-tokens", required_argument, NULL, 1001 },
+		{ "jwt-secret-file", required_argument, NULL, 1002 },
+		{ "jwt-public-key", required_argument, NULL, 1003 },
+		{ "jwt-algorithms", required_argument, NULL, 1004 },
+		{ "jwt-issuer", required_argument, NULL, 1005 },
+		{ "jwt-audience", required_argument, NULL, 1006 },
+		{ "jwt-role-claim", required_argument, NULL, 1007 },
+		{ "jwt-leeway", required_argument, NULL, 1008 },
+		{ "insecure-allow-remote", no_argument, NULL, 1009 },
+		{ "secrets-key", required_argument, NULL, 1010 },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -446,6 +583,8 @@ int main(int argc, char **argv)
 	d.db_path = env_or("SAGAD_DB", "sagad.db");
 	d.max_body = 1 << 20;
 	d.max_response = 1 << 20;
+	d.kafka_max_message = 1 << 20;
+	dsl_limits_default(&d.flow_limits);
 	d.shutdown_grace_ms = 10000;
 	d.max_wait_ms = 5 * 60 * 1000;
 	d.retention_ms = 7LL * 24 * 3600 * 1000;
@@ -454,6 +593,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	d.kafka_brokers = getenv("SAGAD_KAFKA_BROKERS");
+	d.auth_opt.tokens_file = env_or("SAGAD_AUTH_TOKENS_FILE", NULL);
+	d.auth_opt.jwt_public_key_file = env_or("SAGAD_JWT_PUBLIC_KEY_FILE", NULL);
+	d.auth_opt.jwt_leeway_s = -1;
+	d.secrets_key_file = env_or("SAGAD_SECRETS_KEY_FILE", NULL);
 	d.kafka_group = "sagad";
 	d.lifecycle_topic = getenv("SAGAD_LIFECYCLE_TOPIC");
 	if (d.lifecycle_topic != NULL && *d.lifecycle_topic == '\0')
@@ -477,8 +620,30 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'B': d.max_body = (size_t)strtoull(optarg, NULL, 10); break;
-		case 'R': d.max_response = (size_t)strtoull(optarg, NULL, 10); break;
+		case 'B':
+		case 'R':
+		case 'M': {
+			size_t n;
+			if (util_parse_size(optarg, &n) != 0 || n == 0) {
+				fprintf(stderr, "sagad: --%s %s: expected a size in bytes such as "
+					"1048576, 512KiB or 4MiB\n", c == 'B' ? "max-body" : c == 'R' ?
+					"max-response" : "kafka-max-message", optarg);
+				return 2;
+			}
+			if (c == 'B')
+				d.max_body = n;
+			else if (c == 'R')
+				d.max_response = n;
+			else
+				d.kafka_max_message = n;
+			break;
+		}
+		case 'F':
+			if (dsl_limit_set(&d.flow_limits, optarg, err, sizeof(err)) != 0) {
+				fprintf(stderr, "sagad: --flow-limit %s\n", err);
+				return 2;
+			}
+			break;
 		case 'W':
 		case 'G':
 		case 'r': {
@@ -511,6 +676,23 @@ int main(int argc, char **argv)
 			break;
 		case 'g': d.kafka_group = optarg; break;
 		case 'T': d.lifecycle_topic = optarg; break;
+		case 1001: d.auth_opt.tokens_file = optarg; break;
+		case 1002: d.jwt_secret_file = optarg; break;
+		case 1003: d.auth_opt.jwt_public_key_file = optarg; break;
+		case 1004: d.auth_opt.jwt_algorithms = optarg; break;
+		case 1005: d.auth_opt.jwt_issuer = optarg; break;
+		case 1006: d.auth_opt.jwt_audience = optarg; break;
+		case 1007: d.auth_opt.jwt_role_claim = optarg; break;
+		case 1008:
+			if (util_parse_duration(optarg, &d.auth_opt.jwt_leeway_s) != 0) {
+				fprintf(stderr, "sagad: --jwt-leeway %s: expected a duration such as 30s\n",
+					optarg);
+				return 2;
+			}
+			d.auth_opt.jwt_leeway_s /= 1000;
+			break;
+		case 1009: d.insecure_allow_remote = true; break;
+		case 1010: d.secrets_key_file = optarg; break;
 		case 'V': printf("sagad %s\n", PACKAGE_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -523,12 +705,19 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 
-	if (load_flows(d.flows_dir, &d.flows) != 0)
+	if (load_flows(d.flows_dir, &d.flow_limits, &d.flows) != 0)
 		return 1;
 	if (check_only) {
 		printf("%zu flows ok in %s\n", d.flows->n, d.flows_dir);
 		free_flows(d.flows);
 		return 0;
+	}
+	if ((rc = setup_security(&d)) != 0) {
+		auth_free(d.auth);
+		secret_key_free(d.secrets_key);
+		free(d.jwt_secret);
+		free_flows(d.flows);
+		return rc;
 	}
 	so.path = d.db_path;
 	so.synchronous = d.synchronous;
@@ -550,13 +739,15 @@ int main(int argc, char **argv)
 	if (d.kafka_brokers != NULL && *d.kafka_brokers != '\0') {
 		struct kafka_options ko = { .brokers = d.kafka_brokers, .group_id = d.kafka_group,
 					    .config = (const char *const *)d.kafka_config,
-					    .n_config = d.n_kafka_config };
+					    .n_config = d.n_kafka_config,
+					    .max_record_bytes = d.kafka_max_message };
 		rc = kafka_client_new(d.loop, &ko, &d.kafka, err, sizeof(err));
 		if (rc != 0) {
 			log_error("event=kafka_failed err=\"%s\"", err);
 			return 1;
 		}
 		d.outbox = outbox_new(d.loop, d.store, d.kafka);
+		outbox_set_key(d.outbox, d.secrets_key);
 		log_info("event=kafka brokers=%s group=%s lifecycle_topic=%s", d.kafka_brokers,
 			 d.kafka_group, d.lifecycle_topic ? d.lifecycle_topic : "-");
 	} else if (d.lifecycle_topic != NULL) {
@@ -577,6 +768,7 @@ int main(int argc, char **argv)
 	eo.lifecycle_topic = d.lifecycle_topic;
 	eo.flows = d.flows;
 	eo.max_wait_ms = d.max_wait_ms;
+	eo.secrets_key = d.secrets_key;
 	engine_new(&eo, &d.engine);
 	remember_flows(&d);
 
@@ -586,6 +778,7 @@ int main(int argc, char **argv)
 	ao.ready = &d.ready;
 	d.not_ready_reason = "recovering unfinished sagas";
 	ao.not_ready_reason = &d.not_ready_reason;
+	ao.auth = d.auth;
 	d.api = api_new(&ao);
 	hd.address = d.listen_addr;
 	hd.port = d.listen_port;
@@ -597,10 +790,14 @@ int main(int argc, char **argv)
 		log_error("event=listen_failed err=\"%s\"", err);
 		return 1;
 	}
-	if (!loopback(d.listen_addr))
+	if (!loopback(d.listen_addr) && !auth_enabled(d.auth))
+		log_warn("event=exposed listen=%s msg=\"--insecure-allow-remote: the admin API is "
+			 "reachable from other hosts WITHOUT authentication; anyone who can connect "
+			 "can start and cancel sagas and read their data\"", d.listen_addr);
+	else if (!loopback(d.listen_addr))
 		log_warn("event=exposed listen=%s msg=\"the admin API is reachable from other "
-			 "hosts and has no authentication yet; keep it behind a firewall\"",
-			 d.listen_addr);
+			 "hosts over plain HTTP: bearer tokens cross the network in clear; put a TLS "
+			 "proxy in front (docs/security.md)\"", d.listen_addr);
 	uv_prepare_init(d.loop, &d.flush);
 	d.flush.data = &d;
 	uv_prepare_start(&d.flush, on_flush);
@@ -647,6 +844,9 @@ int main(int argc, char **argv)
 	http_client_free(d.http);
 	uv_run(d.loop, UV_RUN_NOWAIT);
 	api_free(d.api);
+	auth_free(d.auth);
+	secret_key_free(d.secrets_key);
+	free(d.jwt_secret);
 	store_close(d.store);
 	free_flows(d.flows);
 	for (size_t i = 0; i < d.n_kafka_config; i++)

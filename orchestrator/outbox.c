@@ -12,6 +12,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "outbox.h"
+#include "secret.h"
 #include "store.h"
 #include "util.h"
 
@@ -30,7 +31,12 @@ struct outbox {
 	int64_t backoff_ms;
 	uv_timer_t timer;
 	struct outbox_stats stats;
+	const struct secret_key *key;  /* opens sealed rows */
 };
+
+/* A sealed row: headers ["sagad-sealed", "v1:..."], no key, no value; the sealed text is
+ * {"k": key|null, "h": [name, value, ...], "v": value|null}. */
+#define SEALED_HEADER "sagad-sealed"
 
 /* One message in flight: found again by its sequence number. */
 struct flight {
@@ -96,6 +102,84 @@ int outbox_put(struct outbox *ob, const char *topic, const char *key,
 	return rc;
 }
 
+void outbox_set_key(struct outbox *ob, const struct secret_key *k)
+{
+	ob->key = k;
+}
+
+static char *sealed_aad(const char *saga_id)
+{
+	return xasprintf("sagad outbox %s", saga_id ? saga_id : "-");
+}
+
+int outbox_put_sealed(struct outbox *ob, const struct secret_key *k, const char *topic,
+		      const char *key, const char *const *headers, size_t n_headers,
+		      const char *value, const char *saga_id)
+{
+	json_t *h = json_array(), *all;
+	char *text, *aad, *sealed;
+	const char *row_headers[2];
+	int rc;
+
+	if (k == NULL)
+		return SAGAD_ENOKEY;
+	for (size_t i = 0; i < n_headers * 2; i++)
+		json_array_append_new(h, json_string(headers[i] ? headers[i] : ""));
+	all = json_pack("{s:o, s:o, s:o}", "k", key ? json_string(key) : json_null(), "h", h, "v",
+			value ? json_string(value) : json_null());
+	text = json_dumps(all, JSON_COMPACT);
+	json_decref(all);
+	aad = sealed_aad(saga_id);
+	sealed = secret_seal(k, aad, text, strlen(text));
+	free(aad);
+	free(text);
+	row_headers[0] = SEALED_HEADER;
+	row_headers[1] = sealed;
+	rc = outbox_put(ob, topic, NULL, row_headers, 1, NULL, saga_id);
+	free(sealed);
+	return rc;
+}
+
+/* Opens a sealed row into *km's key, headers (hv) and value; the strings live in *opened.
+ * Returns 0, or SAGAD_ENOKEY / SAGAD_EINVAL. */
+static int open_row(struct outbox *ob, const struct store_outbox *m, json_t *h, json_t **opened,
+		    struct kafka_message *km, const char ***hv)
+{
+	char *aad = sealed_aad(m->saga_id), *plain = NULL;
+	json_t *all, *hh;
+	size_t n_pairs;
+	int rc;
+
+	if (ob->key == NULL) {
+		free(aad);
+		return SAGAD_ENOKEY;
+	}
+	rc = secret_open(ob->key, aad, json_string_value(json_array_get(h, 1)), &plain, NULL);
+	free(aad);
+	if (rc != 0)
+		return rc;
+	all = json_loads(plain, 0, NULL);
+	free(plain);
+	hh = json_object_get(all, "h");
+	if (!json_is_array(hh)) {
+		json_decref(all);
+		return SAGAD_EINVAL;
+	}
+	n_pairs = json_array_size(hh) / 2;
+	free(*hv);
+	*hv = xcalloc(n_pairs * 2 + 1, sizeof(**hv));
+	for (size_t i = 0; i < n_pairs * 2; i++)
+		(*hv)[i] = json_string_value(json_array_get(hh, i));
+	km->headers = *hv;
+	km->n_headers = n_pairs;
+	km->key = json_string_value(json_object_get(all, "k"));
+	km->key_len = km->key ? strlen(km->key) : 0;
+	km->value = json_string_value(json_object_get(all, "v"));
+	km->value_len = km->value ? strlen(km->value) : 0;
+	*opened = all;
+	return 0;
+}
+
 static void on_delivery(int err, const char *errstr, void *arg)
 {
 	struct flight *f = arg;
@@ -140,15 +224,20 @@ static int on_row(const struct store_outbox *m, void *arg)
 				    .n_headers = n_pairs, .value = m->value,
 				    .value_len = m->value ? strlen(m->value) : 0 };
 	struct flight *f = xcalloc(1, sizeof(*f));
-	int rc;
+	json_t *opened = NULL;
+	int rc = 0;
 
 	for (size_t i = 0; i < n_pairs * 2; i++)
 		hv[i] = json_string_value(json_array_get(h, i));
 	f->ob = ob;
 	f->seq = m->seq;
-	rc = kafka_produce(ob->kafka, &km, on_delivery, f);
+	if (n_pairs == 1 && hv[0] != NULL && strcmp(hv[0], SEALED_HEADER) == 0)
+		rc = open_row(ob, m, h, &opened, &km, &hv);
+	if (rc == 0)
+		rc = kafka_produce(ob->kafka, &km, on_delivery, f);
 	free(hv);
 	json_decref(h);
+	json_decref(opened);
 	if (rc == SAGAD_EFULL) {
 		free(f);
 		sc->full = true;

@@ -15,6 +15,7 @@
 struct outbox;
 struct store;
 struct kafka_client;
+struct secret_key;
 
 /* Returns a new relay owned by the caller (outbox_free()). store and kafka are borrowed. */
 struct outbox *outbox_new(uv_loop_t *loop, struct store *store, struct kafka_client *kafka);
@@ -29,6 +30,15 @@ void outbox_free(struct outbox *ob);
 int outbox_put(struct outbox *ob, const char *topic, const char *key,
 	       const char *const *headers, size_t n_headers, const char *value,
 	       const char *saga_id);
+
+/* Like outbox_put(), for a message that carries a secret (secret.h): the row keeps the key,
+ * headers and value sealed with k (bound to saga_id), and the relay opens them just before
+ * producing. k must be the key outbox_set_key() gave the relay. */
+int outbox_put_sealed(struct outbox *ob, const struct secret_key *k, const char *topic,
+		      const char *key, const char *const *headers, size_t n_headers,
+		      const char *value, const char *saga_id);
+/* The key that opens sealed rows (borrowed), or NULL: such rows then stay unsent. */
+void outbox_set_key(struct outbox *ob, const struct secret_key *k);
 
 /* Call after every commit: produces the committed rows not yet handed to the producer. */
 void outbox_after_commit(struct outbox *ob);

@@ -121,6 +121,25 @@ static const char *const migrations[] = {
 	"  attempts INTEGER NOT NULL DEFAULT 0,"
 	"  last_error TEXT);"
 	"CREATE INDEX outbox_unsent ON outbox (seq) WHERE sent_at IS NULL;",
+	/* 4: timers per (saga, kind, step), so the parallel steps of one saga each have their
+	 * own retry and timeout timer (-1 = the saga's own, the deadline); business keys: the
+	 * fields a flow names (orderId, applyId) index its sagas. */
+	"CREATE TABLE timers_v4 ("
+	"  saga_id TEXT NOT NULL REFERENCES sagas (id) ON DELETE CASCADE,"
+	"  kind TEXT NOT NULL,"
+	"  step INTEGER NOT NULL,"
+	"  due_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (saga_id, kind, step)) WITHOUT ROWID;"
+	"INSERT INTO timers_v4 SELECT saga_id, kind, CASE WHEN kind = 'deadline' THEN -1 "
+	"  ELSE coalesce(step, -1) END, due_at FROM timers;"
+	"DROP TABLE timers;"
+	"ALTER TABLE timers_v4 RENAME TO timers;"
+	"CREATE TABLE saga_keys ("
+	"  saga_id TEXT NOT NULL REFERENCES sagas (id) ON DELETE CASCADE,"
+	"  name TEXT NOT NULL,"
+	"  value TEXT NOT NULL,"
+	"  PRIMARY KEY (saga_id, name)) WITHOUT ROWID;"
+	"CREATE INDEX saga_keys_value ON saga_keys (name, value, saga_id);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -132,6 +151,7 @@ enum stmt_id {
 	ST_STEP_PUT, ST_STEP_EACH,
 	ST_HISTORY_APPEND, ST_HISTORY_EACH,
 	ST_TIMER_PUT, ST_TIMER_DELETE, ST_TIMER_EACH,
+	ST_KEY_PUT, ST_KEY_EACH, ST_KEY_FIND, ST_LIST_KEY,
 	ST_FLOW_PUT, ST_FLOW_GET,
 	ST_OUTBOX_PUT, ST_OUTBOX_SENT, ST_OUTBOX_FAILED, ST_OUTBOX_UNSENT, ST_OUTBOX_COUNT,
 	ST_PURGE_SAGAS, ST_PURGE_OUTBOX,
@@ -180,11 +200,18 @@ static const char *const sql[ST_MAX] = {
 	[ST_HISTORY_EACH] = "SELECT seq, " HISTORY_COLS " FROM saga_history WHERE saga_id = ?1 "
 		"ORDER BY seq",
 	[ST_TIMER_PUT] = "INSERT INTO timers (saga_id, kind, step, due_at) VALUES (?1, ?2, ?3, ?4) "
-		"ON CONFLICT (saga_id, kind) DO UPDATE SET step = excluded.step, "
-		"due_at = excluded.due_at",
-	[ST_TIMER_DELETE] = "DELETE FROM timers WHERE saga_id = ?1 AND kind = ?2",
+		"ON CONFLICT (saga_id, kind, step) DO UPDATE SET due_at = excluded.due_at",
+	[ST_TIMER_DELETE] = "DELETE FROM timers WHERE saga_id = ?1 AND kind = ?2 AND step = ?3",
 	[ST_TIMER_EACH] = "SELECT saga_id, kind, step, due_at FROM timers "
-		"WHERE (saga_id, kind) > (?1, ?2) ORDER BY saga_id, kind LIMIT ?3",
+		"WHERE (saga_id, kind, step) > (?1, ?2, ?3) ORDER BY saga_id, kind, step LIMIT ?4",
+	[ST_KEY_PUT] = "INSERT INTO saga_keys (saga_id, name, value) VALUES (?1, ?2, ?3) "
+		"ON CONFLICT (saga_id, name) DO UPDATE SET value = excluded.value",
+	[ST_KEY_EACH] = "SELECT name, value FROM saga_keys WHERE saga_id = ?1 ORDER BY name",
+	[ST_KEY_FIND] = "SELECT k.saga_id FROM saga_keys k JOIN sagas s ON s.id = k.saga_id "
+		"WHERE k.name = ?1 AND k.value = ?2 AND s.flow = ?3 ORDER BY k.saga_id DESC LIMIT 1",
+	[ST_LIST_KEY] = "SELECT " SAGA_COLS " FROM sagas WHERE id IN (SELECT saga_id FROM "
+		"saga_keys WHERE name = ?5 AND value = ?6) AND (?1 IS NULL OR flow = ?1) AND "
+		"(?2 IS NULL OR status = ?2) AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4",
 	[ST_FLOW_PUT] = "INSERT INTO flow_versions (name, version, source, loaded_at) "
 		"VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name, version) DO NOTHING",
 	[ST_FLOW_GET] = "SELECT source FROM flow_versions WHERE name = ?1 AND version = ?2",
@@ -1049,6 +1076,18 @@ int store_saga_list(struct store *st, const struct store_list_query *q, store_sa
 	which |= q->status != NULL ? LIST_STATUS : 0;
 	which |= q->before_id != NULL ? LIST_BEFORE : 0;
 	stmt = st->stmt[ST_LIST + which];
+	if (q->key_name != NULL) {
+		/* few sagas share a business key value: filter those rows instead */
+		stmt = st->stmt[ST_LIST_KEY];
+		bind_text(stmt, 5, q->key_name);
+		bind_text(stmt, 6, q->key_value);
+		if (q->flow == NULL)
+			sqlite3_bind_null(stmt, 1);
+		if (q->status == NULL)
+			sqlite3_bind_null(stmt, 2);
+		if (q->before_id == NULL)
+			sqlite3_bind_null(stmt, 3);
+	}
 	if (q->flow != NULL)
 		bind_text(stmt, 1, q->flow);
 	if (q->status != NULL)
@@ -1144,17 +1183,18 @@ int store_timer_put(struct store *st, const struct store_timer *t)
 
 	bind_text(stmt, 1, t->saga_id);
 	bind_text(stmt, 2, t->kind);
-	bind_opt(stmt, 3, t->step, -1);
+	sqlite3_bind_int(stmt, 3, t->step < 0 ? -1 : t->step);
 	sqlite3_bind_int64(stmt, 4, t->due_at);
 	return exec_write(st, stmt, "timer_put");
 }
 
-int store_timer_delete(struct store *st, const char *saga_id, const char *kind)
+int store_timer_delete(struct store *st, const char *saga_id, const char *kind, int step)
 {
 	sqlite3_stmt *stmt = st->stmt[ST_TIMER_DELETE];
 
 	bind_text(stmt, 1, saga_id);
 	bind_text(stmt, 2, kind);
+	sqlite3_bind_int(stmt, 3, step);
 	return exec_write(st, stmt, "timer_delete");
 }
 
@@ -1163,13 +1203,15 @@ int store_each_timer(struct store *st, store_timer_cb cb, void *arg)
 	struct store_timer *batch = xcalloc(BATCH, sizeof(*batch));
 	sqlite3_stmt *stmt = st->stmt[ST_TIMER_EACH];
 	char *after_id = xstrdup(""), *after_kind = xstrdup("");
+	int after_step = INT32_MIN;
 	size_t n, i;
 	int rc = 0;
 
 	for (;;) {
 		sqlite3_bind_text(stmt, 1, after_id, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(stmt, 2, after_kind, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int(stmt, 3, BATCH);
+		sqlite3_bind_int(stmt, 3, after_step);
+		sqlite3_bind_int(stmt, 4, BATCH);
 		n = 0;
 		while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
 			read_timer(stmt, &batch[n++]);
@@ -1180,6 +1222,7 @@ int store_each_timer(struct store *st, store_timer_cb cb, void *arg)
 			free(after_kind);
 			after_id = xstrdup(batch[n - 1].saga_id);
 			after_kind = xstrdup(batch[n - 1].kind);
+			after_step = batch[n - 1].step;
 		}
 		for (i = 0; i < n; i++) {
 			if (rc == 0)
@@ -1192,6 +1235,67 @@ int store_each_timer(struct store *st, store_timer_cb cb, void *arg)
 	free(after_id);
 	free(after_kind);
 	free(batch);
+	return rc;
+}
+
+/* --- business keys ----------------------------------------------------------------------- */
+
+int store_key_put(struct store *st, const char *saga_id, const char *name, const char *value)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_KEY_PUT];
+
+	bind_text(stmt, 1, saga_id);
+	bind_text(stmt, 2, name);
+	bind_text(stmt, 3, value);
+	return exec_write(st, stmt, "key_put");
+}
+
+int store_each_key(struct store *st, const char *saga_id, store_key_cb cb, void *arg)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_KEY_EACH];
+	char **pairs = NULL;
+	size_t n = 0, cap = 0, i;
+	int rc;
+
+	bind_text(stmt, 1, saga_id);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (n + 2 > cap) {
+			cap = cap ? cap * 2 : 8;
+			pairs = xrealloc(pairs, cap * sizeof(*pairs));
+		}
+		pairs[n++] = col_text(stmt, 0);
+		pairs[n++] = col_text(stmt, 1);
+	}
+	rc = rc == SQLITE_DONE ? 0 : fail(st, "each_key", rc);
+	finish(stmt);
+	for (i = 0; i < n; i += 2) {
+		if (rc == 0)
+			rc = cb(pairs[i], pairs[i + 1], arg);
+		free(pairs[i]);
+		free(pairs[i + 1]);
+	}
+	free(pairs);
+	return rc;
+}
+
+int store_key_find(struct store *st, const char *flow, const char *name, const char *value,
+		   char **id)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_KEY_FIND];
+	int rc;
+
+	*id = NULL;
+	bind_text(stmt, 1, name);
+	bind_text(stmt, 2, value);
+	bind_text(stmt, 3, flow);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		*id = col_text(stmt, 0);
+		rc = 0;
+	} else {
+		rc = rc == SQLITE_DONE ? SAGAD_ENOENT : fail(st, "key_find", rc);
+	}
+	finish(stmt);
 	return rc;
 }
 

@@ -103,7 +103,7 @@ struct store_history {
 };
 void store_history_clear(struct store_history *h);
 
-/* A durable timer: at most one per (saga, kind). */
+/* A durable timer: at most one per (saga, kind, step); step -1 for the saga's own (deadline). */
 struct store_timer {
 	char *saga_id;
 	char *kind;               /* "retry", "deadline", "timeout" */
@@ -125,9 +125,18 @@ int store_saga_insert(struct store *st, const struct store_saga *s, char **exist
 int store_saga_update(struct store *st, const struct store_saga *s);
 int store_step_put(struct store *st, const struct store_step *s);
 int store_history_append(struct store *st, const struct store_history *h);
-/* Creates or replaces the (saga, kind) timer. Deleting a missing timer is not an error. */
+/* Creates or replaces the (saga, kind, step) timer. Deleting a missing timer is not an error. */
 int store_timer_put(struct store *st, const struct store_timer *t);
-int store_timer_delete(struct store *st, const char *saga_id, const char *kind);
+int store_timer_delete(struct store *st, const char *saga_id, const char *kind, int step);
+
+/* Business keys: (name, value) pairs that index a saga (a flow's `keys:`). Put replaces the
+ * saga's value of that name. */
+int store_key_put(struct store *st, const char *saga_id, const char *name, const char *value);
+typedef int (*store_key_cb)(const char *name, const char *value, void *arg);
+int store_each_key(struct store *st, const char *saga_id, store_key_cb cb, void *arg);
+/* The newest saga of flow whose key name has value; *id is malloc()ed; SAGAD_ENOENT. */
+int store_key_find(struct store *st, const char *flow, const char *name, const char *value,
+		   char **id);
 
 /* Remembers a flow definition (its YAML source) so sagas started on it can resume after
  * the file changed. Idempotent; SAGAD_EEXIST when a different source is already stored
@@ -196,6 +205,8 @@ struct store_list_query {
 	const char *flow;         /* or NULL */
 	const char *status;       /* or NULL */
 	const char *before_id;    /* cursor: ids strictly older than this, or NULL */
+	const char *key_name;     /* business key filter (with key_value), or NULL */
+	const char *key_value;
 	int limit;                /* clamped to 1..1000 */
 };
 /* Newest first. */

@@ -1,9 +1,12 @@
 /* util.c: allocation, clocks, durations, ids, string buffers. */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 #include "error.h"
@@ -94,12 +97,106 @@ int64_t util_mono_ms(void)
 
 void util_format_time(int64_t ms, char *buf, size_t len)
 {
-	time_t secs = (time_t)(ms / 1000);
+	int64_t rem = ms % 1000;
+	time_t secs;
 	struct tm tm;
 
+	if (rem < 0)                    /* before 1970: floor, so the milliseconds stay positive */
+		rem += 1000;
+	secs = (time_t)((ms - rem) / 1000);
 	gmtime_r(&secs, &tm);
 	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)rem);
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static bool read_digits(const char *s, size_t len, size_t *pos, int n, int *out)
+{
+	int v = 0;
+
+	if (*pos + (size_t)n > len)
+		return false;
+	for (int i = 0; i < n; i++) {
+		char c = s[*pos + (size_t)i];
+		if (c < '0' || c > '9')
+			return false;
+		v = v * 10 + (c - '0');
+	}
+	*pos += (size_t)n;
+	*out = v;
+	return true;
+}
+
+static bool expect_char(const char *s, size_t len, size_t *pos, const char *set)
+{
+	if (*pos >= len || strchr(set, s[*pos]) == NULL || s[*pos] == '\0')
+		return false;
+	(*pos)++;
+	return true;
+}
+
+int util_parse_time(const char *s, size_t len, int64_t *ms)
+{
+	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int y, mo, d, h = 0, mi = 0, sec = 0, frac = 0, oh = 0, om = 0, sign = 0;
+	size_t pos = 0;
+	bool leap;
+
+	if (!read_digits(s, len, &pos, 4, &y) || !expect_char(s, len, &pos, "-") ||
+	    !read_digits(s, len, &pos, 2, &mo) || !expect_char(s, len, &pos, "-") ||
+	    !read_digits(s, len, &pos, 2, &d))
+		return SAGAD_EINVAL;
+	leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap))
+		return SAGAD_EINVAL;
+	if (pos < len) {
+		if (!expect_char(s, len, &pos, "Tt ") || !read_digits(s, len, &pos, 2, &h) ||
+		    !expect_char(s, len, &pos, ":") || !read_digits(s, len, &pos, 2, &mi) ||
+		    !expect_char(s, len, &pos, ":") || !read_digits(s, len, &pos, 2, &sec))
+			return SAGAD_EINVAL;
+		if (h > 23 || mi > 59 || sec > 59)
+			return SAGAD_EINVAL;
+		if (pos < len && s[pos] == '.') {
+			int digits = 0;
+			pos++;
+			while (pos < len && s[pos] >= '0' && s[pos] <= '9') {
+				if (digits++ < 3)
+					frac = frac * 10 + (s[pos] - '0');
+				pos++;
+			}
+			if (digits == 0)
+				return SAGAD_EINVAL;
+			for (; digits < 3; digits++)
+				frac *= 10;
+		}
+		if (pos < len && (s[pos] == 'Z' || s[pos] == 'z')) {
+			pos++;
+		} else if (pos < len && (s[pos] == '+' || s[pos] == '-')) {
+			sign = s[pos++] == '-' ? -1 : 1;
+			if (!read_digits(s, len, &pos, 2, &oh) || !expect_char(s, len, &pos, ":") ||
+			    !read_digits(s, len, &pos, 2, &om) || oh > 23 || om > 59)
+				return SAGAD_EINVAL;
+		} else {
+			return SAGAD_EINVAL;    /* a time needs its offset */
+		}
+		if (pos != len)
+			return SAGAD_EINVAL;
+	}
+	*ms = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) -
+	       sign * (oh * 3600 + om * 60)) * 1000 + frac;
+	return 0;
 }
 
 int util_parse_duration(const char *s, int64_t *ms)
@@ -129,6 +226,32 @@ int util_parse_duration(const char *s, int64_t *ms)
 		return SAGAD_EINVAL;
 	*ms = (int64_t)llround(v * mult);
 	return 0;
+}
+
+int util_parse_size(const char *s, size_t *bytes)
+{
+	static const struct { const char *unit; unsigned shift; } units[] = {
+		{ "", 0 }, { "b", 0 }, { "k", 10 }, { "kib", 10 }, { "m", 20 }, { "mib", 20 },
+		{ "g", 30 }, { "gib", 30 },
+	};
+	unsigned long long v;
+	char *end;
+
+	if (s == NULL || !isdigit((unsigned char)*s))
+		return SAGAD_EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return SAGAD_EINVAL;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcasecmp(end, units[i].unit) != 0)
+			continue;
+		if (v > (SIZE_MAX >> units[i].shift))
+			return SAGAD_EINVAL;
+		*bytes = (size_t)v << units[i].shift;
+		return 0;
+	}
+	return SAGAD_EINVAL;
 }
 
 void util_random(void *buf, size_t n)
@@ -281,6 +404,31 @@ char *strbuf_detach(struct strbuf *b)
 	return s;
 }
 
+int util_hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int util_hex_decode(const char *s, unsigned char *out, size_t n)
+{
+	if (strlen(s) != 2 * n)
+		return SAGAD_EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		int hi = util_hex_digit(s[2 * i]), lo = util_hex_digit(s[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return SAGAD_EINVAL;
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return 0;
+}
+
 char *util_utf8_sanitize(char *s)
 {
 	unsigned char *p = (unsigned char *)s;
@@ -290,10 +438,16 @@ char *util_utf8_sanitize(char *s)
 			(*p & 0xf8) == 0xf0 ? 4 : 0;
 		int i;
 
-		for (i = 1; i < n; i++)
+		uint32_t cp = n == 2 ? (*p & 0x1fu) : n == 3 ? (*p & 0x0fu) : (*p & 0x07u);
+
+		for (i = 1; i < n; i++) {
 			if ((p[i] & 0xc0) != 0x80)
 				break;
-		if (n == 0 || i < n || (n == 2 && *p < 0xc2)) {
+			cp = cp << 6 | (p[i] & 0x3fu);
+		}
+		/* What JSON parsers (jansson) accept: no overlong form, no surrogate, <= U+10FFFF. */
+		if (n == 0 || i < n || (n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) ||
+		    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff)) {
 			*p++ = '?';
 			continue;
 		}

@@ -23,10 +23,18 @@ int64_t util_now_ms(void);
 int64_t util_mono_ms(void);
 /* Writes an RFC 3339 UTC time with milliseconds ("2026-11-21T18:33:42.123Z"); buf >= 32. */
 void util_format_time(int64_t ms, char *buf, size_t len);
+/* Parses an RFC 3339 time of len bytes ("2026-11-21T18:33:42.123Z", "2026-11-21t20:33:42+02:00",
+ * a space for the T, any number of fraction digits of which milliseconds are kept) or a date
+ * alone ("2026-11-21", midnight UTC) into milliseconds since the epoch. Years 0001-9999; no
+ * leap second (:60). Returns 0 or SAGAD_EINVAL. */
+int util_parse_time(const char *s, size_t len, int64_t *ms);
 
 /* Parses "250ms", "2s", "1.5s", "5m", "2h", "21d" or a bare integer (milliseconds) into
  * milliseconds. Returns 0 or SAGAD_EINVAL. */
 int util_parse_duration(const char *s, int64_t *ms);
+/* Parses a byte count: "1048576", "64k"/"64KiB", "1M"/"1MiB", "2G"/"2GiB" (powers of 1024).
+ * Returns 0 or SAGAD_EINVAL (empty, negative, fractional, unknown unit, overflow). */
+int util_parse_size(const char *s, size_t *bytes);
 
 /* Writes a new 26-character sortable unique id (ULID: time + randomness) plus NUL; buf >= 27. */
 void util_new_id(char *buf);
@@ -40,6 +48,12 @@ uint64_t util_rand64(void);
 /* The strings up to a NULL, concatenated, in a new string owned by the caller (free()). The
  * cheap xasprintf("%s%s...") for hot paths. */
 char *util_concat(const char *first, ...) __attribute__((sentinel));
+
+/* The value of a hex digit (either case), or -1. */
+int util_hex_digit(int c);
+/* Decodes exactly 2 * n hex digits (either case) of s into n bytes. Returns 0, or SAGAD_EINVAL
+ * when s is not that (out may then be partly written). */
+int util_hex_decode(const char *s, unsigned char *out, size_t n);
 
 /* Replaces every byte that is not part of a valid UTF-8 sequence (a truncated tail, say) with
  * '?', in place, so the text can go into JSON. Returns s. */

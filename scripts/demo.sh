@@ -8,6 +8,13 @@
 set -eu
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
+# ./scripts/demo.sh [SEED]: 000 (default, the class application) or one of the other seed
+# systems, 001 to 004, each with its own participants and guided tour (examples/seedNNN/).
+SEED=${1:-${DEMO_SEED:-000}}
+case $SEED in
+000 | 001 | 002 | 003 | 004) ;;
+*) echo "usage: $0 [000|001|002|003|004]  (the seed system to run; default 000)" >&2; exit 2 ;;
+esac
 ./scripts/install-deps.sh
 echo "== building sagad and sagactl"
 ./scripts/build.sh
@@ -17,7 +24,7 @@ rm -rf "$RUN"
 mkdir -p "$RUN"
 PIDS=""
 cleanup() {
-	for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+	for p in $PIDS $(cat "$RUN"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
@@ -34,6 +41,8 @@ port_of() { # file
 echo "== starting the embedded Kafka (sagad-kafka-mock: the real protocol, in memory)"
 ./sagad-kafka-mock --brokers 3 --topic delivery-commands:3 --topic delivery-events:3 \
 	--topic saga-events:3 --topic class-events:3 --topic class-applications:3 \
+	--topic shop:3 --topic prereservation:3 --topic pizza-events:3 --topic pizza-coupon:3 \
+	--topic pizza-delivery-commands:3 --topic pizza-delivery-events:3 --topic ssak5-events:3 \
 	--bootstrap-file "$RUN/kafka.bootstrap" >"$RUN/kafka.out" 2>"$RUN/kafka.log" &
 PIDS="$PIDS $!"
 KAFKA=$(port_of "$RUN/kafka.bootstrap")
@@ -59,6 +68,14 @@ DELIVERY_URL="http://127.0.0.1:$(port_of "$RUN/delivery.port")"
 export CLASS_URL PAYMENT_URL DELIVERY_URL
 echo "   class $CLASS_URL, payment $PAYMENT_URL, delivery $DELIVERY_URL"
 
+if [ "$SEED" != 000 ]; then
+	echo "== starting the participants of seed $SEED (examples/seed$SEED/)"
+	# shellcheck disable=SC1090
+	. "examples/seed$SEED/demo.sh"
+	export KAFKA
+	seed_start "$RUN"
+fi
+
 echo "== starting sagad (flows/, database $RUN/sagad.db)"
 # shellcheck disable=SC2086
 ./sagad --flows flows --db "$RUN/sagad.db" --listen "${SAGAD_LISTEN:-127.0.0.1:0}" \
@@ -74,6 +91,21 @@ run() { printf '$ %s\n' "$*"; "$@"; }
 
 say "1. The flows sagad loaded"
 run ./sagactl flow list
+
+if [ "$SEED" != 000 ]; then
+	seed_tour
+	stay=${DEMO_STAY:-}
+	if [ -z "$stay" ]; then
+		if [ -t 0 ] && [ -z "${CI:-}" ]; then stay=1; else stay=0; fi
+	fi
+	if [ "$stay" = 1 ]; then
+		say "sagad is running: export SAGAD_URL=$SAGAD_URL and try ./sagactl --help. Ctrl-C stops everything."
+		wait
+	fi
+	echo
+	echo "demo of seed $SEED done"
+	exit 0
+fi
 
 say "2. A student applies for a class: apply -> pay (the pivot) -> ship, all succeed"
 OK=$(./sagactl -o json saga start apply --wait completion --input \
@@ -105,6 +137,11 @@ curl -s "http://127.0.0.1:$(cat "$RUN/kafka-notification.port")/messages" | jq -
 
 say "6. All sagas"
 run ./sagactl saga list
+
+# The rest of seed 000: class-apply (breaker, fallback, events) and apply-cancel.
+# shellcheck disable=SC1091
+. examples/seed000/demo.sh
+seed_tour
 
 stay=${DEMO_STAY:-}
 if [ -z "$stay" ]; then

@@ -71,7 +71,7 @@ static const struct bad_case bad_cases[] = {
 	{ "bad/wrong-types.yaml", LIM_NONE, SAGAD_ESYNTAX, 9, 45, "unknown failure \"4xx\"; did you mean \"5xx\"?" },
 	{ "bad/wrong-types.yaml", LIM_NONE, SAGAD_ESYNTAX, 10, 12, "step \"apply\": pivot: expected true or false" },
 	{ "bad/unknown-root.yaml", LIM_NONE, SAGAD_ESYNTAX, 5, 16, "unknown name \"step\"; did you mean \"steps\"?" },
-	{ "bad/unknown-root.yaml", LIM_NONE, SAGAD_ESYNTAX, 5, 53, "saga.name: a saga offers only saga.id and saga.flow" },
+	{ "bad/unknown-root.yaml", LIM_NONE, SAGAD_ESYNTAX, 5, 53, "saga.name: a saga offers only saga.id, saga.flow, saga.flow_version and saga.created_at" },
 	{ "bad/unknown-root.yaml", LIM_NONE, SAGAD_ESYNTAX, 9, 60, "steps.apply is not available in step \"apply\": that is its own response" },
 	/* Kafka */
 	{ "bad/kafka-url.yaml", LIM_NONE, SAGAD_ESYNTAX, 6, 5,
@@ -726,6 +726,68 @@ static void test_io_errors(void **state)
 	dsl_errors_close(NULL);
 }
 
+/* Every prefix of a good flow file (a file cut anywhere: a partial write, a truncated copy)
+ * loads or fails with located errors, never crashes or leaks (the ASan build checks both). */
+static void test_truncated_everywhere(void **state)
+{
+	FILE *fp = fopen(FIXTURES "/good/kafka.yaml", "rb");
+	char buf[8192];
+	size_t len, failed = 0;
+
+	assert_non_null(fp);
+	len = fread(buf, 1, sizeof(buf), fp);
+	fclose(fp);
+	assert_true(len > 1000 && len < sizeof(buf));
+	for (size_t cut = 0; cut < len; cut++) {
+		struct dsl_errors errs = { NULL, 0 };
+		struct flow *f = NULL;
+		int rc = dsl_load_buffer("cut.yaml", buf, cut, NULL, &f, &errs);
+
+		if (rc == 0) {
+			assert_int_equal(errs.n, 0);
+			flow_unref(f);
+			continue;
+		}
+		failed++;
+		assert_true(rc == SAGAD_ESYNTAX || rc == SAGAD_ELIMIT);
+		assert_null(f);
+		assert_true(errs.n > 0);
+		for (size_t i = 0; i < errs.n; i++)
+			assert_true(errs.v[i].message[0] != '\0' && errs.v[i].line >= 0);
+		dsl_errors_close(&errs);
+	}
+	assert_true(failed > len / 2); /* most cuts break the flow: the test exercises errors */
+}
+
+static void test_limit_set(void **state)
+{
+	static const struct { const char *arg; int rc; const char *msg; } cases[] = {
+		{ "max_file_bytes=2MiB", 0, NULL }, { "max_depth=80", 0, NULL },
+		{ "max_aliases=7", 0, NULL }, { "max_nodes=5000", 0, NULL }, { "max_steps=512", 0, NULL },
+		{ "max_steps", SAGAD_EINVAL, "expected NAME=VALUE with NAME one of max_file_bytes" },
+		{ "max_stepz=3", SAGAD_EINVAL, "unknown flow limit \"max_stepz\" (known: max_file_bytes" },
+		{ "max_depth=0", SAGAD_EINVAL, "max_depth=0: expected a whole number from 1" },
+		{ "max_depth=ten", SAGAD_EINVAL, "expected a whole number" },
+		{ "max_file_bytes=1.5M", SAGAD_EINVAL, "expected a size from 1 byte to 256MiB" },
+		{ "max_file_bytes=1GiB", SAGAD_EINVAL, "expected a size from 1 byte to 256MiB" },
+	};
+	struct dsl_limits l;
+	char err[256];
+
+	dsl_limits_default(&l);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(dsl_limit_set(&l, cases[i].arg, err, sizeof(err)), cases[i].rc);
+		if (cases[i].msg != NULL && strstr(err, cases[i].msg) == NULL)
+			fail_msg("%s: got \"%s\", want ...%s...", cases[i].arg, err, cases[i].msg);
+	}
+	assert_int_equal(l.max_file_bytes, 2 << 20);
+	assert_int_equal(l.max_depth, 80);
+	assert_int_equal(l.max_aliases, 7);
+	assert_int_equal(l.max_nodes, 5000);
+	assert_int_equal(l.max_steps, 512);
+}
+
 int main(void)
 {
 	size_t nb = sizeof(bad_cases) / sizeof(bad_cases[0]), n = 0, i;
@@ -746,6 +808,8 @@ int main(void)
 		cmocka_unit_test(test_dir_cycle),
 		cmocka_unit_test(test_dir_duplicate),
 		cmocka_unit_test(test_io_errors),
+		cmocka_unit_test(test_truncated_everywhere),
+		cmocka_unit_test(test_limit_set),
 	};
 	size_t nf = sizeof(fixed) / sizeof(fixed[0]);
 	struct CMUnitTest *tests = xcalloc(nb + nf, sizeof(*tests));

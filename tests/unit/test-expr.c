@@ -17,8 +17,9 @@
 static const char ctx_text[] =
 	"{\"input\": {\"classId\": 7, \"name\": \"Ann\", \"price\": 1.5, \"flag\": true,"
 	"  \"nothing\": null, \"tags\": [\"a\", \"b\"], \"obj\": {\"k\": \"v\"}, \"num\": \"42\","
-	"  \"real\": \"2.5\"},"
-	" \"saga\": {\"id\": \"01ABC\", \"flow\": \"apply\"},"
+	"  \"real\": \"2.5\", \"bigId\": 1234567890123456789, \"when\": \"2026-11-21T18:33:42.123Z\","
+	"  \"ms\": 1795286022123, \"status\": \"Finished\"},"
+	" \"saga\": {\"id\": \"01ABC\", \"flow\": \"apply\", \"created_at\": \"2026-11-21T18:33:42.123Z\"},"
 	" \"steps\": {\"pay\": {\"response\": {\"status\": 201,"
 	"   \"body\": {\"items\": [{\"id\": 9}], \"ok\": true}}}},"
 	" \"env\": {\"weird key\": \"w\"}}";
@@ -132,6 +133,122 @@ static const struct {
 	{ "\"${concat('a', input.classId, true, null, input.price)}\"", "\"a7true1.5\"" },
 	{ "\"${concat('x',input.name,'y','z','1','2','3','4','5','6')}\"", "\"xAnnyz123456\"" },
 	{ "\"n=${ concat ( 'a' , 'b' ) }!\"", "\"n=ab!\"" },
+	/* conversions keep integers exact */
+	{ "\"${string(12)}\"", "\"12\"" },
+	{ "\"${string(12) == '12'}\"", "true" },
+	{ "\"${integer('12')}\"", "12" },
+	{ "\"${integer('12') == 12}\"", "true" },
+	{ "\"${string(input.bigId)}\"", "\"1234567890123456789\"" },
+	{ "\"id=${input.bigId}\"", "\"id=1234567890123456789\"" },
+	{ "\"${integer('1234567890123456789')}\"", "1234567890123456789" },
+	{ "\"${number('1234567890123456789')}\"", "1234567890123456789" },
+	{ "\"${string(integer(string(input.bigId)))}\"", "\"1234567890123456789\"" },
+	{ "\"${string(1.2e15)}\"", "\"1200000000000000.0\"" },
+	{ "\"${string(-3e18)}\"", "\"-3000000000000000000.0\"" },
+	{ "\"${string(0.1)}\"", "\"0.1\"" },
+	{ "\"${string(1e300)}\"", "\"1e+300\"" },
+	/* equality: deep, numbers by value */
+	{ "\"${input.classId == 7}\"", "true" },
+	{ "\"${input.classId == 7.0}\"", "true" },
+	{ "\"${input.classId != 7}\"", "false" },
+	{ "\"${input.price != 1.5}\"", "false" },
+	{ "\"${input.name == 'Ann'}\"", "true" },
+	{ "\"${input.name == 'ann'}\"", "false" },
+	{ "\"${input.num == 42}\"", "false" },
+	{ "\"${number(input.num) == 42}\"", "true" },
+	{ "\"${input.nothing == null}\"", "true" },
+	{ "\"${input.flag == true}\"", "true" },
+	{ "\"${input.flag == 1}\"", "false" },
+	{ "\"${input.tags == ['a', 'b']}\"", "true" },
+	{ "\"${input.tags == ['b', 'a']}\"", "false" },
+	{ "\"${input.tags == ['a']}\"", "false" },
+	{ "\"${[1, [2.0, null]] == [1.0, [2, null]]}\"", "true" },
+	{ "\"${input.obj == input.obj}\"", "true" },
+	{ "\"${input.obj == steps.pay.response.body}\"", "false" },
+	{ "\"${steps.pay.response.body.items[0] == steps.pay.response.body.items[0]}\"", "true" },
+	{ "\"${input.bigId == 1234567890123456789}\"", "true" },
+	{ "\"${input.bigId == 1234567890123456788}\"", "false" },
+	{ "\"${9007199254740993 == 9007199254740992.0}\"", "false" },
+	{ "\"${9007199254740992 == 9007199254740992.0}\"", "true" },
+	/* ordering: numbers, or strings byte by byte */
+	{ "\"${input.classId < 8}\"", "true" },
+	{ "\"${input.classId <= 7}\"", "true" },
+	{ "\"${input.classId > 6.5}\"", "true" },
+	{ "\"${input.classId >= 7.5}\"", "false" },
+	{ "\"${-1 < -0.5}\"", "true" },
+	{ "\"${9007199254740993 > 9007199254740992.0}\"", "true" },
+	{ "\"${9223372036854775807 < 9223372036854775807.0}\"", "true" },
+	{ "\"${1.5 < input.classId}\"", "true" },
+	{ "\"${'abc' < 'abd'}\"", "true" },
+	{ "\"${'ab' < 'abc'}\"", "true" },
+	{ "\"${'b' > 'abc'}\"", "true" },
+	{ "\"${'Z' < 'a'}\"", "true" },
+	{ "\"${'x' >= 'x'}\"", "true" },
+	/* boolean operators, precedence, short-circuit */
+	{ "\"${input.flag && input.classId == 7}\"", "true" },
+	{ "\"${input.classId>6&&input.classId<=7}\"", "true" },
+	{ "\"${false && input.missing}\"", "false" },
+	{ "\"${true || input.missing}\"", "true" },
+	{ "\"${false || input.flag}\"", "true" },
+	{ "\"${!input.flag}\"", "false" },
+	{ "\"${!!true}\"", "true" },
+	{ "\"${! (1 == 2)}\"", "true" },
+	{ "\"${true || false && false}\"", "true" },
+	{ "\"${(true || false) && false}\"", "false" },
+	{ "\"${1 < 2 == true}\"", "true" },
+	{ "\"${!false == true}\"", "true" },
+	{ "\"${1 == 1 && 2 == 2 || false}\"", "true" },
+	/* in */
+	{ "\"${'b' in input.tags}\"", "true" },
+	{ "\"${'c' in input.tags}\"", "false" },
+	{ "\"${7.0 in [1, input.classId]}\"", "true" },
+	{ "\"${input.status in ['Finished', 'Done']}\"", "true" },
+	{ "\"${'nn' in input.name}\"", "true" },
+	{ "\"${'' in input.name}\"", "true" },
+	{ "\"${'A' in input.name}\"", "true" },
+	{ "\"${'k' in input.obj}\"", "true" },
+	{ "\"${'v' in input.obj}\"", "false" },
+	{ "\"${!('x' in input.tags)}\"", "true" },
+	/* missing data inside default() */
+	{ "\"${default(input.missing == 1, false)}\"", "false" },
+	{ "\"${default(input.missing, 0) > 5}\"", "false" },
+	{ "\"${default(steps.nope.response.body.deliveryStatus, '') == 'Finished'}\"", "false" },
+	/* results: a boolean alone, text inside a string; lists */
+	{ "\"x=${input.classId > 5}\"", "\"x=true\"" },
+	{ "\"${concat('a', 1 == 1)}\"", "\"atrue\"" },
+	{ "\"${[input.classId, 'a', [true]]}\"", "[7, \"a\", [true]]" },
+	{ "\"${[ ]}\"", "[]" },
+	/* dates */
+	{ "\"${date_add(saga.created_at, '21d')}\"", "\"2026-12-12T18:33:42.123Z\"" },
+	{ "\"${date_add(input.when, '-1h')}\"", "\"2026-11-21T17:33:42.123Z\"" },
+	{ "\"${date_add(input.when, '+90m')}\"", "\"2026-11-21T20:03:42.123Z\"" },
+	{ "\"${date_add(input.when, '500ms')}\"", "\"2026-11-21T18:33:42.623Z\"" },
+	{ "\"${date_add(input.when, '1.5s')}\"", "\"2026-11-21T18:33:43.623Z\"" },
+	{ "\"${date_add(input.when, '250')}\"", "\"2026-11-21T18:33:42.373Z\"" },
+	{ "\"${date_add(input.when, -123)}\"", "\"2026-11-21T18:33:42.000Z\"" },
+	{ "\"${date_add(input.ms, '1s')}\"", "\"2026-11-21T18:33:43.123Z\"" },
+	{ "\"${date_add('2024-02-28', '1d')}\"", "\"2024-02-29T00:00:00.000Z\"" },
+	{ "\"${date_add('2023-12-31T23:59:59.999Z', 1)}\"", "\"2024-01-01T00:00:00.000Z\"" },
+	{ "\"${date_add('2026-11-21T20:33:42.123+02:00', 0)}\"", "\"2026-11-21T18:33:42.123Z\"" },
+	{ "\"${date_diff_ms(date_add(input.when, '21d'), input.when)}\"", "1814400000" },
+	{ "\"${date_diff_ms('2026-11-21T18:33:42Z', '2026-11-21T20:33:42.5+02:00')}\"", "-500" },
+	{ "\"${date_diff_ms(input.ms, input.when)}\"", "0" },
+	{ "\"${date_format(input.when, 'YYYY-MM-DD')}\"", "\"2026-11-21\"" },
+	{ "\"${date_format(input.when, 'DD/MM/YYYY HH:mm:ss.SSS')}\"", "\"21/11/2026 18:33:42.123\"" },
+	{ "\"${date_format(input.when, 'YYYYMMDDTHHmmss')}\"", "\"20261121T183342\"" },
+	{ "\"${date_format(0, 'Day D: DD, Y')}\"", "\"Day D: 01, Y\"" },
+	{ "\"${date_format(input.when, '')}\"", "\"\"" },
+	{ "\"${date(input.when)}\"", "\"2026-11-21\"" },
+	{ "\"${date('2026-11-21T23:30:00-02:00')}\"", "\"2026-11-22\"" },
+	{ "\"${date(-1)}\"", "\"1969-12-31\"" },
+	{ "\"${parse_date(input.ms)}\"", "\"2026-11-21T18:33:42.123Z\"" },
+	{ "\"${parse_date(1795286022123.9)}\"", "\"2026-11-21T18:33:42.123Z\"" },
+	{ "\"${parse_date('2026-11-21 20:33:42.123456+02:00')}\"", "\"2026-11-21T18:33:42.123Z\"" },
+	{ "\"${parse_date('2026-11-21')}\"", "\"2026-11-21T00:00:00.000Z\"" },
+	{ "\"${parse_date(0)}\"", "\"1970-01-01T00:00:00.000Z\"" },
+	{ "\"${parse_date(-1)}\"", "\"1969-12-31T23:59:59.999Z\"" },
+	{ "\"${date_add(input.when, '21d') > input.when}\"", "true" },
+	{ "\"${date_diff_ms(now(), input.when) > 0}\"", "true" },
 };
 
 static void test_eval_table(void **state)
@@ -247,6 +364,59 @@ static const struct {
 	{ "${default(number('x'), 1)}", "number(): \"x\" is not a number" },
 	{ "${default(input.nothing, input.zz)}", "input.zz: no field \"zz\" in input" },
 	{ "${upper(input.zz)}", "input.zz: no field \"zz\" in input" },
+	/* operators */
+	{ "${input.name < 3}", "input.name < 3: cannot compare a string with an integer (\"<\" takes "
+	  "two numbers or two strings; convert with number() or string())" },
+	{ "${input.flag >= null}", "input.flag >= null: cannot compare a boolean with null (\">=\" "
+	  "takes two numbers or two strings; convert with number() or string())" },
+	{ "${input.tags > input.tags}", "input.tags > input.tags: cannot compare an array with an "
+	  "array (\">\" takes two numbers or two strings; convert with number() or string())" },
+	{ "${input.missing == 1}", "input.missing: no field \"missing\" in input" },
+	{ "${1 == input.missing}", "input.missing: no field \"missing\" in input" },
+	{ "${1 == 1 && input.missing}", "input.missing: no field \"missing\" in input" },
+	{ "${input.name && true}", "input.name && true: the left side of \"&&\" is a string, not "
+	  "a boolean (compare it, as in x == 'y', or convert it with boolean())" },
+	{ "${false || 1}", "false || 1: the right side of \"||\" is an integer, not a boolean "
+	  "(compare it, as in x == 'y', or convert it with boolean())" },
+	{ "${!input.name}", "!input.name: the operand of \"!\" is a string, not a boolean "
+	  "(compare it, as in x == 'y', or convert it with boolean())" },
+	{ "${!input.nothing}", "!input.nothing: the operand of \"!\" is null, not a boolean "
+	  "(compare it, as in x == 'y', or convert it with boolean())" },
+	{ "${1 in input.name}", "1 in input.name: \"in\" a string needs a string on the left, not "
+	  "an integer" },
+	{ "${1 in input.obj}", "1 in input.obj: \"in\" an object needs a string on the left, not "
+	  "an integer" },
+	{ "${'a' in input.classId}", "'a' in input.classId: the right side of \"in\" is an "
+	  "integer, not an array, a string or an object" },
+	{ "${default(input.name < 1, false)}", "input.name < 1: cannot compare a string with an "
+	  "integer (\"<\" takes two numbers or two strings; convert with number() or string())" },
+	{ "${[1, input.zz]}", "input.zz: no field \"zz\" in input" },
+	/* dates */
+	{ "${date_add('nope', '1d')}", "date_add(): \"nope\" is not an RFC 3339 time "
+	  "(2026-11-21T18:33:42.123Z) or a date (2026-11-21)" },
+	{ "${date_add(input.when, '3 weeks')}", "date_add(): \"3 weeks\" is not a duration (21d, "
+	  "-1h, 90m, 1.5s, 500ms)" },
+	{ "${date_add(input.when, '--1h')}", "date_add(): \"--1h\" is not a duration (21d, -1h, "
+	  "90m, 1.5s, 500ms)" },
+	{ "${date_add(input.when, '')}", "date_add(): \"\" is not a duration (21d, -1h, 90m, 1.5s, "
+	  "500ms)" },
+	{ "${date_add(input.when, true)}", "date_add(): cannot read a duration from a boolean (give "
+	  "a string like '21d' or a number of milliseconds)" },
+	{ "${date_add(input.when, 1e17)}", "date_add(): duration out of range" },
+	{ "${date_add('9999-12-31', '1d')}", "date_add(): the result is outside the years "
+	  "0001-9999" },
+	{ "${parse_date(input.tags)}", "parse_date(): cannot read a time from an array (give an "
+	  "RFC 3339 string or milliseconds since the epoch)" },
+	{ "${parse_date(253402300800000)}", "parse_date(): 253402300800000 ms is outside the years "
+	  "0001-9999" },
+	{ "${parse_date('2026-02-30')}", "parse_date(): \"2026-02-30\" is not an RFC 3339 time "
+	  "(2026-11-21T18:33:42.123Z) or a date (2026-11-21)" },
+	{ "${date_diff_ms(input.when, null)}", "date_diff_ms(): cannot read a time from null (give "
+	  "an RFC 3339 string or milliseconds since the epoch)" },
+	{ "${date_format(input.when, 1)}", "date_format(): the pattern is an integer, not a string "
+	  "such as 'YYYY-MM-DD'" },
+	{ "${date(input.name)}", "date(): \"Ann\" is not an RFC 3339 time (2026-11-21T18:33:42.123Z) "
+	  "or a date (2026-11-21)" },
 };
 
 static void test_eval_errors(void **state)
@@ -299,7 +469,30 @@ static const struct {
 	{ "${'\\u0000'}", 3, "offset 3: bad \\u escape" },
 	{ "${12abc}", 2, "offset 2: bad number literal" },
 	{ "${99999999999999999999}", 2, "offset 2: number literal out of range" },
-	{ "${((((((((((((((((((((((((((((((((((((upper(1)}", 2, "offset 2: unexpected \"(\"" },
+	{ "${((((((((((((((((((((((((((((((((((((upper(1)}", 34,
+	  "offset 34: expression nested too deeply" },
+	/* operators */
+	{ "${input.x == }", 13, "offset 13: expected an operand before \"}\"" },
+	{ "${ }", 3, "offset 3: empty expression" },
+	{ "${!}", 3, "offset 3: expected an operand before \"}\"" },
+	{ "${a in}", 6, "offset 6: expected an operand before \"}\"" },
+	{ "${input.x = 1}", 10, "offset 10: \"=\" is not an operator; compare with \"==\"" },
+	{ "${a & b}", 4, "offset 4: \"&\" is not an operator; write \"&&\"" },
+	{ "${a | b}", 4, "offset 4: \"|\" is not an operator; write \"||\"" },
+	{ "${upper(a = b)}", 10, "offset 10: \"=\" is not an operator" },
+	{ "${1 < 2 < 3}", 8, "offset 8: comparisons do not chain: write a < b && b < c, or add "
+	  "parentheses" },
+	{ "${1 == 2 != 3}", 9, "offset 9: comparisons do not chain" },
+	{ "${'a' in x in y}", 11, "offset 11: comparisons do not chain" },
+	{ "${(1 == 2}", 9, "offset 9: expected \")\" to close the \"(\" at offset 2, found \"}\"" },
+	{ "${(1 == 2", 0, "offset 0: unterminated \"${\"" },
+	{ "${[1, 2}", 7, "offset 7: expected \",\" or \"]\" in the list" },
+	{ "${[1, 2", 0, "offset 0: unterminated \"${\"" },
+	{ "${input.x == foo(1)}", 13, "offset 13: unknown function \"foo\"" },
+	{ "${input.x ! 1}", 10, "offset 10: expected \"}\" after the expression, found \"!\"" },
+	{ "${1 == 1 2}", 9, "offset 9: expected \"}\" after the expression, found \"2\"" },
+	{ "${date_add(input.x)}", 2, "offset 2: date_add() takes 2 arguments, got 1" },
+	{ "${parse_date()}", 2, "offset 2: parse_date() takes 1 argument, got 0" },
 };
 
 static void test_compile_errors(void **state)
@@ -334,6 +527,32 @@ static void test_compile_deep_nesting(void **state)
 	sprintf(tmpl + n, "}");
 	assert_null(tmpl_compile_string(tmpl, err, sizeof(err), &off));
 	assert_non_null(strstr(err, "nested too deeply"));
+
+	/* "!" and lists count too; 32 levels still compile */
+	n = sprintf(tmpl, "${");
+	for (i = 0; i < 40; i++)
+		n += sprintf(tmpl + n, "!");
+	sprintf(tmpl + n, "true}");
+	assert_null(tmpl_compile_string(tmpl, err, sizeof(err), &off));
+	assert_string_equal(err, "offset 34: expression nested too deeply");
+	n = sprintf(tmpl, "${");
+	for (i = 0; i < 40; i++)
+		n += sprintf(tmpl + n, "[");
+	assert_null(tmpl_compile_string(tmpl, err, sizeof(err), &off));
+	assert_string_equal(err, "offset 34: expression nested too deeply");
+	n = sprintf(tmpl, "${");
+	for (i = 0; i < 32; i++)
+		n += sprintf(tmpl + n, "(");
+	n += sprintf(tmpl + n, "1 == 1");
+	for (i = 0; i < 32; i++)
+		n += sprintf(tmpl + n, ")");
+	sprintf(tmpl + n, "}");
+	struct tmpl *t = tmpl_compile_string(tmpl, err, sizeof(err), &off);
+	assert_non_null(t);
+	json_t *v = tmpl_eval(t, NULL, err, sizeof(err));
+	assert_true(json_is_true(v));
+	json_decref(v);
+	tmpl_free(t);
 }
 
 static void test_compile_error_value(void **state)
@@ -382,6 +601,20 @@ static void test_visit_refs(void **state)
 	strbuf_close(&b);
 	tmpl_free(t);
 	json_decref(tv);
+
+	/* operands of operators and list items are visited, in source order */
+	t = tmpl_compile_string("${input.a == steps.pay.response.body.id && !(input.b in "
+				"[input.c, 'x'])}", NULL, 0, NULL);
+	assert_non_null(t);
+	strbuf_init(&b);
+	tmpl_visit_refs(t, collect_ref, &b);
+	assert_string_equal(b.data,
+			    "input.a@0/2;"
+			    "steps.pay.response.body.id@0/13;"
+			    "input.b@0/45;"
+			    "input.c@0/57;");
+	strbuf_close(&b);
+	tmpl_free(t);
 }
 
 static void test_lookup(void **state)
@@ -524,11 +757,11 @@ static void test_keep(void **state)
 static void test_check_input(void **state)
 {
 	struct flow_input_field in[] = {
-		{ "studentName", INPUT_STRING, true, NULL },
-		{ "courseId", INPUT_INTEGER, false, NULL },
-		{ "price", INPUT_NUMBER, false, NULL },
-		{ "extra", INPUT_ANY, false, NULL },
-		{ "opts", INPUT_OBJECT, false, NULL },
+		{ "studentName", INPUT_STRING, true, NULL, false },
+		{ "courseId", INPUT_INTEGER, false, NULL, false },
+		{ "price", INPUT_NUMBER, false, NULL, false },
+		{ "extra", INPUT_ANY, false, NULL, false },
+		{ "opts", INPUT_OBJECT, false, NULL, false },
 	};
 	struct flow f = { .inputs = in, .n_inputs = N(in) };
 	static const struct {
@@ -612,11 +845,11 @@ static struct tmpl *TJ(const char *json)
 
 static void test_render_request(void **state)
 {
-	struct flow_header ph[] = { { "X-Caller", NULL } };
+	struct flow_header ph[] = { { "X-Caller", NULL, false } };
 	struct participant p = { .name = "class", .base_url = "http://h:1", .headers = ph,
 				 .n_headers = 1 };
-	struct flow_header q[] = { { "q", NULL }, { "page no", NULL } };
-	struct flow_header h[] = { { "X-Student", NULL } };
+	struct flow_header q[] = { { "q", NULL, false }, { "page no", NULL, false } };
+	struct flow_header h[] = { { "X-Student", NULL, false } };
 	struct flow_request req = { .method = "POST", .query = q, .n_query = 2, .headers = h,
 				    .n_headers = 1 };
 	json_t *ctx = J("{\"input\": {\"name\": \"Ann Lee\", \"q\": \"a&b=c/d \\u00e9~\","
@@ -710,10 +943,10 @@ static void test_render_request(void **state)
 
 static void test_render_message(void **state)
 {
-	struct flow_header ph[] = { { "source", NULL } };
+	struct flow_header ph[] = { { "source", NULL, false } };
 	struct participant p = { .name = "delivery", .kind = PARTICIPANT_KAFKA,
 				 .topic = "delivery-commands", .headers = ph, .n_headers = 1 };
-	struct flow_header h[] = { { "eventType", NULL } };
+	struct flow_header h[] = { { "eventType", NULL, false } };
 	struct flow_request req = { .headers = h, .n_headers = 1 };
 	json_t *ctx = J("{\"input\": {\"applyId\": 42, \"evil\": \"a\\nb\"}}");
 	struct flow_message m;

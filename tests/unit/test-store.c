@@ -656,19 +656,23 @@ static void test_timers(void **state)
 	t.step = 0;
 	t.due_at = 50;
 	assert_int_equal(store_timer_put(st, &t), 0);
-	/* Replace: at most one timer per (saga, kind). */
+	/* Replace: at most one timer per (saga, kind, step); another step has its own. */
 	t.due_at = 60;
+	assert_int_equal(store_timer_put(st, &t), 0);
 	t.step = 1;
+	t.due_at = 70;
 	assert_int_equal(store_timer_put(st, &t), 0);
 
 	assert_int_equal(store_each_timer(st, on_timer, &c), 0);
-	assert_int_equal(c.n, 3);
+	assert_int_equal(c.n, 4);
 	assert_string_equal(c.seen[0], "01J9T00000000000000000001:deadline:-1:500");
 	assert_string_equal(c.seen[1], "01J9T00000000000000000001:retry:2:100");
-	assert_string_equal(c.seen[2], "01J9T00000000000000000002:timeout:1:60");
+	assert_string_equal(c.seen[2], "01J9T00000000000000000002:timeout:0:60");
+	assert_string_equal(c.seen[3], "01J9T00000000000000000002:timeout:1:70");
 
-	assert_int_equal(store_timer_delete(st, "01J9T00000000000000000001", "retry"), 0);
-	assert_int_equal(store_timer_delete(st, "01J9T00000000000000000001", "retry"), 0);
+	assert_int_equal(store_timer_delete(st, "01J9T00000000000000000001", "retry", 2), 0);
+	assert_int_equal(store_timer_delete(st, "01J9T00000000000000000001", "retry", 2), 0);
+	assert_int_equal(store_timer_delete(st, "01J9T00000000000000000002", "timeout", 0), 0);
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(store_each_timer(st, on_timer, &c), 0);
 	assert_int_equal(c.n, 2);
@@ -797,6 +801,61 @@ static void test_list(void **state)
 	q.status = "running";
 	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
 	assert_int_equal(ids.n, 5);
+	store_close(st);
+}
+
+static int on_key(const char *name, const char *value, void *arg)
+{
+	char *buf = arg;
+	size_t n = strlen(buf);
+	snprintf(buf + n, 256 - n, "%s=%s;", name, value);
+	return 0;
+}
+
+static void test_keys(void **state)
+{
+	struct store *st = open_store();
+	struct store_list_query q = { .limit = 100, .key_name = "orderId", .key_value = "7" };
+	struct ids ids = { 0 };
+	char buf[256] = "", *id = NULL;
+
+	insert(st, "01J9K00000000000000000001", "order", "completed");
+	insert(st, "01J9K00000000000000000002", "order", "compensated");
+	insert(st, "01J9K00000000000000000003", "refund", "running");
+	insert(st, "01J9K00000000000000000004", "order", "running");
+	assert_int_equal(store_key_put(st, "01J9K00000000000000000001", "orderId", "7"), 0);
+	assert_int_equal(store_key_put(st, "01J9K00000000000000000002", "orderId", "7"), 0);
+	assert_int_equal(store_key_put(st, "01J9K00000000000000000003", "orderId", "7"), 0);
+	assert_int_equal(store_key_put(st, "01J9K00000000000000000004", "orderId", "8"), 0);
+	/* replace, and a second key */
+	assert_int_equal(store_key_put(st, "01J9K00000000000000000001", "userId", "u"), 0);
+	assert_int_equal(store_key_put(st, "01J9K00000000000000000001", "userId", "goodman"), 0);
+	assert_int_equal(store_commit(st), 0);
+
+	assert_int_equal(store_each_key(st, "01J9K00000000000000000001", on_key, buf), 0);
+	assert_string_equal(buf, "orderId=7;userId=goodman;");
+
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 3);
+	assert_string_equal(ids.id[0], "01J9K00000000000000000003");
+	memset(&ids, 0, sizeof(ids));
+	q.flow = "order";
+	q.status = "compensated";
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 1);
+	assert_string_equal(ids.id[0], "01J9K00000000000000000002");
+	memset(&ids, 0, sizeof(ids));
+	q.status = NULL;
+	q.before_id = "01J9K00000000000000000002";
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 1);
+	assert_string_equal(ids.id[0], "01J9K00000000000000000001");
+
+	assert_int_equal(store_key_find(st, "order", "orderId", "7", &id), 0);
+	assert_string_equal(id, "01J9K00000000000000000002");
+	free(id);
+	assert_int_equal(store_key_find(st, "order", "orderId", "9", &id), SAGAD_ENOENT);
+	assert_null(id);
 	store_close(st);
 }
 
@@ -1034,6 +1093,7 @@ int main(void)
 		T(test_purge),
 		T(test_flows),
 		T(test_list),
+		T(test_keys),
 		T(test_each_unfinished),
 		T(test_each_unfinished_batches),
 	};

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "error.h"
 #include "log.h"
@@ -26,6 +27,54 @@ static void test_durations(void **state)
 		assert_int_equal(rc, cases[i].rc);
 		if (rc == 0)
 			assert_int_equal(ms, cases[i].ms);
+	}
+}
+
+static void test_sizes(void **state)
+{
+	static const struct { const char *text; int rc; size_t bytes; } cases[] = {
+		{ "1048576", 0, 1048576 }, { "64k", 0, 65536 }, { "64KiB", 0, 65536 },
+		{ "2M", 0, 2097152 }, { "2mib", 0, 2097152 }, { "1G", 0, 1073741824 }, { "7b", 0, 7 },
+		{ "", SAGAD_EINVAL, 0 }, { "k", SAGAD_EINVAL, 0 }, { "-1", SAGAD_EINVAL, 0 },
+		{ "1.5M", SAGAD_EINVAL, 0 }, { "12x", SAGAD_EINVAL, 0 }, { " 5", SAGAD_EINVAL, 0 },
+		{ "99999999999999999999", SAGAD_EINVAL, 0 }, { "17179869184G", SAGAD_EINVAL, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = 0;
+		int rc = util_parse_size(cases[i].text, &n);
+		assert_int_equal(rc, cases[i].rc);
+		if (rc == 0)
+			assert_int_equal(n, cases[i].bytes);
+	}
+}
+
+/* Whatever bytes go in, what comes out is UTF-8 that a JSON parser accepts (found by the
+ * fuzzer: a request path with such bytes made an error answer unencodable). */
+static void test_utf8_sanitize(void **state)
+{
+	static const struct { const char *in, *out; } cases[] = {
+		{ "plain", "plain" }, { "caf\xc3\xa9", "caf\xc3\xa9" }, { "\xe2\x82\xac", "\xe2\x82\xac" },
+		{ "\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80" },
+		{ "a\xae" "b", "a?b" },                      /* a lone continuation byte */
+		{ "\xc3", "?" },                          /* truncated */
+		{ "\xc0\xaf", "??" },                      /* overlong '/' */
+		{ "\xe0\x80\xaf", "???" },                  /* overlong, 3 bytes */
+		{ "\xed\xa0\x80", "???" },                  /* a UTF-16 surrogate */
+		{ "\xf4\x90\x80\x80", "????" },              /* above U+10FFFF */
+		{ "\xff\xfe", "??" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *s = strdup(cases[i].in);
+		json_t *v;
+
+		util_utf8_sanitize(s);
+		assert_string_equal(s, cases[i].out);
+		v = json_string(s);
+		assert_non_null(v);
+		json_decref(v);
+		free(s);
 	}
 }
 
@@ -77,23 +126,92 @@ static void test_errors_have_names_and_text(void **state)
 	assert_non_null(sagad_strerror(-2)); /* errno text */
 }
 
+static void test_hex_decode(void **state)
+{
+	unsigned char out[4];
+
+	assert_int_equal(util_hex_decode("00fFa09B", out, 4), 0);
+	assert_memory_equal(out, "\x00\xff\xa0\x9b", 4);
+	assert_int_equal(util_hex_decode("00ffa09", out, 4), SAGAD_EINVAL);
+	assert_int_equal(util_hex_decode("00ffa09b0", out, 4), SAGAD_EINVAL);
+	assert_int_equal(util_hex_decode("00ffa0g9", out, 4), SAGAD_EINVAL);
+}
+
 static void test_time_format(void **state)
 {
 	char buf[40];
 
 	util_format_time(1795286022123LL, buf, sizeof(buf));
 	assert_string_equal(buf, "2026-11-21T18:33:42.123Z");
+	util_format_time(0, buf, sizeof(buf));
+	assert_string_equal(buf, "1970-01-01T00:00:00.000Z");
+	util_format_time(-1, buf, sizeof(buf));          /* before 1970: floored */
+	assert_string_equal(buf, "1969-12-31T23:59:59.999Z");
+	util_format_time(-62135596800000LL, buf, sizeof(buf));
+	assert_string_equal(buf, "0001-01-01T00:00:00.000Z");
+	util_format_time(253402300799999LL, buf, sizeof(buf));
+	assert_string_equal(buf, "9999-12-31T23:59:59.999Z");
+}
+
+static void test_time_parse(void **state)
+{
+	static const struct { const char *text; int64_t ms; } good[] = {
+		{ "2026-11-21T18:33:42.123Z", 1795286022123LL },
+		{ "2026-11-21t18:33:42.123z", 1795286022123LL },
+		{ "2026-11-21 18:33:42.123Z", 1795286022123LL },
+		{ "2026-11-21T20:33:42.123+02:00", 1795286022123LL },
+		{ "2026-11-21T13:03:42.123-05:30", 1795286022123LL },
+		{ "2026-11-21T18:33:42.1239999Z", 1795286022123LL },   /* extra digits cut */
+		{ "2026-11-21T18:33:42.1Z", 1795286022100LL },
+		{ "2026-11-21T18:33:42Z", 1795286022000LL },
+		{ "2026-11-21", 1795219200000LL },
+		{ "1970-01-01T00:00:00Z", 0 },
+		{ "1969-12-31T23:59:59.999Z", -1 },
+		{ "2024-02-29T00:00:00Z", 1709164800000LL },
+		{ "2000-02-29", 951782400000LL },
+		{ "0001-01-01T00:00:00Z", -62135596800000LL },
+		{ "9999-12-31T23:59:59.999Z", 253402300799999LL },
+	};
+	static const char *const bad[] = {
+		"", "2026", "2026-11", "2026-11-21T", "2026-11-21T18:33Z", "2026-11-21T18:33:42",
+		"2026-11-21T18:33:42.Z", "2026-13-01", "2026-00-01", "2026-11-31", "2025-02-29",
+		"1900-02-29", "0000-01-01", "2026-11-21T24:00:00Z", "2026-11-21T18:60:00Z",
+		"2026-11-21T18:33:60Z", "2026-11-21T18:33:42Zx", "2026-11-21T18:33:42+0200",
+		"2026-11-21T18:33:42+24:00", "26-11-21", "2026/11/21", "2026-11-21x", "1795286022123",
+		" 2026-11-21",
+	};
+	int64_t ms;
+	size_t i;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		ms = 42;
+		if (util_parse_time(good[i].text, strlen(good[i].text), &ms) != 0)
+			fail_msg("%s: refused", good[i].text);
+		if (ms != good[i].ms)
+			fail_msg("%s: got %lld, want %lld", good[i].text, (long long)ms,
+				 (long long)good[i].ms);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (util_parse_time(bad[i], strlen(bad[i]), &ms) != SAGAD_EINVAL)
+			fail_msg("%s: accepted", bad[i]);
+	/* the length bounds the text: no NUL needed */
+	assert_int_equal(util_parse_time("2026-11-21Tjunk", 10, &ms), 0);
+	assert_int_equal(ms, 1795219200000LL);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_utf8_sanitize),
 		cmocka_unit_test(test_ids_sort_by_time_and_are_unique),
 		cmocka_unit_test(test_strbuf),
 		cmocka_unit_test(test_log_quote),
 		cmocka_unit_test(test_errors_have_names_and_text),
 		cmocka_unit_test(test_time_format),
+		cmocka_unit_test(test_time_parse),
+		cmocka_unit_test(test_hex_decode),
 	};
 
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
