@@ -31,8 +31,8 @@
 # --minimal: the driver sends "Prefer: return=minimal" (the saga without its history, answered
 # from memory; docs/api.md). Default: the full saga object, as a plain client gets it.
 # --prefill N: every run starts on a database that already holds N finished sagas (copies of a
-# real happy saga's rows with ids older than any new one, created D days ago, default 0): the
-# throughput with a big store. With D past the retention (--sagad-args "--retention 7d", the
+# real happy saga's rows, created one per millisecond up to D days ago, default 0, with ULIDs of
+# those times; marked by shard 1): the throughput with a big store. With D past the retention (--sagad-args "--retention 7d", the
 # default), sagad purges them during the run: the purge under load (its loop stall shows in the
 # loop-turn columns). Built once per bench in $OUT/run (about 2.5 GB per million sagas).
 # --quick: concurrencies "1 16" (unless --concs), 3 s runs, 1 s warm-up: about a minute.
@@ -408,8 +408,10 @@ check_log() {
 }
 
 # --prefill: one template database with PREFILL finished sagas, copied for every run. The rows
-# are copies of one real happy saga (sagas, saga_steps, saga_history) under ids '00' + 24
-# digits, older than any ULID sagad makes, created and updated PREFILL_AGE_DAYS days earlier.
+# are copies of one real happy saga (sagas, saga_steps, saga_history), saga i created and ended
+# (PREFILL - i) ms before the template minus PREFILL_AGE_DAYS days, under a ULID of that time
+# (10 Crockford base32 characters of the milliseconds, 'PF' and 14 digits of i) and shard 1,
+# which marks them for the checks (sagad writes shard 0).
 if [ "$PREFILL" -gt 0 ]; then
 	log "prefilling a store with $PREFILL finished sagas (${PREFILL_AGE_DAYS} days old)"
 	pdb="$RUN/prefill.db"
@@ -426,15 +428,22 @@ if [ "$PREFILL" -gt 0 ]; then
 		PRAGMA foreign_keys = ON;
 		PRAGMA cache_size = -262144;
 		BEGIN;
-		CREATE TEMP TABLE n AS WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < $PREFILL) SELECT i FROM c;
-		INSERT INTO sagas SELECT printf('00%024d', n.i), shard, owner_epoch, flow, flow_version, status, cursor,
-			input, output, error, NULL, NULL, NULL, cancel_requested, created_at - $age, updated_at - $age, deadline_at
-			FROM n, sagas t WHERE t.id = '$tpl' ORDER BY n.i;
-		INSERT INTO saga_steps SELECT printf('00%024d', n.i), idx, name, state, attempt, comp_attempt, response, error,
-			updated_at - $age, maybe_applied FROM n, saga_steps t WHERE t.saga_id = '$tpl' ORDER BY n.i, t.idx;
+		CREATE TEMP TABLE n AS WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < $PREFILL)
+			SELECT i, (SELECT created_at FROM sagas WHERE id = '$tpl') - $age - ($PREFILL - i) AS ms FROM c;
+		CREATE TEMP TABLE ids AS SELECT i, ms, (SELECT group_concat(substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ',
+			((n.ms >> (5 * (9 - k))) & 31) + 1, 1), '') FROM (WITH RECURSIVE d(k) AS (SELECT 0 UNION ALL
+			SELECT k + 1 FROM d WHERE k < 9) SELECT k FROM d ORDER BY k)) || 'PF' || printf('%014d', i) AS id FROM n;
+		INSERT INTO sagas SELECT ids.id, 1, owner_epoch, flow, flow_version, status, cursor, input, output, error,
+			NULL, NULL, NULL, cancel_requested, ids.ms, ids.ms + (updated_at - created_at), deadline_at
+			FROM ids, sagas t WHERE t.id = '$tpl' ORDER BY ids.i;
+		CREATE TEMP TABLE t0 AS SELECT created_at AS c0 FROM sagas WHERE id = '$tpl';
+		INSERT INTO saga_steps SELECT ids.id, t.idx, t.name, t.state, t.attempt, t.comp_attempt, t.response,
+			t.error, ids.ms + (t.updated_at - t0.c0), t.maybe_applied FROM ids, saga_steps t, t0
+			WHERE t.saga_id = '$tpl' ORDER BY ids.i, t.idx;
 		INSERT INTO saga_history (saga_id, step, step_name, phase, attempt, event, request, status, response, error,
-			started_at, ended_at) SELECT printf('00%024d', n.i), step, step_name, phase, attempt, event, request, status,
-			response, error, started_at - $age, ended_at - $age FROM n, saga_history t WHERE t.saga_id = '$tpl' ORDER BY n.i, t.seq;
+			started_at, ended_at) SELECT ids.id, t.step, t.step_name, t.phase, t.attempt, t.event, t.request,
+			t.status, t.response, t.error, ids.ms + (t.started_at - t0.c0), ids.ms + (t.ended_at - t0.c0)
+			FROM ids, saga_history t, t0 WHERE t.saga_id = '$tpl' ORDER BY ids.i, t.seq;
 		DELETE FROM sagas WHERE id = '$tpl';
 		COMMIT;
 		PRAGMA wal_checkpoint(TRUNCATE);
@@ -526,10 +535,10 @@ for mode in $MODES; do
 
 		# --- correctness
 		ok=1
-		# (prefilled sagas have ids starting with 00: not this run's)
-		sqlite3 "$db" "SELECT status, count(*) FROM sagas WHERE id >= '01' GROUP BY status" >"$OUT/checks/db-$label.txt" 2>&1 || { fail "$label: sqlite3 on $db failed"; ok=0; }
+		# (prefilled sagas are in shard 1: not this run's)
+		sqlite3 "$db" "SELECT status, count(*) FROM sagas WHERE shard = 0 GROUP BY status" >"$OUT/checks/db-$label.txt" 2>&1 || { fail "$label: sqlite3 on $db failed"; ok=0; }
 		prefill_left=0
-		[ "$PREFILL" -gt 0 ] && prefill_left=$(sqlite3 "$db" "SELECT count(*) FROM sagas WHERE id < '01'")
+		[ "$PREFILL" -gt 0 ] && prefill_left=$(sqlite3 "$db" "SELECT count(*) FROM sagas WHERE shard = 1")
 		n_db=$(awk -F'|' '{ s += $2 } END { print s + 0 }' "$OUT/checks/db-$label.txt")
 		n_exp=$(awk -F'|' -v e="$expect" '$1 == e { print $2 + 0 }' "$OUT/checks/db-$label.txt")
 		n_exp=${n_exp:-0}
@@ -563,6 +572,13 @@ for mode in $MODES; do
 		t10=$(( $(bucket 0.01 <<<"$m0") - $(bucket 0.01 <<<"$m1") + $(metric loop_turn_seconds_count <<<"$m1") - $(metric loop_turn_seconds_count <<<"$m0") ))
 		t50=$(( $(bucket 0.05 <<<"$m0") - $(bucket 0.05 <<<"$m1") + $(metric loop_turn_seconds_count <<<"$m1") - $(metric loop_turn_seconds_count <<<"$m0") ))
 		tmax=$(awk -v v="$(metric loop_turn_seconds_max <<<"$m1")" 'BEGIN { printf "%.1f", v * 1000 }')
+		# the longest turn of the timed run, as the histogram bound it is under
+		tlong=">1000"
+		for le in 0.001 0.005 0.01 0.05 0.1 0.5 1; do
+			if [ $(( $(bucket $le <<<"$m1") - $(bucket $le <<<"$m0") )) = $(( $(metric loop_turn_seconds_count <<<"$m1") - $(metric loop_turn_seconds_count <<<"$m0") )) ]; then
+				tlong="<=$(awk -v v=$le 'BEGIN { printf "%g", v * 1000 }')"; break
+			fi
+		done
 		sagad_ms=$(awk -v t=$((s1 - s0)) -v h="$CLK_TCK" -v n="$fin" 'BEGIN { if (n > 0) printf "%.3f", 1000 * t / h / n; else print "null" }')
 		sagad_pct=$(awk -v t=$((s1 - s0)) -v h="$CLK_TCK" -v r="$T_REAL" 'BEGIN { printf "%.0f", 100 * t / h / r }')
 		nginx_pct=$(awk -v t=$((n1 - n0)) -v h="$CLK_TCK" -v r="$T_REAL" 'BEGIN { printf "%.0f", 100 * t / h / r }')
@@ -577,18 +593,18 @@ for mode in $MODES; do
 			[ "$fpc" != null ] && fps=$(awk -v a="$commits" -v n="$fin" -v f="$fpc" 'BEGIN { if (n > 0) printf "%.2f", a / n * f; else print "null" }')
 		fi
 		rss=$(awk -v k="$hwm_kb" 'BEGIN { printf "%.1f", k / 1024 }')
-		JSON[$label]=$(printf '"mode":"%s","concurrency":%s,"expected":"%s","duration_s":%s,"sagas_timed":%s,"sagas_per_s":%s,"p50_ms":%s,"p99_ms":%s,"max_ms":%s,"sagad_cpu_ms_per_saga":%s,"sagad_cpu_pct":%s,"driver_cpu_pct":%s,"nginx_cpu_pct":%s,"machine_busy_pct":%s,"finished_in_window":%s,"commits_per_saga":%s,"rows_per_saga":%s,"dispatches_per_saga":%s,"fsyncs":%s,"fsync_run_sagas":%s,"fsync_run_commits":%s,"fsyncs_per_commit":%s,"fsyncs_per_saga_in_strace_run":%s,"fsyncs_per_saga":%s,"peak_rss_mib":%s,"loop_turns_over_10ms":%s,"loop_turns_over_50ms":%s,"loop_turn_max_ms_since_start":%s,"prefilled":%s,"prefilled_left":%s,"sagas_in_store":%s,"answers":%s,"unexpected":%s,"socket_errors":%s,"checks_ok":%s' \
+		JSON[$label]=$(printf '"mode":"%s","concurrency":%s,"expected":"%s","duration_s":%s,"sagas_timed":%s,"sagas_per_s":%s,"p50_ms":%s,"p99_ms":%s,"max_ms":%s,"sagad_cpu_ms_per_saga":%s,"sagad_cpu_pct":%s,"driver_cpu_pct":%s,"nginx_cpu_pct":%s,"machine_busy_pct":%s,"finished_in_window":%s,"commits_per_saga":%s,"rows_per_saga":%s,"dispatches_per_saga":%s,"fsyncs":%s,"fsync_run_sagas":%s,"fsync_run_commits":%s,"fsyncs_per_commit":%s,"fsyncs_per_saga_in_strace_run":%s,"fsyncs_per_saga":%s,"peak_rss_mib":%s,"loop_turns_over_10ms":%s,"loop_turns_over_50ms":%s,"loop_turn_max_ms_since_start":%s,"loop_turn_longest_ms_in_run":"%s","prefilled":%s,"prefilled_left":%s,"sagas_in_store":%s,"answers":%s,"unexpected":%s,"socket_errors":%s,"checks_ok":%s' \
 			"$mode" "$c" "$expect" "$(rel "$T_DUR" 1e6 %.3f)" "$T_REQ" "$sps" "$(rel "$T_P50" 1000 %.3f)" "$(rel "$T_P99" 1000 %.3f)" "$(rel "$T_MAX" 1000 %.3f)" \
 			"$sagad_ms" "$sagad_pct" "$T_CPU" "$nginx_pct" "$busy_pct" "$fin" "$cps" "$wps" "$(rel "$dispatches" "$fin")" \
-			"$fsyncs" "$fsync_fin" "$fsync_commits" "$fpc" "$fps_strace" "$fps" "$rss" "$t10" "$t50" "$tmax" "$PREFILL" "$prefill_left" "$n_db" "$wrk_total" "$wrk_unexp" "$wrk_errs" "$([ $ok = 1 ] && echo true || echo false)")
+			"$fsyncs" "$fsync_fin" "$fsync_commits" "$fpc" "$fps_strace" "$fps" "$rss" "$t10" "$t50" "$tmax" "$tlong" "$PREFILL" "$prefill_left" "$n_db" "$wrk_total" "$wrk_unexp" "$wrk_errs" "$([ $ok = 1 ] && echo true || echo false)")
 		verdict="ok $n_exp/$n_db, 0"
 		[ "$ok" = 1 ] || verdict="**FAIL** $n_exp/$n_db, $wrk_unexp"
 		R_SPS[$label]=$sps R_P50[$label]=$T_P50
-		ROW_A[$label]="| $mode | $c | $sps | $(rel "$T_P50" 1000) | $(rel "$T_P99" 1000) | $sagad_ms | $sagad_pct% | $T_CPU% | $cps | $wps | $fps | $rss | $t50 ($tmax) |"
+		ROW_A[$label]="| $mode | $c | $sps | $(rel "$T_P50" 1000) | $(rel "$T_P99" 1000) | $sagad_ms | $sagad_pct% | $T_CPU% | $cps | $wps | $fps | $rss | $t50 ($tlong) |"
 		ROW_B[$label]=" $verdict |"
 		LABELS+=("$label")
-		printf '   %s: %s sagas/s, p50 %s ms, p99 %s ms, sagad %s ms/saga (%s%% CPU), wrk %s%% CPU, nginx %s%%, machine %s%% busy, %s commits, %s rows, %s fsyncs per saga, RSS %s MiB, loop turns >10 ms: %s, >50 ms: %s (longest since start %s ms)%s: %s\n' \
-			"$label" "$sps" "$(rel "$T_P50" 1000)" "$(rel "$T_P99" 1000)" "$sagad_ms" "$sagad_pct" "$T_CPU" "$nginx_pct" "$busy_pct" "$cps" "$wps" "$fps" "$rss" "$t10" "$t50" "$tmax" \
+		printf '   %s: %s sagas/s, p50 %s ms, p99 %s ms, sagad %s ms/saga (%s%% CPU), wrk %s%% CPU, nginx %s%%, machine %s%% busy, %s commits, %s rows, %s fsyncs per saga, RSS %s MiB, loop turns >10 ms: %s, >50 ms: %s (longest %s ms; since start %s ms)%s: %s\n' \
+			"$label" "$sps" "$(rel "$T_P50" 1000)" "$(rel "$T_P99" 1000)" "$sagad_ms" "$sagad_pct" "$T_CPU" "$nginx_pct" "$busy_pct" "$cps" "$wps" "$fps" "$rss" "$t10" "$t50" "$tlong" "$tmax" \
 			"$([ "$PREFILL" -gt 0 ] && echo ", prefilled sagas left $prefill_left of $PREFILL")" \
 			"$([ $ok = 1 ] && echo "checks ok ($n_db sagas, $(tail -1 "$OUT/checks/log-$label.txt"))" || echo CHECKS FAILED)"
 	done
@@ -627,7 +643,7 @@ done
 	echo
 	echo "sagad, apply saga (happy: 3 calls -> completed; fail: 5 calls -> compensated; kafka: 2 calls + a Kafka request/reply -> completed), ${DURATION}s per run$([ "$PREFILL" -gt 0 ] && echo ", each on a store prefilled with $PREFILL finished sagas ($PREFILL_AGE_DAYS days old)"):"
 	echo
-	echo "| mode | clients | sagas/s | p50 ms | p99 ms | sagad CPU ms/saga | sagad CPU | driver CPU | commits/saga | rows/saga | fsyncs/saga | peak RSS MiB | loop turns >50 ms (longest ms) | sagas/s ÷ ceiling | p50 ÷ ceiling p50 | ok/sagas, unexpected |"
+	echo "| mode | clients | sagas/s | p50 ms | p99 ms | sagad CPU ms/saga | sagad CPU | driver CPU | commits/saga | rows/saga | fsyncs/saga | peak RSS MiB | loop turns >50 ms (longest, ms) | sagas/s ÷ ceiling | p50 ÷ ceiling p50 | ok/sagas, unexpected |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 	printf '%s\n' "${ROWS[@]}"
 	echo
