@@ -2,9 +2,10 @@
 # shellcheck disable=SC2046  # $(nginx_workers) is a list of pids, split on purpose
 # bench/run.sh -- the sagad benchmark: one command, start to stop.
 #
-#   bench/run.sh [--quick] [--modes "happy fail"] [--concs "1 16 64"] [--duration S] [--out DIR]
+#   bench/run.sh [--quick] [--modes "happy fail kafka"] [--concs "1 16 64"] [--duration S] [--out DIR]
 #                [--warmup S] [--fsync-seconds S] [--ceiling-seconds S] [--no-build] [--no-install]
 #                [--sagad PATH] [--sagad-args "ARGS"] [--minimal] [--keep]
+#                [--prefill N] [--prefill-age-days D]
 #
 # What it does (docs/performance.md explains every number):
 #   1. installs nginx, wrk and strace with apt when missing (as root, like scripts/install-deps.sh)
@@ -19,11 +20,21 @@
 #      separate short run under strace to count fsync/fdatasync, then stops sagad and checks that
 #      every saga ended as expected (SQLite) and the participants saw exactly the calls they
 #      should (counting access log, awk);
+#   4b. mode "kafka" (not run by default: --modes "happy fail kafka"): the same saga with its ship
+#      step as a Kafka request/reply (bench/flows-kafka/apply.yaml) through sagad-kafka-mock
+#      (built with sagad; librdkafka's mock cluster) and bench/kafka_echo.py (Debian's
+#      python3-confluent-kafka), which answers every command at once and counts them; the check
+#      adds: the participant got exactly one command per saga and answered each;
 #   5. prints a markdown table (also $OUT/summary.md); raw numbers in $OUT/results.jsonl.
 # Exit status: 0 when every run completed and every check passed, 1 otherwise.
 #
 # --minimal: the driver sends "Prefer: return=minimal" (the saga without its history, answered
 # from memory; docs/api.md). Default: the full saga object, as a plain client gets it.
+# --prefill N: every run starts on a database that already holds N finished sagas (copies of a
+# real happy saga's rows, created one per millisecond up to D days ago, default 0, with ULIDs of
+# those times; marked by shard 1): the throughput with a big store. With D past the retention (--sagad-args "--retention 7d", the
+# default), sagad purges them during the run: the purge under load (its loop stall shows in the
+# loop-turn columns). Built once per bench in $OUT/run (about 2.5 GB per million sagas).
 # --quick: concurrencies "1 16" (unless --concs), 3 s runs, 1 s warm-up: about a minute.
 # Environment: BENCH_HAPPY_PORT, BENCH_FAIL_PORT, BENCH_SAGAD_PORT (default 17710) pick the ports.
 set -uo pipefail
@@ -43,6 +54,8 @@ BUILD=1
 INSTALL=1
 KEEP=0
 PREFER=""
+PREFILL=0
+PREFILL_AGE_DAYS=0
 SAGAD_BIN=""
 SAGAD_ARGS=""
 HAPPY_PORT=${BENCH_HAPPY_PORT:-18180}
@@ -66,6 +79,8 @@ while [ $# -gt 0 ]; do
 	--sagad-args) SAGAD_ARGS=$2; shift ;;
 	--keep) KEEP=1 ;;
 	--minimal) PREFER="return=minimal" ;;
+	--prefill) PREFILL=$2; shift ;;
+	--prefill-age-days) PREFILL_AGE_DAYS=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
@@ -77,7 +92,7 @@ else
 	: "${CONCS:=1 16 64}" "${DURATION:=30}" "${WARMUP:=3}" "${FSYNC_SECONDS:=3}" "${CEIL_SECONDS:=5}"
 fi
 for m in $MODES; do
-	case $m in happy | fail) ;; *) echo "run.sh: mode '$m' is not happy or fail" >&2; exit 2 ;; esac
+	case $m in happy | fail | kafka) ;; *) echo "run.sh: mode '$m' is not happy, fail or kafka" >&2; exit 2 ;; esac
 done
 for v in $CONCS $DURATION $WARMUP $FSYNC_SECONDS $CEIL_SECONDS; do
 	case $v in '' | *[!0-9]*) echo "run.sh: '$v' is not a whole number" >&2; exit 2 ;; esac
@@ -102,6 +117,8 @@ fail() { echo "CHECK FAILED: $*"; echo "$*" >>"$OUT/checks/failures.txt"; FAILS=
 NGINX_PID=""
 SAGAD_PID=""
 STRACE_PID=""
+KMOCK_PID=""
+ECHO_PID=""
 stop_pid() {   # PID [SIGNAL] [timeout_s]: signal, wait, then SIGKILL
 	local pid=$1 sig=${2:-TERM} t=${3:-15} i
 	[ -n "$pid" ] || return 0
@@ -117,8 +134,10 @@ stop_pid() {   # PID [SIGNAL] [timeout_s]: signal, wait, then SIGKILL
 cleanup() {
 	[ -n "$STRACE_PID" ] && stop_pid "$STRACE_PID" INT 5
 	[ -n "$SAGAD_PID" ] && stop_pid "$SAGAD_PID" TERM 15
+	[ -n "$ECHO_PID" ] && stop_pid "$ECHO_PID" TERM 15
+	[ -n "$KMOCK_PID" ] && stop_pid "$KMOCK_PID" TERM 10
 	[ -n "$NGINX_PID" ] && stop_pid "$NGINX_PID" QUIT 10
-	STRACE_PID="" SAGAD_PID="" NGINX_PID=""
+	STRACE_PID="" SAGAD_PID="" NGINX_PID="" ECHO_PID="" KMOCK_PID=""
 	if [ "$KEEP" != 1 ]; then
 		rm -rf "$RUN"
 	fi
@@ -161,6 +180,13 @@ fi
 SAGAD_BIN=${SAGAD_BIN:-${SAGAD:-$TOP/sagad}}
 [ -x "$SAGAD_BIN" ] || { echo "run.sh: $SAGAD_BIN is not built (drop --no-build, or pass --sagad)" >&2; exit 1; }
 "$SAGAD_BIN" --flows "$HERE/flows" --check >/dev/null || { echo "run.sh: bench/flows does not load" >&2; exit 1; }
+case " $MODES " in *" kafka "*)
+	KMOCK_BIN=${SAGAD_KAFKA_MOCK:-$(dirname "$SAGAD_BIN")/sagad-kafka-mock}
+	[ -x "$KMOCK_BIN" ] || { echo "run.sh: mode kafka needs $KMOCK_BIN (built with sagad; or set SAGAD_KAFKA_MOCK)" >&2; exit 1; }
+	/usr/bin/python3 -c 'import confluent_kafka' 2>/dev/null || { echo "run.sh: mode kafka needs python3-confluent-kafka (scripts/install-deps.sh)" >&2; exit 1; }
+	"$SAGAD_BIN" --flows "$HERE/flows-kafka" --kafka-brokers 127.0.0.1:1 --check >/dev/null || { echo "run.sh: bench/flows-kafka does not load" >&2; exit 1; }
+	;;
+esac
 
 port_free() { ! ss -ltnH "sport = :$1" 2>/dev/null | grep -q .; }
 for p in "$HAPPY_PORT" "$FAIL_PORT" "$SAGAD_PORT"; do
@@ -182,7 +208,7 @@ CLK_TCK=$(getconf CLK_TCK)
 	echo "sagad settings: shipped defaults (SQLite WAL, synchronous=FULL)${SAGAD_ARGS:+ + $SAGAD_ARGS}, --log-level warn"
 	echo "nginx: $(nginx -v 2>&1 | sed 's/.*version: //'), worker_processes 1; wrk: $(wrk -v 2>&1 | head -1 | awk '{print $2}') -t1"
 	echo "driver: wrk -t1 -cC --timeout 30s, bench/wrk/saga.lua, answer: $([ -n "$PREFER" ] && echo "Prefer: $PREFER" || echo "full saga object")"
-	echo "settings: modes='$MODES' concs='$CONCS' duration=${DURATION}s warmup=${WARMUP}s fsync-run=${FSYNC_SECONDS}s ceiling=${CEIL_SECONDS}s"
+	echo "settings: modes='$MODES' concs='$CONCS' duration=${DURATION}s warmup=${WARMUP}s fsync-run=${FSYNC_SECONDS}s ceiling=${CEIL_SECONDS}s prefill=${PREFILL} finished sagas, ${PREFILL_AGE_DAYS} days old"
 } >"$OUT/env.txt"
 cat "$OUT/env.txt"
 
@@ -201,6 +227,9 @@ nginx_workers() { ps -o pid= --ppid "$NGINX_PID" 2>/dev/null | tr -d ' '; }
 metrics() { curl -s --max-time 5 "$SAGAD_BASE/metrics"; }
 metric() {   # NAME < metrics text
 	awk -v n="sagad_$1" '$1 == n { print $2; f = 1 } END { if (!f) print 0 }'
+}
+bucket() {   # LE < metrics text: the loop-turn histogram's cumulative count at le="LE"
+	awk -v n="sagad_loop_turn_seconds_bucket{le=\"$1\"}" '$1 == n { print $2; f = 1 } END { if (!f) print 0 }'
 }
 wait_drained() {   # until sagas_active == 0 (every saga started has ended), max 60 s
 	local i
@@ -299,11 +328,44 @@ ceiling before
 
 # ---------------------------------------------------------------------------------------------
 # 4. sagad runs
+# Kafka mode: the mock cluster (once for the whole bench) and the echo participant (per run).
+KAFKA_ARGS=(-X fetch.wait.max.ms=10 -X session.timeout.ms=6000 -X heartbeat.interval.ms=500)
+KBOOT=""
+start_kafka_mock() {
+	local i
+	[ -n "$KBOOT" ] && return 0
+	rm -f "$RUN/kafka.bootstrap"
+	"$KMOCK_BIN" --topic bench-delivery-commands:4 --topic bench-delivery-events:4 \
+		--bootstrap-file "$RUN/kafka.bootstrap" >"$OUT/checks/kafka-mock.log" 2>&1 </dev/null &
+	KMOCK_PID=$!
+	for ((i = 0; i < 100; i++)); do
+		[ -s "$RUN/kafka.bootstrap" ] && { read -r KBOOT <"$RUN/kafka.bootstrap"; return 0; }
+		kill -0 "$KMOCK_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "sagad-kafka-mock did not start:"; tail -5 "$OUT/checks/kafka-mock.log"
+	return 1
+}
+start_echo() {   # LABEL: bench/kafka_echo.py, ready when its consumer has its partitions
+	local i
+	rm -f "$RUN/echo-$1.count"
+	/usr/bin/python3 "$HERE/kafka_echo.py" --bootstrap "$KBOOT" --count-file "$RUN/echo-$1.count" \
+		"${KAFKA_ARGS[@]}" >"$OUT/checks/echo-$1.log" 2>&1 </dev/null &
+	ECHO_PID=$!
+	for ((i = 0; i < 100; i++)); do
+		grep -q '^ready' "$OUT/checks/echo-$1.log" 2>/dev/null && return 0
+		kill -0 "$ECHO_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "kafka_echo.py did not start:"; tail -5 "$OUT/checks/echo-$1.log"
+	return 1
+}
 start_sagad() {   # MODE DB
-	local parts=http://127.0.0.1:$HAPPY_PORT i
+	local parts=http://127.0.0.1:$HAPPY_PORT i flows=$HERE/flows kargs=()
 	[ "$1" = fail ] && parts=http://127.0.0.1:$FAIL_PORT
+	[ "$1" = kafka ] && { flows=$HERE/flows-kafka; kargs=(--kafka-brokers "$KBOOT" "${KAFKA_ARGS[@]}"); }
 	# shellcheck disable=SC2086
-	PARTICIPANTS=$parts "$SAGAD_BIN" --flows "$HERE/flows" --db "$2" --listen "127.0.0.1:$SAGAD_PORT" \
+	PARTICIPANTS=$parts "$SAGAD_BIN" --flows "$flows" "${kargs[@]}" --db "$2" --listen "127.0.0.1:$SAGAD_PORT" \
 		--log-level warn $SAGAD_ARGS >>"$OUT/checks/sagad.log" 2>&1 </dev/null &
 	SAGAD_PID=$!
 	for ((i = 0; i < 150; i++)); do
@@ -320,6 +382,8 @@ check_log() {
 	local file=$1 mode=$2 n=$3 c=$4 port=$HAPPY_PORT seq
 	if [ "$mode" = happy ]; then
 		seq="/classes 200,/payments 200,/deliveries 200"
+	elif [ "$mode" = kafka ]; then
+		seq="/classes 200,/payments 200"   # ship goes over Kafka (checked with kafka_echo's count)
 	else
 		port=$FAIL_PORT
 		seq="/classes 200,/payments 200,/deliveries 500,/payments/cancel 200,/classes/cancel 200"
@@ -343,6 +407,50 @@ check_log() {
 		}' "$file"
 }
 
+# --prefill: one template database with PREFILL finished sagas, copied for every run. The rows
+# are copies of one real happy saga (sagas, saga_steps, saga_history), saga i created and ended
+# (PREFILL - i) ms before the template minus PREFILL_AGE_DAYS days, under a ULID of that time
+# (10 Crockford base32 characters of the milliseconds, 'PF' and 14 digits of i) and shard 1,
+# which marks them for the checks (sagad writes shard 0).
+if [ "$PREFILL" -gt 0 ]; then
+	log "prefilling a store with $PREFILL finished sagas (${PREFILL_AGE_DAYS} days old)"
+	pdb="$RUN/prefill.db"
+	rm -f "$pdb" "$pdb-wal" "$pdb-shm"
+	start_sagad happy "$pdb" || { echo "run.sh: sagad did not start for the prefill"; exit 1; }
+	tpl=$(curl -s --max-time 10 -H 'Content-Type: application/json' -d '{"studentId":"s-1","classId":"c-42","amount":100}' \
+		"$SAGA_URL" | sed -n 's/^{"id":"\([0-9A-Z]*\)".*/\1/p')
+	stop_pid "$SAGAD_PID" TERM 15; SAGAD_PID=""
+	[ -n "$tpl" ] || { echo "run.sh: the template saga for the prefill did not run"; exit 1; }
+	age=$((PREFILL_AGE_DAYS * 86400000))
+	t_pre=$SECONDS
+	sqlite3 "$pdb" >/dev/null <<-SQL || { echo "run.sh: the prefill failed"; exit 1; }
+		PRAGMA synchronous = OFF;
+		PRAGMA foreign_keys = ON;
+		PRAGMA cache_size = -262144;
+		BEGIN;
+		CREATE TEMP TABLE n AS WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < $PREFILL)
+			SELECT i, (SELECT created_at FROM sagas WHERE id = '$tpl') - $age - ($PREFILL - i) AS ms FROM c;
+		CREATE TEMP TABLE ids AS SELECT i, ms, (SELECT group_concat(substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ',
+			((n.ms >> (5 * (9 - k))) & 31) + 1, 1), '') FROM (WITH RECURSIVE d(k) AS (SELECT 0 UNION ALL
+			SELECT k + 1 FROM d WHERE k < 9) SELECT k FROM d ORDER BY k)) || 'PF' || printf('%014d', i) AS id FROM n;
+		INSERT INTO sagas SELECT ids.id, 1, owner_epoch, flow, flow_version, status, cursor, input, output, error,
+			NULL, NULL, NULL, cancel_requested, ids.ms, ids.ms + (updated_at - created_at), deadline_at
+			FROM ids, sagas t WHERE t.id = '$tpl' ORDER BY ids.i;
+		CREATE TEMP TABLE t0 AS SELECT created_at AS c0 FROM sagas WHERE id = '$tpl';
+		INSERT INTO saga_steps SELECT ids.id, t.idx, t.name, t.state, t.attempt, t.comp_attempt, t.response,
+			t.error, ids.ms + (t.updated_at - t0.c0), t.maybe_applied FROM ids, saga_steps t, t0
+			WHERE t.saga_id = '$tpl' ORDER BY ids.i, t.idx;
+		INSERT INTO saga_history (saga_id, step, step_name, phase, attempt, event, request, status, response, error,
+			started_at, ended_at) SELECT ids.id, t.step, t.step_name, t.phase, t.attempt, t.event, t.request,
+			t.status, t.response, t.error, ids.ms + (t.started_at - t0.c0), ids.ms + (t.ended_at - t0.c0)
+			FROM ids, saga_history t, t0 WHERE t.saga_id = '$tpl' ORDER BY ids.i, t.seq;
+		DELETE FROM sagas WHERE id = '$tpl';
+		COMMIT;
+		PRAGMA wal_checkpoint(TRUNCATE);
+	SQL
+	log "prefilled in $((SECONDS - t_pre)) s: $(sqlite3 "$pdb" "SELECT count(*) FROM sagas") sagas, $(sqlite3 "$pdb" "SELECT count(*) FROM saga_history") history rows, $(du -m "$pdb" | cut -f1) MiB"
+fi
+
 declare -A JSON=() R_SPS=() R_P50=() ROW_A=() ROW_B=()
 LABELS=()
 for mode in $MODES; do
@@ -353,7 +461,14 @@ for mode in $MODES; do
 		log "$label: fresh sagad, warm-up ${WARMUP}s, timed ${DURATION}s, fsync count ${FSYNC_SECONDS}s"
 		db="$RUN/sagad-$label.db"
 		rm -f "$db" "$db-wal" "$db-shm"
+		if [ "$PREFILL" -gt 0 ]; then
+			cp "$RUN/prefill.db" "$db" || { fail "$label: cannot copy the prefilled database"; continue; }
+		fi
 		log0=$(log_size)
+		if [ "$mode" = kafka ] && ! { start_kafka_mock && start_echo "$label"; }; then
+			fail "$label: the Kafka mock or participant did not start"
+			continue
+		fi
 		if ! start_sagad "$mode" "$db"; then
 			fail "$label: sagad did not start"
 			stop_pid "$SAGAD_PID"; SAGAD_PID=""
@@ -411,12 +526,19 @@ for mode in $MODES; do
 		fi
 		hwm_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$SAGAD_PID/status")
 		stop_pid "$SAGAD_PID" TERM 15; SAGAD_PID=""
+		if [ "$mode" = kafka ]; then
+			stop_pid "$ECHO_PID" TERM 15; ECHO_PID=""
+			cp "$RUN/echo-$label.count" "$OUT/checks/" 2>/dev/null
+		fi
 		log1=$(log_size)   # this run's calls: the log from log0 to log1
 		tail -c +$((log0 + 1)) "$RUN/access.log" | head -c $((log1 - log0)) >"$RUN/access-$label.log"
 
 		# --- correctness
 		ok=1
-		sqlite3 "$db" "SELECT status, count(*) FROM sagas GROUP BY status" >"$OUT/checks/db-$label.txt" 2>&1 || { fail "$label: sqlite3 on $db failed"; ok=0; }
+		# (prefilled sagas are in shard 1: not this run's)
+		sqlite3 "$db" "SELECT status, count(*) FROM sagas WHERE shard = 0 GROUP BY status" >"$OUT/checks/db-$label.txt" 2>&1 || { fail "$label: sqlite3 on $db failed"; ok=0; }
+		prefill_left=0
+		[ "$PREFILL" -gt 0 ] && prefill_left=$(sqlite3 "$db" "SELECT count(*) FROM sagas WHERE shard = 1")
 		n_db=$(awk -F'|' '{ s += $2 } END { print s + 0 }' "$OUT/checks/db-$label.txt")
 		n_exp=$(awk -F'|' -v e="$expect" '$1 == e { print $2 + 0 }' "$OUT/checks/db-$label.txt")
 		n_exp=${n_exp:-0}
@@ -434,11 +556,29 @@ for mode in $MODES; do
 		if ! check_log "$RUN/access-$label.log" "$mode" "$n_db" "$c" >"$OUT/checks/log-$label.txt"; then
 			fail "$label: participant calls do not match $n_db sagas: $(head -5 "$OUT/checks/log-$label.txt" | tr '\n' ';')"; ok=0
 		fi
+		if [ "$mode" = kafka ]; then   # one command per saga, each answered, none twice
+			kc=$(sed -n 's/.*commands=\([0-9]*\).*/\1/p' "$RUN/echo-$label.count" 2>/dev/null)
+			kline="$(cat "$RUN/echo-$label.count" 2>/dev/null)"
+			if [ "$kline" != "commands=$n_db replies=$n_db duplicates=0 unflushed=0 errors=0" ]; then
+				fail "$label: Kafka participant: '${kline:-no count file}' for $n_db sagas (commands=${kc:-?})"; ok=0
+			fi
+		fi
 		[ "$T_REQ" -gt 0 ] || { fail "$label: the timed run answered no saga"; ok=0; }
 		[ "$KEEP" = 1 ] || rm -f "$db" "$db-wal" "$db-shm" "$RUN/access-$label.log"
 
 		# --- figures (the ratios to the ceiling are computed at the end, after its second measurement)
 		sps=$(awk -v n="$T_REQ" -v d="$T_DUR" 'BEGIN { printf "%.0f", n / (d / 1e6) }')
+		# loop turns over 10 / 50 ms in the timed run (histogram deltas), the longest since start
+		t10=$(( $(bucket 0.01 <<<"$m0") - $(bucket 0.01 <<<"$m1") + $(metric loop_turn_seconds_count <<<"$m1") - $(metric loop_turn_seconds_count <<<"$m0") ))
+		t50=$(( $(bucket 0.05 <<<"$m0") - $(bucket 0.05 <<<"$m1") + $(metric loop_turn_seconds_count <<<"$m1") - $(metric loop_turn_seconds_count <<<"$m0") ))
+		tmax=$(awk -v v="$(metric loop_turn_seconds_max <<<"$m1")" 'BEGIN { printf "%.1f", v * 1000 }')
+		# the longest turn of the timed run, as the histogram bound it is under
+		tlong=">1000"
+		for le in 0.001 0.005 0.01 0.05 0.1 0.5 1; do
+			if [ $(( $(bucket $le <<<"$m1") - $(bucket $le <<<"$m0") )) = $(( $(metric loop_turn_seconds_count <<<"$m1") - $(metric loop_turn_seconds_count <<<"$m0") )) ]; then
+				tlong="<=$(awk -v v=$le 'BEGIN { printf "%g", v * 1000 }')"; break
+			fi
+		done
 		sagad_ms=$(awk -v t=$((s1 - s0)) -v h="$CLK_TCK" -v n="$fin" 'BEGIN { if (n > 0) printf "%.3f", 1000 * t / h / n; else print "null" }')
 		sagad_pct=$(awk -v t=$((s1 - s0)) -v h="$CLK_TCK" -v r="$T_REAL" 'BEGIN { printf "%.0f", 100 * t / h / r }')
 		nginx_pct=$(awk -v t=$((n1 - n0)) -v h="$CLK_TCK" -v r="$T_REAL" 'BEGIN { printf "%.0f", 100 * t / h / r }')
@@ -453,18 +593,19 @@ for mode in $MODES; do
 			[ "$fpc" != null ] && fps=$(awk -v a="$commits" -v n="$fin" -v f="$fpc" 'BEGIN { if (n > 0) printf "%.2f", a / n * f; else print "null" }')
 		fi
 		rss=$(awk -v k="$hwm_kb" 'BEGIN { printf "%.1f", k / 1024 }')
-		JSON[$label]=$(printf '"mode":"%s","concurrency":%s,"expected":"%s","duration_s":%s,"sagas_timed":%s,"sagas_per_s":%s,"p50_ms":%s,"p99_ms":%s,"max_ms":%s,"sagad_cpu_ms_per_saga":%s,"sagad_cpu_pct":%s,"driver_cpu_pct":%s,"nginx_cpu_pct":%s,"machine_busy_pct":%s,"finished_in_window":%s,"commits_per_saga":%s,"rows_per_saga":%s,"dispatches_per_saga":%s,"fsyncs":%s,"fsync_run_sagas":%s,"fsync_run_commits":%s,"fsyncs_per_commit":%s,"fsyncs_per_saga_in_strace_run":%s,"fsyncs_per_saga":%s,"peak_rss_mib":%s,"sagas_in_store":%s,"answers":%s,"unexpected":%s,"socket_errors":%s,"checks_ok":%s' \
+		JSON[$label]=$(printf '"mode":"%s","concurrency":%s,"expected":"%s","duration_s":%s,"sagas_timed":%s,"sagas_per_s":%s,"p50_ms":%s,"p99_ms":%s,"max_ms":%s,"sagad_cpu_ms_per_saga":%s,"sagad_cpu_pct":%s,"driver_cpu_pct":%s,"nginx_cpu_pct":%s,"machine_busy_pct":%s,"finished_in_window":%s,"commits_per_saga":%s,"rows_per_saga":%s,"dispatches_per_saga":%s,"fsyncs":%s,"fsync_run_sagas":%s,"fsync_run_commits":%s,"fsyncs_per_commit":%s,"fsyncs_per_saga_in_strace_run":%s,"fsyncs_per_saga":%s,"peak_rss_mib":%s,"loop_turns_over_10ms":%s,"loop_turns_over_50ms":%s,"loop_turn_max_ms_since_start":%s,"loop_turn_longest_ms_in_run":"%s","prefilled":%s,"prefilled_left":%s,"sagas_in_store":%s,"answers":%s,"unexpected":%s,"socket_errors":%s,"checks_ok":%s' \
 			"$mode" "$c" "$expect" "$(rel "$T_DUR" 1e6 %.3f)" "$T_REQ" "$sps" "$(rel "$T_P50" 1000 %.3f)" "$(rel "$T_P99" 1000 %.3f)" "$(rel "$T_MAX" 1000 %.3f)" \
 			"$sagad_ms" "$sagad_pct" "$T_CPU" "$nginx_pct" "$busy_pct" "$fin" "$cps" "$wps" "$(rel "$dispatches" "$fin")" \
-			"$fsyncs" "$fsync_fin" "$fsync_commits" "$fpc" "$fps_strace" "$fps" "$rss" "$n_db" "$wrk_total" "$wrk_unexp" "$wrk_errs" "$([ $ok = 1 ] && echo true || echo false)")
+			"$fsyncs" "$fsync_fin" "$fsync_commits" "$fpc" "$fps_strace" "$fps" "$rss" "$t10" "$t50" "$tmax" "$tlong" "$PREFILL" "$prefill_left" "$n_db" "$wrk_total" "$wrk_unexp" "$wrk_errs" "$([ $ok = 1 ] && echo true || echo false)")
 		verdict="ok $n_exp/$n_db, 0"
 		[ "$ok" = 1 ] || verdict="**FAIL** $n_exp/$n_db, $wrk_unexp"
 		R_SPS[$label]=$sps R_P50[$label]=$T_P50
-		ROW_A[$label]="| $mode | $c | $sps | $(rel "$T_P50" 1000) | $(rel "$T_P99" 1000) | $sagad_ms | $sagad_pct% | $T_CPU% | $cps | $wps | $fps | $rss |"
+		ROW_A[$label]="| $mode | $c | $sps | $(rel "$T_P50" 1000) | $(rel "$T_P99" 1000) | $sagad_ms | $sagad_pct% | $T_CPU% | $cps | $wps | $fps | $rss | $t50 ($tlong) |"
 		ROW_B[$label]=" $verdict |"
 		LABELS+=("$label")
-		printf '   %s: %s sagas/s, p50 %s ms, p99 %s ms, sagad %s ms/saga (%s%% CPU), wrk %s%% CPU, nginx %s%%, machine %s%% busy, %s commits, %s rows, %s fsyncs per saga, RSS %s MiB: %s\n' \
-			"$label" "$sps" "$(rel "$T_P50" 1000)" "$(rel "$T_P99" 1000)" "$sagad_ms" "$sagad_pct" "$T_CPU" "$nginx_pct" "$busy_pct" "$cps" "$wps" "$fps" "$rss" \
+		printf '   %s: %s sagas/s, p50 %s ms, p99 %s ms, sagad %s ms/saga (%s%% CPU), wrk %s%% CPU, nginx %s%%, machine %s%% busy, %s commits, %s rows, %s fsyncs per saga, RSS %s MiB, loop turns >10 ms: %s, >50 ms: %s (longest %s ms; since start %s ms)%s: %s\n' \
+			"$label" "$sps" "$(rel "$T_P50" 1000)" "$(rel "$T_P99" 1000)" "$sagad_ms" "$sagad_pct" "$T_CPU" "$nginx_pct" "$busy_pct" "$cps" "$wps" "$fps" "$rss" "$t10" "$t50" "$tlong" "$tmax" \
+			"$([ "$PREFILL" -gt 0 ] && echo ", prefilled sagas left $prefill_left of $PREFILL")" \
 			"$([ $ok = 1 ] && echo "checks ok ($n_db sagas, $(tail -1 "$OUT/checks/log-$label.txt"))" || echo CHECKS FAILED)"
 	done
 done
@@ -500,10 +641,10 @@ done
 			END { printf "| %s | %s | %s | %s / %s | %s / %s |\n", c, b, a, b50, a50, b99, a99 }' "$OUT/ceiling.jsonl"
 	done
 	echo
-	echo "sagad, apply saga (happy: 3 calls -> completed; fail: 5 calls -> compensated), ${DURATION}s per run:"
+	echo "sagad, apply saga (happy: 3 calls -> completed; fail: 5 calls -> compensated; kafka: 2 calls + a Kafka request/reply -> completed), ${DURATION}s per run$([ "$PREFILL" -gt 0 ] && echo ", each on a store prefilled with $PREFILL finished sagas ($PREFILL_AGE_DAYS days old)"):"
 	echo
-	echo "| mode | clients | sagas/s | p50 ms | p99 ms | sagad CPU ms/saga | sagad CPU | driver CPU | commits/saga | rows/saga | fsyncs/saga | peak RSS MiB | sagas/s ÷ ceiling | p50 ÷ ceiling p50 | ok/sagas, unexpected |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+	echo "| mode | clients | sagas/s | p50 ms | p99 ms | sagad CPU ms/saga | sagad CPU | driver CPU | commits/saga | rows/saga | fsyncs/saga | peak RSS MiB | loop turns >50 ms (longest, ms) | sagas/s ÷ ceiling | p50 ÷ ceiling p50 | ok/sagas, unexpected |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 	printf '%s\n' "${ROWS[@]}"
 	echo
 	if [ "$FAILS" = 0 ]; then

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <jansson.h>
 
+#include "answer.h"
 #include "api.h"
 #include "auth.h"
 #include "engine.h"
@@ -16,6 +17,7 @@
 #include "flow.h"
 #include "httpd.h"
 #include "log.h"
+#include "loopstat.h"
 #include "secret.h"
 #include "store.h"
 #include "util.h"
@@ -162,21 +164,6 @@ static int on_step_row(const struct store_step *st, void *arg)
 	return 0;
 }
 
-static int on_history_row(const struct store_history *h, void *arg)
-{
-	json_t *o = json_pack("{s:I, s:o, s:s, s:i, s:s, s:o, s:o, s:o, s:o}", "seq", (json_int_t)h->seq,
-			      "step", str_or_null(h->step_name), "phase", h->phase, "attempt",
-			      h->attempt, "event", h->event, "request", str_or_null(h->request),
-			      "status", h->status ? json_integer(h->status) : json_null(), "response",
-			      str_or_null(h->response), "error", str_or_null(h->error));
-
-	time_field(o, "started_at", h->started_at);
-	time_field(o, "ended_at", h->ended_at);
-	json_object_set_new(o, "ms", json_integer(h->ended_at - h->started_at));
-	json_array_append_new(arg, o);
-	return 0;
-}
-
 /* Steps get a row when they first move: the steps that never started are shown as pending,
  * from the flow version the saga runs. Takes rows; returns the full list (new reference). */
 static json_t *with_pending_steps(struct api *a, const struct store_saga *s, json_t *rows)
@@ -218,74 +205,37 @@ static json_t *saga_keys(struct api *a, const char *id)
 	return keys;
 }
 
-/* The whole saga as the API shows it, from committed state; NULL when unknown. */
-static json_t *saga_json(struct api *a, const char *id)
-{
-	struct store_saga s;
-	json_t *o, *steps, *hist;
-
-	if (store_saga_get(a->store, id, &s) != 0)
-		return NULL;
-	o = saga_summary(&s);
-	json_object_set_new(o, "keys", saga_keys(a, id));
-	json_object_set_new(o, "input", parsed_or_null(s.input));
-	/* Sensitive fields are sealed in the store; never shown (secret.h). */
-	secret_mask_input(flow_set_find_version(*a->flows, s.flow, s.flow_version),
-			  json_object_get(o, "input"));
-	json_object_set_new(o, "output", parsed_or_null(s.output));
-	steps = json_array();
-	store_each_step(a->store, id, on_step_row, steps);
-	json_object_set_new(o, "steps", with_pending_steps(a, &s, steps));
-	hist = json_array();
-	store_each_history(a->store, id, on_history_row, hist);
-	json_object_set_new(o, "history", hist);
-	store_saga_clear(&s);
-	return o;
-}
-
-/* The saga for an answer: everything, from the store; or, when the client asked for the
- * minimal answer, the saga without its history, from memory when it is still there (no
- * store reads on the hot path). */
-static json_t *answer_body(struct pending *p)
-{
-	json_t *body;
-
-	if (!p->summary_only)
-		return saga_json(p->api, p->id);
-	body = engine_saga_json(p->api->engine, p->id);
-	if (body == NULL) {
-		body = saga_json(p->api, p->id);
-		if (body != NULL)
-			json_object_del(body, "history");
-	}
-	return body;
-}
-
+/* The saga for an answer: everything, from the store, written as JSON text (answer.c); or,
+ * when the client asked for the minimal answer, the saga without its history, from memory
+ * when it is still there (no store reads on the hot path). */
 static void answer_saga(struct pending *p, int status)
 {
-	json_t *body = answer_body(p);
-	char location[64];
+	json_t *body = p->summary_only ? engine_saga_json(p->api->engine, p->id) : NULL;
+	char location[64], st[24] = "";
 	const char *headers[5];
+	const struct flow *f = NULL;
+	struct strbuf text;
 	int n = 0;
 
-	if (body == NULL) {
+	strbuf_init(&text);
+	if (body != NULL) {
+		snprintf(st, sizeof(st), "%s", json_string_value(json_object_get(body, "status")) ?: "");
+		f = flow_set_find_version(*p->api->flows,
+			json_string_value(json_object_get(body, "flow")) ?: "",
+			(int)json_integer_value(json_object_get(body, "flow_version")));
+	} else if (answer_saga_text(p->api->store, *p->api->flows, p->id, !p->summary_only,
+				    &text, &f, st, sizeof(st)) != 0) {
 		char err[128];
 		snprintf(err, sizeof(err), "no saga with id \"%.40s\"", p->id);
 		respond_error(p->req, 404, SAGAD_ENOSAGA, err);
 		return;
 	}
-	if (p->final_status) {
+	if (p->final_status && f != NULL) {
 		/* The flow may answer a saga's end with its own status (the seeds' 201 / 500). */
-		const char *st = json_string_value(json_object_get(body, "status"));
-		struct flow *f = flow_set_find_version(*p->api->flows,
-			json_string_value(json_object_get(body, "flow")) ?: "",
-			(int)json_integer_value(json_object_get(body, "flow_version")));
-		int code = 0;
+		int code = !strcmp(st, "completed") ? f->status_completed :
+			   !strcmp(st, "compensated") ? f->status_compensated :
+			   !strcmp(st, "failed") ? f->status_failed : 0;
 
-		if (f != NULL && st != NULL)
-			code = !strcmp(st, "completed") ? f->status_completed :
-			       !strcmp(st, "compensated") ? f->status_compensated :
-			       !strcmp(st, "failed") ? f->status_failed : 0;
 		if (code > 0)
 			status = code;
 	}
@@ -297,7 +247,12 @@ static void answer_saga(struct pending *p, int status)
 		headers[n++] = "true";
 	}
 	headers[n] = NULL;
-	respond_json(p->req, status, body, headers);
+	if (body != NULL) {
+		respond_json(p->req, status, body, headers);
+		return;
+	}
+	httpd_respond(p->req, status, "application/json", text.data, text.len, headers);
+	strbuf_close(&text);
 }
 
 /* ---- waiting for a saga ------------------------------------------------------------ */
@@ -835,6 +790,7 @@ static void answer_metrics(struct api *a, struct httpd_req *req)
 	COUNTER("store_writes_total", "SQLite rows written.", writes);
 #undef COUNTER
 #undef GAUGE
+	loopstat_render(&b);
 	httpd_respond(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len, NULL);
 	strbuf_close(&b);
 }

@@ -617,34 +617,46 @@ static void queue_effect(struct engine *e, struct effect *fx)
 void engine__traceparent(const struct saga *s, char *buf, size_t len)
 {
 	const char *saga_id = s->trace_root[0] ? s->trace_root : s->id;
-	static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+	static signed char value[256];   /* Crockford base32 digit -> value, 0 for others */
+	static const char hexd[] = "0123456789abcdef";
 	unsigned char trace[16] = { 0 }, span[8];
 	unsigned __int128 v = 0;
-	char hex_trace[33], hex_span[17];
+	uint64_t r;
+	char out[56];
 
-	for (int i = 0; i < 26; i++) {
-		const char *p = strchr(alphabet, saga_id[i]);
-		v = (v << 5) | (unsigned)(p ? p - alphabet : 0);
-	}
+	if (value['1'] == 0)
+		for (int i = 0; i < 32; i++)
+			value[(unsigned char)"0123456789ABCDEFGHJKMNPQRSTVWXYZ"[i]] = (signed char)i;
+	for (int i = 0; i < 26; i++)
+		v = (v << 5) | (unsigned)value[(unsigned char)saga_id[i]];
 	for (int i = 15; i >= 0; i--) {
 		trace[i] = (unsigned char)(v & 0xff);
 		v >>= 8;
 	}
-	util_random(span, sizeof(span));
-	for (int i = 0; i < 16; i++)
-		sprintf(hex_trace + 2 * i, "%02x", trace[i]);
-	for (int i = 0; i < 8; i++)
-		sprintf(hex_span + 2 * i, "%02x", span[i]);
-	snprintf(buf, len, "00-%s-%s-01", hex_trace, hex_span);
+	r = util_rand64();
+	memcpy(span, &r, sizeof(span));
+	/* "00-" 32 hex "-" 16 hex "-01" */
+	memcpy(out, "00-", 3);
+	for (int i = 0; i < 16; i++) {
+		out[3 + 2 * i] = hexd[trace[i] >> 4];
+		out[4 + 2 * i] = hexd[trace[i] & 15];
+	}
+	out[35] = '-';
+	for (int i = 0; i < 8; i++) {
+		out[36 + 2 * i] = hexd[span[i] >> 4];
+		out[37 + 2 * i] = hexd[span[i] & 15];
+	}
+	memcpy(out + 52, "-01", 4);
+	snprintf(buf, len, "%s", out);
 }
 
 static char *summarize(const char *method, const char *url, const char *body)
 {
 	if (body == NULL)
-		return xasprintf("%s %s", method, url);
+		return util_concat(method, " ", url, NULL);
 	if (strlen(body) > SUMMARY_MAX) /* the cut may split a UTF-8 sequence */
 		return util_utf8_sanitize(xasprintf("%s %s %.*s...", method, url, SUMMARY_MAX, body));
-	return xasprintf("%s %s %s", method, url, body);
+	return util_concat(method, " ", url, " ", body, NULL);
 }
 
 static void add_header(struct flow_rendered *r, char *line)
@@ -684,13 +696,14 @@ static int dispatch_call(struct saga *s, int i, enum phase phase, int attempt, c
 		free(fx);
 		return rc;
 	}
-	add_header(&fx->req, xasprintf("Idempotency-Key: %s:%s:%s", s->id, st->name,
-				       phase_names[phase]));
+	add_header(&fx->req, util_concat("Idempotency-Key: ", s->id, ":", st->name, ":",
+					 phase_names[phase], NULL));
 	engine__traceparent(s, tp, sizeof(tp));
-	add_header(&fx->req, xasprintf("traceparent: %s", tp));
-	add_header(&fx->req, xasprintf("X-Saga-Id: %s", s->id));
-	add_header(&fx->req, xasprintf("X-Saga-Step: %s", st->name));
-	add_header(&fx->req, xasprintf("X-Saga-Attempt: %d", attempt));
+	add_header(&fx->req, util_concat("traceparent: ", tp, NULL));
+	add_header(&fx->req, util_concat("X-Saga-Id: ", s->id, NULL));
+	add_header(&fx->req, util_concat("X-Saga-Step: ", st->name, NULL));
+	snprintf(tp, sizeof(tp), "%d", attempt);
+	add_header(&fx->req, util_concat("X-Saga-Attempt: ", tp, NULL));
 	c = xcalloc(1, sizeof(*c));
 	c->e = s->e;
 	call_link(s->e, c);

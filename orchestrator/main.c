@@ -18,6 +18,7 @@
 #include "kafka.h"
 #include "outbox.h"
 #include "log.h"
+#include "loopstat.h"
 #include "secret.h"
 #include "store.h"
 #include "util.h"
@@ -434,6 +435,7 @@ static void close_all(struct daemon *d)
 	uv_close((uv_handle_t *)&d->shutdown_timer, NULL);
 	uv_timer_stop(&d->purge_timer);
 	uv_close((uv_handle_t *)&d->purge_timer, NULL);
+	loopstat_stop();
 }
 
 static void on_shutdown_tick(uv_timer_t *t)
@@ -727,6 +729,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	d.loop = uv_default_loop();
+	rc = loopstat_start(d.loop);
+	if (rc != 0)
+		log_warn("event=loopstat_unavailable err=\"%s\"", uv_strerror(rc));
 	ho.max_response_bytes = d.max_response;
 	rc = http_client_new(d.loop, &ho, &d.http);
 	if (rc != 0) {

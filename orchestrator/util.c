@@ -270,6 +270,45 @@ void util_random(void *buf, size_t n)
 	}
 }
 
+uint64_t util_rand64(void)
+{
+	static uint64_t state;
+	static bool seeded;
+	uint64_t z;
+
+	if (!seeded) {
+		util_random(&state, sizeof(state));
+		seeded = true;
+	}
+	z = (state += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+char *util_concat(const char *first, ...)
+{
+	va_list ap;
+	const char *p;
+	size_t n = 0, k;
+	char *out, *w;
+
+	va_start(ap, first);
+	for (p = first; p != NULL; p = va_arg(ap, const char *))
+		n += strlen(p);
+	va_end(ap);
+	out = w = xmalloc(n + 1);
+	va_start(ap, first);
+	for (p = first; p != NULL; p = va_arg(ap, const char *)) {
+		k = strlen(p);
+		memcpy(w, p, k);
+		w += k;
+	}
+	va_end(ap);
+	*w = '\0';
+	return out;
+}
+
 void util_new_id(char *buf)
 {
 	static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";

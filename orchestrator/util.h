@@ -42,6 +42,12 @@ void util_new_id(char *buf);
 void util_ulid_at(int64_t ms, char *buf);
 /* Fills buf with n random bytes from getrandom(). */
 void util_random(void *buf, size_t n);
+/* 64 random bits from a fast generator (splitmix64) seeded once by util_random(): for ids
+ * that must be unique, not secret (trace span ids). Loop thread only. */
+uint64_t util_rand64(void);
+/* The strings up to a NULL, concatenated, in a new string owned by the caller (free()). The
+ * cheap xasprintf("%s%s...") for hot paths. */
+char *util_concat(const char *first, ...) __attribute__((sentinel));
 
 /* The value of a hex digit (either case), or -1. */
 int util_hex_digit(int c);

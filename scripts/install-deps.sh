@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential autoconf automake libtool pkg-config
       libuv1-dev libyaml-dev libsqlite3-dev libcurl4-openssl-dev libjansson-dev
-      libmicrohttpd-dev libjwt-dev libssl-dev librdkafka-dev libcmocka-dev openssl
+      libmicrohttpd-dev libjwt-dev libssl-dev librdkafka-dev libcmocka-dev libmimalloc-dev openssl
       sqlite3 curl jq python3 python3-confluent-kafka kcat procps nginx wrk strace
       clang libclang-rt-14-dev libfaketime"
 missing=""

@@ -16,6 +16,8 @@ local prefer = os.getenv("SAGA_PREFER")
 if prefer and prefer ~= "" then wrk.headers["Prefer"] = prefer end
 
 local expect = os.getenv("SAGA_EXPECT") or "completed"
+-- SAGA_LIMIT=N (bench/profile.sh): stop after N answers (those in flight still arrive)
+local limit = tonumber(os.getenv("SAGA_LIMIT") or "0")
 local threads = {}
 
 function setup(thread)
@@ -27,6 +29,7 @@ function init(args)
 end
 
 function response(status, headers, body)
+  if limit > 0 and ok + unexpected + 1 >= limit then wrk.thread:stop() end
   if status ~= 200 then
     non200 = non200 + 1
     unexpected = unexpected + 1

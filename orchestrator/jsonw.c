@@ -1,0 +1,485 @@
+/* jsonw.c: JSON text straight into a strbuf (see jsonw.h). */
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "jsonw.h"
+
+#define MAX_DEPTH 2048   /* jansson's default parser depth */
+
+static const char hex[] = "0123456789ABCDEF";
+
+/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 when it is not one. The rules
+ * of RFC 3629 (no overlong forms, no surrogates, nothing above U+10FFFF), as jansson. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	unsigned c = p[0];
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) {
+		if (n < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
+			return 0;
+		if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f))
+			return 0;   /* overlong, or a surrogate */
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if (n < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
+			return 0;
+		if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f))
+			return 0;   /* overlong, or above U+10FFFF */
+		return 4;
+	}
+	return 0;
+}
+
+void jsonw_str(struct strbuf *b, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s, *run = p;
+	size_t left = strlen(s);
+	char esc[6];
+
+	strbuf_add(b, "\"", 1);
+	while (left > 0) {
+		unsigned c = *p;
+		size_t k;
+
+		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+			p++;
+			left--;
+			continue;
+		}
+		if (c >= 0x80 && (k = utf8_len(p, left)) > 0) {
+			p += k;
+			left -= k;
+			continue;
+		}
+		strbuf_add(b, run, (size_t)(p - run));
+		switch (c) {
+		case '"': strbuf_add(b, "\\\"", 2); break;
+		case '\\': strbuf_add(b, "\\\\", 2); break;
+		case '\b': strbuf_add(b, "\\b", 2); break;
+		case '\f': strbuf_add(b, "\\f", 2); break;
+		case '\n': strbuf_add(b, "\\n", 2); break;
+		case '\r': strbuf_add(b, "\\r", 2); break;
+		case '\t': strbuf_add(b, "\\t", 2); break;
+		default:
+			if (c < 0x20) {
+				memcpy(esc, "\\u00", 4);
+				esc[4] = hex[c >> 4];
+				esc[5] = hex[c & 15];
+				strbuf_add(b, esc, 6);
+			} else {
+				strbuf_add(b, "?", 1);   /* not UTF-8 (util_utf8_sanitize()) */
+			}
+		}
+		p++;
+		left--;
+		run = p;
+	}
+	strbuf_add(b, run, (size_t)(p - run));
+	strbuf_add(b, "\"", 1);
+}
+
+void jsonw_str_or_null(struct strbuf *b, const char *s)
+{
+	if (s == NULL)
+		strbuf_add(b, "null", 4);
+	else
+		jsonw_str(b, s);
+}
+
+void jsonw_int(struct strbuf *b, long long v)
+{
+	char buf[24];
+	int n = snprintf(buf, sizeof(buf), "%lld", v);
+
+	strbuf_add(b, buf, (size_t)n);
+}
+
+static void put2(char *p, unsigned v)
+{
+	p[0] = (char)('0' + v / 10);
+	p[1] = (char)('0' + v % 10);
+}
+
+void jsonw_time(struct strbuf *b, int64_t ms)
+{
+	char t[26];
+	int64_t days, secs, z, era, y;
+	unsigned doe, yoe, doy, mp, d, m, msec;
+
+	if (ms <= 0) {
+		strbuf_add(b, "null", 4);
+		return;
+	}
+	/* days since 1970-01-01 to a civil date (Howard Hinnant's days_from_civil inverse) */
+	msec = (unsigned)(ms % 1000);
+	secs = ms / 1000;
+	days = secs / 86400;
+	secs %= 86400;
+	z = days + 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = (unsigned)(z - era * 146097);
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	y = (int64_t)yoe + era * 400;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	d = doy - (153 * mp + 2) / 5 + 1;
+	m = mp < 10 ? mp + 3 : mp - 9;
+	y += m <= 2;
+	if (y < 0 || y > 9999) {   /* outside what the fixed format holds: the slow way */
+		char buf[40];
+		util_format_time(ms, buf, sizeof(buf));
+		jsonw_str(b, buf);
+		return;
+	}
+	t[0] = '"';
+	put2(t + 1, (unsigned)(y / 100));
+	put2(t + 3, (unsigned)(y % 100));
+	t[5] = '-';
+	put2(t + 6, m);
+	t[8] = '-';
+	put2(t + 9, d);
+	t[11] = 'T';
+	put2(t + 12, (unsigned)(secs / 3600));
+	t[14] = ':';
+	put2(t + 15, (unsigned)(secs / 60 % 60));
+	t[17] = ':';
+	put2(t + 18, (unsigned)(secs % 60));
+	t[20] = '.';
+	t[21] = (char)('0' + msec / 100);
+	put2(t + 22, msec % 100);
+	t[24] = 'Z';
+	t[25] = '"';
+	strbuf_add(b, t, sizeof(t));
+}
+
+/* --- checking (and copying) JSON text --------------------------------------------------- */
+
+/* A real as jansson's jsonp_dtostr() writes it with precision 15. */
+static int format_real(double v, char *buf, size_t size)
+{
+	int n = snprintf(buf, size, "%.15g", v);
+	char *e, *start, *end;
+
+	if (n < 0 || (size_t)n + 3 >= size)
+		return -1;
+	if (strchr(buf, '.') == NULL && strchr(buf, 'e') == NULL) {
+		memcpy(buf + n, ".0", 3);
+		n += 2;
+	}
+	e = strchr(buf, 'e');
+	if (e != NULL) {   /* no '+' and no leading zeros in the exponent */
+		start = e + 1;
+		end = start + 1;
+		if (*start == '-')
+			start++;
+		while (*end == '0')
+			end++;
+		if (end != start) {
+			memmove(start, end, (size_t)(buf + n - end) + 1);
+			n -= (int)(end - start);
+		}
+	}
+	return n;
+}
+
+struct scan {
+	const unsigned char *p, *end;
+	struct strbuf *out;             /* NULL: check only */
+	const unsigned char *run;       /* start of the bytes not copied yet */
+};
+
+static void flush_run(struct scan *sc)
+{
+	if (sc->out != NULL && sc->p > sc->run)
+		strbuf_add(sc->out, sc->run, (size_t)(sc->p - sc->run));
+	sc->run = sc->p;
+}
+
+static int hex4(const unsigned char *p, unsigned *v)
+{
+	*v = 0;
+	for (int i = 0; i < 4; i++) {
+		unsigned c = p[i], d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+			d = (c | 0x20) - 'a' + 10;
+		else
+			return -1;
+		*v = (*v << 4) | d;
+	}
+	return 0;
+}
+
+/* A string token at sc->p ('"'), kept as it is. */
+static int scan_string(struct scan *sc)
+{
+	const unsigned char *p = sc->p + 1, *end = sc->end;
+	unsigned u, lo;
+	size_t k;
+
+	while (p < end) {
+		unsigned c = *p;
+		if (c == '"') {
+			sc->p = p + 1;
+			return 0;
+		}
+		if (c < 0x20)
+			return -1;
+		if (c == '\\') {
+			if (p + 1 >= end)
+				return -1;
+			switch (p[1]) {
+			case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+				p += 2;
+				continue;
+			case 'u':
+				if (end - p < 6 || hex4(p + 2, &u) != 0 || u == 0)
+					return -1;  /* jansson refuses \u0000 */
+				p += 6;
+				if (u >= 0xdc00 && u <= 0xdfff)
+					return -1;  /* a lone low surrogate */
+				if (u >= 0xd800 && u <= 0xdbff) {
+					if (end - p < 6 || p[0] != '\\' || p[1] != 'u' ||
+					    hex4(p + 2, &lo) != 0 || lo < 0xdc00 || lo > 0xdfff)
+						return -1;
+					p += 6;
+				}
+				continue;
+			default:
+				return -1;
+			}
+		}
+		if (c >= 0x80) {
+			if ((k = utf8_len(p, (size_t)(end - p))) == 0)
+				return -1;
+			p += k;
+			continue;
+		}
+		p++;
+	}
+	return -1;
+}
+
+static bool digit(const unsigned char *p, const unsigned char *end)
+{
+	return p < end && *p >= '0' && *p <= '9';
+}
+
+/* A number token: integers are kept as they are (within long long, like jansson), reals are
+ * written again with 15 significant digits. */
+static int scan_number(struct scan *sc)
+{
+	const unsigned char *s = sc->p, *p = s, *end = sc->end;
+	bool real = false;
+	char tok[80], buf[40];
+	size_t len;
+
+	if (*p == '-')
+		p++;
+	if (!digit(p, end))
+		return -1;
+	if (*p == '0')
+		p++;
+	else
+		while (digit(p, end))
+			p++;
+	if (p < end && *p == '.') {
+		real = true;
+		p++;
+		if (!digit(p, end))
+			return -1;
+		while (digit(p, end))
+			p++;
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		real = true;
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		if (!digit(p, end))
+			return -1;
+		while (digit(p, end))
+			p++;
+	}
+	len = (size_t)(p - s);
+	if (!real && len < 18 && !(len == 2 && s[0] == '-' && s[1] == '0')) {
+		sc->p = p;      /* a small integer: as it is */
+		return 0;
+	}
+	if (len >= sizeof(tok))
+		return -1;
+	memcpy(tok, s, len);
+	tok[len] = '\0';
+	if (!real) {
+		long long v;
+		errno = 0;
+		v = strtoll(tok, NULL, 10);
+		if (errno == ERANGE)
+			return -1;  /* jansson: "too big integer" */
+		flush_run(sc);
+		sc->p = p;
+		sc->run = p;
+		if (sc->out != NULL)
+			jsonw_int(sc->out, v);
+		return 0;
+	} else {
+		double v;
+		int n;
+		errno = 0;
+		v = strtod(tok, NULL);
+		if ((errno == ERANGE && fabs(v) > 1.0) || !isfinite(v))
+			return -1;  /* jansson: "real number overflow" */
+		if ((n = format_real(v, buf, sizeof(buf))) < 0)
+			return -1;
+		flush_run(sc);
+		sc->p = p;
+		sc->run = p;
+		if (sc->out != NULL)
+			strbuf_add(sc->out, buf, (size_t)n);
+		return 0;
+	}
+}
+
+static int scan_literal(struct scan *sc, const char *word, size_t n)
+{
+	if ((size_t)(sc->end - sc->p) < n || memcmp(sc->p, word, n) != 0)
+		return -1;
+	sc->p += n;
+	return 0;
+}
+
+static void skip_space(struct scan *sc)
+{
+	const unsigned char *p = sc->p;
+
+	if (p < sc->end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
+		flush_run(sc);
+		while (p < sc->end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+			p++;
+		sc->p = p;
+		sc->run = p;
+	}
+}
+
+/* One JSON value, then nothing but whitespace. */
+static int scan(struct scan *sc)
+{
+	char stack[MAX_DEPTH];  /* '{' or '[' per open container */
+	int depth = 0;
+
+	for (;;) {
+		/* a value */
+		skip_space(sc);
+		if (sc->p >= sc->end)
+			return -1;
+		switch (*sc->p) {
+		case '{':
+		case '[':
+			if (depth == MAX_DEPTH)
+				return -1;
+			stack[depth++] = (char)*sc->p;
+			sc->p++;
+			skip_space(sc);
+			if (sc->p < sc->end && *sc->p == (stack[depth - 1] == '{' ? '}' : ']')) {
+				sc->p++;
+				depth--;
+				break;  /* an empty container is a complete value */
+			}
+			if (stack[depth - 1] == '{') {
+				if (sc->p >= sc->end || *sc->p != '"' || scan_string(sc) != 0)
+					return -1;
+				skip_space(sc);
+				if (sc->p >= sc->end || *sc->p != ':')
+					return -1;
+				sc->p++;
+			}
+			continue;       /* the first member's value */
+		case '"':
+			if (scan_string(sc) != 0)
+				return -1;
+			break;
+		case 't':
+			if (scan_literal(sc, "true", 4) != 0)
+				return -1;
+			break;
+		case 'f':
+			if (scan_literal(sc, "false", 5) != 0)
+				return -1;
+			break;
+		case 'n':
+			if (scan_literal(sc, "null", 4) != 0)
+				return -1;
+			break;
+		default:
+			if (scan_number(sc) != 0)
+				return -1;
+			break;
+		}
+		/* after a complete value: close containers, or the next member */
+		for (;;) {
+			skip_space(sc);
+			if (depth == 0)
+				return sc->p == sc->end ? 0 : -1;
+			if (sc->p >= sc->end)
+				return -1;
+			if (*sc->p == (stack[depth - 1] == '{' ? '}' : ']')) {
+				sc->p++;
+				depth--;
+				continue;
+			}
+			if (*sc->p != ',')
+				return -1;
+			sc->p++;
+			if (stack[depth - 1] == '{') {
+				skip_space(sc);
+				if (sc->p >= sc->end || *sc->p != '"' || scan_string(sc) != 0)
+					return -1;
+				skip_space(sc);
+				if (sc->p >= sc->end || *sc->p != ':')
+					return -1;
+				sc->p++;
+			}
+			break;          /* the next value */
+		}
+	}
+}
+
+int jsonw_check(const char *text, size_t len)
+{
+	struct scan sc = { (const unsigned char *)text, (const unsigned char *)text + len, NULL,
+			   (const unsigned char *)text };
+
+	return scan(&sc);
+}
+
+void jsonw_json(struct strbuf *b, const char *text)
+{
+	size_t len, mark = b->len;
+	struct scan sc;
+
+	if (text == NULL) {
+		strbuf_add(b, "null", 4);
+		return;
+	}
+	len = strlen(text);
+	sc.p = sc.run = (const unsigned char *)text;
+	sc.end = sc.p + len;
+	sc.out = b;
+	if (scan(&sc) == 0) {
+		flush_run(&sc);
+		return;
+	}
+	b->len = mark;   /* not JSON: the text as a string, as the API always showed it */
+	if (b->data != NULL)
+		b->data[mark] = '\0';
+	jsonw_str(b, text);
+}
