@@ -171,10 +171,20 @@ is "$(receipts_of "$R6" | jq length)" 0 "E: ... and keeps no receipt for it"
 
 # ---- F: payment down: breaker, 503 + Retry-After, recovery ------------------------------------------
 pre_stop payment
+# Until the breaker opens, each reservation is compensated. Failures of E may still be in the
+# breaker's 10 s window on a slow machine, so it can open after fewer than three.
+n_comp=0 opened=0
 for i in 1 2 3; do
 	body=$(api POST '/v1/flows/prereservation/sagas?wait=completion' "$(seed_in ".userId = \"6$i\"")")
-	is "$(jget "$body" .status)" compensated "F: payment down: reservation $i compensated"
+	if [ "$HTTP_STATUS" = 503 ] && [ "$(jget "$body" .error.code)" = EOPEN ]; then
+		opened=1
+		break
+	fi
+	[ "$(jget "$body" .status)" = compensated ] && n_comp=$((n_comp + 1))
 done
+tries=$((opened ? i - 1 : 3))
+ok "[ $n_comp -ge 1 ] && [ $n_comp = $tries ]" \
+	"F: payment down: every reservation compensated until the breaker opened ($n_comp of $tries)"
 n_res=$(plog reservation | jq '[.[] | select(.method == "POST")] | length')
 api POST '/v1/flows/prereservation/sagas?wait=completion' "$(seed_in '.userId = "64"')" -D "$TMP/h503" >/dev/null
 is "$HTTP_STATUS:$(jget "$API_BODY" .error.code)" "503:EOPEN" "F: breaker open: 503 EOPEN at once"
