@@ -76,13 +76,15 @@ static void respond_json(struct httpd_req *req, int status, json_t *body, const 
 }
 
 /* Messages quote what the client sent (a path, a flow name, a query value), which need not be
- * UTF-8; a JSON string must be, so other bytes become '?'. */
+ * UTF-8; a JSON string must be, so other bytes become '?'. A 503 (shutting down, not ready,
+ * store paused) tells the client when to try again. */
 static void respond_error(struct httpd_req *req, int status, int code, const char *message)
 {
+	static const char *const retry_after[] = { "Retry-After", "1", NULL };
 	char *text = util_utf8_sanitize(xstrdup(message));
 
 	respond_json(req, status, json_pack("{s:{s:s, s:s}}", "error", "code", sagad_errname(code),
-					    "message", text), NULL);
+					    "message", text), status == 503 ? retry_after : NULL);
 	free(text);
 }
 
@@ -269,6 +271,14 @@ static void on_saga_wait(const char *saga_id, enum engine_wait_result res, void 
 		answer_saga(p, 202);
 		break;
 	case ENGINE_WAIT_ABORTED:
+		if (engine_paused(p->api->engine) != NULL) {
+			char msg[512];
+			snprintf(msg, sizeof(msg), "%s; a saga this request started may not have been "
+				 "recorded: repeat it with the same Idempotency-Key, or poll "
+				 "GET /v1/sagas/{id}", engine_paused(p->api->engine));
+			respond_error(p->req, 503, SAGAD_ESTORE, msg);
+			break;
+		}
 		respond_error(p->req, 503, SAGAD_ESHUTDOWN, "sagad is shutting down; the saga "
 			      "continues after restart: poll GET /v1/sagas/{id}");
 		break;
@@ -505,7 +515,8 @@ static void route_cancel_retry(struct api *a, struct httpd_req *req, const char 
 		return;
 	}
 	if (rc != 0) {
-		respond_error(req, 503, rc, rc == SAGAD_ESHUTDOWN ? err : sagad_strerror(rc));
+		respond_error(req, 503, rc, rc == SAGAD_ESHUTDOWN || engine_paused(a->engine) ?
+			      err : sagad_strerror(rc));
 		return;
 	}
 	p = xcalloc(1, sizeof(*p));
@@ -700,6 +711,42 @@ static void route_get_saga(struct api *a, struct httpd_req *req, const char *id)
 	defer(p);
 }
 
+/* The circuit breakers' lines of GET /metrics, one series per participant. */
+static void breaker_series(struct strbuf *b, json_t *brs, const char *name, const char *type,
+			   const char *help, const char *field)
+{
+	json_t *br;
+	size_t k;
+
+	strbuf_addf(b, "# HELP sagad_%s %s\n# TYPE sagad_%s %s\n", name, help, name, type);
+	json_array_foreach(brs, k, br)
+		strbuf_addf(b, "sagad_%s{participant=\"%s\"} %lld\n", name,
+			    json_string_value(json_object_get(br, "participant")),
+			    (long long)json_integer_value(json_object_get(br, field)));
+}
+
+static void breaker_metrics(struct api *a, struct strbuf *b)
+{
+	static const char *const states[] = { "closed", "open", "half_open" };
+	json_t *brs = engine_breakers_json(a->engine), *br;
+	size_t k;
+
+	if (json_array_size(brs) > 0) {
+		strbuf_adds(b, "# HELP sagad_breaker_state Circuit breaker state by participant (1 for "
+			    "the current state).\n# TYPE sagad_breaker_state gauge\n");
+		json_array_foreach(brs, k, br)
+			for (int j = 0; j < 3; j++)
+				strbuf_addf(b, "sagad_breaker_state{participant=\"%s\",state=\"%s\"} %d\n",
+					    json_string_value(json_object_get(br, "participant")), states[j],
+					    !strcmp(states[j], json_string_value(json_object_get(br, "state"))));
+		breaker_series(b, brs, "breaker_rejected_total", "counter",
+			       "Calls refused by an open circuit breaker.", "rejected");
+		breaker_series(b, brs, "breaker_opened_total", "counter",
+			       "Times a circuit breaker opened.", "opened");
+	}
+	json_decref(brs);
+}
+
 /* GET /metrics: Prometheus text format. */
 static void answer_metrics(struct api *a, struct httpd_req *req)
 {
@@ -738,35 +785,7 @@ static void answer_metrics(struct api *a, struct httpd_req *req)
 	COUNTER("trigger_duplicates_total", "Redelivered trigger events that started nothing.",
 		st.trigger_duplicates);
 	GAUGE("outbox_unsent", "Outbox messages not yet acknowledged by Kafka.", unsent);
-	{
-		json_t *brs = engine_breakers_json(a->engine), *br;
-		size_t k;
-		static const char *const states[] = { "closed", "open", "half_open" };
-
-		if (json_array_size(brs) > 0) {
-			strbuf_adds(&b, "# HELP sagad_breaker_state Circuit breaker state by participant "
-				    "(1 for the current state).\n# TYPE sagad_breaker_state gauge\n");
-			json_array_foreach(brs, k, br)
-				for (int j = 0; j < 3; j++)
-					strbuf_addf(&b, "sagad_breaker_state{participant=\"%s\",state=\"%s\"}"
-						    " %d\n", json_string_value(json_object_get(br, "participant")),
-						    states[j], !strcmp(states[j], json_string_value(
-						    json_object_get(br, "state"))));
-			strbuf_adds(&b, "# HELP sagad_breaker_rejected_total Calls refused by an open "
-				    "circuit breaker.\n# TYPE sagad_breaker_rejected_total counter\n");
-			json_array_foreach(brs, k, br)
-				strbuf_addf(&b, "sagad_breaker_rejected_total{participant=\"%s\"} %lld\n",
-					    json_string_value(json_object_get(br, "participant")),
-					    (long long)json_integer_value(json_object_get(br, "rejected")));
-			strbuf_adds(&b, "# HELP sagad_breaker_opened_total Times a circuit breaker "
-				    "opened.\n# TYPE sagad_breaker_opened_total counter\n");
-			json_array_foreach(brs, k, br)
-				strbuf_addf(&b, "sagad_breaker_opened_total{participant=\"%s\"} %lld\n",
-					    json_string_value(json_object_get(br, "participant")),
-					    (long long)json_integer_value(json_object_get(br, "opened")));
-		}
-		json_decref(brs);
-	}
+	breaker_metrics(a, &b);
 	COUNTER("store_commits_total", "SQLite commits (grouped per loop turn).", commits);
 	COUNTER("store_writes_total", "SQLite rows written.", writes);
 #undef COUNTER
@@ -833,11 +852,12 @@ void api_handle(struct httpd_req *req, void *arg)
 			method_not_allowed(req, "GET");
 			return;
 		}
-		if (*a->ready)
+		const char *paused = engine_paused(a->engine);
+		if (*a->ready && paused == NULL)
 			respond_json(req, 200, json_pack("{s:s}", "status", "ready"), NULL);
 		else
 			respond_json(req, 503, json_pack("{s:s, s:s}", "status", "not_ready", "reason",
-							  *a->not_ready_reason), NULL);
+							  *a->ready ? paused : *a->not_ready_reason), NULL);
 		return;
 	}
 	if (n == 1 && strcmp(seg[0], "metrics") == 0) {

@@ -279,7 +279,7 @@ static void wake_rearm(struct engine *e)
 	}
 	if (e->wake_due == e->heap[0].due && uv_is_active((uv_handle_t *)&e->wake))
 		return;
-	delay = e->heap[0].due - util_now_ms();
+	delay = e->heap[0].due - util_mono_ms();
 	if (delay < 0)
 		delay = 0;
 	e->wake_due = e->heap[0].due;
@@ -296,7 +296,10 @@ static uint32_t *timer_slot(struct saga *s, enum timer_kind kind, int step)
 }
 
 /* Arms a durable timer of kind for step of s (replacing the same one): persisted now, in the
- * heap at once (it cannot fire before this turn's commit: timers run on a later turn). */
+ * heap at once (it cannot fire before this turn's commit: timers run on a later turn).
+ * due is wall-clock ms (what the store keeps, so a restart re-arms it); the heap holds the
+ * monotonic time it stands for, so a wall-clock jump while sagad runs neither fires a
+ * timer early nor delays it (G5). */
 void engine__timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t due, bool persist)
 {
 	struct engine *e = s->e;
@@ -314,7 +317,7 @@ void engine__timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t d
 		engine__store_failed(e, store_timer_put(e->store, &row), "timer_put", s->id);
 	}
 	memset(&t, 0, sizeof(t));
-	t.due = due;
+	t.due = util_mono_ms() + (due - util_now_ms());
 	memcpy(t.saga_id, s->id, ID_LEN);
 	t.kind = (uint8_t)kind;
 	t.step = step;
@@ -662,6 +665,18 @@ static void add_header(struct flow_rendered *r, char *line)
 	r->headers[r->n_headers++] = line;
 }
 
+/* Every call lives on the engine's list from its creation to call_free(), so the engine can
+ * free the ones whose step stopped waiting for them (abandoned, or dropped by a pause) when it
+ * is freed itself. */
+static void call_link(struct engine *e, struct call *c)
+{
+	c->prev = NULL;
+	c->next = e->calls;
+	if (e->calls != NULL)
+		e->calls->prev = c;
+	e->calls = c;
+}
+
 /* Renders and queues attempt `attempt` of step i's action or compensation. The step's new
  * state (running/compensating) is persisted by the caller's transition in this same turn,
  * so the dispatch leaves only after that commit. Returns 0, or SAGAD_ETEMPLATE when the
@@ -691,6 +706,7 @@ static int dispatch_call(struct saga *s, int i, enum phase phase, int attempt, c
 	add_header(&fx->req, util_concat("X-Saga-Attempt: ", tp, NULL));
 	c = xcalloc(1, sizeof(*c));
 	c->e = s->e;
+	call_link(s->e, c);
 	memcpy(c->saga_id, s->id, ID_LEN);
 	c->step = i;
 	c->phase = phase;
@@ -709,6 +725,12 @@ static void call_free(struct call *c)
 {
 	if (c == NULL)
 		return;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else if (c->e->calls == c)
+		c->e->calls = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
 	free(c->request_summary);
 	free(c);
 }
@@ -1507,7 +1529,7 @@ static void timer_fired(struct engine *e, const struct timer_entry *t)
 static void on_wake(uv_timer_t *t)
 {
 	struct engine *e = t->data;
-	int64_t now = util_now_ms();
+	int64_t now = util_mono_ms();
 	int n = 0;
 
 	e->wake_due = -1;
@@ -1516,6 +1538,14 @@ static void on_wake(uv_timer_t *t)
 		heap_pop(e);
 		timer_fired(e, &te);
 		n++;
+	}
+	if (n == TIMER_BATCH && e->n_heap > 0 && e->heap[0].due <= now) {
+		/* More are due. Not at 0 ms: libuv would run a timer re-armed at 0 again in this
+		 * same timer phase, so the batch would bound nothing. At 1 ms this turn's commit
+		 * and the API's I/O run first. */
+		e->wake_due = e->heap[0].due;
+		uv_timer_start(&e->wake, on_wake, 1, 0);
+		return;
 	}
 	wake_rearm(e);
 }
@@ -1771,6 +1801,11 @@ static struct saga *saga_load(struct engine *e, const char *id)
 
 /* ---- public API -------------------------------------------------------------------- */
 
+static int paused_error(const struct engine *e, char *err, size_t errlen);
+
+static void pause_init(struct engine *e);
+static void pause_free(struct engine *e);
+
 int engine_new(const struct engine_options *opt, struct engine **out)
 {
 	struct engine *e = xcalloc(1, sizeof(*e));
@@ -1790,6 +1825,7 @@ int engine_new(const struct engine_options *opt, struct engine **out)
 	map_rehash(e);
 	uv_timer_init(e->loop, &e->wake);
 	e->wake.data = e;
+	pause_init(e);
 	*out = e;
 	return 0;
 }
@@ -1808,8 +1844,13 @@ void engine_free(struct engine *e)
 	for (fx = e->effects; fx != NULL; fx = next) {
 		next = fx->next;
 		if (fx->kind == EFFECT_DISPATCH)
-			flow_rendered_close(&fx->req); /* the call belongs to its saga's step */
+			flow_rendered_close(&fx->req); /* the call is on e->calls */
 		free(fx);
+	}
+	while (e->calls != NULL) {
+		if (e->calls->hc != NULL)
+			http_call_cancel(e->calls->hc);
+		call_free(e->calls);
 	}
 	e->effects = NULL;
 	e->effects_tail = &e->effects;
@@ -1818,12 +1859,6 @@ void engine_free(struct engine *e)
 		struct saga *s = e->slots[i];
 		if (s == NULL || s == TOMBSTONE)
 			continue;
-		for (size_t j = 0; j < s->flow->n_steps; j++)
-			if (s->steps[j].call) {
-				if (s->steps[j].call->hc)
-					http_call_cancel(s->steps[j].call->hc);
-				call_free(s->steps[j].call);
-			}
 		while (s->waiters) {
 			struct engine_waiter *w = s->waiters;
 			s->waiters = w->next;
@@ -1836,6 +1871,7 @@ void engine_free(struct engine *e)
 	engine__kafka_free(e);
 	engine__watches_free(e);
 	engine__breakers_free(e);
+	pause_free(e);
 	free(e->slots);
 	free(e->heap);
 	free(e->touched);
@@ -1986,6 +2022,8 @@ int engine_start(struct engine *e, const char *flow_name, json_t *input,
 	int rc;
 
 	*existed = false;
+	if ((rc = paused_error(e, err, errlen)) != 0)
+		return rc;
 	if (e->quiescing) {
 		snprintf(err, errlen, "sagad is shutting down; retry on another node or after restart");
 		return SAGAD_ESHUTDOWN;
@@ -2047,7 +2085,10 @@ int engine_start(struct engine *e, const char *flow_name, json_t *input,
 int engine_cancel(struct engine *e, const char *id, char *err, size_t errlen)
 {
 	struct saga *s = engine__saga_find(e, id);
+	int rc;
 
+	if ((rc = paused_error(e, err, errlen)) != 0)
+		return rc;
 	if (e->quiescing) {
 		if (err)
 			snprintf(err, errlen, "sagad is shutting down; cancel again after the restart");
@@ -2076,7 +2117,10 @@ int engine_cancel(struct engine *e, const char *id, char *err, size_t errlen)
 int engine_retry(struct engine *e, const char *id, char *err, size_t errlen)
 {
 	struct saga *s;
+	int rc;
 
+	if ((rc = paused_error(e, err, errlen)) != 0)
+		return rc;
 	if (e->quiescing) {
 		if (err)
 			snprintf(err, errlen, "sagad is shutting down; retry again after the restart");
@@ -2261,6 +2305,8 @@ void engine_defer(struct engine *e, engine_defer_cb cb, void *arg)
 
 /* ---- the commit cycle -------------------------------------------------------------- */
 
+static int pause_or_fail(struct engine *e, int rc);
+
 static void check_waiters(struct saga *s)
 {
 	struct engine_waiter **p = &s->waiters;
@@ -2294,15 +2340,17 @@ int engine_flush(struct engine *e)
 
 		if (e->write_error != 0) {
 			store_rollback(e->store);
-			return e->write_error;
+			return pause_or_fail(e, e->write_error);
 		}
+		if (engine_paused(e) != NULL)
+			store_rollback(e->store); /* others' writes (purge, outbox marks): not now */
 		if (store_pending(e->store)) {
 			if (e->crash_before_commit)
 				engine_crashpoint("before_reply_commit");
 			rc = store_commit(e->store);
 			if (rc != 0) {
 				log_error("event=commit_failed err=\"%s\"", sagad_strerror(rc));
-				return rc;
+				return pause_or_fail(e, rc);
 			}
 			if (e->crash_before_commit) {
 				e->crash_before_commit = false;
@@ -2313,7 +2361,8 @@ int engine_flush(struct engine *e)
 		}
 		/* Every turn, not only after a commit: rows an earlier run left unsent must leave
 		 * even when nothing else is written (it does nothing when there is nothing new). */
-		outbox_after_commit(e->outbox);
+		if (engine_paused(e) == NULL)
+			outbox_after_commit(e->outbox);
 		fx = e->effects;
 		e->effects = NULL;
 		e->effects_tail = &e->effects;
@@ -2434,4 +2483,187 @@ void engine_stats(const struct engine *e, struct engine_stats *out)
 	*out = e->stats;
 	out->active = e->n_sagas;
 	out->kafka_refused = e->kafka != NULL ? kafka_records_refused(e->kafka) : 0;
+}
+
+/* ---- store failures: pause, probe, resume ------------------------------------------ */
+
+#define PAUSE_PROBE_MIN_MS 200
+#define PAUSE_PROBE_MAX_MS 5000
+#define PAUSE_FLAP_MS 2000       /* paused again this soon after resuming: keep backing off */
+
+struct engine_pause {
+	struct engine *e;
+	uv_timer_t probe;
+	bool on;
+	int rc;                  /* the error that paused the engine */
+	uint64_t backoff_ms;
+	int64_t since, resumed_at; /* util_mono_ms() */
+	unsigned probes;
+	char reason[256];
+};
+
+static void on_pause_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void pause_init(struct engine *e)
+{
+	struct engine_pause *p = xcalloc(1, sizeof(*p));
+
+	p->e = e;
+	p->backoff_ms = PAUSE_PROBE_MIN_MS;
+	p->resumed_at = -PAUSE_FLAP_MS;
+	uv_timer_init(e->loop, &p->probe);
+	p->probe.data = p;
+	e->pause = p;
+}
+
+static void pause_free(struct engine *e)
+{
+	if (e->pause == NULL)
+		return;
+	uv_timer_stop(&e->pause->probe);
+	uv_close((uv_handle_t *)&e->pause->probe, on_pause_closed);
+	e->pause = NULL;
+}
+
+const char *engine_paused(const struct engine *e)
+{
+	return e->pause != NULL && e->pause->on ? e->pause->reason : NULL;
+}
+
+static int paused_error(const struct engine *e, char *err, size_t errlen)
+{
+	if (engine_paused(e) == NULL)
+		return 0;
+	if (err != NULL)
+		snprintf(err, errlen, "%s; retry later", e->pause->reason);
+	return e->pause->rc;
+}
+
+/* Forgets every in-memory saga: after a failed commit, memory is ahead of the store. The
+ * turn's dispatches are dropped (their transitions were rolled back); calls already sent
+ * stay with the HTTP client, and their replies, awaited by no step any more, are ignored
+ * as late. Deferred calls run: they answer reads from the store, and release Kafka records
+ * (a reply whose effect was rolled back is then lost; its step's reply deadline sends the
+ * command again with the same idempotency key and the participant answers again). */
+static void pause_forget_all(struct engine *e)
+{
+	struct effect *fx = e->effects, *next, *defers = NULL, **tail = &defers;
+
+	e->effects = NULL;
+	e->effects_tail = &e->effects;
+	for (; fx != NULL; fx = next) {
+		struct saga *s;
+
+		next = fx->next;
+		if (fx->kind == EFFECT_DEFER) {
+			*tail = fx;
+			tail = &fx->next;
+			continue;
+		}
+		s = engine__saga_find(e, fx->call->saga_id);
+		if (s != NULL && s->steps[fx->call->step].call == fx->call)
+			s->steps[fx->call->step].call = NULL;
+		e->inflight--;
+		call_free(fx->call);
+		flow_rendered_close(&fx->req);
+		free(fx);
+	}
+	*tail = NULL;
+	e->n_touched = 0;
+	for (size_t i = 0; i < e->n_slots; i++) {
+		struct saga *s = e->slots[i];
+
+		if (s == NULL || s == TOMBSTONE)
+			continue;
+		e->slots[i] = NULL;
+		for (size_t j = 0; j < s->flow->n_steps; j++)
+			s->steps[j].call = NULL; /* freed by its reply (ignored) */
+		while (s->waiters != NULL) {
+			struct engine_waiter *w = s->waiters;
+			s->waiters = w->next;
+			waiter_finish(w, ENGINE_WAIT_ABORTED);
+		}
+		saga_free(s);
+	}
+	e->n_sagas = e->n_used = 0;
+	engine__watches_free(e); /* recovery runs the watching saga steps again */
+	e->n_heap = 0;
+	uv_timer_stop(&e->wake);
+	e->wake_due = -1;
+	e->crash_before_commit = false;
+	e->write_error = 0;
+	for (fx = defers; fx != NULL; fx = next) {
+		next = fx->next;
+		fx->cb(fx->arg);
+		free(fx);
+	}
+}
+
+static void on_pause_probe(uv_timer_t *t);
+
+static void pause_set_reason(struct engine_pause *p, int rc)
+{
+	p->rc = rc;
+	snprintf(p->reason, sizeof(p->reason), "store unavailable (%s): sagas are paused until "
+		 "a write succeeds", sagad_strerror(rc));
+}
+
+static int pause_or_fail(struct engine *e, int rc)
+{
+	struct engine_pause *p = e->pause;
+	int64_t now = util_mono_ms();
+
+	e->write_error = 0;
+	if (rc != SAGAD_EBUSY && rc != SAGAD_EFULL && rc != SAGAD_EIO)
+		return rc; /* fenced by a newer owner, or worse: crash-only */
+	p->on = true;
+	p->since = now;
+	p->probes = 0;
+	if (now - p->resumed_at < PAUSE_FLAP_MS)
+		p->backoff_ms = p->backoff_ms * 2 > PAUSE_PROBE_MAX_MS ? PAUSE_PROBE_MAX_MS :
+				p->backoff_ms * 2;
+	else
+		p->backoff_ms = PAUSE_PROBE_MIN_MS;
+	pause_set_reason(p, rc);
+	log_error("event=store_paused err=\"%s\" sagas=%zu calls_in_flight=%zu msg=\"writes are "
+		  "rolled back and nothing is sent; starts get 503; probing every %llu ms, then "
+		  "the sagas resume from the store\"", sagad_strerror(rc), e->n_sagas, e->inflight,
+		  (unsigned long long)p->backoff_ms);
+	pause_forget_all(e);
+	uv_timer_start(&p->probe, on_pause_probe, p->backoff_ms, 0);
+	return 0;
+}
+
+static void on_pause_probe(uv_timer_t *t)
+{
+	struct engine_pause *p = t->data;
+	struct engine *e = p->e;
+	int rc;
+
+	p->probes++;
+	rc = store_probe(e->store);
+	if (rc != 0) {
+		if (p->probes == 1 || p->probes % 10 == 0)
+			log_warn("event=store_probe_failed err=\"%s\" probes=%u paused_ms=%lld",
+				 sagad_strerror(rc), p->probes, (long long)(util_mono_ms() - p->since));
+		pause_set_reason(p, rc); /* the condition may have changed (full, then busy) */
+		p->backoff_ms = p->backoff_ms * 2 > PAUSE_PROBE_MAX_MS ? PAUSE_PROBE_MAX_MS :
+				p->backoff_ms * 2;
+		uv_timer_start(&p->probe, on_pause_probe, p->backoff_ms, 0);
+		return;
+	}
+	p->on = false;
+	p->resumed_at = util_mono_ms();
+	log_info("event=store_resumed paused_ms=%lld probes=%u msg=\"rebuilding the sagas from "
+		 "the store\"", (long long)(p->resumed_at - p->since), p->probes);
+	rc = engine_recover(e);
+	if (rc != 0) {
+		store_rollback(e->store);
+		if (pause_or_fail(e, rc) != 0)
+			fatalx("resuming after a store failure: %s", sagad_strerror(rc));
+	}
+	/* The next flush commits what recovery wrote (re-dispatch rows) and sends. */
 }

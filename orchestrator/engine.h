@@ -137,8 +137,9 @@ typedef void (*engine_defer_cb)(void *arg);
 void engine_defer(struct engine *e, engine_defer_cb cb, void *arg);
 
 /* Commits the writes of this loop turn, then runs the side effects they allow (dispatches,
- * waiter callbacks, deferred calls). Called by the daemon once per loop turn. Returns 0 or
- * the commit's error (the daemon then stops: the store is the truth, recovery resumes). */
+ * waiter callbacks, deferred calls). Called by the daemon once per loop turn. A busy, full
+ * or failing store pauses the engine (engine_paused()) and returns 0; any other commit
+ * error is returned (the daemon then stops: the store is the truth, recovery resumes). */
 int engine_flush(struct engine *e);
 
 /* The saga as the API shows it, without its history, built from memory (no store reads):
@@ -148,6 +149,16 @@ int engine_flush(struct engine *e);
  * (it ended and was evicted: read it from the store). Reflects what the last commit made
  * durable only when called after engine_flush()'s commit (waiter callbacks are). */
 json_t *engine_saga_json(struct engine *e, const char *id);
+
+/* Store failures. A commit (or a write) that fails with SAGAD_EBUSY, SAGAD_EFULL or SAGAD_EIO
+ * pauses the engine instead of stopping the daemon: the turn's writes are rolled back, its
+ * dispatches dropped, every in-memory saga forgotten (waiting clients get
+ * ENGINE_WAIT_ABORTED; replies of calls already sent are ignored as late), and starts,
+ * cancels and retries are refused with that error. A write probe (store_probe()) runs with
+ * a growing interval (0.2 s to 5 s); once it succeeds the engine rebuilds its sagas from
+ * the store as engine_recover() does (calls whose outcome is unknown are sent again with
+ * the same idempotency key) and goes on. Returns why the engine is paused, or NULL. */
+const char *engine_paused(const struct engine *e);
 
 /* Stops accepting starts (SAGAD_ESHUTDOWN) and reports how many calls are in flight. */
 void engine_quiesce(struct engine *e);

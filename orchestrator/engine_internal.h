@@ -18,6 +18,7 @@ struct kafka_path;
 struct breaker_set;
 struct secret_set;
 struct secret_key;
+struct engine_pause;
 
 #define TIMER_BATCH 1000       /* timers handled per wake-up; the rest on the next turn */
 #define SUMMARY_MAX 512        /* bytes of a body kept in the history */
@@ -97,10 +98,11 @@ struct call {
 	char *request_summary;
 	struct http_call *hc;
 	int send_error;          /* http_client_send() refused the call */
+	struct call *prev, *next; /* on e->calls until freed */
 };
 
 struct timer_entry {
-	int64_t due;
+	int64_t due;             /* util_mono_ms() time */
 	char saga_id[ID_LEN];
 	uint8_t kind;
 	int step;
@@ -147,7 +149,9 @@ struct engine {
 	uint32_t timer_seq;              /* timer generations, engine-wide so a reloaded saga
 					  * never matches a stale heap entry */
 	size_t inflight;
+	struct call *calls;              /* every call not yet freed (struct call) */
 	struct engine_stats stats;
+	struct engine_pause *pause;      /* store failures: see engine_paused() (engine.c) */
 	/* Kafka (engine_kafka.c); all NULL/empty without Kafka */
 	struct kafka_client *kafka;
 	struct outbox *outbox;

@@ -380,8 +380,10 @@ static void on_flush(uv_prepare_t *h)
 	int rc = engine_flush(d->engine);
 
 	if (rc != 0) {
-		/* Crash-only: this turn's writes were rolled back and its side effects must not
-		 * run; the file holds the last committed truth and a restart resumes from it. */
+		/* Not a busy, full or failing disk (those pause the engine: engine_paused()), but
+		 * a newer owner's fence or worse. Crash-only: this turn's writes were rolled back
+		 * and its side effects must not run; the file holds the last committed truth and a
+		 * restart resumes from it. */
 		log_error("event=fatal_store_error err=\"%s\" msg=\"stopping; restart sagad to resume "
 			  "from the last commit\"", sagad_strerror(rc));
 		fflush(stderr);

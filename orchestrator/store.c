@@ -251,6 +251,8 @@ struct store {
 	int shard;
 	int schema_version;
 	uint64_t commits, writes;
+	int busy_timeout_ms;     /* configured; 0 is in force after a busy BEGIN (busy_fast) */
+	bool busy_fast;
 };
 
 /* --- errors ------------------------------------------------------------------------------ */
@@ -403,7 +405,22 @@ static int begin(struct store *st)
 	else
 		rc = 0;
 	sqlite3_reset(stmt);
+	if (rc == SAGAD_EBUSY && !st->busy_fast) {
+		/* The lock stayed taken for a whole busy_timeout: the next writes (of this loop
+		 * turn) fail at once instead of each waiting that long again. The next commit or
+		 * store_probe() restores the timeout. */
+		st->busy_fast = true;
+		sqlite3_busy_timeout(st->db, 0);
+	}
 	return rc;
+}
+
+static void busy_restore(struct store *st)
+{
+	if (!st->busy_fast)
+		return;
+	st->busy_fast = false;
+	sqlite3_busy_timeout(st->db, st->busy_timeout_ms);
 }
 
 /* Steps a bound write statement inside the grouped transaction; the caller resets it (after
@@ -457,6 +474,7 @@ int store_commit(struct store *st)
 	if (rc == SQLITE_DONE) {
 		sqlite3_reset(stmt);
 		st->commits++;
+		busy_restore(st);
 		return 0;
 	}
 	err = fail(st, "commit", rc);
@@ -726,6 +744,7 @@ int store_open(const struct store_options *opt, struct store **out, char *err, s
 	}
 	st = xcalloc(1, sizeof(*st));
 	st->shard = opt->shard;
+	st->busy_timeout_ms = opt->busy_timeout_ms ? opt->busy_timeout_ms : 5000;
 	rc = sqlite3_open_v2(opt->path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 			     SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
@@ -1500,4 +1519,28 @@ int store_purge(struct store *st, int64_t before_ms, int limit, int *sagas, int 
 	if (rc == 0)
 		*messages = sqlite3_changes(st->db);
 	return rc;
+}
+
+/* --- write probe (engine pause) ------------------------------------------------------ */
+
+int store_probe(struct store *st)
+{
+	char text[160];
+	int rc;
+
+	store_rollback(st);
+	/* Fail at once on a held lock: the loop thread must not sleep in the busy handler. */
+	sqlite3_busy_timeout(st->db, 0);
+	/* A real page write and commit (an UPDATE to the same value writes nothing). */
+	snprintf(text, sizeof(text), "BEGIN IMMEDIATE; INSERT INTO meta (key, value) VALUES "
+		 "('write_probe_at', %lld) ON CONFLICT (key) DO UPDATE SET value = excluded.value; "
+		 "COMMIT", (long long)util_now_ms());
+	rc = sqlite3_exec(st->db, text, NULL, NULL, NULL);
+	st->busy_fast = true;
+	busy_restore(st);
+	if (rc != SQLITE_OK) {
+		store_rollback(st);
+		return map_rc(rc);
+	}
+	return 0;
 }

@@ -43,6 +43,10 @@ bool store_pending(const struct store *st);
 int store_commit(struct store *st);
 /* Rolls the open transaction back (if any). */
 void store_rollback(struct store *st);
+/* Rolls back whatever is pending, then writes and commits one small row (meta
+ * write_probe_at) without waiting for a held lock: 0 when the store can be written again,
+ * else SAGAD_EBUSY, SAGAD_EFULL, SAGAD_EIO or SAGAD_ESTORE. For the engine's pause. */
+int store_probe(struct store *st);
 /* Counters for metrics: commits done and rows written since open. */
 void store_stats(const struct store *st, uint64_t *commits, uint64_t *writes);
 /* Diagnostics (sagactl status, tests): the current value of one SQLite setting as text, into

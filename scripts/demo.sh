@@ -92,8 +92,8 @@ run() { printf '$ %s\n' "$*"; "$@"; }
 say "1. The flows sagad loaded"
 run ./sagactl flow list
 
-if [ "$SEED" != 000 ]; then
-	seed_tour
+# From a terminal everything keeps running until Ctrl-C (DEMO_STAY=0/1 to choose).
+stay_if_asked() {
 	stay=${DEMO_STAY:-}
 	if [ -z "$stay" ]; then
 		if [ -t 0 ] && [ -z "${CI:-}" ]; then stay=1; else stay=0; fi
@@ -102,6 +102,11 @@ if [ "$SEED" != 000 ]; then
 		say "sagad is running: export SAGAD_URL=$SAGAD_URL and try ./sagactl --help. Ctrl-C stops everything."
 		wait
 	fi
+}
+
+if [ "$SEED" != 000 ]; then
+	seed_tour
+	stay_if_asked
 	echo
 	echo "demo of seed $SEED done"
 	exit 0
@@ -143,13 +148,6 @@ run ./sagactl saga list
 . examples/seed000/demo.sh
 seed_tour
 
-stay=${DEMO_STAY:-}
-if [ -z "$stay" ]; then
-	if [ -t 0 ] && [ -z "${CI:-}" ]; then stay=1; else stay=0; fi
-fi
-if [ "$stay" = 1 ]; then
-	say "sagad is running: export SAGAD_URL=$SAGAD_URL and try ./sagactl --help. Ctrl-C stops everything."
-	wait
-fi
+stay_if_asked
 echo
 echo "demo done: one saga completed ($OK), one compensated ($BAD), one over Kafka ($ASYNC)"

@@ -6,7 +6,7 @@ PKGS="build-essential autoconf automake libtool pkg-config
       libuv1-dev libyaml-dev libsqlite3-dev libcurl4-openssl-dev libjansson-dev
       libmicrohttpd-dev libjwt-dev libssl-dev librdkafka-dev libcmocka-dev libmimalloc-dev openssl
       sqlite3 curl jq python3 python3-confluent-kafka kcat procps nginx wrk strace
-      clang libclang-rt-14-dev"
+      clang libclang-rt-14-dev libfaketime"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

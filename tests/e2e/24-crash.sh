@@ -10,7 +10,8 @@
 # after a reply (one per reply; the last one ends the saga).  One more scenario crashes a
 # batch of concurrent sagas.
 # Part 2: kill -9 at a random moment under load (30 concurrent starts), twice: paid sagas and
-# compensating ones.
+# compensating ones.  Soaks (scripts/soak.sh): CRASH_LOAD_ROUNDS=N repeats part 2 N times (each
+# with its own random moment), CRASH_LOAD_ONLY=1 skips part 1.
 #
 # After every restart:
 #   G1  every saga acknowledged (202) exists and reaches its final state; so does every saga
@@ -244,6 +245,16 @@ seq_scenario() {
 	_end "$tag" "$want_rd" "$want_replays"
 }
 
+_acks_at_least() {   # TAG K: at least K starts of TAG were answered 202
+	local f c k=0
+	for f in "$TMP/$1".*.code; do
+		[ -e "$f" ] || continue
+		read -r c <"$f" 2>/dev/null
+		[ "$c" = 202 ] && k=$((k + 1))
+	done
+	[ "$k" -ge "$2" ]
+}
+
 # load_scenario TAG MODE N: N starts at once, kill -9 at a random moment, restart.
 load_scenario() {
 	local tag=$1 mode=$2 n=$3 i acct inputs=() code id delay killer acked=0
@@ -263,9 +274,11 @@ load_scenario() {
 	start_sagad
 	ok $? "$tag: sagad started"
 	SCEN_START_ID=$(ulid_floor)
-	# the kill comes from a timer while the starts still stream in (one every ~10 ms)
-	delay=$((50 + RANDOM % 250))
-	( trap - DEBUG; sleep "$(printf '0.%03d' "$delay")"; kill -KILL "$SAGAD_PID" ) >/dev/null 2>&1 &
+	# The kill comes from a timer while the starts still stream in (one every ~10 ms): a random
+	# moment once a quarter of them were acknowledged (so that there is something to check).
+	delay=$((RANDOM % 250))
+	( trap - DEBUG; wait_until 10 _acks_at_least "$tag" $((n / 4))
+	  sleep "$(printf '0.%03d' "$delay")"; kill -KILL "$SAGAD_PID" ) >/dev/null 2>&1 &
 	killer=$!
 	for i in $(seq 1 "$n"); do
 		api_bg "$TMP/$tag.$i" POST '/v1/flows/apply/sagas?wait=none' "${inputs[i]}"
@@ -273,7 +286,7 @@ load_scenario() {
 	done
 	wait "$killer"
 	wait_sagad_exit 5
-	is "$SAGAD_EXIT" 137 "$tag: kill -9 after ${delay} ms under load"
+	is "$SAGAD_EXIT" 137 "$tag: kill -9 under load (${delay} ms after a quarter was acknowledged)"
 	wait_bg
 	for i in $(seq 1 "$n"); do
 		read -r code <"$TMP/$tag.$i.code" 2>/dev/null
@@ -295,6 +308,7 @@ load_scenario() {
 start_participants || bail_out "participants did not start"
 
 # ---- part 1: crash points -----------------------------------------------------------------
+if [ "${CRASH_LOAD_ONLY:-0}" != 1 ]; then   # (not indented: the whole of part 1)
 # Passes per saga kind (see the header): ok 3, comp 5, dec 3; after_reply_commit: the same.
 seq_scenario ac1 after_commit:1 "apply/apply/action" 0 ok ok                 # before the 1st 202
 seq_scenario ac3 after_commit:3 "ship/ship/action" 0 ok ok                   # sub-flow ship
@@ -344,9 +358,14 @@ ok $? "tw: restarted with SAGAD_CRASHPOINT=after_dispatch:1"
 _crashed tw after_dispatch:1
 _end tw "pay/pay/action pay/pay/action" 2
 
+fi   # part 1
+
 # ---- part 2: kill -9 at a random moment under load ----------------------------------------
-load_scenario load ok 30
-load_scenario loadc comp 30
+for r in $(seq 1 "${CRASH_LOAD_ROUNDS:-1}"); do
+	sfx=""; [ "$r" = 1 ] || sfx=$r
+	load_scenario "load$sfx" ok 30
+	load_scenario "loadc$sfx" comp 30
+done
 
 diag "replays per scenario:$REPLAY_REPORT"
 done_testing

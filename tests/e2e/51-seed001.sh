@@ -19,26 +19,11 @@
 e2e_init
 
 SHOP_PY="$TOP_SRCDIR/examples/seed001/shop.py"
-declare -gA SHOP_PID=() SHOP_PORT=()
 shop_var() { echo "SHOP_$(tr '[:lower:]' '[:upper:]' <<<"$1")_URL"; }
 # shop_start NAME: starts (or restarts on the same port and database) examples/seed001/shop.py
 # shop-NAME and exports SHOP_NAME_URL.
-shop_start() {
-	local n=$1 var port
-	var=$(shop_var "$n")
-	rm -f "$TMP/shop-$n.port"
-	python3 "$SHOP_PY" "shop-$n" --port "${SHOP_PORT[$n]:-0}" --db "$TMP/shop-$n.db" \
-		--port-file "$TMP/shop-$n.port" >>"$TMP/shop-$n.participant.log" 2>&1 </dev/null &
-	SHOP_PID[$n]=$!
-	e2e_track_pid "$!"
-	wait_until 10 test -s "$TMP/shop-$n.port" || return 1
-	read -r port <"$TMP/shop-$n.port"
-	SHOP_PORT[$n]=$port
-	printf -v "$var" 'http://127.0.0.1:%s' "$port"
-	export "${var?}"
-	wait_until 10 _e2e_healthy "${!var}"
-}
-shop_stop() { _e2e_stop "${SHOP_PID[$1]}" "shop-$1" 15; }
+shop_start() { start_service "shop-$1" "$(shop_var "$1")" "$SHOP_PY" "shop-$1"; }
+shop_stop() { stop_service "shop-$1"; }
 shop_url() { local v; v=$(shop_var "$1"); echo "${!v}"; }
 sget() { curl -s --max-time 10 "$(shop_url "$1")$2"; }
 slog() { sget "$1" /_control/log; }

@@ -20,25 +20,12 @@ PRE_KAFKA_PY="$TOP_SRCDIR/examples/seed002/prereservation_kafka.py"
 # The seed's 400-620 ms payment latency sits right on its 620 ms Hystrix timeout; keep it
 # under the timeout here (400-500 ms) so that only the injected faults time out.
 export PRE_PAYMENT_DELAY_MS=${PRE_PAYMENT_DELAY_MS:-400-500}
-declare -gA PRE_PID=() PRE_PORT=()
 pre_var() { case $1 in reservation) echo PRE_RESERVATION_URL ;; payment) echo PRE_PAYMENT_URL ;; esac; }
 pre_start() {        # NAME (reservation|payment): start or restart on the same port and db
-	local n=$1 svc var port
-	svc=$([ "$n" = reservation ] && echo pre-prereservation || echo pre-payment)
-	var=$(pre_var "$n")
-	rm -f "$TMP/pre-$n.port"
-	python3 "$PRE_PY" "$svc" --port "${PRE_PORT[$n]:-0}" --db "$TMP/pre-$n.db" \
-		--port-file "$TMP/pre-$n.port" >>"$TMP/pre-$n.participant.log" 2>&1 </dev/null &
-	PRE_PID[$n]=$!
-	e2e_track_pid "$!"
-	wait_until 10 test -s "$TMP/pre-$n.port" || return 1
-	read -r port <"$TMP/pre-$n.port"
-	PRE_PORT[$n]=$port
-	printf -v "$var" 'http://127.0.0.1:%s' "$port"
-	export "${var?}"
-	wait_until 10 _e2e_healthy "${!var}"
+	start_service "pre-$1" "$(pre_var "$1")" "$PRE_PY" \
+		"$([ "$1" = reservation ] && echo pre-prereservation || echo pre-payment)"
 }
-pre_stop() { _e2e_stop "${PRE_PID[$1]}" "pre-$1" 15; }
+pre_stop() { stop_service "pre-$1"; }
 purl() { local v; v=$(pre_var "$1"); echo "${!v}"; }
 pget() { curl -s --max-time 10 "$(purl "$1")$2"; }
 plog() { pget "$1" /_control/log; }

@@ -25,31 +25,15 @@ e2e_init
 T0=$(date +%s)
 
 SSAK5_PY="$TOP_SRCDIR/examples/seed004/ssak5.py"
-declare -A S5PID=() S5PORT=()
 
 # s5_start NAME SERVICE VAR: starts (or restarts on the same port and db) an ssak5 HTTP service;
 # exports VAR=http://127.0.0.1:PORT.
-s5_start() {
-	local name=$1 svc=$2 var=$3 port
-	rm -f "$TMP/$name.port"
-	python3 "$SSAK5_PY" "$svc" --port "${S5PORT[$name]:-0}" --db "$TMP/$name.db" \
-		--port-file "$TMP/$name.port" >>"$TMP/$name.participant.log" 2>&1 </dev/null &
-	S5PID[$name]=$!
-	e2e_track_pid "$!"
-	wait_until 10 test -s "$TMP/$name.port" || return 1
-	read -r port <"$TMP/$name.port"
-	S5PORT[$name]=$port
-	printf -v "$var" 'http://127.0.0.1:%s' "$port"
-	export "${var?}"
-	wait_until 10 _e2e_healthy "${!var}"
-}
-s5_stop() {
-	_e2e_stop "${S5PID[$1]}" "$1" 20
-}
+s5_start() { start_service "$1" "$3" "$SSAK5_PY" "$2"; }
+s5_stop() { stop_service "$1" 20; }
 s5() {   # s5 NAME METHOD PATH [JSON]: a request to an ssak5 service (prints the body)
 	local name=$1 base
 	shift
-	base="http://127.0.0.1:${S5PORT[$name]}"
+	base="http://127.0.0.1:${E2E_SVC_PORT[$name]}"
 	_e2e_request "$base" "$@"
 }
 s5_log() { s5 "$1" GET /_control/log; }

@@ -162,17 +162,6 @@ void httpd_respond(struct httpd_req *r, int status, const char *content_type, co
 
 /* ---- parsing the input into a request ---------------------------------------------------- */
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes s[0..n) into a new string (libmicrohttpd does this for paths and query
  * arguments, '+' meaning a space in arguments); a decoded NUL ends the string. */
 static char *decode(const char *s, size_t n, bool plus)
@@ -181,8 +170,8 @@ static char *decode(const char *s, size_t n, bool plus)
 	size_t k = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-			o[k++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+		if (s[i] == '%' && i + 2 < n && util_hex_digit(s[i + 1]) >= 0 && util_hex_digit(s[i + 2]) >= 0) {
+			o[k++] = (char)(util_hex_digit(s[i + 1]) * 16 + util_hex_digit(s[i + 2]));
 			i += 2;
 		} else {
 			o[k++] = plus && s[i] == '+' ? ' ' : s[i];

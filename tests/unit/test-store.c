@@ -460,6 +460,42 @@ static void test_busy(void **state)
 	store_close(b);
 }
 
+/* A BEGIN that waited its whole busy_timeout makes the next writes fail at once (the engine
+ * pauses after that turn); store_probe() never waits for the lock, and once it succeeds the
+ * timeout is back. */
+static void test_busy_fast_and_probe(void **state)
+{
+	struct store_options opt = { .path = path, .busy_timeout_ms = 300 };
+	struct store *a = open_store(), *b;
+	struct store_saga s1 = saga("01J9P00000000000000000001", "apply", "running");
+	struct store_saga s2 = saga("01J9P00000000000000000002", "apply", "running");
+	char err[512];
+	int64_t t;
+
+	assert_int_equal(store_open(&opt, &b, err, sizeof(err)), 0);
+	assert_int_equal(store_probe(b), 0);
+	insert(a, "01J9P00000000000000000003", "apply", "running"); /* a holds the write lock */
+	t = util_mono_ms();
+	assert_int_equal(store_saga_insert(b, &s1, NULL), SAGAD_EBUSY);
+	assert_true(util_mono_ms() - t >= 250);          /* waited its busy_timeout */
+	t = util_mono_ms();
+	assert_int_equal(store_saga_insert(b, &s2, NULL), SAGAD_EBUSY);
+	assert_true(util_mono_ms() - t < 200);           /* then fails at once */
+	t = util_mono_ms();
+	assert_int_equal(store_probe(b), SAGAD_EBUSY);
+	assert_true(util_mono_ms() - t < 200);           /* the probe never waits */
+	assert_int_equal(store_commit(a), 0);
+	assert_int_equal(store_probe(b), 0);             /* free again: written and committed */
+	assert_false(store_pending(b));
+	insert(a, "01J9P00000000000000000004", "apply", "running");
+	t = util_mono_ms();
+	assert_int_equal(store_saga_insert(b, &s1, NULL), SAGAD_EBUSY);
+	assert_true(util_mono_ms() - t >= 250);          /* the timeout is back */
+	store_rollback(a);
+	store_close(a);
+	store_close(b);
+}
+
 /* --- transactions ------------------------------------------------------------------------ */
 
 static void test_commit_rollback(void **state)
@@ -1085,6 +1121,7 @@ int main(void)
 		T(test_parent_unique),
 		T(test_fencing),
 		T(test_busy),
+		T(test_busy_fast_and_probe),
 		T(test_commit_rollback),
 		T(test_steps),
 		T(test_history),

@@ -692,6 +692,34 @@ sagad_log_count() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Other example services (the seeds' participants)
+
+declare -gA E2E_SVC_PID=()    # service name -> pid
+declare -gA E2E_SVC_PORT=()   # service name -> port (kept across restarts)
+
+# start_service NAME VAR SCRIPT SERVICE [args...]: starts (or restarts on the same port and
+# database) an example HTTP participant `python3 SCRIPT SERVICE --port --db --port-file ...`,
+# exports VAR=http://127.0.0.1:PORT and waits until it answers. Its log: $TMP/NAME.participant.log.
+start_service() {
+	local name=$1 var=$2 script=$3 svc=$4 port
+	shift 4
+	rm -f "$E2E_TMP/$name.port"
+	python3 "$script" "$svc" --port "${E2E_SVC_PORT[$name]:-0}" --db "$E2E_TMP/$name.db" \
+		--port-file "$E2E_TMP/$name.port" "$@" >>"$E2E_TMP/$name.participant.log" 2>&1 </dev/null &
+	E2E_SVC_PID[$name]=$!
+	e2e_track_pid "$!"
+	wait_until 10 test -s "$E2E_TMP/$name.port" || return 1
+	read -r port <"$E2E_TMP/$name.port"
+	E2E_SVC_PORT[$name]=$port
+	printf -v "$var" 'http://127.0.0.1:%s' "$port"
+	export "${var?}"
+	wait_until 10 _e2e_healthy "${!var}"
+}
+
+# stop_service NAME [timeout_s]: SIGTERM and wait (SIGKILL after the timeout, default 15 s).
+stop_service() { _e2e_stop "${E2E_SVC_PID[$1]}" "$1" "${2:-15}"; }
+
+# ---------------------------------------------------------------------------------------------
 # Seed 000 helpers (added for the saga tests 20-26; only additions below this line)
 
 # seed_input [JQ-FILTER]: the seed's httpie application (studentName="학생2" classId="2" ...) as
@@ -1103,4 +1131,46 @@ lifecycle_events() {
 lifecycle_summary() {
 	lifecycle_events "$1" | jq -r 'if .type == "saga" then "saga:\(.status)"
 		else "step:\(.step):\(.state)" end' | tr '\n' ' ' | sed 's/ $//'
+}
+
+# ---------------------------------------------------------------------------------------------
+# Fault injection into sagad's process (tests 33-39; docs/reliability.md).  Only additions below
+# this line.
+#
+#     SAGAD=$(sagad_wrapper pl LD_PRELOAD="$FAULTVFS_SO" FAULTVFS_UNDO_DIR="$TMP/undo") start_sagad
+#
+# The wrapper execs the real sagad (same pid) with the variables set for it alone: curl, jq and
+# the participants started by the test never see them.
+
+: "${FAULTVFS_SO:=$TOP_SRCDIR/tests/fault/faultvfs.so}"
+: "${FAULTVFS_REVERT:=$TOP_SRCDIR/tests/fault/faultvfs-revert}"
+SAGAD_REAL=${SAGAD:-}
+
+# sagad_wrapper NAME VAR=VALUE...: writes $TMP/NAME, an executable that runs the real sagad
+# ($SAGAD_REAL) with those variables, and prints its path.  A preloaded library in an
+# ASan build needs verify_asan_link_order=0 (added to ASAN_OPTIONS).
+sagad_wrapper() {
+	local name=$1 f=$E2E_TMP/$1 kv
+	shift
+	{
+		echo '#!/bin/sh'
+		printf 'ASAN_OPTIONS=%q; export ASAN_OPTIONS\n' \
+			"${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+		printf 'exec env'
+		for kv in "$@"; do printf ' %q' "$kv"; done
+		printf ' %q "$@"\n' "$SAGAD_REAL"
+	} >"$f"
+	chmod +x "$f"
+	echo "$f"
+}
+
+# need_faultvfs: skips the whole script when the shim is not built (make check builds it).
+need_faultvfs() {
+	[ -f "$FAULTVFS_SO" ] && [ -x "$FAULTVFS_REVERT" ] ||
+		bail_out "tests/fault/faultvfs.so or faultvfs-revert is missing: run make check (or make tests/fault/faultvfs.so tests/fault/faultvfs-revert)"
+}
+
+# integrity DB: prints PRAGMA integrity_check of DB (read with the sqlite3 CLI, no shim).
+integrity() {
+	sqlite3 "$1" 'PRAGMA integrity_check' 2>&1 | tr '\n' ' ' | sed 's/ $//'
 }
