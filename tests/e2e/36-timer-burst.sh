@@ -99,8 +99,11 @@ while time.monotonic() < end:
         _, text = get("/metrics")
         for line in text.splitlines():
             if line.startswith("sagad_"):
-                k, v = line.split()
-                m[k] = int(v)
+                k, v = line.rsplit(" ", 1)
+                try:
+                    m[k] = int(float(v))   # histograms have real values
+                except ValueError:
+                    pass
     except OSError:
         pass
     done = m.get("sagad_sagas_compensated_total", -1)
