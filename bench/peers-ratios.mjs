@@ -62,6 +62,7 @@ for (const m of modes) for (const c of concs) {
   const s = stat(me, m, c);
   if (s) out.push(`| ${m} | ${c} | ${s.reps} | ${f(s.sps, 0)} | ${f(s.p50, 2)} | ${f(s.p99, 2)} | ${s.errors} | ${f(s.cpu, 3)} | ${f(s.driver, 0)} |`);
 }
+if (peers.length === 0) peers.push('(no peer in this run)');
 out.push(`\n### Ratios: ${me} sagas/s ÷ peer sagas/s (peer p50 ÷ ${me} p50), same run\n`);
 out.push(`| variant | C | ${peers.map((p) => `vs ${p}`).join(' | ')} | ${me} sagas/s ÷ nginx req/s (one call) |`);
 out.push(`|---|---:|${peers.map(() => '---:').join('|')}|---:|`);

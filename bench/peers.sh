@@ -27,6 +27,9 @@
 # Exit status: the harness's (0 when it completed), 1 when a peer or sagad failed a check.
 set -uo pipefail
 
+# The whole script is one compound command, read by bash before it runs: editing this file
+# during a 35-minute run cannot change what the run does.
+{
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 TOP="$(cd "$HERE/.." && pwd)"
 
@@ -66,6 +69,9 @@ done
 
 [ -x "$HARNESS/run-all.sh" ] || { echo "peers.sh: no harness at $HARNESS (set PEERS_HARNESS or --harness)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "peers.sh: the harness runs as root (apt, PostgreSQL as user postgres)" >&2; exit 1; }
+for c in node npm; do
+	command -v "$c" >/dev/null || { echo "peers.sh: the harness needs $c (Node 20, as in its README; Debian: apt-get install nodejs npm)" >&2; exit 1; }
+done
 
 if [ "$BUILD" = 1 ] && [ -z "$SAGAD_BIN" ]; then
 	echo "== building sagad (scripts/build.sh)"
@@ -116,3 +122,4 @@ if grep -q '"ok":false' "$OUT/verify.jsonl" 2>/dev/null || grep -q 'PEER FAILED'
 fi
 echo "== results in $OUT"
 exit "$rc"
+}
