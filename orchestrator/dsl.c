@@ -2416,10 +2416,8 @@ static void parse_steps(struct dsl_loader *ld, const struct dsl_node *n, const s
 		}
 		check_keys(ld, g, parallel_keys, "in a parallel group");
 		members = get(g, "parallel");
-		if (!want(ld, members, DSL_SEQ, "parallel")) {
-			ld->rc = ld->rc ? ld->rc : SAGAD_EINVAL;
-			return;
-		}
+		if (!want(ld, members, DSL_SEQ, "parallel"))
+			return; /* reported: the flow does not load */
 		if (members->n < 2)
 			report(ld, members, "parallel: a group needs at least two steps (one step "
 			       "runs on its own)");

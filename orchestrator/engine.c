@@ -813,7 +813,7 @@ static void step_dispatch(struct saga *s, int i, enum phase phase)
 render_failed:;
 		/* A request that cannot be rendered will never succeed: no retry. */
 		char *msg = xasprintf("%s of step \"%s\" cannot be rendered: %s",
-				      phase_names[phase], s->flow->steps[i].name, err), *owned;
+				      phase_names[phase], s->flow->steps[i].name, err), *owned = NULL;
 		log_warn("saga=%s step=%s event=render_failed phase=%s error=\"%s\"", s->id,
 			 s->flow->steps[i].name, phase_names[phase], scrub(s, err, &owned));
 		free(owned);
