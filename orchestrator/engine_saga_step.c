@@ -166,16 +166,18 @@ out:
 void engine__watch_notify(struct saga *t)
 {
 	struct engine *e = t->e;
-	struct saga_watch woken[16];
+	struct saga_watch *woken = NULL;
 	size_t n = 0, k = 0;
 
 	if (t->state != SAGA_COMPENSATED && t->state != SAGA_FAILED)
 		return;
+	/* Take this target's watches off the list first: waking a step may add watches. */
 	while (k < e->n_watches) {
-		if (strcmp(e->watches[k].target, t->id) != 0 || n == 16) {
+		if (strcmp(e->watches[k].target, t->id) != 0) {
 			k++;
 			continue;
 		}
+		woken = xrealloc(woken, (n + 1) * sizeof(*woken));
 		woken[n++] = e->watches[k];
 		e->watches[k] = e->watches[--e->n_watches];
 	}
@@ -188,12 +190,7 @@ void engine__watch_notify(struct saga *t)
 		engine__saga_step_run(s, i);
 		engine__drive(s);
 	}
-	/* more than 16 watchers of one saga: the rest on the next pass */
-	for (k = 0; k < e->n_watches; k++)
-		if (!strcmp(e->watches[k].target, t->id)) {
-			engine__watch_notify(t);
-			break;
-		}
+	free(woken);
 }
 
 void engine__watches_free(struct engine *e)

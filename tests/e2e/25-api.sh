@@ -9,18 +9,6 @@ MAX_BODY=1024
 start_participants || bail_out "participants did not start"
 start_sagad --max-body "$MAX_BODY" || bail_out "sagad did not start"
 
-# is_error STATUS CODE MSG-REGEX DESC: the last answer is STATUS with {"error":{code,message}}
-is_error() {
-	local b=$API_BODY
-	[ -n "$b" ] || b=$(cat "$TMP/.http_body")
-	is "$HTTP_STATUS $(jq -r '.error | "\(.code) \(.message | type)"' <<<"$b" 2>/dev/null)" "$1 $2 string" "$4: $1 $2"
-	like "$(jq -r .error.message <<<"$b" 2>/dev/null)" "$3" "$4: message"
-}
-post() {   # post PATH BODY [curl args]: POST with a JSON body, in this shell (sets API_BODY)
-	local p=$1 b=$2
-	shift 2
-	api POST "$p" "$b" "$@" >/dev/null
-}
 
 # ---- listing: flow/status filters, cursor paging, newest first --------------------------------
 started=()

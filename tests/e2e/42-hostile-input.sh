@@ -112,18 +112,6 @@ is "$(api GET /v1/flows | jq -c '[.flows[].name] | sort')" "$flows_before" "... 
 rm -f "$FLOWS_DIR/bomb.yaml"
 
 # ---- 2 API bodies ---------------------------------------------------------------------------
-# is_error STATUS CODE MSG-REGEX DESC: the last answer is STATUS with {"error":{code,message}}
-is_error() {
-	local b=$API_BODY
-	[ -n "$b" ] || b=$(cat "$TMP/.http_body")
-	is "$HTTP_STATUS $(jq -r '.error | "\(.code) \(.message | type)"' <<<"$b" 2>/dev/null)" "$1 $2 string" "$4: $1 $2"
-	like "$(jq -r .error.message <<<"$b" 2>/dev/null)" "$3" "$4: message"
-}
-post() {   # post PATH BODY [curl args]: POST with a JSON body, in this shell (sets API_BODY)
-	local p=$1 b=$2
-	shift 2
-	api POST "$p" "$b" "$@" >/dev/null
-}
 START=/v1/flows/apply/sagas?wait=none
 n_sagas() { saga_list_all | jq length; }
 before=$(n_sagas)
