@@ -317,7 +317,10 @@ void engine__timer_arm(struct saga *s, enum timer_kind kind, int step, int64_t d
 		engine__store_failed(e, store_timer_put(e->store, &row), "timer_put", s->id);
 	}
 	memset(&t, 0, sizeof(t));
-	t.due = util_mono_ms() + (due - util_now_ms());
+	/* +1: both clocks are read truncated to the millisecond, so without it the timer could
+	 * fire up to 1 ms before its wall-clock due time (a deadline_exceeded stamped before
+	 * deadline_at). */
+	t.due = util_mono_ms() + (due - util_now_ms()) + 1;
 	memcpy(t.saga_id, s->id, ID_LEN);
 	t.kind = (uint8_t)kind;
 	t.step = step;

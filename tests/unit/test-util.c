@@ -108,6 +108,25 @@ static void test_strbuf(void **state)
 	free(s);
 }
 
+/* strbuf_addf formats into the free space, then again after growing when it did not fit. */
+static void test_strbuf_addf_grows(void **state)
+{
+	struct strbuf b;
+	char big[300];
+
+	memset(big, 'y', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	strbuf_init(&b);
+	strbuf_addf(&b, "<%s>", "a");
+	strbuf_addf(&b, "[%s]", big);
+	strbuf_addf(&b, "%s", "");
+	assert_int_equal(b.len, 3 + 2 + 299);
+	assert_int_equal(strlen(b.data), b.len);
+	assert_memory_equal(b.data, "<a>[yyy", 7);
+	assert_int_equal(b.data[b.len - 1], ']');
+	strbuf_close(&b);
+}
+
 static void test_log_quote(void **state)
 {
 	char buf[64];
@@ -207,6 +226,7 @@ int main(void)
 		cmocka_unit_test(test_utf8_sanitize),
 		cmocka_unit_test(test_ids_sort_by_time_and_are_unique),
 		cmocka_unit_test(test_strbuf),
+		cmocka_unit_test(test_strbuf_addf_grows),
 		cmocka_unit_test(test_log_quote),
 		cmocka_unit_test(test_errors_have_names_and_text),
 		cmocka_unit_test(test_time_format),
