@@ -22,6 +22,8 @@
  *     ioerr  writes fail with SQLITE_IOERR_WRITE, syncs with SQLITE_IOERR_FSYNC
  *     busy   taking the WAL write lock fails with SQLITE_BUSY (another writer holds it; the
  *            connection's busy handler retries until its busy_timeout, then gives up)
+ *     syncerr  only syncs fail, with SQLITE_IOERR_FSYNC: writes reach the page cache but
+ *            cannot be made durable (sagad's WAL sync thread sees it, not its commits)
  *   Each injected error is counted on stderr ("faultvfs: injected full ...") at most once a
  *   second, so a test can see that the fault was hit.
  *
@@ -70,8 +72,8 @@ static const char *control_path;
 static long sync_delay_us;
 static pthread_mutex_t undo_mu = PTHREAD_MUTEX_INITIALIZER;
 
-enum fault { FAULT_NONE, FAULT_FULL, FAULT_IOERR, FAULT_BUSY };
-static const char *const fault_names[] = { "none", "full", "ioerr", "busy" };
+enum fault { FAULT_NONE, FAULT_FULL, FAULT_IOERR, FAULT_BUSY, FAULT_SYNCERR };
+static const char *const fault_names[] = { "none", "full", "ioerr", "busy", "syncerr" };
 
 static enum fault current_fault(void)
 {
@@ -95,13 +97,15 @@ static enum fault current_fault(void)
 		return FAULT_IOERR;
 	if (strncmp(buf, "busy", 4) == 0)
 		return FAULT_BUSY;
+	if (strncmp(buf, "syncerr", 7) == 0)
+		return FAULT_SYNCERR;
 	return FAULT_NONE;
 }
 
 /* Returns rc after counting the injection (reported at most once a second). */
 static int injected(enum fault f, const char *op, int rc)
 {
-	static unsigned long count[4];
+	static unsigned long count[5];
 	static time_t last;
 	time_t now = time(NULL);
 
@@ -279,10 +283,11 @@ static int fv_sync(sqlite3_file *p, int flags)
 	struct fv_file *f = (struct fv_file *)p;
 	int rc;
 
+	enum fault fault = current_fault();
 	off_t upto = 0;
 
-	if (current_fault() == FAULT_IOERR)
-		return injected(FAULT_IOERR, "sync", SQLITE_IOERR_FSYNC);
+	if (fault == FAULT_IOERR || fault == FAULT_SYNCERR)
+		return injected(fault, "sync", SQLITE_IOERR_FSYNC);
 	if (f->undo_fd >= 0) {
 		pthread_mutex_lock(&undo_mu);
 		upto = lseek(f->undo_fd, 0, SEEK_CUR);
