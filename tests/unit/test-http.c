@@ -540,6 +540,30 @@ static void on_chain(const struct http_result *res, void *arg)
 		assert_int_equal(http_client_send(cli, &req, on_chain, arg, NULL), 0);
 }
 
+/* Calls reuse their easy handle without a reset: each one's method and body must not carry
+ * over into the next call on the same handle. */
+static void test_method_sequence(void **state)
+{
+	static const struct { const char *method, *body, *want; } seq[] = {
+		{ "HEAD", NULL, "" },  { "POST", "abc", "3" }, { "GET", NULL, "0" },
+		{ "PUT", "ab", "2" },  { "DELETE", NULL, "0" }, { "HEAD", NULL, "" },
+		{ "PATCH", "abcd", "4" }, { "DELETE", "xy", "2" }, { "GET", NULL, "0" },
+		{ "POST", "", "0" },   { "OPTIONS", NULL, "0" }, { "POST", "x", "1" },
+	};
+	struct outcome o = { 0 };
+
+	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		size_t len = seq[i].body != NULL ? strlen(seq[i].body) : 0;
+
+		assert_int_equal(call1(seq[i].method, "/len", seq[i].body, len, 2000, &o), 1);
+		assert_int_equal(o.error, 0);
+		assert_int_equal(o.status, 200);
+		assert_string_equal(seen.last_method, seq[i].method);
+		assert_string_equal(o.body, seq[i].want);
+	}
+	outcome_clear(&o);
+}
+
 static void test_keepalive_sequential(void **state)
 {
 	char url[128];
@@ -816,6 +840,7 @@ int main(void)
 		cmocka_unit_test(test_too_big_unknown_length),
 		cmocka_unit_test(test_retry_after),
 		cmocka_unit_test(test_body_limit),
+		cmocka_unit_test(test_method_sequence),
 		cmocka_unit_test(test_keepalive_sequential),
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_cancel),
