@@ -49,6 +49,14 @@
 
 #define HTTPD_DEFAULT_MAX_BODY (1024 * 1024)
 #define HTTPD_DEFAULT_TIMEOUT_S 60
+/* Each connection's memory pool: it holds the request line and headers (so a request head of
+ * up to about 15.8 kB is accepted; larger gets 431), then the response header. MHD zeroes the
+ * pool and half of it again for every request (48 KiB at MHD's default of 32 KiB, 24 KiB
+ * here), which showed as 5 % of sagad's instructions and about 4 % of its CPU per saga
+ * (docs/performance.md). 15.8 kB is about twice the longest bearer token auth.c reads (8192
+ * bytes; tests/e2e/60-auth.sh sends a 7.5 kB JWT) and twice the 8 kB per header line that
+ * common proxies (nginx, Apache) accept by default. */
+#define HTTPD_CONNECTION_MEMORY (16 * 1024)
 
 enum req_state { REQ_RECEIVING, REQ_HANDLING, REQ_PENDING, REQ_RESPONDED, REQ_ABORTED };
 
@@ -457,6 +465,7 @@ int httpd_start(uv_loop_t *loop, const struct httpd_options *opt, struct httpd *
 				MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
 				MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 				MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTPD_CONNECTION_MEMORY,
 				MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
 				MHD_OPTION_END);
 	h->errbuf = NULL;
