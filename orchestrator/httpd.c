@@ -197,8 +197,12 @@ static void on_watch(uv_poll_t *p, int status, int events)
 			struct httpd_req *r = wc->pending;
 
 			wc->peer_gone = 1;
-			if (r != NULL && r->state == REQ_PENDING && r->abort_cb != NULL)
+			if (r != NULL && r->state == REQ_PENDING && r->abort_cb != NULL) {
 				req_abort(r);
+				/* an abort callback that stopped the server freed the entries */
+				if (h->closing)
+					return;
+			}
 		}
 		if (n < 64)
 			break;
