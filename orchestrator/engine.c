@@ -1839,7 +1839,7 @@ static void on_engine_closed(uv_handle_t *h)
 	free(h->data);
 }
 
-static void on_waiter_closed(uv_handle_t *h);
+static void held_take_back(struct engine *e, bool answer);
 
 void engine_free(struct engine *e)
 {
@@ -1847,21 +1847,7 @@ void engine_free(struct engine *e)
 
 	if (e == NULL)
 		return;
-	while (e->held != NULL) { /* only after a failed shutdown: nothing more is answered */
-		struct held *h = e->held;
-
-		e->held = h->next;
-		for (struct engine_waiter *w = h->waiters, *wn; w != NULL; w = wn) {
-			wn = w->next;
-			w->done = true;
-			uv_close((uv_handle_t *)&w->timer, on_waiter_closed);
-		}
-		*e->effects_tail = h->effects;
-		for (fx = h->effects; fx != NULL; fx = fx->next)
-			e->effects_tail = &fx->next;
-		free(h);
-	}
-	e->held_tail = &e->held;
+	held_take_back(e, false); /* only after a failed shutdown: nothing more is answered */
 	for (fx = e->effects; fx != NULL; fx = next) {
 		next = fx->next;
 		if (fx->kind == EFFECT_DISPATCH)
@@ -2378,6 +2364,40 @@ static void held_waiter_finish(struct engine_waiter *w, enum engine_wait_result 
 	uv_close((uv_handle_t *)&w->timer, on_waiter_closed);
 }
 
+/* Takes every held batch back (a pause, or the engine freed): its effects go before the
+ * turn's, oldest first; its waiters are answered ENGINE_WAIT_ABORTED (answer) or closed. */
+static void held_take_back(struct engine *e, bool answer)
+{
+	struct effect *back = NULL, **tail = &back;
+
+	while (e->held != NULL) {
+		struct held *h = e->held;
+		struct engine_waiter *w, *wnext;
+
+		e->held = h->next;
+		for (w = h->waiters; w != NULL; w = wnext) {
+			wnext = w->next;
+			if (answer) {
+				held_waiter_finish(w, ENGINE_WAIT_ABORTED);
+			} else {
+				w->done = true;
+				uv_close((uv_handle_t *)&w->timer, on_waiter_closed);
+			}
+		}
+		*tail = h->effects;
+		while (*tail != NULL)
+			tail = &(*tail)->next;
+		free(h);
+	}
+	e->held_tail = &e->held;
+	if (back != NULL) {
+		*tail = e->effects;
+		if (e->effects == NULL)
+			e->effects_tail = tail;
+		e->effects = back;
+	}
+}
+
 /* Runs what the commits up to ticket durable allow, oldest first: answers first (they see
  * the committed state), then dispatches and deferred calls. */
 static void release(struct engine *e, uint64_t durable)
@@ -2655,21 +2675,7 @@ static void pause_forget_all(struct engine *e)
 
 	/* What earlier commits allowed but their sync did not confirm goes too, first: their
 	 * waiters are told (503), their deferred calls run with the others below. */
-	while (e->held != NULL) {
-		struct held *h = e->held;
-		struct engine_waiter *w, *wnext;
-
-		e->held = h->next;
-		for (w = h->waiters; w != NULL; w = wnext) {
-			wnext = w->next;
-			held_waiter_finish(w, ENGINE_WAIT_ABORTED);
-		}
-		*e->effects_tail = h->effects;
-		for (fx = h->effects; fx != NULL; fx = fx->next)
-			e->effects_tail = &fx->next;
-		free(h);
-	}
-	e->held_tail = &e->held;
+	held_take_back(e, true);
 	fx = e->effects;
 	e->effects = NULL;
 	e->effects_tail = &e->effects;
