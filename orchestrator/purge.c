@@ -1,4 +1,5 @@
 /* purge.c: retention passes on the loop (see purge.h). */
+#include <stdbool.h>
 #include <stdlib.h>
 #include "error.h"
 #include "log.h"
@@ -8,13 +9,18 @@
 
 #define BATCH 64                  /* sagas read per store_purge() call */
 #define PASS_BUDGET_US 8000       /* a pass stops starting batches after this long */
-#define BUSY_MIN_MS 1             /* the shortest pause between passes while a backlog remains */
+#define BUSY_SHARE 4              /* with a backlog, a pass of d is followed by a pause of
+				   * (BUSY_SHARE - 1) * d: the purge takes a quarter of the loop */
 #define IDLE_MAX_MS 10000         /* between passes when the last one found nothing more */
+#define LOG_EVERY_MS 10000        /* while a backlog lasts, one log line this often */
 
 struct purge {
 	uv_timer_t timer;
 	struct store *store;
 	int64_t retention_ms;
+	/* Totals since the last log line. */
+	int64_t sagas, messages, passes, last_log_ms;
+	uint64_t busy_us;
 };
 
 /* Half the retention, within [100 ms, 10 s]: a short retention (tests) is honoured promptly. */
@@ -29,10 +35,9 @@ static void on_purge(uv_timer_t *t)
 {
 	struct purge *p = t->data;
 	struct store_purge_result r;
-	uint64_t start = uv_hrtime(), spent_us = 0;
-	int64_t before = util_now_ms() - p->retention_ms;
-	int sagas = 0, messages = 0, scanned = 0, batches = 0, rc;
-	bool more;
+	uint64_t start = uv_hrtime(), spent_us = 0, pause_ms;
+	int64_t now = util_now_ms(), before = now - p->retention_ms;
+	int rc;
 
 	do {
 		rc = store_purge(p->store, before, BATCH, &r);
@@ -41,22 +46,26 @@ static void on_purge(uv_timer_t *t)
 			uv_timer_start(t, on_purge, idle_ms(p), 0);
 			return;
 		}
-		sagas += r.sagas;
-		messages += r.messages;
-		scanned += r.scanned;
-		batches++;
-		more = r.more;
+		p->sagas += r.sagas;
+		p->messages += r.messages;
 		spent_us = (uv_hrtime() - start) / 1000;
-	} while (more && spent_us < PASS_BUDGET_US);
-	if (sagas > 0 || messages > 0)
-		log_info("event=purged sagas=%d outbox_messages=%d scanned=%d batches=%d pass_us=%llu "
-			 "more=%d retention_ms=%lld", sagas, messages, scanned, batches,
-			 (unsigned long long)spent_us, more, (long long)p->retention_ms);
-	/* With a backlog: pause as long as the pass took (the commit of its deletes, at the end
-	 * of this turn, comes on top), so the purge gets about half of a busy loop and all of an
-	 * idle one. */
-	uv_timer_start(t, on_purge, more ? (spent_us / 1000 > BUSY_MIN_MS ? spent_us / 1000 :
-					    BUSY_MIN_MS) : idle_ms(p), 0);
+	} while (r.more && spent_us < PASS_BUDGET_US);
+	p->passes++;
+	p->busy_us += spent_us;
+	if ((p->sagas > 0 || p->messages > 0) &&
+	    (!r.more || now - p->last_log_ms >= LOG_EVERY_MS)) {
+		log_info("event=purged sagas=%lld outbox_messages=%lld passes=%lld busy_ms=%llu "
+			 "backlog=%s retention_ms=%lld", (long long)p->sagas, (long long)p->messages,
+			 (long long)p->passes, (unsigned long long)(p->busy_us / 1000),
+			 r.more ? "yes" : "no", (long long)p->retention_ms);
+		p->sagas = p->messages = p->passes = 0;
+		p->busy_us = 0;
+		p->last_log_ms = now;
+	}
+	/* With a backlog the next pass comes soon (the commit of this one's deletes, at the end
+	 * of this turn, comes on top of spent_us); otherwise after the idle interval. */
+	pause_ms = (BUSY_SHARE - 1) * spent_us / 1000;
+	uv_timer_start(t, on_purge, r.more ? (pause_ms > 0 ? pause_ms : 1) : idle_ms(p), 0);
 }
 
 struct purge *purge_new(uv_loop_t *loop, struct store *store, int64_t retention_ms)

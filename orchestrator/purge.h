@@ -3,9 +3,9 @@
  *
  * Each pass deletes in small batches (store_purge()) until its time budget is spent or the
  * backlog is gone; the deletes join the loop turn's transaction. While a backlog remains the
- * next pass comes after a pause as long as the pass (the purge takes at most half the loop's
- * time), so its rate follows what the machine can delete instead of a fixed number per
- * second; otherwise every few seconds. */
+ * next pass comes after a pause three times as long as the pass (the purge takes about a
+ * quarter of the loop's time), so its rate follows what the machine can delete instead of a
+ * fixed number per second; otherwise every few seconds. */
 #ifndef SAGAD_PURGE_H
 #define SAGAD_PURGE_H
 
