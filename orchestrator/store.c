@@ -594,6 +594,12 @@ static int configure(sqlite3 *db, const struct store_options *opt, char *err, si
 	sqlite3_extended_result_codes(db, 1);
 	sqlite3_busy_timeout(db, timeout);
 
+	/* A new database gets 2 KiB pages (before WAL mode fixes the size; no effect on an
+	 * existing file): a grouped commit appends one WAL frame per page it dirtied, about ten,
+	 * each checksummed and written whole, while the rows are small. Measured per happy saga:
+	 * 1 KiB 889,000 instructions, 2 KiB 880,000, 4 KiB 891,000, 8 KiB 924,000. */
+	if (exec(db, "PRAGMA page_size = 2048", err, errlen, opt->path) != 0)
+		return SAGAD_ESTORE;
 	rc = query_text(db, "PRAGMA journal_mode = WAL", buf, sizeof(buf));
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "%s: setting journal_mode: %s", opt->path, sqlite3_errmsg(db));

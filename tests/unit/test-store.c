@@ -179,6 +179,16 @@ static void test_pragmas(void **state)
 	assert_string_equal(buf, "5000");
 	assert_int_equal(store_pragma(st, "wal_checkpoint", buf, sizeof(buf)), SAGAD_EINVAL);
 	assert_int_equal(store_pragma(st, "synchronous=OFF", buf, sizeof(buf)), SAGAD_EINVAL);
+	/* A new database has 2 KiB pages ... */
+	assert_int_equal(store_pragma(st, "page_size", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "2048");
+	store_close(st);
+	/* ... and an existing one keeps its own. */
+	teardown(state);
+	raw_exec("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (x)");
+	st = open_store();
+	assert_int_equal(store_pragma(st, "page_size", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "4096");
 	store_close(st);
 
 	assert_int_equal(store_open(&opt, &st, err, sizeof(err)), 0);
