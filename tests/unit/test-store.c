@@ -835,6 +835,24 @@ static void test_list(void **state)
 	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
 	assert_int_equal(ids.n, 3);
 	assert_string_equal(ids.id[0], ID("01J9L", 13));
+	/* Each kind of status through its own index: final (sagas_finished_status), or not
+	 * (sagas_unfinished), with and without a flow and a cursor. */
+	memset(&ids, 0, sizeof(ids));
+	q.flow = NULL;
+	q.status = "compensated";      /* i % 3 == 2 below 19: 2, 5, 8, 11, 14, 17 */
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 6);
+	assert_string_equal(ids.id[0], ID("01J9L", 17));
+	memset(&ids, 0, sizeof(ids));
+	q.status = "running";          /* 0, 3, ..., 18 */
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 7);
+	assert_string_equal(ids.id[6], ID("01J9L", 0));
+	memset(&ids, 0, sizeof(ids));
+	q.before_id = NULL;
+	q.status = "failed";
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 0);
 
 	/* Limit clamps. */
 	memset(&ids, 0, sizeof(ids));
