@@ -287,7 +287,7 @@ struct store {
 	/* The purge's cursor: the (updated_at, id) of the last finished saga it read; a sweep
 	 * goes on from there until a pass reaches the cutoff, then starts again (id ""). */
 	int64_t purge_updated_at;
-	char purge_id[27];
+	char *purge_id;          /* NULL: from the start */
 	int busy_timeout_ms;     /* configured; 0 is in force after a busy BEGIN (busy_fast) */
 	bool busy_fast;
 };
@@ -846,6 +846,7 @@ void store_close(struct store *st)
 	rc = sqlite3_close(st->db);
 	if (rc != SQLITE_OK)
 		log_error("event=store_error op=close code=%d msg=%s", rc, sqlite3_errstr(rc));
+	free(st->purge_id);
 	free(st);
 }
 
@@ -1549,7 +1550,7 @@ int store_outbox_unsent(struct store *st, int64_t *count)
 int store_purge(struct store *st, int64_t before_ms, int limit, struct store_purge_result *res)
 {
 	sqlite3_stmt *stmt;
-	struct { char id[27]; bool del; } *rows;
+	struct { char *id; bool del; } *rows;
 	char cutoff[27];
 	int rc, n = 0, i;
 
@@ -1563,13 +1564,11 @@ int store_purge(struct store *st, int64_t before_ms, int limit, struct store_pur
 	sqlite3_bind_text(stmt, 1, cutoff, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(stmt, 2, before_ms);
 	sqlite3_bind_int64(stmt, 3, st->purge_updated_at);
-	sqlite3_bind_text(stmt, 4, st->purge_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(stmt, 4, st->purge_id ? st->purge_id : "", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int(stmt, 5, limit);
 	/* Read the batch first: the deletes run with no statement open on the table. */
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		const unsigned char *id = sqlite3_column_text(stmt, 0);
-
-		snprintf(rows[n].id, sizeof(rows[n].id), "%s", id ? (const char *)id : "");
+		rows[n].id = col_text(stmt, 0);
 		rows[n].del = sqlite3_column_int(stmt, 2) != 0;
 		st->purge_updated_at = sqlite3_column_int64(stmt, 1);
 		n++;
@@ -1581,18 +1580,21 @@ int store_purge(struct store *st, int64_t before_ms, int limit, struct store_pur
 		/* The sweep reached the cutoff: the next one starts from the oldest again, for the
 		 * children whose parent has finished since. */
 		st->purge_updated_at = 0;
-		st->purge_id[0] = '\0';
+		free(st->purge_id);
+		st->purge_id = NULL;
 	} else if (n > 0) {
-		memcpy(st->purge_id, rows[n - 1].id, sizeof(st->purge_id));
+		free(st->purge_id);
+		st->purge_id = xstrdup(rows[n - 1].id);
 		res->more = true;
 	}
 	stmt = st->stmt[ST_PURGE_SAGA];
-	for (i = 0; rc == 0 && i < n; i++) {
-		if (!rows[i].del)
-			continue;
-		bind_text(stmt, 1, rows[i].id);
-		rc = exec_write(st, stmt, "purge_saga");
-		res->sagas += rc == 0 ? sqlite3_changes(st->db) : 0;
+	for (i = 0; i < n; i++) {
+		if (rc == 0 && rows[i].del) {
+			bind_text(stmt, 1, rows[i].id);
+			rc = exec_write(st, stmt, "purge_saga");
+			res->sagas += rc == 0 ? sqlite3_changes(st->db) : 0;
+		}
+		free(rows[i].id);
 	}
 	free(rows);
 	if (rc != 0)
