@@ -5,8 +5,12 @@
  *
  * Calls are recycled: struct http_call owns an easy handle, a request body buffer and a
  * response buffer, and returns to a free list when it completes or is cancelled, so a steady
- * load allocates nothing per call but curl's header list. Connections stay in the multi's
- * cache and are reused (keep-alive, CURLMOPT_MAX_HOST_CONNECTIONS per host).
+ * load allocates nothing per call but curl's header list. The options that are the same for
+ * every call are set once when the easy handle is made (easy_init_fixed()); a call sets only
+ * its URL, timeout, headers and method, each of them every time, so nothing of a previous call
+ * carries over (no curl_easy_reset(), which re-creates every default per call). Connections
+ * stay in the multi's cache and are reused (keep-alive, CURLMOPT_MAX_HOST_CONNECTIONS per
+ * host).
  *
  * request_sent: 0 only when the transfer provably never wrote to a connection: name
  * resolution or connect failed (or the URL was refused before any I/O), or curl counted no
@@ -76,13 +80,31 @@ static void client_teardown(struct http_client *c);
 
 /* --- calls ------------------------------------------------------------------------------ */
 
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata);
+
+/* The options every call has, set once per easy handle. */
+static void easy_init_fixed(struct http_client *c, struct http_call *call)
+{
+	CURL *e = call->easy;
+
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, call);
+}
+
 static struct http_call *call_get(struct http_client *c)
 {
 	struct http_call *call = c->free_calls;
 
 	if (call != NULL) {
 		c->free_calls = call->next;
-		curl_easy_reset(call->easy);
 	} else {
 		call = xcalloc(1, sizeof(*call));
 		call->c = c;
@@ -90,6 +112,7 @@ static struct http_call *call_get(struct http_client *c)
 		if (call->easy == NULL)
 			fatalx("http: curl_easy_init failed");
 		strbuf_init(&call->resp);
+		easy_init_fixed(c, call);
 	}
 	call->prev = call->next = NULL;
 	call->resp.len = 0;
@@ -533,29 +556,26 @@ int http_client_send(struct http_client *c, const struct http_request *req, http
 		call_put(c, call);
 		return SAGAD_EINVAL;
 	}
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, call);
 
+	/* The method: every call sets all three of the handle's method options (the request
+	 * kind, NOBODY, CUSTOMREQUEST), so none is left from the handle's previous call. */
 	if (strcmp(method, "GET") == 0 && req->body_len == 0) {
-		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);       /* also NOBODY 0 */
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
 	} else if (strcmp(method, "HEAD") == 0) {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
 	} else if (req->body_len > 0 || strcmp(method, "POST") == 0 ||
 		   strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0) {
+		curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
 		set_body(call, req);
-		if (strcmp(method, "POST") != 0)
-			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST,
+				 strcmp(method, "POST") != 0 ? method : NULL);
 	} else {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);  /* DELETE, OPTIONS... */
 	}
 

@@ -5,7 +5,7 @@
 #   bench/run.sh [--quick] [--modes "happy fail kafka"] [--concs "1 16 64"] [--duration S] [--out DIR]
 #                [--warmup S] [--fsync-seconds S] [--ceiling-seconds S] [--no-build] [--no-install]
 #                [--sagad PATH] [--sagad-args "ARGS"] [--minimal] [--keep]
-#                [--prefill N] [--prefill-age-days D]
+#                [--prefill N] [--prefill-age-days D] [--sync-delay-us N]
 #
 # What it does (docs/performance.md explains every number):
 #   1. installs nginx, wrk and strace with apt when missing (as root, like scripts/install-deps.sh)
@@ -35,6 +35,10 @@
 # those times; marked by shard 1): the throughput with a big store. With D past the retention (--sagad-args "--retention 7d", the
 # default), sagad purges them during the run: the purge under load (its loop stall shows in the
 # loop-turn columns). Built once per bench in $OUT/run (about 2.5 GB per million sagas).
+# --sync-delay-us N: a slower disk: sagad runs with the fault shim (tests/fault/faultvfs.so,
+# built when missing) adding N microseconds to every fsync (a cloud volume's or a consumer
+# SSD's fsync takes 0.5-10 ms; this VM's about 0.05 ms). Compare --sagad-args "--sync-inline"
+# with the default to see what the WAL sync thread buys on such a disk.
 # --quick: concurrencies "1 16" (unless --concs), 3 s runs, 1 s warm-up: about a minute.
 # Environment: BENCH_HAPPY_PORT, BENCH_FAIL_PORT, BENCH_SAGAD_PORT (default 17710) pick the ports.
 set -uo pipefail
@@ -58,11 +62,12 @@ PREFILL=0
 PREFILL_AGE_DAYS=0
 SAGAD_BIN=""
 SAGAD_ARGS=""
+SYNC_DELAY_US=0
 HAPPY_PORT=${BENCH_HAPPY_PORT:-18180}
 FAIL_PORT=${BENCH_FAIL_PORT:-18181}
 SAGAD_PORT=${BENCH_SAGAD_PORT:-17710}
 
-^usage() { sed -n '3,/^set -uo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
+usage() { sed -n '3,/^set -uo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) QUICK=1 ;;
@@ -81,6 +86,7 @@ while [ $# -gt 0 ]; do
 	--minimal) PREFER="return=minimal" ;;
 	--prefill) PREFILL=$2; shift ;;
 	--prefill-age-days) PREFILL_AGE_DAYS=$2; shift ;;
+	--sync-delay-us) SYNC_DELAY_US=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
@@ -179,6 +185,9 @@ if [ "$BUILD" = 1 ] && [ -z "$SAGAD_BIN" ]; then
 fi
 SAGAD_BIN=${SAGAD_BIN:-${SAGAD:-$TOP/sagad}}
 [ -x "$SAGAD_BIN" ] || { echo "run.sh: $SAGAD_BIN is not built (drop --no-build, or pass --sagad)" >&2; exit 1; }
+if [ "$SYNC_DELAY_US" -gt 0 ] && [ ! -f "$TOP/tests/fault/faultvfs.so" ]; then
+	make -C "$TOP" tests/fault/faultvfs.so >/dev/null || { echo "run.sh: cannot build tests/fault/faultvfs.so" >&2; exit 1; }
+fi
 "$SAGAD_BIN" --flows "$HERE/flows" --check >/dev/null || { echo "run.sh: bench/flows does not load" >&2; exit 1; }
 case " $MODES " in *" kafka "*)
 	KMOCK_BIN=${SAGAD_KAFKA_MOCK:-$(dirname "$SAGAD_BIN")/sagad-kafka-mock}
@@ -206,6 +215,7 @@ CLK_TCK=$(getconf CLK_TCK)
 	echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "sagad: $("$SAGAD_BIN" --version 2>&1 | head -1), tree $(git -C "$TOP" describe --always --dirty 2>/dev/null || echo no-git), binary $SAGAD_BIN sha256 $(sha256sum "$SAGAD_BIN" | cut -c1-12)"
 	echo "sagad settings: shipped defaults (SQLite WAL, synchronous=FULL)${SAGAD_ARGS:+ + $SAGAD_ARGS}, --log-level warn"
+	[ "$SYNC_DELAY_US" -gt 0 ] && echo "slow disk: every fsync $SYNC_DELAY_US us longer (tests/fault/faultvfs.so)"
 	echo "nginx: $(nginx -v 2>&1 | sed 's/.*version: //'), worker_processes 1; wrk: $(wrk -v 2>&1 | head -1 | awk '{print $2}') -t1"
 	echo "driver: wrk -t1 -cC --timeout 30s, bench/wrk/saga.lua, answer: $([ -n "$PREFER" ] && echo "Prefer: $PREFER" || echo "full saga object")"
 	echo "settings: modes='$MODES' concs='$CONCS' duration=${DURATION}s warmup=${WARMUP}s fsync-run=${FSYNC_SECONDS}s ceiling=${CEIL_SECONDS}s prefill=${PREFILL} finished sagas, ${PREFILL_AGE_DAYS} days old"
@@ -361,11 +371,12 @@ start_echo() {   # LABEL: bench/kafka_echo.py, ready when its consumer has its p
 	return 1
 }
 start_sagad() {   # MODE DB
-	local parts=http://127.0.0.1:$HAPPY_PORT i flows=$HERE/flows kargs=()
+	local parts=http://127.0.0.1:$HAPPY_PORT i flows=$HERE/flows kargs=() envs=()
+	[ "$SYNC_DELAY_US" -gt 0 ] && envs=(LD_PRELOAD="$TOP/tests/fault/faultvfs.so" FAULTVFS_SYNC_DELAY_US="$SYNC_DELAY_US")
 	[ "$1" = fail ] && parts=http://127.0.0.1:$FAIL_PORT
 	[ "$1" = kafka ] && { flows=$HERE/flows-kafka; kargs=(--kafka-brokers "$KBOOT" "${KAFKA_ARGS[@]}"); }
 	# shellcheck disable=SC2086
-	PARTICIPANTS=$parts "$SAGAD_BIN" --flows "$flows" "${kargs[@]}" --db "$2" --listen "127.0.0.1:$SAGAD_PORT" \
+	env "${envs[@]}" PARTICIPANTS=$parts "$SAGAD_BIN" --flows "$flows" "${kargs[@]}" --db "$2" --listen "127.0.0.1:$SAGAD_PORT" \
 		--log-level warn $SAGAD_ARGS >>"$OUT/checks/sagad.log" 2>&1 </dev/null &
 	SAGAD_PID=$!
 	for ((i = 0; i < 150; i++)); do
@@ -496,9 +507,10 @@ for mode in $MODES; do
 		commits=$(( $(metric store_commits_total <<<"$m1") - $(metric store_commits_total <<<"$m0") ))
 		writes=$(( $(metric store_writes_total <<<"$m1") - $(metric store_writes_total <<<"$m0") ))
 		dispatches=$(( $(metric dispatches_total <<<"$m1") - $(metric dispatches_total <<<"$m0") ))
+		walsyncs=$(( $(metric store_wal_syncs_total <<<"$m1") - $(metric store_wal_syncs_total <<<"$m0") ))
 
 		# --- fsync count: a separate short run under strace (never part of the timed run)
-		fsyncs=null fsync_fin=0 fsync_commits=0
+		fsyncs=null fsync_fin=0 fsync_commits=0 fsync_walsyncs=0
 		if [ "$FSYNC_SECONDS" -gt 0 ]; then
 			m2=$(metrics)
 			strace -f -c -e trace=fsync,fdatasync -o "$RUN/strace-$label.txt" -p "$SAGAD_PID" 2>"$RUN/strace-$label.err" &
@@ -522,6 +534,7 @@ for mode in $MODES; do
 			fsync_fin=$(( $(metric sagas_completed_total <<<"$m3") + $(metric sagas_compensated_total <<<"$m3")
 				- $(metric sagas_completed_total <<<"$m2") - $(metric sagas_compensated_total <<<"$m2") ))
 			fsync_commits=$(( $(metric store_commits_total <<<"$m3") - $(metric store_commits_total <<<"$m2") ))
+			fsync_walsyncs=$(( $(metric store_wal_syncs_total <<<"$m3") - $(metric store_wal_syncs_total <<<"$m2") ))
 			[ "$traced" = 1 ] && fsyncs=$(awk '$NF == "fsync" || $NF == "fdatasync" { s += $4 } END { print s + 0 }' "$RUN/strace-$label.txt")
 			cp "$RUN/strace-$label.txt" "$OUT/checks/" 2>/dev/null
 		fi
@@ -586,18 +599,26 @@ for mode in $MODES; do
 		busy_pct=$(awk -v b=$((mb1 - mb0)) -v t=$((mt1 - mt0)) 'BEGIN { printf "%.0f", (t > 0) ? 100 * b / t : 0 }')
 		cps=$(rel "$commits" "$fin"); wps=$(rel "$writes" "$fin" %.1f)
 		# fsyncs per saga = fsyncs per commit (counted under strace, which slows sagad and so
-		# changes how many sagas share a commit) x commits per saga (exact, from the timed run)
+		# changes how many sagas share a commit) x commits per saga (exact, from the timed run).
+		# With the WAL sync thread (sagad_store_wal_syncs_total counts its syncs) several commits
+		# share a sync: then fsyncs per WAL sync (strace; > 1 by the checkpoints' syncs) x WAL
+		# syncs per saga (exact, timed run).
 		fpc=null fps=null fps_strace=null
 		if [ "$fsyncs" != null ]; then
 			fpc=$(rel "$fsyncs" "$fsync_commits" %.3f)
 			fps_strace=$(rel "$fsyncs" "$fsync_fin")
-			[ "$fpc" != null ] && fps=$(awk -v a="$commits" -v n="$fin" -v f="$fpc" 'BEGIN { if (n > 0) printf "%.2f", a / n * f; else print "null" }')
+			if [ "$walsyncs" -gt 0 ] && [ "$fsync_walsyncs" -gt 0 ]; then
+				fps=$(awk -v w="$walsyncs" -v n="$fin" -v f="$fsyncs" -v s="$fsync_walsyncs" 'BEGIN { if (n > 0) printf "%.2f", w / n * f / s; else print "null" }')
+			elif [ "$fpc" != null ]; then
+				fps=$(awk -v a="$commits" -v n="$fin" -v f="$fpc" 'BEGIN { if (n > 0) printf "%.2f", a / n * f; else print "null" }')
+			fi
 		fi
+		wsps=$(rel "$walsyncs" "$fin")
 		rss=$(awk -v k="$hwm_kb" 'BEGIN { printf "%.1f", k / 1024 }')
-		JSON[$label]=$(printf '"mode":"%s","concurrency":%s,"expected":"%s","duration_s":%s,"sagas_timed":%s,"sagas_per_s":%s,"p50_ms":%s,"p99_ms":%s,"max_ms":%s,"sagad_cpu_ms_per_saga":%s,"sagad_cpu_pct":%s,"driver_cpu_pct":%s,"nginx_cpu_pct":%s,"machine_busy_pct":%s,"finished_in_window":%s,"commits_per_saga":%s,"rows_per_saga":%s,"dispatches_per_saga":%s,"fsyncs":%s,"fsync_run_sagas":%s,"fsync_run_commits":%s,"fsyncs_per_commit":%s,"fsyncs_per_saga_in_strace_run":%s,"fsyncs_per_saga":%s,"peak_rss_mib":%s,"loop_turns_over_10ms":%s,"loop_turns_over_50ms":%s,"loop_turn_max_ms_since_start":%s,"loop_turn_longest_ms_in_run":"%s","prefilled":%s,"prefilled_left":%s,"sagas_in_store":%s,"answers":%s,"unexpected":%s,"socket_errors":%s,"checks_ok":%s' \
+		JSON[$label]=$(printf '"mode":"%s","concurrency":%s,"expected":"%s","duration_s":%s,"sagas_timed":%s,"sagas_per_s":%s,"p50_ms":%s,"p99_ms":%s,"max_ms":%s,"sagad_cpu_ms_per_saga":%s,"sagad_cpu_pct":%s,"driver_cpu_pct":%s,"nginx_cpu_pct":%s,"machine_busy_pct":%s,"finished_in_window":%s,"commits_per_saga":%s,"rows_per_saga":%s,"dispatches_per_saga":%s,"fsyncs":%s,"fsync_run_sagas":%s,"fsync_run_commits":%s,"fsyncs_per_commit":%s,"fsyncs_per_saga_in_strace_run":%s,"fsyncs_per_saga":%s,"wal_syncs":%s,"wal_syncs_per_saga":%s,"fsync_run_wal_syncs":%s,"peak_rss_mib":%s,"loop_turns_over_10ms":%s,"loop_turns_over_50ms":%s,"loop_turn_max_ms_since_start":%s,"loop_turn_longest_ms_in_run":"%s","prefilled":%s,"prefilled_left":%s,"sagas_in_store":%s,"answers":%s,"unexpected":%s,"socket_errors":%s,"checks_ok":%s' \
 			"$mode" "$c" "$expect" "$(rel "$T_DUR" 1e6 %.3f)" "$T_REQ" "$sps" "$(rel "$T_P50" 1000 %.3f)" "$(rel "$T_P99" 1000 %.3f)" "$(rel "$T_MAX" 1000 %.3f)" \
 			"$sagad_ms" "$sagad_pct" "$T_CPU" "$nginx_pct" "$busy_pct" "$fin" "$cps" "$wps" "$(rel "$dispatches" "$fin")" \
-			"$fsyncs" "$fsync_fin" "$fsync_commits" "$fpc" "$fps_strace" "$fps" "$rss" "$t10" "$t50" "$tmax" "$tlong" "$PREFILL" "$prefill_left" "$n_db" "$wrk_total" "$wrk_unexp" "$wrk_errs" "$([ $ok = 1 ] && echo true || echo false)")
+			"$fsyncs" "$fsync_fin" "$fsync_commits" "$fpc" "$fps_strace" "$fps" "$walsyncs" "$wsps" "$fsync_walsyncs" "$rss" "$t10" "$t50" "$tmax" "$tlong" "$PREFILL" "$prefill_left" "$n_db" "$wrk_total" "$wrk_unexp" "$wrk_errs" "$([ $ok = 1 ] && echo true || echo false)")
 		verdict="ok $n_exp/$n_db, 0"
 		[ "$ok" = 1 ] || verdict="**FAIL** $n_exp/$n_db, $wrk_unexp"
 		R_SPS[$label]=$sps R_P50[$label]=$T_P50

@@ -788,6 +788,9 @@ static void answer_metrics(struct api *a, struct httpd_req *req)
 	breaker_metrics(a, &b);
 	COUNTER("store_commits_total", "SQLite commits (grouped per loop turn).", commits);
 	COUNTER("store_writes_total", "SQLite rows written.", writes);
+	COUNTER("store_wal_syncs_total", "fsyncs of the WAL by the sync thread (pipelined commits; "
+		"several commits share one when the disk is slower than the loop).",
+		store_syncs(a->store));
 #undef COUNTER
 #undef GAUGE
 	loopstat_render(&b);

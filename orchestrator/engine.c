@@ -1827,6 +1827,7 @@ int engine_new(const struct engine_options *opt, struct engine **out)
 	e->secrets_key = opt->secrets_key;
 	flow_set_init(&e->retired);
 	e->effects_tail = &e->effects;
+	e->held_tail = &e->held;
 	e->wake_due = -1;
 	map_rehash(e);
 	uv_timer_init(e->loop, &e->wake);
@@ -1841,12 +1842,29 @@ static void on_engine_closed(uv_handle_t *h)
 	free(h->data);
 }
 
+static void on_waiter_closed(uv_handle_t *h);
+
 void engine_free(struct engine *e)
 {
 	struct effect *fx, *next;
 
 	if (e == NULL)
 		return;
+	while (e->held != NULL) { /* only after a failed shutdown: nothing more is answered */
+		struct held *h = e->held;
+
+		e->held = h->next;
+		for (struct engine_waiter *w = h->waiters, *wn; w != NULL; w = wn) {
+			wn = w->next;
+			w->done = true;
+			uv_close((uv_handle_t *)&w->timer, on_waiter_closed);
+		}
+		*e->effects_tail = h->effects;
+		for (fx = h->effects; fx != NULL; fx = fx->next)
+			e->effects_tail = &fx->next;
+		free(h);
+	}
+	e->held_tail = &e->held;
 	for (fx = e->effects; fx != NULL; fx = next) {
 		next = fx->next;
 		if (fx->kind == EFFECT_DISPATCH)
@@ -2289,8 +2307,8 @@ void engine_wait_cancel(struct engine_waiter *w)
 {
 	if (w == NULL || w->done)
 		return;
-	if (w->timeout_pending) {
-		w->cb = NULL; /* the deferred call closes it */
+	if (w->timeout_pending || w->held) {
+		w->cb = NULL; /* the deferred call, or the release, closes it */
 		return;
 	}
 	waiter_unlink(w);
@@ -2313,7 +2331,9 @@ void engine_defer(struct engine *e, engine_defer_cb cb, void *arg)
 
 static int pause_or_fail(struct engine *e, int rc);
 
-static void check_waiters(struct saga *s)
+/* Takes the waiters of s that its committed state decides off its list, onto *tail: they are
+ * answered when the commit is durable. Their timeouts stop now. */
+static void decide_waiters(struct saga *s, struct engine_waiter ***tail)
 {
 	struct engine_waiter **p = &s->waiters;
 
@@ -2325,7 +2345,69 @@ static void check_waiters(struct saga *s)
 			continue;
 		}
 		*p = w->next;
-		waiter_finish(w, (enum engine_wait_result)res);
+		uv_timer_stop(&w->timer);
+		w->held = true;
+		w->result = (enum engine_wait_result)res;
+		w->next = NULL;
+		**tail = w;
+		*tail = &w->next;
+	}
+}
+
+static void hold(struct engine *e, uint64_t ticket, struct engine_waiter *waiters,
+		 struct effect *effects)
+{
+	struct held *h;
+
+	if (waiters == NULL && effects == NULL)
+		return;
+	h = xcalloc(1, sizeof(*h));
+	h->ticket = ticket;
+	h->waiters = waiters;
+	h->effects = effects;
+	*e->held_tail = h;
+	e->held_tail = &h->next;
+}
+
+/* Answers a held waiter (or closes it: its client went away meanwhile). */
+static void held_waiter_finish(struct engine_waiter *w, enum engine_wait_result res)
+{
+	w->held = false;
+	if (w->cb != NULL) {
+		waiter_finish(w, res);
+		return;
+	}
+	w->done = true;
+	uv_close((uv_handle_t *)&w->timer, on_waiter_closed);
+}
+
+/* Runs what the commits up to ticket durable allow, oldest first: answers first (they see
+ * the committed state), then dispatches and deferred calls. */
+static void release(struct engine *e, uint64_t durable)
+{
+	while (e->held != NULL && e->held->ticket <= durable) {
+		struct held *h = e->held;
+		struct engine_waiter *w, *wnext;
+		struct effect *fx, *next;
+
+		e->held = h->next;
+		if (e->held == NULL)
+			e->held_tail = &e->held;
+		for (w = h->waiters; w != NULL; w = wnext) {
+			wnext = w->next;
+			held_waiter_finish(w, w->result);
+		}
+		for (fx = h->effects; fx != NULL; fx = next) {
+			next = fx->next;
+			if (fx->kind == EFFECT_DISPATCH)
+				run_dispatch(e, fx);
+			else
+				fx->cb(fx->arg);
+			if (fx->kind == EFFECT_DISPATCH)
+				flow_rendered_close(&fx->req);
+			free(fx);
+		}
+		free(h);
 	}
 }
 
@@ -2335,12 +2417,18 @@ static void evict(struct saga *s)
 	saga_free(s);
 }
 
+/* One commit cycle (the loop's prepare phase): commits the turn's writes, decides the waiters
+ * of the sagas they touched, holds those answers and the turn's effects under the commit's
+ * ticket, and releases everything whose commit is durable. A store without a pipeline is
+ * durable at once: then all of it happens here, in this order. */
 int engine_flush(struct engine *e)
 {
 	int rounds = 0;
 
 	do {
+		struct engine_waiter *decided = NULL, **dtail = &decided;
 		struct effect *fx;
+		uint64_t durable = 0;
 		size_t n_touched;
 		int rc;
 
@@ -2365,31 +2453,29 @@ int engine_flush(struct engine *e)
 			if (e->effects != NULL)
 				engine_crashpoint("after_commit");
 		}
-		/* Every turn, not only after a commit: rows an earlier run left unsent must leave
-		 * even when nothing else is written (it does nothing when there is nothing new). */
-		if (engine_paused(e) == NULL)
-			outbox_after_commit(e->outbox);
+		if (engine_paused(e) == NULL) {
+			rc = store_durable(e->store, &durable);
+			if (rc != 0) /* a sync failed: what it should have made durable may be lost */
+				return pause_or_fail(e, rc);
+		} else {
+			durable = UINT64_MAX; /* only deferred reads are held, nothing was written */
+		}
 		fx = e->effects;
 		e->effects = NULL;
 		e->effects_tail = &e->effects;
 		n_touched = e->n_touched;
-		/* Answers first (they must see the committed state), then dispatches. */
 		for (size_t i = 0; i < n_touched; i++) {
 			struct saga *s = e->touched[i];
 			s->changed = false;
-			check_waiters(s);
+			decide_waiters(s, &dtail);
 		}
-		while (fx != NULL) {
-			struct effect *next = fx->next;
-			if (fx->kind == EFFECT_DISPATCH)
-				run_dispatch(e, fx);
-			else
-				fx->cb(fx->arg);
-			if (fx->kind == EFFECT_DISPATCH)
-				flow_rendered_close(&fx->req);
-			free(fx);
-			fx = next;
-		}
+		hold(e, store_committed(e->store), decided, fx);
+		release(e, durable);
+		/* Every turn, not only after a commit: rows an earlier run left unsent must leave
+		 * even when nothing else is written (it does nothing when there is nothing new);
+		 * the store hands out only rows of durable commits. */
+		if (engine_paused(e) == NULL)
+			outbox_after_commit(e->outbox);
 		/* Evict ended sagas nobody waits for. Sagas touched during the effects above
 		 * were appended after n_touched and stay for the next round. */
 		for (size_t i = 0; i < n_touched; i++) {
@@ -2403,6 +2489,18 @@ int engine_flush(struct engine *e)
 		e->n_touched -= n_touched;
 	} while ((store_pending(e->store) || e->effects != NULL) && ++rounds < 8);
 	return 0;
+}
+
+int engine_drain(struct engine *e)
+{
+	int rc = engine_flush(e);
+
+	if (rc != 0)
+		return rc;
+	rc = store_pipeline_stop(e->store);
+	if (rc != 0)
+		return pause_or_fail(e, rc);
+	return engine_flush(e);
 }
 
 static json_t *time_or_null(int64_t ms)
@@ -2556,8 +2654,26 @@ static int paused_error(const struct engine *e, char *err, size_t errlen)
  * command again with the same idempotency key and the participant answers again). */
 static void pause_forget_all(struct engine *e)
 {
-	struct effect *fx = e->effects, *next, *defers = NULL, **tail = &defers;
+	struct effect *fx, *next, *defers = NULL, **tail = &defers;
 
+	/* What earlier commits allowed but their sync did not confirm goes too, first: their
+	 * waiters are told (503), their deferred calls run with the others below. */
+	while (e->held != NULL) {
+		struct held *h = e->held;
+		struct engine_waiter *w, *wnext;
+
+		e->held = h->next;
+		for (w = h->waiters; w != NULL; w = wnext) {
+			wnext = w->next;
+			held_waiter_finish(w, ENGINE_WAIT_ABORTED);
+		}
+		*e->effects_tail = h->effects;
+		for (fx = h->effects; fx != NULL; fx = fx->next)
+			e->effects_tail = &fx->next;
+		free(h);
+	}
+	e->held_tail = &e->held;
+	fx = e->effects;
 	e->effects = NULL;
 	e->effects_tail = &e->effects;
 	for (; fx != NULL; fx = next) {

@@ -137,10 +137,16 @@ typedef void (*engine_defer_cb)(void *arg);
 void engine_defer(struct engine *e, engine_defer_cb cb, void *arg);
 
 /* Commits the writes of this loop turn, then runs the side effects they allow (dispatches,
- * waiter callbacks, deferred calls). Called by the daemon once per loop turn. A busy, full
+ * waiter callbacks, deferred calls) once the commit is durable: at once, or at a later turn
+ * when the store syncs on its own thread (store_pipeline_start()). Called by the daemon once
+ * per loop turn. A busy, full
  * or failing store pauses the engine (engine_paused()) and returns 0; any other commit
  * error is returned (the daemon then stops: the store is the truth, recovery resumes). */
 int engine_flush(struct engine *e);
+/* Commits and flushes, makes every commit durable on the calling thread (stopping a
+ * pipelined store's sync thread) and flushes again so that everything held is released:
+ * the last step of a shutdown. 0 or the error that stops the daemon. */
+int engine_drain(struct engine *e);
 
 /* The saga as the API shows it, without its history, built from memory (no store reads):
  * id, flow, flow_version, status, error, cancel_requested, parent_id, idempotency_key,

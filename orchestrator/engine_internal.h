@@ -58,6 +58,17 @@ struct engine_waiter {
 	uv_timer_t timer;
 	bool done;
 	bool timeout_pending;            /* timed out; answered after the next commit */
+	bool held;                       /* decided at a commit, answered once it is durable */
+	enum engine_wait_result result;  /* when held */
+};
+
+/* What one commit allows, held until the store says the commit is durable (a pipelined
+ * store syncs after the commit, on its own thread): the waiters it decided and its effects. */
+struct held {
+	uint64_t ticket;                 /* store_committed() after the commit */
+	struct engine_waiter *waiters;   /* decided, chained by next */
+	struct effect *effects;
+	struct held *next;
 };
 
 struct saga {
@@ -140,6 +151,7 @@ struct engine {
 	int64_t wake_due;                /* due time the uv timer is set for, or -1 */
 	/* side effects waiting for the commit */
 	struct effect *effects, **effects_tail;
+	struct held *held, **held_tail;  /* oldest first */
 	/* sagas touched this turn (changed flag set) */
 	struct saga **touched;
 	size_t n_touched, cap_touched;

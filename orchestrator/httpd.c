@@ -10,17 +10,22 @@
  *              httpd_respond() queues the response and resumes it;
  *   RESPONDED  a response is queued; MHD still sends it;
  *   ABORTED    the client went away while PENDING; the abort callback has run.
- * The struct itself is freed only once MHD reports the request completed (NOTIFY_COMPLETED)
- * and its disconnect watcher (below) is closed; for the caller it is invalid right after
- * httpd_respond() or the abort callback.
+ * The struct itself is freed once MHD reports the request completed (NOTIFY_COMPLETED); for
+ * the caller it is invalid right after httpd_respond() or the abort callback.
  *
  * MHD does not watch a suspended connection, so a client that leaves while its answer is
- * pending would go unnoticed until the answer is written. When the request has an abort
- * callback, a uv_poll on the connection's socket waits for UV_DISCONNECT (the peer's FIN or
- * an error) while it is PENDING; then the abort callback runs and the connection is resumed
- * so that MHD closes it. Without an abort callback a late httpd_respond() stays harmless: the
- * write fails and the request is released. A client that half-closes its side after sending a
- * request counts as gone.
+ * pending would go unnoticed until the answer is written. Every connection's socket is
+ * therefore in a second epoll set of our own (struct httpd_conn, from MHD's connection start to
+ * its close notification), edge-triggered for EPOLLRDHUP (the peer's FIN) and errors, and that
+ * set's fd is watched by one uv_poll. An event marks the connection's peer as gone for good; if
+ * its request is PENDING with an abort callback, the abort callback runs and the connection is
+ * resumed so that MHD closes it. A request suspended after its peer was already marked gone
+ * re-arms the registration (EPOLL_CTL_MOD reports a standing condition again), so the abort
+ * follows on the next loop turn. Registering per connection, not per suspended request, costs
+ * two epoll_ctl calls per connection instead of five epoll_ctl calls and an ioctl per request
+ * (uv_poll_init_socket checks the fd with an ADD and a DEL, then starts and stops it). Without
+ * an abort callback a late httpd_respond() stays harmless: the write fails and the request is
+ * released. A client that half-closes its side after sending a request counts as gone.
  *
  * httpd_free() resumes the suspended connections (MHD must not be stopped with any) and stops
  * MHD, which runs the pending requests' abort callbacks; a pending request without one is
@@ -34,6 +39,7 @@
 #include <strings.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <microhttpd.h>
 #include "error.h"
@@ -43,24 +49,36 @@
 
 #define HTTPD_DEFAULT_MAX_BODY (1024 * 1024)
 #define HTTPD_DEFAULT_TIMEOUT_S 60
+/* Each connection's memory pool: it holds the request line and headers (so a request head of
+ * up to about 15.8 kB is accepted; larger gets 431), then the response header. MHD zeroes the
+ * pool and half of it again for every request (48 KiB at MHD's default of 32 KiB, 24 KiB
+ * here), which showed as 5 % of sagad's instructions and about 4 % of its CPU per saga
+ * (docs/performance.md). 15.8 kB is about twice the longest bearer token auth.c reads (8192
+ * bytes; tests/e2e/60-auth.sh sends a 7.5 kB JWT) and twice the 8 kB per header line that
+ * common proxies (nginx, Apache) accept by default. */
+#define HTTPD_CONNECTION_MEMORY (16 * 1024)
 
 enum req_state { REQ_RECEIVING, REQ_HANDLING, REQ_PENDING, REQ_RESPONDED, REQ_ABORTED };
+
+/* One per TCP connection, MHD's socket context: its entry in h->watch_fd's set. */
+struct httpd_conn {
+	int fd;                         /* -1: not in the set (EPOLL_CTL_ADD failed) */
+	unsigned peer_gone : 1;         /* FIN or an error seen: sticky */
+	struct httpd_req *pending;      /* its suspended request, if any */
+};
 
 struct httpd_req {
 	struct httpd *h;
 	struct MHD_Connection *conn;
+	struct httpd_conn *wc;          /* the connection's watch entry, or NULL */
 	struct httpd_req *prev, *next;  /* h->pending, while PENDING */
 	const char *method;             /* MHD's, valid for the request */
 	const char *path;
 	struct strbuf body;
 	enum req_state state;
 	unsigned too_big : 1;
-	unsigned mhd_done : 1;          /* MHD has released the request */
-	unsigned watching : 1;          /* watch is active */
-	unsigned watch_closing : 1;     /* watch close callback pending */
 	httpd_abort_cb abort_cb;
 	void *abort_arg;
-	uv_poll_t watch;                /* UV_DISCONNECT on the socket while PENDING */
 	char peer[INET6_ADDRSTRLEN];
 };
 
@@ -69,6 +87,8 @@ struct httpd {
 	struct MHD_Daemon *d;
 	uv_poll_t poll;                 /* MHD's epoll fd */
 	uv_timer_t timer;               /* MHD_get_timeout() */
+	int watch_fd;                   /* our epoll set of the connections' sockets */
+	uv_poll_t watch;                /* watch_fd */
 	httpd_handler_cb handler;
 	void *arg;
 	size_t max_body;
@@ -133,31 +153,6 @@ static void run_soon(struct httpd *h)
 
 /* --- requests --------------------------------------------------------------------------- */
 
-static void req_maybe_free(struct httpd_req *r)
-{
-	if (r->mhd_done && !r->watch_closing) {
-		strbuf_close(&r->body);
-		free(r);
-	}
-}
-
-static void on_watch_closed(uv_handle_t *hd)
-{
-	struct httpd_req *r = hd->data;
-
-	r->watch_closing = 0;
-	req_maybe_free(r);
-}
-
-static void watch_stop(struct httpd_req *r)
-{
-	if (!r->watching)
-		return;
-	r->watching = 0;
-	r->watch_closing = 1;
-	uv_close((uv_handle_t *)&r->watch, on_watch_closed);
-}
-
 static void pending_unlink(struct httpd_req *r)
 {
 	struct httpd *h = r->h;
@@ -169,19 +164,16 @@ static void pending_unlink(struct httpd_req *r)
 	if (r->next != NULL)
 		r->next->prev = r->prev;
 	r->prev = r->next = NULL;
+	if (r->wc != NULL)
+		r->wc->pending = NULL;
 }
 
-static void on_peer_event(uv_poll_t *p, int status, int events)
+/* The client of a PENDING request with an abort callback went away. */
+static void req_abort(struct httpd_req *r)
 {
-	struct httpd_req *r = p->data;
 	httpd_abort_cb cb = r->abort_cb;
 	void *arg = r->abort_arg;
 
-	if (status == 0 && !(events & UV_DISCONNECT))
-		return;
-	watch_stop(r);
-	if (r->state != REQ_PENDING)
-		return;
 	pending_unlink(r);
 	r->state = REQ_ABORTED;
 	/* MHD closes the connection once it sees it again (the access handler says MHD_NO). */
@@ -190,18 +182,76 @@ static void on_peer_event(uv_poll_t *p, int status, int events)
 	cb(r, arg);
 }
 
+static void on_watch(uv_poll_t *p, int status, int events)
+{
+	struct httpd *h = p->data;
+	struct epoll_event ev[64];
+	int n;
+
+	(void)status;
+	(void)events;
+	/* Only loop callbacks run here, never MHD_run(): no connection is released meanwhile. */
+	while ((n = epoll_wait(h->watch_fd, ev, 64, 0)) > 0) {
+		for (int i = 0; i < n; i++) {
+			struct httpd_conn *wc = ev[i].data.ptr;
+			struct httpd_req *r = wc->pending;
+
+			wc->peer_gone = 1;
+			if (r != NULL && r->state == REQ_PENDING && r->abort_cb != NULL) {
+				req_abort(r);
+				/* an abort callback that stopped the server freed the entries */
+				if (h->closing)
+					return;
+			}
+		}
+		if (n < 64)
+			break;
+	}
+}
+
+/* A request was suspended: if its peer already left, have the event reported again. */
 static void watch_start(struct httpd_req *r)
 {
-	const union MHD_ConnectionInfo *ci;
+	struct epoll_event ev;
 
-	if (r->watching || r->watch_closing || r->abort_cb == NULL || r->state != REQ_PENDING)
+	if (r->wc == NULL || !r->wc->peer_gone || r->abort_cb == NULL ||
+	    r->state != REQ_PENDING)
 		return;
-	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (ci == NULL || uv_poll_init_socket(r->h->loop, &r->watch, ci->connect_fd) != 0)
+	ev.events = EPOLLRDHUP | EPOLLET;
+	ev.data.ptr = r->wc;
+	epoll_ctl(r->h->watch_fd, EPOLL_CTL_MOD, r->wc->fd, &ev);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct httpd *h = cls;
+	struct httpd_conn *wc = *socket_context;
+	const union MHD_ConnectionInfo *ci;
+	struct epoll_event ev;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		wc = xcalloc(1, sizeof(*wc));
+		wc->fd = -1;
+		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		ev.events = EPOLLRDHUP | EPOLLET;
+		ev.data.ptr = wc;
+		if (ci != NULL && epoll_ctl(h->watch_fd, EPOLL_CTL_ADD, ci->connect_fd, &ev) == 0)
+			wc->fd = ci->connect_fd;
+		else
+			log_warn("event=httpd_watch_failed errno=%d msg=\"a client leaving while its "
+				 "answer is pending goes unnoticed on this connection\"", errno);
+		*socket_context = wc;
 		return;
-	r->watch.data = r;
-	r->watching = 1;
-	uv_poll_start(&r->watch, UV_DISCONNECT, on_peer_event);
+	}
+	if (wc == NULL)
+		return;
+	if (wc->fd >= 0)
+		epoll_ctl(h->watch_fd, EPOLL_CTL_DEL, wc->fd, &ev);
+	if (wc->pending != NULL)
+		wc->pending->wc = NULL;
+	*socket_context = NULL;
+	free(wc);
 }
 
 static void queue(struct httpd_req *r, int status, const char *content_type, const char *body,
@@ -239,6 +289,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 
 	(void)version;
 	if (r == NULL) {
+		const union MHD_ConnectionInfo *ci;
 		const char *cl, *expect;
 		unsigned long long n = 0;
 
@@ -247,6 +298,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		r = xcalloc(1, sizeof(*r));
 		r->h = h;
 		r->conn = conn;
+		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		r->wc = ci != NULL ? ci->socket_context : NULL;
 		r->method = method;
 		r->path = url;
 		strbuf_init(&r->body);
@@ -298,6 +351,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 			if (h->pending != NULL)
 				h->pending->prev = r;
 			h->pending = r;
+			if (r->wc != NULL)
+				r->wc->pending = r;
 			MHD_suspend_connection(conn);
 			watch_start(r);
 		}
@@ -324,14 +379,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
 	*ctx = NULL;
 	if (r->state == REQ_PENDING) {
 		/* Only at shutdown: MHD does not look at suspended connections otherwise. */
-		watch_stop(r);
 		pending_unlink(r);
 		r->state = REQ_ABORTED;
 		if (r->abort_cb != NULL)
 			r->abort_cb(r, r->abort_arg);
 	}
-	r->mhd_done = 1;
-	req_maybe_free(r);
+	strbuf_close(&r->body);
+	free(r);
 }
 
 /* --- the server ------------------------------------------------------------------------- */
@@ -404,10 +458,18 @@ int httpd_start(uv_loop_t *loop, const struct httpd_options *opt, struct httpd *
 	h->max_body = opt->max_body_bytes ? opt->max_body_bytes : HTTPD_DEFAULT_MAX_BODY;
 	h->errbuf = msg;
 	h->errlen = sizeof(msg);
+	h->watch_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (h->watch_fd < 0) {
+		snprintf(err, errlen, "httpd: epoll_create1: %s", strerror(errno));
+		free(h);
+		return SAGAD_EIO;
+	}
 	h->d = MHD_start_daemon(flags, (uint16_t)opt->port, NULL, NULL, on_access, h,
 				MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 				MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
 				MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+				MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTPD_CONNECTION_MEMORY,
 				MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
 				MHD_OPTION_END);
 	h->errbuf = NULL;
@@ -421,6 +483,7 @@ int httpd_start(uv_loop_t *loop, const struct httpd_options *opt, struct httpd *
 		else
 			snprintf(err, errlen, "listen %s port %d: %s", addr, opt->port,
 				 msg[0] ? msg : "cannot start the HTTP server");
+		close(h->watch_fd);
 		free(h);
 		return SAGAD_EIO;
 	}
@@ -440,14 +503,20 @@ int httpd_start(uv_loop_t *loop, const struct httpd_options *opt, struct httpd *
 		snprintf(err, errlen, "httpd: cannot watch the epoll fd");
 		MHD_destroy_response(h->too_big);
 		MHD_stop_daemon(h->d);
+		close(h->watch_fd);
 		free(h);
 		return SAGAD_EIO;
 	}
+	/* A fresh epoll fd that the loop cannot watch: the loop itself is broken. */
+	if ((rc = uv_poll_init(loop, &h->watch, h->watch_fd)) != 0)
+		fatalx("httpd: cannot watch an epoll fd: %s", uv_strerror(rc));
 	h->poll.data = h;
+	h->watch.data = h;
 	uv_timer_init(loop, &h->timer);
 	h->timer.data = h;
-	h->handles = 2;
+	h->handles = 3;
 	uv_poll_start(&h->poll, UV_READABLE, on_epoll);
+	uv_poll_start(&h->watch, UV_READABLE, on_watch);
 	rearm(h);
 	*out = h;
 	return 0;
@@ -483,14 +552,15 @@ static void stop(struct httpd *h)
 
 	uv_close((uv_handle_t *)&h->poll, on_handle_closed);
 	uv_close((uv_handle_t *)&h->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&h->watch, on_handle_closed);
 	/* MHD_stop_daemon() must not meet suspended connections: resume them; it then closes
 	 * them and NOTIFY_COMPLETED runs the abort callbacks. */
-	for (r = h->pending; r != NULL; r = r->next) {
-		watch_stop(r);
+	for (r = h->pending; r != NULL; r = r->next)
 		MHD_resume_connection(r->conn);
-	}
 	MHD_stop_daemon(h->d);
 	MHD_destroy_response(h->too_big);
+	close(h->watch_fd);
+	h->watch_fd = -1;
 	h->d = NULL;
 }
 
@@ -588,10 +658,7 @@ void httpd_req_on_abort(struct httpd_req *r, httpd_abort_cb cb, void *arg)
 {
 	r->abort_cb = cb;
 	r->abort_arg = arg;
-	if (cb == NULL)
-		watch_stop(r);
-	else
-		watch_start(r);
+	watch_start(r);
 }
 
 void httpd_respond(struct httpd_req *r, int status, const char *content_type,
@@ -603,8 +670,6 @@ void httpd_respond(struct httpd_req *r, int status, const char *content_type,
 		r->state = REQ_RESPONDED;
 		break;
 	case REQ_PENDING:
-		/* Stop watching before MHD may close the socket. */
-		watch_stop(r);
 		pending_unlink(r);
 		queue(r, status, content_type, body, len, headers);
 		r->state = REQ_RESPONDED;

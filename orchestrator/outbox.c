@@ -26,6 +26,7 @@ struct outbox {
 	struct kafka_client *kafka;
 	int64_t cursor;
 	bool dirty;                 /* rows were put since the last scan */
+	int64_t durable_seen;       /* store_outbox_durable() at the last scan */
 	bool rescan;                /* a delivery failed: produce the unsent rows again */
 	bool more;                  /* the last scan stopped at SCAN_LIMIT or a full queue */
 	int64_t backoff_ms;
@@ -299,7 +300,18 @@ static void on_timer(uv_timer_t *t)
 
 void outbox_after_commit(struct outbox *ob)
 {
-	if (ob == NULL || ob->kafka == NULL || !(ob->dirty || ob->more))
+	int64_t durable;
+
+	if (ob == NULL || ob->kafka == NULL)
+		return;
+	/* A scan hands out only rows of durable commits: rows put before their commit was
+	 * durable are produced once it is. */
+	durable = store_outbox_durable(ob->store);
+	if (durable != ob->durable_seen) {
+		ob->durable_seen = durable;
+		ob->dirty = true;
+	}
+	if (!(ob->dirty || ob->more))
 		return;
 	if (uv_is_active((uv_handle_t *)&ob->timer))
 		return; /* a scheduled scan (backoff, or a full queue) comes first */

@@ -11,6 +11,7 @@
 #include "error.h"
 #include "log.h"
 #include "store.h"
+#include "store_sync.h"
 #include "util.h"
 
 /* Upsert (3.24) is the newest SQL feature used; prepare_v3 needs 3.20. */
@@ -240,7 +241,8 @@ static const char *const sql[ST_MAX] = {
 	[ST_OUTBOX_SENT] = "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1 WHERE seq = ?1",
 	[ST_OUTBOX_FAILED] = "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE seq = ?1",
 	[ST_OUTBOX_UNSENT] = "SELECT seq, topic, key, headers, value, saga_id, created_at, attempts, "
-		"last_error FROM outbox WHERE sent_at IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
+		"last_error FROM outbox WHERE sent_at IS NULL AND seq > ?1 AND seq <= ?3 "
+		"ORDER BY seq LIMIT ?2",
 	[ST_OUTBOX_COUNT] = "SELECT count(*) FROM outbox WHERE sent_at IS NULL",
 	/* Retention: the finished sagas that ended before the cutoff, oldest first, from the
 	 * purge's cursor on (sagas_finished, migration 5): every row read is one the pass may
@@ -290,6 +292,13 @@ struct store {
 	char *purge_id;          /* NULL: from the start */
 	int busy_timeout_ms;     /* configured; 0 is in force after a busy BEGIN (busy_fast) */
 	bool busy_fast;
+	bool full;               /* synchronous=FULL configured (the shipped setting) */
+	/* Pipelined commits (store_pipeline_start): commit tickets count commits since open; the
+	 * outbox's highest sequence number at each commit travels with its sync, so that only
+	 * rows of durable commits are produced. */
+	struct store_sync *sync;
+	uint64_t committed;
+	int64_t outbox_tx_max, outbox_committed;
 };
 
 /* --- errors ------------------------------------------------------------------------------ */
@@ -511,7 +520,13 @@ int store_commit(struct store *st)
 	if (rc == SQLITE_DONE) {
 		sqlite3_reset(stmt);
 		st->commits++;
+		st->committed++;
+		if (st->outbox_tx_max > st->outbox_committed)
+			st->outbox_committed = st->outbox_tx_max;
+		st->outbox_tx_max = 0;
 		busy_restore(st);
+		if (st->sync != NULL)
+			store_sync_request(st->sync, st->committed, st->outbox_committed);
 		return 0;
 	}
 	err = fail(st, "commit", rc);
@@ -520,11 +535,111 @@ int store_commit(struct store *st)
 	return err;
 }
 
+uint64_t store_committed(const struct store *st)
+{
+	return st->committed;
+}
+
+int store_durable(const struct store *st, uint64_t *ticket)
+{
+	int64_t mark;
+	int error;
+
+	if (st->sync == NULL) {
+		*ticket = st->committed;
+		return 0;
+	}
+	store_sync_state(st->sync, ticket, &mark, &error);
+	if (error != 0) {
+		log_error("event=store_error op=wal_sync code=%d msg=\"%s\"", error,
+			  sqlite3_errstr(error));
+		return map_rc(error);
+	}
+	return 0;
+}
+
+int64_t store_outbox_durable(const struct store *st)
+{
+	uint64_t ticket;
+	int64_t mark;
+	int error;
+
+	if (st->sync == NULL)
+		return INT64_MAX;
+	store_sync_state(st->sync, &ticket, &mark, &error);
+	return mark;
+}
+
+uint64_t store_syncs(const struct store *st)
+{
+	return st->sync != NULL ? store_sync_count(st->sync) : 0;
+}
+
+static int max_outbox_seq(struct store *st, int64_t *seq)
+{
+	sqlite3_stmt *stmt;
+	int rc = sqlite3_prepare_v2(st->db, "SELECT coalesce(max(seq), 0) FROM outbox", -1, &stmt,
+				    NULL);
+
+	if (rc != SQLITE_OK)
+		return fail(st, "outbox_max", rc);
+	rc = sqlite3_step(stmt);
+	*seq = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
+	rc = rc == SQLITE_ROW ? 0 : fail(st, "outbox_max", rc);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int store_pipeline_start(struct store *st, uv_loop_t *loop, char *err, size_t errlen)
+{
+	sqlite3_file *wal = NULL;
+	int rc;
+
+	if (!st->full || st->sync != NULL)
+		return 0; /* NORMAL/OFF/EXTRA as configured: commits stay as SQLite does them */
+	store_rollback(st);
+	rc = max_outbox_seq(st, &st->outbox_committed);
+	if (rc != 0) {
+		snprintf(err, errlen, "store: reading the outbox: %s", sagad_strerror(rc));
+		return rc;
+	}
+	rc = sqlite3_file_control(st->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(st->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+	/* Its first sync (on this thread) makes everything committed so far durable. */
+	if (rc == SQLITE_OK)
+		rc = store_sync_new(loop, wal, st->outbox_committed, &st->sync);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "store: starting the WAL sync thread: %s", sqlite3_errstr(rc));
+		sqlite3_exec(st->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+		return map_rc(rc);
+	}
+	return 0;
+}
+
+int store_pipeline_stop(struct store *st)
+{
+	int rc;
+
+	if (st->sync == NULL)
+		return 0;
+	rc = store_sync_now(st->sync, st->committed, st->outbox_committed);
+	store_sync_free(st->sync);
+	st->sync = NULL;
+	sqlite3_exec(st->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		log_error("event=store_error op=wal_sync code=%d msg=\"%s\"", rc, sqlite3_errstr(rc));
+		return map_rc(rc);
+	}
+	return 0;
+}
+
 void store_rollback(struct store *st)
 {
 	sqlite3_stmt *stmt = st->stmt[ST_ROLLBACK];
 	int rc;
 
+	st->outbox_tx_max = 0;
 	if (sqlite3_get_autocommit(st->db))
 		return;
 	rc = sqlite3_step(stmt);
@@ -788,6 +903,7 @@ int store_open(const struct store_options *opt, struct store **out, char *err, s
 	st = xcalloc(1, sizeof(*st));
 	st->shard = opt->shard;
 	st->busy_timeout_ms = opt->busy_timeout_ms ? opt->busy_timeout_ms : 5000;
+	st->full = opt->synchronous == NULL || strcasecmp(opt->synchronous, "FULL") == 0;
 	rc = sqlite3_open_v2(opt->path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 			     SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
@@ -835,6 +951,7 @@ void store_close(struct store *st)
 	opened = st->stmt[ST_MAX - 1] != NULL;   /* else store_open() failed half-way */
 	if (st->stmt[ST_ROLLBACK] != NULL)
 		store_rollback(st);
+	store_pipeline_stop(st);
 	for (i = 0; i < ST_MAX; i++)
 		sqlite3_finalize(st->stmt[i]);
 	/* Refreshes the planner's statistics where they changed (SQLite's advice), reading a
@@ -1474,8 +1591,14 @@ int store_outbox_put(struct store *st, const struct store_outbox *m, int64_t *se
 	bind_text(stmt, 5, m->saga_id);
 	sqlite3_bind_int64(stmt, 6, m->created_at);
 	rc = exec_write(st, stmt, "outbox_put");
-	if (rc == 0 && seq != NULL)
-		*seq = sqlite3_last_insert_rowid(st->db);
+	if (rc == 0) {
+		int64_t n = sqlite3_last_insert_rowid(st->db);
+
+		if (n > st->outbox_tx_max)
+			st->outbox_tx_max = n;
+		if (seq != NULL)
+			*seq = n;
+	}
 	return rc;
 }
 
@@ -1519,10 +1642,13 @@ int store_outbox_each_unsent(struct store *st, int64_t after_seq, int limit, sto
 	struct store_outbox *rows;
 	void *v;
 	size_t n, i;
+	/* Only rows of durable commits leave (a commit's sync carries its outbox mark). */
+	int64_t upto = store_outbox_durable(st);
 	int rc;
 
 	sqlite3_bind_int64(stmt, 1, after_seq);
 	sqlite3_bind_int(stmt, 2, limit < 1 ? 1 : limit);
+	sqlite3_bind_int64(stmt, 3, upto);
 	rc = read_all(st, stmt, "outbox_unsent", sizeof(*rows), read_outbox, &v, &n);
 	rows = v;
 	for (i = 0; i < n; i++) {
@@ -1664,6 +1790,14 @@ int store_probe(struct store *st)
 	if (rc != SQLITE_OK) {
 		store_rollback(st);
 		return map_rc(rc);
+	}
+	st->committed++;
+	if (st->sync != NULL) {
+		/* Everything committed so far must be on disk before the engine resumes; this
+		 * also clears the sync thread's failure. */
+		rc = store_sync_now(st->sync, st->committed, st->outbox_committed);
+		if (rc != SQLITE_OK)
+			return map_rc(rc);
 	}
 	return 0;
 }

@@ -43,6 +43,26 @@ bool store_pending(const struct store *st);
 int store_commit(struct store *st);
 /* Rolls the open transaction back (if any). */
 void store_rollback(struct store *st);
+
+/* Durability tickets. Every commit gets the next ticket (store_committed() is the last one);
+ * store_durable() says up to which ticket the commits are on disk. With synchronous=FULL
+ * and no pipeline a commit is durable when store_commit() returns; a pipelined store
+ * (store_pipeline_start()) commits to the WAL and syncs it on a thread, so the caller holds
+ * what a commit allows until its ticket is durable. store_durable() returns 0, or an error
+ * (SAGAD_EIO, ...) once a sync failed: commits after the last durable ticket may be lost,
+ * and nothing they allow may be done (store_probe() clears it). */
+uint64_t store_committed(const struct store *st);
+int store_durable(const struct store *st, uint64_t *ticket);
+/* Starts pipelined commits when the store runs with synchronous=FULL (else nothing
+ * changes): commits run as NORMAL and a thread fsyncs the WAL, waking loop when a sync is
+ * done. Everything committed before is made durable here. 0, or an error with err. */
+struct uv_loop_s;
+int store_pipeline_start(struct store *st, struct uv_loop_s *loop, char *err, size_t errlen);
+/* Makes every commit durable on the calling thread and stops the thread (FULL commits
+ * again). 0 or the error of that last sync. store_close() calls it too. */
+int store_pipeline_stop(struct store *st);
+/* fsyncs done by the pipeline's thread (and its inline syncs) since it started. */
+uint64_t store_syncs(const struct store *st);
 /* Rolls back whatever is pending, then writes and commits one small row (meta
  * write_probe_at) without waiting for a held lock: 0 when the store can be written again,
  * else SAGAD_EBUSY, SAGAD_EFULL, SAGAD_EIO or SAGAD_ESTORE. For the engine's pause. */
@@ -175,6 +195,9 @@ int store_outbox_each_unsent(struct store *st, int64_t after_seq, int limit, sto
 			     void *arg);
 /* How many messages wait to be sent. */
 int store_outbox_unsent(struct store *st, int64_t *count);
+/* The highest outbox sequence number of a durable commit (INT64_MAX without a pipeline):
+ * store_outbox_each_unsent() hands out no row above it. */
+int64_t store_outbox_durable(const struct store *st);
 
 /* Retention: one pass. Reads up to limit completed or compensated sagas that ended before
  * before_ms, oldest first, from where the previous pass stopped (a cursor kept in the store),

@@ -6,12 +6,15 @@
 # Injection: tests/fault/faultvfs.so preloaded into sagad with FAULTVFS_CONTROL=$TMP/fault;
 # writing "full", "ioerr" or "busy" there makes every SQLite write fail with SQLITE_FULL,
 # SQLITE_IOERR_WRITE (and syncs with SQLITE_IOERR_FSYNC), or the WAL write lock SQLITE_BUSY;
-# removing the file clears the fault.
+# "syncerr" makes only the fsyncs fail (the commits succeed, the WAL sync thread cannot make
+# them durable); removing the file clears the fault.
 #
 # For each fault, saga A is mid-flight (its delivery is applied and answered 5 s late) when the
 # fault starts:
 #   * the commit that fails is rolled back and sagad keeps running (no exit); the start whose
-#     commit failed gets 503 and does not exist afterwards (full, ioerr);
+#     commit failed gets 503 and does not exist afterwards (full, ioerr); with syncerr the
+#     start's commit succeeded but its sync did not: it gets 503 too (never acknowledged), and
+#     as its rows stayed in the WAL it runs to its end after the resume (at least once);
 #   * GET /readyz answers 503 with the reason; new starts get 503 at once, with a JSON error
 #     and Retry-After;
 #   * A's delivery answer arrives during the pause and is ignored (late_reply);
@@ -37,6 +40,9 @@ _delivery_has() {   # KEY-PREFIX: the delivery participant has applied a key of 
 }
 _child_ship() { [ -n "$(child_saga "$(api GET "/v1/sagas/$1")" ship)" ]; }
 _status_is() { [ "$(jget "$(api GET "/v1/sagas/$1")" .status)" = "$2" ]; }
+_status_is_input() {   # TEXT STATUS: the saga whose input holds TEXT has STATUS (in the store)
+	[ "$(sqlite3 "$TMP/sagad.db" "SELECT status FROM sagas WHERE parent_id IS NULL AND input LIKE '%$1%'" 2>/dev/null)" = "$2" ]
+}
 
 # scenario FAULT CODE REASON: one pause and resume.
 scenario() {
@@ -91,7 +97,10 @@ scenario() {
 	is "$(participant_log delivery | jq -r --arg k "$key" \
 		'[.[] | select(.idempotency_key == $k) | .outcome] | join(",")')" "applied,replayed" \
 		"$f: A's delivery: applied once, then re-sent with the same key and replayed"
-	if [ "$f" != busy ]; then
+	if [ "$f" = syncerr ]; then
+		wait_until 20 _status_is_input "$f-b" completed
+		ok $? "$f: the start that got 503 was committed (not durable, never acknowledged) and ran to its end after the resume"
+	elif [ "$f" != busy ]; then
 		is "$(sqlite3 "$TMP/sagad.db" "SELECT count(*) FROM sagas WHERE input LIKE '%$f-b%'")" 0 \
 			"$f: the start that got 503 was not recorded"
 	fi
@@ -102,9 +111,10 @@ scenario() {
 scenario full EFULL 'disk full'
 scenario ioerr EIO 'input/output error'
 scenario busy EBUSY 'store busy'
+scenario syncerr EIO 'input/output error'
 
 is "$(oplog_dup_applied "$(oplog_all)" | tr '\n' ' ')" "" "no participant applied an idempotency key twice"
 stop_sagad
-is "$SAGAD_EXIT" 0 "sagad stopped cleanly (exit 0) after three pauses"
+is "$SAGAD_EXIT" 0 "sagad stopped cleanly (exit 0) after four pauses"
 is "$(integrity "$TMP/sagad.db")" ok "PRAGMA integrity_check"
 done_testing

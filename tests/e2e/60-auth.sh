@@ -143,6 +143,12 @@ T=$(hs256 "$TMP/hs.secret" "$HS" "$(claims operator '.role = "read operator"')")
 is "$(jwt_status "$T" POST '/v1/flows/apply/sagas?wait=none' "$INPUT")" 202 "C: a space-separated role claim with operator: 202"
 T=$(hs256 "$TMP/hs.secret" "$HS" "$(claims operator 'del(.role)')")
 is "$(jwt_status "$T" GET /v1/flows)" 403 "C: a valid JWT without a role: 403"
+# a large bearer token (many group claims, as some identity providers issue), just under the
+# 8192 bytes auth.c reads: the request head must fit sagad's connection memory (about 15.8 kB,
+# orchestrator/httpd.c), and does with room to spare
+T=$(hs256 "$TMP/hs.secret" "$HS" "$(claims operator '.groups = [range(175) | "group-\(.)-of-the-organisation"]')")
+is "$(( ${#T} > 7500 && ${#T} <= 8192 ))" 1 "C: the large JWT is 7.5-8 kB (${#T} bytes)"
+is "$(jwt_status "$T" POST '/v1/flows/apply/sagas?wait=none' "$INPUT")" 202 "C: a large HS256 operator JWT: start 202"
 
 # refused JWTs: each with the reason the 401 message gives
 refused() {   # refused TOKEN REASON-REGEX DESC

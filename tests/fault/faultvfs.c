@@ -22,8 +22,17 @@
  *     ioerr  writes fail with SQLITE_IOERR_WRITE, syncs with SQLITE_IOERR_FSYNC
  *     busy   taking the WAL write lock fails with SQLITE_BUSY (another writer holds it; the
  *            connection's busy handler retries until its busy_timeout, then gives up)
+ *     syncerr  only syncs fail, with SQLITE_IOERR_FSYNC: writes reach the page cache but
+ *            cannot be made durable (sagad's WAL sync thread sees it, not its commits)
  *   Each injected error is counted on stderr ("faultvfs: injected full ...") at most once a
  *   second, so a test can see that the fault was hit.
+ *
+ * FAULTVFS_SYNC_DELAY_US=N  a slow disk: every xSync takes N microseconds longer (a cloud
+ *   volume's or a consumer SSD's fsync is 0.5-10 ms); for benchmarks of the commit pipeline.
+ *
+ * sagad syncs the WAL from its sync thread while the loop thread writes the next commits:
+ * the undo bookkeeping is under one mutex, and a sync forgets only the records written
+ * before it started (a write that raced with it stays undoable).
  *
  * Undo log format: "FVUNDO1\n", u32 path length, the path (absolute), then records:
  *   u64 offset, u32 n, u64 old_size, n saved bytes
@@ -34,6 +43,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,9 +69,11 @@ static sqlite3_vfs fv_vfs;
 static sqlite3_vfs *real_vfs;
 static const char *undo_dir;
 static const char *control_path;
+static long sync_delay_us;
+static pthread_mutex_t undo_mu = PTHREAD_MUTEX_INITIALIZER;
 
-enum fault { FAULT_NONE, FAULT_FULL, FAULT_IOERR, FAULT_BUSY };
-static const char *const fault_names[] = { "none", "full", "ioerr", "busy" };
+enum fault { FAULT_NONE, FAULT_FULL, FAULT_IOERR, FAULT_BUSY, FAULT_SYNCERR };
+static const char *const fault_names[] = { "none", "full", "ioerr", "busy", "syncerr" };
 
 static enum fault current_fault(void)
 {
@@ -85,13 +97,15 @@ static enum fault current_fault(void)
 		return FAULT_IOERR;
 	if (strncmp(buf, "busy", 4) == 0)
 		return FAULT_BUSY;
+	if (strncmp(buf, "syncerr", 7) == 0)
+		return FAULT_SYNCERR;
 	return FAULT_NONE;
 }
 
 /* Returns rc after counting the injection (reported at most once a second). */
 static int injected(enum fault f, const char *op, int rc)
 {
-	static unsigned long count[4];
+	static unsigned long count[5];
 	static time_t last;
 	time_t now = time(NULL);
 
@@ -210,9 +224,14 @@ static int fv_write(sqlite3_file *p, const void *buf, int n, sqlite3_int64 off)
 		return injected(fault, "write", SQLITE_FULL);
 	if (fault == FAULT_IOERR)
 		return injected(fault, "write", SQLITE_IOERR_WRITE);
-	if (f->undo_fd >= 0 && (rc = undo_record(f, off, n)) != SQLITE_OK)
-		return rc;
-	return f->real->pMethods->xWrite(f->real, buf, n, off);
+	if (f->undo_fd < 0)
+		return f->real->pMethods->xWrite(f->real, buf, n, off);
+	pthread_mutex_lock(&undo_mu);
+	rc = undo_record(f, off, n);
+	if (rc == SQLITE_OK)
+		rc = f->real->pMethods->xWrite(f->real, buf, n, off);
+	pthread_mutex_unlock(&undo_mu);
+	return rc;
 }
 
 static int fv_truncate(sqlite3_file *p, sqlite3_int64 size)
@@ -226,14 +245,37 @@ static int fv_truncate(sqlite3_file *p, sqlite3_int64 size)
 		return injected(fault, "truncate", SQLITE_FULL);
 	if (fault == FAULT_IOERR)
 		return injected(fault, "truncate", SQLITE_IOERR_TRUNCATE);
-	if (f->undo_fd >= 0) {
-		rc = f->real->pMethods->xFileSize(f->real, &cur);
-		if (rc != SQLITE_OK)
-			return rc;
-		if (size < cur && (rc = undo_record(f, size, cur - size)) != SQLITE_OK)
-			return rc;
+	if (f->undo_fd < 0)
+		return f->real->pMethods->xTruncate(f->real, size);
+	pthread_mutex_lock(&undo_mu);
+	rc = f->real->pMethods->xFileSize(f->real, &cur);
+	if (rc == SQLITE_OK && size < cur)
+		rc = undo_record(f, size, cur - size);
+	if (rc == SQLITE_OK)
+		rc = f->real->pMethods->xTruncate(f->real, size);
+	pthread_mutex_unlock(&undo_mu);
+	return rc;
+}
+
+/* Forgets the undo records in [header, upto): their writes are durable. Records written
+ * after upto (during the sync) move to the front. Called under undo_mu. */
+static int undo_forget(struct fv_file *f, off_t upto)
+{
+	off_t end = lseek(f->undo_fd, 0, SEEK_END), at = f->undo_header;
+	char buf[65536];
+
+	if (end < 0)
+		return -1;
+	for (off_t from = upto; from < end;) {
+		ssize_t n = pread(f->undo_fd, buf, sizeof(buf), from);
+		if (n <= 0 || pwrite(f->undo_fd, buf, (size_t)n, at) != n)
+			return -1;
+		from += n;
+		at += n;
 	}
-	return f->real->pMethods->xTruncate(f->real, size);
+	if (ftruncate(f->undo_fd, at) != 0 || lseek(f->undo_fd, at, SEEK_SET) < 0)
+		return -1;
+	return 0;
 }
 
 static int fv_sync(sqlite3_file *p, int flags)
@@ -241,14 +283,25 @@ static int fv_sync(sqlite3_file *p, int flags)
 	struct fv_file *f = (struct fv_file *)p;
 	int rc;
 
-	if (current_fault() == FAULT_IOERR)
-		return injected(FAULT_IOERR, "sync", SQLITE_IOERR_FSYNC);
+	enum fault fault = current_fault();
+	off_t upto = 0;
+
+	if (fault == FAULT_IOERR || fault == FAULT_SYNCERR)
+		return injected(fault, "sync", SQLITE_IOERR_FSYNC);
+	if (f->undo_fd >= 0) {
+		pthread_mutex_lock(&undo_mu);
+		upto = lseek(f->undo_fd, 0, SEEK_CUR);
+		pthread_mutex_unlock(&undo_mu);
+	}
+	if (sync_delay_us > 0)
+		usleep((useconds_t)sync_delay_us);
 	rc = f->real->pMethods->xSync(f->real, flags);
-	if (rc == SQLITE_OK && f->undo_fd >= 0) {
-		/* Durable now: nothing of it can be lost any more. */
-		if (ftruncate(f->undo_fd, f->undo_header) != 0 ||
-		    lseek(f->undo_fd, f->undo_header, SEEK_SET) < 0)
-			return SQLITE_IOERR_FSYNC;
+	if (rc == SQLITE_OK && f->undo_fd >= 0 && upto >= f->undo_header) {
+		/* Durable now: what was written before the sync began cannot be lost any more. */
+		pthread_mutex_lock(&undo_mu);
+		if (undo_forget(f, upto) != 0)
+			rc = SQLITE_IOERR_FSYNC;
+		pthread_mutex_unlock(&undo_mu);
 	}
 	return rc;
 }
@@ -442,9 +495,11 @@ static int fv_current_time64(sqlite3_vfs *vfs, sqlite3_int64 *out)
 __attribute__((constructor)) static void faultvfs_init(void)
 {
 	const char *d = getenv("FAULTVFS_UNDO_DIR"), *c = getenv("FAULTVFS_CONTROL");
+	const char *delay = getenv("FAULTVFS_SYNC_DELAY_US");
 
 	undo_dir = d && *d ? d : NULL;
 	control_path = c && *c ? c : NULL;
+	sync_delay_us = delay && *delay ? atol(delay) : 0;
 	real_vfs = sqlite3_vfs_find(NULL);
 	if (real_vfs == NULL) {
 		fprintf(stderr, "faultvfs: no default SQLite VFS to wrap\n");
@@ -463,9 +518,10 @@ __attribute__((constructor)) static void faultvfs_init(void)
 		fprintf(stderr, "faultvfs: cannot register the VFS\n");
 		abort();
 	}
-	fprintf(stderr, "faultvfs: default VFS wraps \"%s\"%s%s%s%s\n", real_vfs->zName,
-		undo_dir ? "; undo logs in " : "", undo_dir ? undo_dir : "",
-		control_path ? "; faults from " : "", control_path ? control_path : "");
+	fprintf(stderr, "faultvfs: default VFS wraps \"%s\"%s%s%s%s; sync delay %ld us\n",
+		real_vfs->zName, undo_dir ? "; undo logs in " : "", undo_dir ? undo_dir : "",
+		control_path ? "; faults from " : "", control_path ? control_path : "",
+		sync_delay_us);
 }
 
 #else /* FAULTVFS_REVERT: the power cut */

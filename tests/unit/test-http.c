@@ -540,6 +540,30 @@ static void on_chain(const struct http_result *res, void *arg)
 		assert_int_equal(http_client_send(cli, &req, on_chain, arg, NULL), 0);
 }
 
+/* Calls reuse their easy handle without a reset: each one's method and body must not carry
+ * over into the next call on the same handle. */
+static void test_method_sequence(void **state)
+{
+	static const struct { const char *method, *body, *want; } seq[] = {
+		{ "HEAD", NULL, "" },  { "POST", "abc", "3" }, { "GET", NULL, "0" },
+		{ "PUT", "ab", "2" },  { "DELETE", NULL, "0" }, { "HEAD", NULL, "" },
+		{ "PATCH", "abcd", "4" }, { "DELETE", "xy", "2" }, { "GET", NULL, "0" },
+		{ "POST", "", "0" },   { "OPTIONS", NULL, "0" }, { "POST", "x", "1" },
+	};
+	struct outcome o = { 0 };
+
+	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		size_t len = seq[i].body != NULL ? strlen(seq[i].body) : 0;
+
+		assert_int_equal(call1(seq[i].method, "/len", seq[i].body, len, 2000, &o), 1);
+		assert_int_equal(o.error, 0);
+		assert_int_equal(o.status, 200);
+		assert_string_equal(seen.last_method, seq[i].method);
+		assert_string_equal(o.body, seq[i].want);
+	}
+	outcome_clear(&o);
+}
+
 static void test_keepalive_sequential(void **state)
 {
 	char url[128];
@@ -619,6 +643,71 @@ static void test_client_abort(void **state)
 	assert_int_equal(run_until(&seen.late_responses, late + 1), late + 1);
 	run_for(50);
 	assert_int_equal(o.done, 0);
+
+	/* and the server keeps serving */
+	assert_int_equal(call1("GET", "/hello", NULL, 0, 2000, &o), 1);
+	assert_int_equal(o.status, 200);
+	outcome_clear(&o);
+}
+
+/* A raw client socket connected to srv (blocking for connect and send; reads are polled). */
+static int raw_connect(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(httpd_port(srv)) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	return fd;
+}
+
+static void raw_send(int fd, const char *s)
+{
+	assert_int_equal(send(fd, s, strlen(s), 0), (ssize_t)strlen(s));
+}
+
+/* Runs the loop until the server's answer has arrived on fd; returns how many bytes came. */
+static size_t raw_drain(int fd)
+{
+	char buf[4096];
+	size_t total = 0;
+	ssize_t n;
+
+	for (int i = 0; i < 100 && total == 0; i++) {
+		run_for(10);
+		while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+			total += (size_t)n;
+	}
+	return total;
+}
+
+/* The disconnect watch is per connection: a client that leaves while its second request on a
+ * keep-alive connection waits is noticed like one on a fresh connection, and one that
+ * half-closes right after its request (the FIN may be seen before the request is suspended)
+ * counts as gone too. */
+static void test_client_abort_keepalive(void **state)
+{
+	int handled = seen.handled, aborted = seen.aborted;
+	struct outcome o = { 0 };
+	int fd;
+
+	fd = raw_connect();
+	raw_send(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+	assert_int_equal(run_until(&seen.handled, handled + 1), handled + 1);
+	assert_true(raw_drain(fd) > 0);
+	raw_send(fd, "POST /async?ms=5000 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+	assert_int_equal(run_until(&seen.handled, handled + 2), handled + 2);
+	run_for(20);
+	assert_int_equal(seen.aborted, aborted);
+	close(fd);
+	assert_int_equal(run_until(&seen.aborted, aborted + 1), aborted + 1);
+
+	fd = raw_connect();
+	raw_send(fd, "POST /async?ms=5000 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+	shutdown(fd, SHUT_WR);
+	assert_int_equal(run_until(&seen.aborted, aborted + 2), aborted + 2);
+	close(fd);
 
 	/* and the server keeps serving */
 	assert_int_equal(call1("GET", "/hello", NULL, 0, 2000, &o), 1);
@@ -751,10 +840,12 @@ int main(void)
 		cmocka_unit_test(test_too_big_unknown_length),
 		cmocka_unit_test(test_retry_after),
 		cmocka_unit_test(test_body_limit),
+		cmocka_unit_test(test_method_sequence),
 		cmocka_unit_test(test_keepalive_sequential),
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_client_abort),
+		cmocka_unit_test(test_client_abort_keepalive),
 		cmocka_unit_test(test_client_free_in_flight),
 		cmocka_unit_test(test_client_free_in_callback),
 		cmocka_unit_test(test_server_lifecycle),

@@ -287,6 +287,32 @@ static void test_times_as_util_format_time(void **state)
 	strbuf_close(&b);
 }
 
+/* Integers: the same digits as jansson's (which prints them with "%lld"), at the edges too. */
+static void assert_int_as_jansson(long long v)
+{
+	json_t *j = json_integer(v);
+	char *ref = json_dumps(j, API_FLAGS);
+	struct strbuf b;
+
+	strbuf_init(&b);
+	jsonw_int(&b, v);
+	assert_string_equal(b.data, ref);
+	strbuf_close(&b);
+	free(ref);
+	json_decref(j);
+}
+
+static void test_ints_as_jansson(void **state)
+{
+	static const long long v[] = { 0, 1, -1, 9, 10, -10, 99, 100, 1234567890123LL,
+				       -9007199254740993LL, INT64_MAX, INT64_MIN };
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		assert_int_as_jansson(v[i]);
+	for (int i = 0; i < 10000; i++)
+		assert_int_as_jansson(((long long)random() << 32 | random()) * (i % 2 ? 1 : -1));
+}
+
 static void test_deep_nesting(void **state)
 {
 	struct strbuf b;
@@ -310,6 +336,7 @@ int main(void)
 		cmocka_unit_test(test_random_stored_values),
 		cmocka_unit_test(test_dumps_as_jansson),
 		cmocka_unit_test(test_times_as_util_format_time),
+		cmocka_unit_test(test_ints_as_jansson),
 		cmocka_unit_test(test_deep_nesting),
 	};
 

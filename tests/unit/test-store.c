@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <sqlite3.h>
+#include <uv.h>
 #include "error.h"
 #include "log.h"
 #include "store.h"
@@ -1110,6 +1111,59 @@ static void test_purge_plans(void **state)
 	assert_int_equal(raw_int("SELECT count(*) FROM sagas"), 3001 - 200);
 }
 
+/* Pipelined commits: the store commits as NORMAL and its thread syncs the WAL; a commit's
+ * ticket becomes durable once the loop has seen the thread's wake-up, and only outbox rows
+ * of durable commits are handed out. Stopping syncs the rest and restores FULL. */
+static void test_pipeline(void **state)
+{
+	struct store *st = open_store();
+	struct store_outbox m = { .topic = "t", .value = "{}", .created_at = 1 };
+	struct collect c = { 0 };
+	uv_loop_t loop;
+	uint64_t ticket, durable = 0;
+	char err[256], buf[32];
+	int i;
+
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(store_pipeline_start(st, &loop, err, sizeof(err)), 0);
+	assert_int_equal(store_pragma(st, "synchronous", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "1"); /* NORMAL: the thread syncs */
+	assert_int_equal(store_durable(st, &durable), 0);
+	assert_int_equal(durable, store_committed(st)); /* the start synced what was there */
+
+	assert_int_equal(store_outbox_put(st, &m, NULL), 0);
+	assert_int_equal(store_commit(st), 0);
+	ticket = store_committed(st);
+	assert_int_equal(store_outbox_each_unsent(st, 0, 10, on_outbox, &c), 0);
+	assert_int_equal(store_durable(st, &durable), 0);
+	if (c.n > 0) /* handed out: then its commit was durable before the scan */
+		assert_true(durable >= ticket);
+	for (i = 0; i < 500 && durable < ticket; i++) {
+		uv_run(&loop, UV_RUN_ONCE);
+		assert_int_equal(store_durable(st, &durable), 0);
+	}
+	assert_true(durable >= ticket);
+	c.n = 0;
+	assert_int_equal(store_outbox_each_unsent(st, 0, 10, on_outbox, &c), 0);
+	assert_int_equal(c.n, 1);
+	assert_true(store_syncs(st) >= 2);
+
+	/* a commit not yet seen durable when the pipeline stops is synced by the stop */
+	assert_int_equal(store_outbox_put(st, &m, NULL), 0);
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(store_pipeline_stop(st), 0);
+	assert_int_equal(store_durable(st, &durable), 0);
+	assert_int_equal(durable, store_committed(st));
+	assert_int_equal(store_pragma(st, "synchronous", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "2"); /* FULL again */
+	c.n = 0;
+	assert_int_equal(store_outbox_each_unsent(st, 0, 10, on_outbox, &c), 0);
+	assert_int_equal(c.n, 2);
+	uv_run(&loop, UV_RUN_DEFAULT); /* closes the thread's async handle */
+	assert_int_equal(uv_loop_close(&loop), 0);
+	store_close(st);
+}
+
 /* Retention: only completed/compensated sagas created and updated before the cutoff go, with
  * their steps and history; failed and recent ones stay; sent outbox rows before it go. */
 static void test_purge(void **state)
@@ -1226,6 +1280,7 @@ int main(void)
 		T(test_history),
 		T(test_timers),
 		T(test_outbox),
+		T(test_pipeline),
 		T(test_purge),
 		T(test_purge_plans),
 		T(test_flows),
