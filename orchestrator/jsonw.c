@@ -38,10 +38,9 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 	return 0;
 }
 
-void jsonw_str(struct strbuf *b, const char *s)
+static void put_str(struct strbuf *b, const char *s, size_t left)
 {
 	const unsigned char *p = (const unsigned char *)s, *run = p;
-	size_t left = strlen(s);
 	char esc[6];
 
 	strbuf_add(b, "\"", 1);
@@ -84,6 +83,11 @@ void jsonw_str(struct strbuf *b, const char *s)
 	}
 	strbuf_add(b, run, (size_t)(p - run));
 	strbuf_add(b, "\"", 1);
+}
+
+void jsonw_str(struct strbuf *b, const char *s)
+{
+	put_str(b, s, strlen(s));
 }
 
 void jsonw_str_or_null(struct strbuf *b, const char *s)
@@ -170,10 +174,10 @@ void jsonw_time(struct strbuf *b, int64_t ms)
 
 /* --- checking (and copying) JSON text --------------------------------------------------- */
 
-/* A real as jansson's jsonp_dtostr() writes it with precision 15. */
-static int format_real(double v, char *buf, size_t size)
+/* A real as jansson's jsonp_dtostr() writes it with precision digits (15 or 17). */
+static int format_real_digits(double v, int precision, char *buf, size_t size)
 {
-	int n = snprintf(buf, size, "%.15g", v);
+	int n = snprintf(buf, size, "%.*g", precision, v);
 	char *e, *start, *end;
 
 	if (n < 0 || (size_t)n + 3 >= size)
@@ -196,6 +200,78 @@ static int format_real(double v, char *buf, size_t size)
 		}
 	}
 	return n;
+}
+
+static int format_real(double v, char *buf, size_t size)
+{
+	return format_real_digits(v, 15, buf, size);
+}
+
+/* --- jansson values ------------------------------------------------------------------- */
+
+void jsonw_value(struct strbuf *b, const json_t *v)
+{
+	char buf[64];
+	const char *key;
+	json_t *item;
+	size_t i;
+	int n;
+
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		strbuf_add(b, "{", 1);
+		i = 0;
+		/* json_object_foreach() walks in insertion order, as json_dumps() without
+		 * JSON_SORT_KEYS does. */
+		json_object_foreach((json_t *)v, key, item) {
+			if (i++ > 0)
+				strbuf_add(b, ",", 1);
+			put_str(b, key, strlen(key));
+			strbuf_add(b, ":", 1);
+			jsonw_value(b, item);
+		}
+		strbuf_add(b, "}", 1);
+		break;
+	case JSON_ARRAY:
+		strbuf_add(b, "[", 1);
+		json_array_foreach(v, i, item) {
+			if (i > 0)
+				strbuf_add(b, ",", 1);
+			jsonw_value(b, item);
+		}
+		strbuf_add(b, "]", 1);
+		break;
+	case JSON_STRING:
+		put_str(b, json_string_value(v), json_string_length(v));
+		break;
+	case JSON_INTEGER:
+		jsonw_int(b, (long long)json_integer_value(v));
+		break;
+	case JSON_REAL:
+		n = format_real_digits(json_real_value(v), 17, buf, sizeof(buf));
+		strbuf_add(b, buf, n > 0 ? (size_t)n : 0);
+		break;
+	case JSON_TRUE:
+		strbuf_add(b, "true", 4);
+		break;
+	case JSON_FALSE:
+		strbuf_add(b, "false", 5);
+		break;
+	case JSON_NULL:
+		strbuf_add(b, "null", 4);
+		break;
+	}
+}
+
+char *jsonw_dumps(const json_t *v)
+{
+	struct strbuf b;
+
+	if (v == NULL)
+		return NULL;
+	strbuf_init(&b);
+	jsonw_value(&b, v);
+	return strbuf_detach(&b);
 }
 
 struct scan {

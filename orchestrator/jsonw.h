@@ -9,6 +9,7 @@
 #define SAGAD_JSONW_H
 
 #include <stdint.h>
+#include <jansson.h>
 #include "util.h"
 
 /* A JSON string: s quoted and escaped. Bytes that are not valid UTF-8 become '?', as
@@ -25,5 +26,12 @@ void jsonw_time(struct strbuf *b, int64_t ms);
 void jsonw_json(struct strbuf *b, const char *text);
 /* 0 when text (len bytes) is one valid JSON value, -1 otherwise. */
 int jsonw_check(const char *text, size_t len);
+
+/* A jansson value as json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) writes it, byte for byte
+ * (objects in insertion order, reals with 17 significant digits), for the texts the engine
+ * stores: about 4 times fewer instructions than jansson's dump. */
+void jsonw_value(struct strbuf *b, const json_t *v);
+/* jsonw_value() in a new string owned by the caller (free()), or NULL when v is NULL. */
+char *jsonw_dumps(const json_t *v);
 
 #endif

@@ -17,6 +17,7 @@
 #include "httpd.h"
 #include "kafka.h"
 #include "outbox.h"
+#include "purge.h"
 #include "log.h"
 #include "loopstat.h"
 #include "secret.h"
@@ -24,9 +25,6 @@
 #include "util.h"
 
 #define SHUTDOWN_POLL_MS 50
-#define PURGE_BATCH 200           /* sagas (and sent messages) deleted per purge pass */
-#define PURGE_IDLE_MS 10000       /* between passes when the last one found nothing more */
-#define PURGE_BUSY_MS 100         /* between passes while a backlog remains */
 
 struct daemon {
 	uv_loop_t *loop;
@@ -42,7 +40,7 @@ struct daemon {
 	struct dsl_limits flow_limits;  /* --flow-limit */
 	int64_t shutdown_grace_ms, max_wait_ms;
 	int64_t retention_ms;           /* 0 = keep finished sagas forever */
-	uv_timer_t purge_timer;
+	struct purge *purge;            /* NULL without retention */
 	const char *kafka_brokers;
 	const char *kafka_group;
 	const char *lifecycle_topic;
@@ -396,35 +394,6 @@ static void on_flush(uv_prepare_t *h)
 	}
 }
 
-/* Retention: one small batch per pass (it shares the loop with everything else); passes come
- * quickly while a backlog remains and every few seconds otherwise. The deletes are committed
- * with the loop turn's other writes. */
-static uint64_t purge_idle_ms(const struct daemon *d)
-{
-	int64_t half = d->retention_ms / 2;
-
-	return (uint64_t)(half < PURGE_BUSY_MS ? PURGE_BUSY_MS : half > PURGE_IDLE_MS ?
-			  PURGE_IDLE_MS : half);
-}
-
-static void on_purge(uv_timer_t *t)
-{
-	struct daemon *d = t->data;
-	int sagas = 0, messages = 0, rc;
-
-	rc = store_purge(d->store, util_now_ms() - d->retention_ms, PURGE_BATCH, &sagas, &messages);
-	if (rc != 0) {
-		log_warn("event=purge_failed err=\"%s\"", sagad_strerror(rc));
-		uv_timer_start(t, on_purge, purge_idle_ms(d), 0);
-		return;
-	}
-	if (sagas > 0 || messages > 0)
-		log_info("event=purged sagas=%d outbox_messages=%d retention_ms=%lld", sagas, messages,
-			 (long long)d->retention_ms);
-	uv_timer_start(t, on_purge, sagas == PURGE_BATCH || messages == PURGE_BATCH ?
-		       PURGE_BUSY_MS : purge_idle_ms(d), 0);
-}
-
 static void close_all(struct daemon *d)
 {
 	httpd_free(d->httpd);
@@ -438,8 +407,8 @@ static void close_all(struct daemon *d)
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->sighup, NULL);
 	uv_close((uv_handle_t *)&d->shutdown_timer, NULL);
-	uv_timer_stop(&d->purge_timer);
-	uv_close((uv_handle_t *)&d->purge_timer, NULL);
+	purge_close(d->purge);
+	d->purge = NULL;
 	loopstat_stop();
 }
 
@@ -821,10 +790,8 @@ int main(int argc, char **argv)
 	uv_signal_start(&d.sighup, on_signal, SIGHUP);
 	uv_timer_init(d.loop, &d.shutdown_timer);
 	d.shutdown_timer.data = &d;
-	uv_timer_init(d.loop, &d.purge_timer);
-	d.purge_timer.data = &d;
 	if (d.retention_ms > 0)
-		uv_timer_start(&d.purge_timer, on_purge, purge_idle_ms(&d), 0);
+		d.purge = purge_new(d.loop, d.store, d.retention_ms);
 
 	rc = engine_recover(d.engine);
 	if (rc != 0) {

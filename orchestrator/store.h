@@ -199,11 +199,23 @@ int store_outbox_unsent(struct store *st, int64_t *count);
  * store_outbox_each_unsent() hands out no row above it. */
 int64_t store_outbox_durable(const struct store *st);
 
-/* Retention: deletes up to limit completed or compensated sagas created and last updated
- * before before_ms (with their steps, history and timers), and up to limit outbox rows sent
- * before it. failed sagas are never purged. *sagas and *messages get the counts. Call it in
- * small batches: it runs in the open transaction like every write. */
-int store_purge(struct store *st, int64_t before_ms, int limit, int *sagas, int *messages);
+/* Retention: one pass. Reads up to limit completed or compensated sagas that ended before
+ * before_ms, oldest first, from where the previous pass stopped (a cursor kept in the store),
+ * and deletes them with their steps, history, keys and timers, except those created after
+ * before_ms and children of a saga that is not finished (they are looked at again in the
+ * next sweep); then up to limit outbox rows sent before before_ms. failed sagas are never
+ * purged. A pass reads at most limit sagas whatever the store holds (index sagas_finished),
+ * and runs in the open transaction like every write. */
+struct store_purge_result {
+	int sagas;                /* deleted */
+	int messages;             /* outbox rows deleted */
+	int scanned;              /* finished sagas read */
+	bool more;                /* the pass stopped at limit: call again soon */
+};
+int store_purge(struct store *st, int64_t before_ms, int limit, struct store_purge_result *res);
+/* Diagnostics (tests): the EXPLAIN QUERY PLAN of one of the store's statements, "recover"
+ * (the unfinished sagas) or "purge" (the scan of a pass), one plan line per text line. */
+int store_query_plan(struct store *st, const char *name, char *buf, size_t len);
 
 /* Reads. Callbacks get borrowed records valid during the call; return non-zero to stop, and
  * the each/list function then returns that value (else 0 or a store error). No statement is

@@ -211,6 +211,55 @@ static void test_random_stored_values(void **state)
 	}
 }
 
+/* jsonw_dumps() writes what the engine stored with json_dumps(JSON_COMPACT | JSON_ENCODE_ANY):
+ * the same bytes for random trees, reals of every size (17 digits, exponents, integral reals),
+ * UTF-8, escapes and an object whose keys were deleted and set again (insertion order). */
+static void test_dumps_as_jansson(void **state)
+{
+	static const double reals[] = { 0.0, -0.0, 1.0, -3.0, 0.1, 1.0 / 3, 2.5e-300, 1e300, 123456789012345678.0,
+					1e16, 1e17, 5e-324, 1.7976931348623157e308, -1e-7, 100.0, 0.5 };
+	static const char *const strings[] = { "", "caf\xc3\xa9", "\xe2\x82\xac \xf0\x9f\x98\x80",
+					       "a\"b\\c/d", "\x01\x1f\x7f", "line\nnext\ttab\r\b\f" };
+	unsigned seed = 4242;
+	json_t *v, *o;
+	char *want, *got;
+
+	for (int i = 0; i < 5000; i++) {
+		v = json_array();
+		json_array_append_new(v, random_value(&seed, 0));
+		json_array_append_new(v, json_real(reals[i % (sizeof(reals) / sizeof(reals[0]))] *
+						   (i < 100 ? 1 : (double)rand_r(&seed) / 7)));
+		json_array_append_new(v, json_string(strings[i % (sizeof(strings) / sizeof(strings[0]))]));
+		json_array_append_new(v, json_integer(i % 2 ? INT64_MIN + i : INT64_MAX - i));
+		o = json_object();
+		json_object_set_new(o, "z", json_true());
+		json_object_set_new(o, "a", json_false());
+		json_object_set_new(o, "m", json_null());
+		if (i % 3 == 0) {
+			json_object_del(o, "a");
+			json_object_set_new(o, "a", json_integer(i));
+		}
+		json_array_append_new(v, o);
+		want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		got = jsonw_dumps(v);
+		if (strcmp(got, want) != 0)
+			fail_msg("jansson %s, jsonw %s", want, got);
+		free(want);
+		free(got);
+		json_decref(v);
+	}
+	for (size_t i = 0; i < sizeof(reals) / sizeof(reals[0]); i++) {
+		v = json_real(reals[i]);
+		want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		got = jsonw_dumps(v);
+		assert_string_equal(got, want);
+		free(want);
+		free(got);
+		json_decref(v);
+	}
+	assert_null(jsonw_dumps(NULL));
+}
+
 static void test_times_as_util_format_time(void **state)
 {
 	int64_t cases[] = { 1, 999, 1000, 86399999, 86400000, 951782400000LL /* 2000-02-29 */,
@@ -285,6 +334,7 @@ int main(void)
 		cmocka_unit_test(test_invalid_utf8_becomes_question_marks),
 		cmocka_unit_test(test_stored_json_as_jansson),
 		cmocka_unit_test(test_random_stored_values),
+		cmocka_unit_test(test_dumps_as_jansson),
 		cmocka_unit_test(test_times_as_util_format_time),
 		cmocka_unit_test(test_ints_as_jansson),
 		cmocka_unit_test(test_deep_nesting),

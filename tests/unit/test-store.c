@@ -180,6 +180,16 @@ static void test_pragmas(void **state)
 	assert_string_equal(buf, "5000");
 	assert_int_equal(store_pragma(st, "wal_checkpoint", buf, sizeof(buf)), SAGAD_EINVAL);
 	assert_int_equal(store_pragma(st, "synchronous=OFF", buf, sizeof(buf)), SAGAD_EINVAL);
+	/* A new database has 2 KiB pages ... */
+	assert_int_equal(store_pragma(st, "page_size", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "2048");
+	store_close(st);
+	/* ... and an existing one keeps its own. */
+	teardown(state);
+	raw_exec("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (x)");
+	st = open_store();
+	assert_int_equal(store_pragma(st, "page_size", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "4096");
 	store_close(st);
 
 	assert_int_equal(store_open(&opt, &st, err, sizeof(err)), 0);
@@ -826,6 +836,24 @@ static void test_list(void **state)
 	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
 	assert_int_equal(ids.n, 3);
 	assert_string_equal(ids.id[0], ID("01J9L", 13));
+	/* Each kind of status through its own index: final (sagas_finished_status), or not
+	 * (sagas_unfinished), with and without a flow and a cursor. */
+	memset(&ids, 0, sizeof(ids));
+	q.flow = NULL;
+	q.status = "compensated";      /* i % 3 == 2 below 19: 2, 5, 8, 11, 14, 17 */
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 6);
+	assert_string_equal(ids.id[0], ID("01J9L", 17));
+	memset(&ids, 0, sizeof(ids));
+	q.status = "running";          /* 0, 3, ..., 18 */
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 7);
+	assert_string_equal(ids.id[6], ID("01J9L", 0));
+	memset(&ids, 0, sizeof(ids));
+	q.before_id = NULL;
+	q.status = "failed";
+	assert_int_equal(store_saga_list(st, &q, on_saga, &ids), 0);
+	assert_int_equal(ids.n, 0);
 
 	/* Limit clamps. */
 	memset(&ids, 0, sizeof(ids));
@@ -1026,6 +1054,63 @@ static void test_outbox(void **state)
 }
 
 
+/* The plans of the startup and purge queries do not depend on the planner's statistics, and
+ * a purge pass over finished sagas that were created long ago but ended recently (the shape
+ * that made the first purge read every finished saga) reads none of them. The statistics are
+ * those of a tiny store (ANALYZE, then the table grows), as after a PRAGMA optimize at an early
+ * close: with them SQLite walked the primary key at startup, reading every finished saga. */
+static void test_purge_plans(void **state)
+{
+	struct store *st = open_store();
+	struct store_purge_result r;
+	struct store_saga s;
+	char id[27], plan[1024];
+	int i;
+
+	util_ulid_at(1000, id);
+	s = saga(id, "f", "failed");        /* never purged */
+	assert_int_equal(store_saga_insert(st, &s, NULL), 0);
+	assert_int_equal(store_commit(st), 0);
+	store_close(st);
+	raw_exec("ANALYZE");
+	st = open_store();
+	for (i = 0; i < 3000; i++) {
+		util_ulid_at(1000 + i, id);
+		snprintf(id + 16, 11, "%010d", i + 1);
+		s = saga(id, "f", i % 2 ? "completed" : "compensated");
+		s.created_at = 1000 + i;
+		s.updated_at = 900000 + i;     /* ended after the cutoff below */
+		assert_int_equal(store_saga_insert(st, &s, NULL), 0);
+	}
+	assert_int_equal(store_commit(st), 0);
+	store_close(st);
+	/* The statistics of the first close (one saga), as a store keeps them until the next. */
+	raw_exec("DELETE FROM sqlite_stat1; INSERT INTO sqlite_stat1 VALUES "
+		 "('sagas', 'sqlite_autoindex_sagas_1', '1 1'), ('sagas', 'sagas_status', '1 1 1'), "
+		 "('sagas', 'sagas_flow', '1 1 1'), ('sagas', 'sagas_finished', '1 1 1')");
+
+	st = open_store();
+	assert_int_equal(store_query_plan(st, "recover", plan, sizeof(plan)), 0);
+	assert_non_null(strstr(plan, "USING INDEX sagas_unfinished"));
+	assert_int_equal(store_query_plan(st, "purge", plan, sizeof(plan)), 0);
+	assert_non_null(strstr(plan, "SEARCH s USING INDEX sagas_finished"));
+	assert_null(strstr(plan, "SCAN s"));
+	assert_int_equal(store_query_plan(st, "nope", plan, sizeof(plan)), SAGAD_EINVAL);
+	/* Cutoff 500000: every saga was created before it, none ended before it. */
+	assert_int_equal(store_purge(st, 500000, 200, &r), 0);
+	assert_int_equal(r.scanned, 0);
+	assert_int_equal(r.sagas, 0);
+	assert_false(r.more);
+	/* A cutoff past them all: a pass reads and deletes its limit, and says there is more. */
+	assert_int_equal(store_purge(st, 950000, 200, &r), 0);
+	assert_int_equal(r.scanned, 200);
+	assert_int_equal(r.sagas, 200);
+	assert_true(r.more);
+	assert_int_equal(store_commit(st), 0);
+	store_close(st);
+	assert_int_equal(raw_int("SELECT count(*) FROM sagas"), 3001 - 200);
+}
+
 /* Pipelined commits: the store commits as NORMAL and its thread syncs the WAL; a commit's
  * ticket becomes durable once the loop has seen the thread's wake-up, and only outbox rows
  * of durable commits are handed out. Stopping syncs the rest and restores FULL. */
@@ -1090,7 +1175,7 @@ static void test_purge(void **state)
 	struct store_outbox m = { .topic = "t", .value = "{}", .created_at = 1 };
 	struct store_saga s;
 	int64_t seq;
-	int n_sagas, n_msgs;
+	struct store_purge_result r;
 
 	util_ulid_at(1000, old1);
 	old1[25] = '1';
@@ -1137,15 +1222,29 @@ static void test_purge(void **state)
 	assert_int_equal(store_outbox_put(st, &m, NULL), 0); /* unsent: never purged */
 	assert_int_equal(store_commit(st), 0);
 
-	/* In batches: one at a time. */
-	assert_int_equal(store_purge(st, 5000, 1, &n_sagas, &n_msgs), 0);
-	assert_int_equal(n_sagas, 1);
-	assert_int_equal(n_msgs, 1);
-	assert_int_equal(store_purge(st, 5000, 1, &n_sagas, &n_msgs), 0);
-	assert_int_equal(n_sagas, 1);
-	assert_int_equal(n_msgs, 0);
-	assert_int_equal(store_purge(st, 5000, 100, &n_sagas, &n_msgs), 0);
-	assert_int_equal(n_sagas, 0);
+	/* In batches: one at a time. The child (ended at 1300) is read first and kept. */
+	assert_int_equal(store_purge(st, 5000, 1, &r), 0);
+	assert_int_equal(r.sagas, 0);
+	assert_int_equal(r.scanned, 1);
+	assert_int_equal(r.messages, 1);
+	assert_true(r.more);
+	assert_int_equal(store_purge(st, 5000, 1, &r), 0);
+	assert_int_equal(r.sagas, 1);
+	assert_int_equal(r.messages, 0);
+	assert_true(r.more);
+	assert_int_equal(store_purge(st, 5000, 1, &r), 0);
+	assert_int_equal(r.sagas, 1);
+	assert_true(r.more);
+	/* The end of the sweep: nothing else ended before the cutoff. */
+	assert_int_equal(store_purge(st, 5000, 1, &r), 0);
+	assert_int_equal(r.sagas, 0);
+	assert_int_equal(r.scanned, 0);
+	assert_false(r.more);
+	/* The next sweep starts from the oldest again: the child is read (and kept) again. */
+	assert_int_equal(store_purge(st, 5000, 100, &r), 0);
+	assert_int_equal(r.sagas, 0);
+	assert_int_equal(r.scanned, 1);
+	assert_false(r.more);
 	assert_int_equal(store_commit(st), 0);
 	assert_int_equal(store_saga_get(st, old1, &s), SAGAD_ENOENT);
 	assert_int_equal(store_saga_get(st, old2, &s), SAGAD_ENOENT);
@@ -1183,6 +1282,7 @@ int main(void)
 		T(test_outbox),
 		T(test_pipeline),
 		T(test_purge),
+		T(test_purge_plans),
 		T(test_flows),
 		T(test_list),
 		T(test_keys),
