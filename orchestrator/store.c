@@ -255,8 +255,12 @@ static const char *const sql[ST_MAX] = {
 		"sagas_finished WHERE s." FINISHED_WHERE " AND s.updated_at < ?2 AND "
 		"(s.updated_at, s.id) > (?3, ?4) ORDER BY s.updated_at, s.id LIMIT ?5",
 	[ST_PURGE_SAGA] = "DELETE FROM sagas WHERE id = ?1",
+	/* The newest row always stays: a new row's seq is max(seq) + 1, and the relay (its
+	 * cursor) and the durable mark of pipelined commits need every new row's seq above
+	 * every row's before it. */
 	[ST_PURGE_OUTBOX] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
-		"WHERE sent_at IS NOT NULL AND sent_at < ?1 ORDER BY seq LIMIT ?2)",
+		"WHERE sent_at IS NOT NULL AND sent_at < ?1 "
+		"AND seq < (SELECT max(seq) FROM outbox) ORDER BY seq LIMIT ?2)",
 	[ST_LIST] = LIST_SQL(""),
 	[ST_LIST + LIST_FLOW] = LIST_SQL("WHERE flow = ?1"),
 	[ST_LIST + LIST_BEFORE] = LIST_SQL("WHERE id < ?3"),

@@ -1261,6 +1261,32 @@ static void test_purge(void **state)
 	store_close(st);
 }
 
+/* The purge keeps the newest outbox row even when it is sent and old: otherwise SQLite would
+ * number the next row from 1 again, below the relay's cursor and the pipeline's durable mark,
+ * and that message would never be produced. */
+static void test_purge_keeps_newest_outbox_row(void **state)
+{
+	struct store *st = open_store();
+	struct store_outbox m = { .topic = "t", .value = "{}", .created_at = 1 };
+	struct store_purge_result r;
+	int64_t seq[3], next;
+
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(store_outbox_put(st, &m, &seq[i]), 0);
+		assert_int_equal(store_outbox_sent(st, seq[i], 10), 0);
+	}
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(store_purge(st, 5000, 100, &r), 0);
+	assert_int_equal(r.messages, 2);
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(raw_int("SELECT count(*) FROM outbox"), 1);
+	assert_int_equal(raw_int("SELECT max(seq) FROM outbox"), seq[2]);
+	assert_int_equal(store_outbox_put(st, &m, &next), 0);
+	assert_true(next > seq[2]);
+	assert_int_equal(store_commit(st), 0);
+	store_close(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1282,6 +1308,7 @@ int main(void)
 		T(test_outbox),
 		T(test_pipeline),
 		T(test_purge),
+		T(test_purge_keeps_newest_outbox_row),
 		T(test_purge_plans),
 		T(test_flows),
 		T(test_list),
