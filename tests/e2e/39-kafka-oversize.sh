@@ -60,8 +60,13 @@ has_command() {
 	kafka_consume delivery-commands | jq -e --arg k "$ID:ship:action" \
 		'select(.headers["idempotency-key"] == $k)' >/dev/null 2>&1
 }
-wait_until 15 has_command
-ok $? "2: its DeliveryRequested command was produced"
+# (30 s: each look is a kcat read of the whole topic from the beginning, slow on a busy
+# machine; CI once missed it within 15 s)
+wait_until 30 has_command
+ok $? "2: its DeliveryRequested command was produced" ||
+	diag "outbox rows for delivery-commands (seq created_at sent_at attempts error): $(sqlite3 \
+		"$TMP/sagad.db" "SELECT seq, created_at, sent_at, attempts, last_error FROM outbox WHERE
+		topic = 'delivery-commands'" 2>&1 | tr '\n' ' ')"
 reply() {   # reply BODY-JQ: a DeliveryStarted reply correlated to the saga's ship step
 	produce delivery-events big-reply "$(jq -cn '{eventType: "DeliveryStarted", id: 7, applyId: "big-reply",
 		deliveryStatus: "DeliveryStart"}' | jq -c "$1")" --header "correlation-id=$ID:ship:action" \
