@@ -1054,6 +1054,20 @@ static void test_outbox(void **state)
 }
 
 
+/* One purge pass: its result must be sagas deleted, scanned read (-1: any) and more. */
+static struct store_purge_result purge_pass(struct store *st, int64_t before_ms, int limit,
+					    int sagas, int scanned, bool more)
+{
+	struct store_purge_result r;
+
+	assert_int_equal(store_purge(st, before_ms, limit, &r), 0);
+	assert_int_equal(r.sagas, sagas);
+	if (scanned >= 0)
+		assert_int_equal(r.scanned, scanned);
+	assert_int_equal(r.more, more);
+	return r;
+}
+
 /* The plans of the startup and purge queries do not depend on the planner's statistics, and
  * a purge pass over finished sagas that were created long ago but ended recently (the shape
  * that made the first purge read every finished saga) reads none of them. The statistics are
@@ -1062,7 +1076,6 @@ static void test_outbox(void **state)
 static void test_purge_plans(void **state)
 {
 	struct store *st = open_store();
-	struct store_purge_result r;
 	struct store_saga s;
 	char id[27], plan[1024];
 	int i;
@@ -1097,15 +1110,9 @@ static void test_purge_plans(void **state)
 	assert_null(strstr(plan, "SCAN s"));
 	assert_int_equal(store_query_plan(st, "nope", plan, sizeof(plan)), SAGAD_EINVAL);
 	/* Cutoff 500000: every saga was created before it, none ended before it. */
-	assert_int_equal(store_purge(st, 500000, 200, &r), 0);
-	assert_int_equal(r.scanned, 0);
-	assert_int_equal(r.sagas, 0);
-	assert_false(r.more);
+	purge_pass(st, 500000, 200, 0, 0, false);
 	/* A cutoff past them all: a pass reads and deletes its limit, and says there is more. */
-	assert_int_equal(store_purge(st, 950000, 200, &r), 0);
-	assert_int_equal(r.scanned, 200);
-	assert_int_equal(r.sagas, 200);
-	assert_true(r.more);
+	purge_pass(st, 950000, 200, 200, 200, true);
 	assert_int_equal(store_commit(st), 0);
 	store_close(st);
 	assert_int_equal(raw_int("SELECT count(*) FROM sagas"), 3001 - 200);
@@ -1175,7 +1182,6 @@ static void test_purge(void **state)
 	struct store_outbox m = { .topic = "t", .value = "{}", .created_at = 1 };
 	struct store_saga s;
 	int64_t seq;
-	struct store_purge_result r;
 
 	util_ulid_at(1000, old1);
 	old1[25] = '1';
@@ -1223,28 +1229,13 @@ static void test_purge(void **state)
 	assert_int_equal(store_commit(st), 0);
 
 	/* In batches: one at a time. The child (ended at 1300) is read first and kept. */
-	assert_int_equal(store_purge(st, 5000, 1, &r), 0);
-	assert_int_equal(r.sagas, 0);
-	assert_int_equal(r.scanned, 1);
-	assert_int_equal(r.messages, 1);
-	assert_true(r.more);
-	assert_int_equal(store_purge(st, 5000, 1, &r), 0);
-	assert_int_equal(r.sagas, 1);
-	assert_int_equal(r.messages, 0);
-	assert_true(r.more);
-	assert_int_equal(store_purge(st, 5000, 1, &r), 0);
-	assert_int_equal(r.sagas, 1);
-	assert_true(r.more);
+	assert_int_equal(purge_pass(st, 5000, 1, 0, 1, true).messages, 1);
+	assert_int_equal(purge_pass(st, 5000, 1, 1, -1, true).messages, 0);
+	purge_pass(st, 5000, 1, 1, -1, true);
 	/* The end of the sweep: nothing else ended before the cutoff. */
-	assert_int_equal(store_purge(st, 5000, 1, &r), 0);
-	assert_int_equal(r.sagas, 0);
-	assert_int_equal(r.scanned, 0);
-	assert_false(r.more);
+	purge_pass(st, 5000, 1, 0, 0, false);
 	/* The next sweep starts from the oldest again: the child is read (and kept) again. */
-	assert_int_equal(store_purge(st, 5000, 100, &r), 0);
-	assert_int_equal(r.sagas, 0);
-	assert_int_equal(r.scanned, 1);
-	assert_false(r.more);
+	purge_pass(st, 5000, 100, 0, 1, false);
 	assert_int_equal(store_commit(st), 0);
 	assert_int_equal(store_saga_get(st, old1, &s), SAGAD_ENOENT);
 	assert_int_equal(store_saga_get(st, old2, &s), SAGAD_ENOENT);
