@@ -289,7 +289,7 @@ struct store {
 	int64_t epoch;
 	int shard;
 	int schema_version;
-	uint64_t commits, writes;
+	uint64_t commits, writes;        /* commits: also the last commit's durability ticket */
 	/* The purge's cursor: the (updated_at, id) of the last finished saga it read; a sweep
 	 * goes on from there until a pass reaches the cutoff, then starts again (id ""). */
 	int64_t purge_updated_at;
@@ -297,11 +297,10 @@ struct store {
 	int busy_timeout_ms;     /* configured; 0 is in force after a busy BEGIN (busy_fast) */
 	bool busy_fast;
 	bool full;               /* synchronous=FULL configured (the shipped setting) */
-	/* Pipelined commits (store_pipeline_start): commit tickets count commits since open; the
+	/* Pipelined commits (store_pipeline_start): the tickets are the commit count; the
 	 * outbox's highest sequence number at each commit travels with its sync, so that only
 	 * rows of durable commits are produced. */
 	struct store_sync *sync;
-	uint64_t committed;
 	int64_t outbox_tx_max, outbox_committed;
 };
 
@@ -524,13 +523,12 @@ int store_commit(struct store *st)
 	if (rc == SQLITE_DONE) {
 		sqlite3_reset(stmt);
 		st->commits++;
-		st->committed++;
 		if (st->outbox_tx_max > st->outbox_committed)
 			st->outbox_committed = st->outbox_tx_max;
 		st->outbox_tx_max = 0;
 		busy_restore(st);
 		if (st->sync != NULL)
-			store_sync_request(st->sync, st->committed, st->outbox_committed);
+			store_sync_request(st->sync, st->commits, st->outbox_committed);
 		return 0;
 	}
 	err = fail(st, "commit", rc);
@@ -541,7 +539,7 @@ int store_commit(struct store *st)
 
 uint64_t store_committed(const struct store *st)
 {
-	return st->committed;
+	return st->commits;
 }
 
 int store_durable(const struct store *st, uint64_t *ticket)
@@ -550,7 +548,7 @@ int store_durable(const struct store *st, uint64_t *ticket)
 	int error;
 
 	if (st->sync == NULL) {
-		*ticket = st->committed;
+		*ticket = st->commits;
 		return 0;
 	}
 	store_sync_state(st->sync, ticket, &mark, &error);
@@ -627,7 +625,7 @@ int store_pipeline_stop(struct store *st)
 
 	if (st->sync == NULL)
 		return 0;
-	rc = store_sync_now(st->sync, st->committed, st->outbox_committed);
+	rc = store_sync_now(st->sync, st->commits, st->outbox_committed);
 	store_sync_free(st->sync);
 	st->sync = NULL;
 	sqlite3_exec(st->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
@@ -1795,11 +1793,11 @@ int store_probe(struct store *st)
 		store_rollback(st);
 		return map_rc(rc);
 	}
-	st->committed++;
+	st->commits++;
 	if (st->sync != NULL) {
 		/* Everything committed so far must be on disk before the engine resumes; this
 		 * also clears the sync thread's failure. */
-		rc = store_sync_now(st->sync, st->committed, st->outbox_committed);
+		rc = store_sync_now(st->sync, st->commits, st->outbox_committed);
 		if (rc != SQLITE_OK)
 			return map_rc(rc);
 	}
