@@ -2440,9 +2440,13 @@ static void evict(struct saga *s)
 /* One commit cycle (the loop's prepare phase): commits the turn's writes, decides the waiters
  * of the sagas they touched, holds those answers and the turn's effects under the commit's
  * ticket, and releases everything whose commit is durable. A store without a pipeline is
- * durable at once: then all of it happens here, in this order. */
+ * durable at once: then all of it happens here, in this order. With the WAL sync thread, a
+ * turn whose previous commit is still being synced does not commit: its writes stay in the
+ * open transaction and go with the next commit, once that sync is done (one commit per sync,
+ * as many sagas in it as the disk's latency gathers; the loop never waits). */
 int engine_flush(struct engine *e)
 {
+	bool syncing;
 	int rounds = 0;
 
 	do {
@@ -2456,9 +2460,16 @@ int engine_flush(struct engine *e)
 			store_rollback(e->store);
 			return pause_or_fail(e, e->write_error);
 		}
-		if (engine_paused(e) != NULL)
+		if (engine_paused(e) != NULL) {
 			store_rollback(e->store); /* others' writes (purge, outbox marks): not now */
-		if (store_pending(e->store)) {
+			durable = UINT64_MAX; /* only deferred reads are held, nothing was written */
+		} else {
+			rc = store_durable(e->store, &durable);
+			if (rc != 0) /* a sync failed: what it should have made durable may be lost */
+				return pause_or_fail(e, rc);
+		}
+		syncing = durable < store_committed(e->store);
+		if (store_pending(e->store) && !syncing) {
 			if (e->crash_before_commit)
 				engine_crashpoint("before_reply_commit");
 			rc = store_commit(e->store);
@@ -2473,13 +2484,6 @@ int engine_flush(struct engine *e)
 			if (e->effects != NULL)
 				engine_crashpoint("after_commit");
 		}
-		if (engine_paused(e) == NULL) {
-			rc = store_durable(e->store, &durable);
-			if (rc != 0) /* a sync failed: what it should have made durable may be lost */
-				return pause_or_fail(e, rc);
-		} else {
-			durable = UINT64_MAX; /* only deferred reads are held, nothing was written */
-		}
 		fx = e->effects;
 		e->effects = NULL;
 		e->effects_tail = &e->effects;
@@ -2489,8 +2493,11 @@ int engine_flush(struct engine *e)
 			s->changed = false;
 			decide_waiters(s, &dtail);
 		}
-		hold(e, store_committed(e->store), decided, fx);
-		release(e, durable);
+		/* Writes still pending are committed with the next commit: that is their ticket. */
+		hold(e, store_committed(e->store) + (store_pending(e->store) ? 1 : 0), decided, fx);
+		/* Answers read the store: never with uncommitted writes on the connection. */
+		if (!store_pending(e->store))
+			release(e, durable);
 		/* Every turn, not only after a commit: rows an earlier run left unsent must leave
 		 * even when nothing else is written (it does nothing when there is nothing new);
 		 * the store hands out only rows of durable commits. */
@@ -2507,7 +2514,7 @@ int engine_flush(struct engine *e)
 			memmove(e->touched, e->touched + n_touched,
 				(e->n_touched - n_touched) * sizeof(*e->touched));
 		e->n_touched -= n_touched;
-	} while ((store_pending(e->store) || e->effects != NULL) && ++rounds < 8);
+	} while (((store_pending(e->store) && !syncing) || e->effects != NULL) && ++rounds < 8);
 	return 0;
 }
 

@@ -610,7 +610,7 @@ int store_pipeline_start(struct store *st, uv_loop_t *loop, char *err, size_t er
 		rc = sqlite3_exec(st->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
 	/* Its first sync (on this thread) makes everything committed so far durable. */
 	if (rc == SQLITE_OK)
-		rc = store_sync_new(loop, wal, st->outbox_committed, &st->sync);
+		rc = store_sync_new(loop, wal, st->commits, st->outbox_committed, &st->sync);
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "store: starting the WAL sync thread: %s", sqlite3_errstr(rc));
 		sqlite3_exec(st->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);

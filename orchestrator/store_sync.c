@@ -69,7 +69,8 @@ static void on_wake(uv_async_t *h)
 	(void)h;
 }
 
-int store_sync_new(uv_loop_t *loop, sqlite3_file *wal, int64_t mark, struct store_sync **out)
+int store_sync_new(uv_loop_t *loop, sqlite3_file *wal, uint64_t ticket, int64_t mark,
+		   struct store_sync **out)
 {
 	struct store_sync *ss;
 	int rc;
@@ -82,6 +83,7 @@ int store_sync_new(uv_loop_t *loop, sqlite3_file *wal, int64_t mark, struct stor
 		return rc;
 	ss = xcalloc(1, sizeof(*ss));
 	ss->wal = wal;
+	ss->want = ss->done = ticket;
 	ss->want_mark = ss->done_mark = mark;
 	ss->syncs = 1;
 	pthread_mutex_init(&ss->mu, NULL);

@@ -19,12 +19,13 @@
 
 struct store_sync;
 
-/* Starts the thread for wal (the connection's WAL file, SQLITE_FCNTL_JOURNAL_POINTER); mark
- * is the mark of what is committed so far. The first sync runs here, on the calling thread
+/* Starts the thread for wal (the connection's WAL file, SQLITE_FCNTL_JOURNAL_POINTER); ticket
+ * and mark are those of what is committed so far (durable once this returns). The first sync runs here, on the calling thread
  * (it also syncs the directory entry of a new WAL file, the one flag xSync changes, so the
  * thread's syncs only read the file's state). Each finished sync wakes loop (a uv_async: the
  * loop's next turn sees the new state). Returns 0 or an SQLite error code. */
-int store_sync_new(uv_loop_t *loop, sqlite3_file *wal, int64_t mark, struct store_sync **out);
+int store_sync_new(uv_loop_t *loop, sqlite3_file *wal, uint64_t ticket, int64_t mark,
+		   struct store_sync **out);
 /* Asks for the WAL to be synced up to commit ticket (tickets only grow), carrying mark (the
  * store's outbox sequence at that commit) along. Coalesces with a sync already asked. */
 void store_sync_request(struct store_sync *ss, uint64_t ticket, int64_t mark);
