@@ -2483,6 +2483,10 @@ int engine_flush(struct engine *e)
 			}
 			if (e->effects != NULL)
 				engine_crashpoint("after_commit");
+			/* Durable already when the store syncs inside the commit (no pipeline). */
+			rc = store_durable(e->store, &durable);
+			if (rc != 0)
+				return pause_or_fail(e, rc);
 		}
 		fx = e->effects;
 		e->effects = NULL;
