@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <time.h>
 #include "error.h"
+#include "jsonw.h"
 #include "expr.h"
 #include "util.h"
 
@@ -132,12 +133,6 @@ static const char *type_name(const json_t *v)
 
 /* --- string conversion --------------------------------------------------------------------- */
 
-static int dump_cb(const char *buf, size_t size, void *arg)
-{
-	strbuf_add(arg, buf, size);
-	return 0;
-}
-
 /* The shortest of %.15g..%.17g that reads back exactly, always with a '.' or an exponent. A
  * whole number below 1e19 (the int64 range: ids) is written out in full, "1200000000000000.0"
  * rather than "1.2e+15". */
@@ -169,7 +164,7 @@ static void add_string(struct strbuf *b, const json_t *v)
 		strbuf_add(b, json_string_value(v), json_string_length(v));
 		break;
 	case JSON_INTEGER:
-		strbuf_addf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		jsonw_int(b, (long long)json_integer_value(v));
 		break;
 	case JSON_REAL:
 		add_real(b, json_real_value(v));
@@ -184,7 +179,7 @@ static void add_string(struct strbuf *b, const json_t *v)
 		break;
 	case JSON_OBJECT:
 	case JSON_ARRAY:
-		json_dump_callback(v, dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY);
+		jsonw_value(b, v); /* json_dumps(COMPACT | ENCODE_ANY), byte for byte */
 		break;
 	}
 }
@@ -348,7 +343,7 @@ static int fn_json(struct ev *ev, const struct expr *call, json_t *const *args, 
 	struct strbuf b;
 
 	strbuf_init(&b);
-	json_dump_callback(args[0], dump_cb, &b, JSON_COMPACT | JSON_ENCODE_ANY);
+	jsonw_value(&b, args[0]);
 	*out = buf_to_json(&b);
 	return EV_OK;
 }
