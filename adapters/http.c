@@ -1,10 +1,34 @@
-/* http.c: the HTTP participant transport: libcurl's multi interface on the libuv loop, after
- * curl's docs/examples/multi-uv.c. Each socket curl opens gets a uv_poll (struct sock, freed
- * in the poll's close callback); one uv_timer carries curl's timeout; both feed
- * curl_multi_socket_action() and then drain curl_multi_info_read().
+/* http.c: the HTTP participant transport: libcurl's multi interface on its own thread (the
+ * HTTP client thread) with its own libuv loop, after curl's docs/examples/multi-uv.c. Each
+ * socket curl opens gets a uv_poll on that loop (struct sock, freed in the poll's close
+ * callback); one uv_timer carries curl's timeout; both feed curl_multi_socket_action() and
+ * then drain curl_multi_info_read().
+ *
+ * Two threads, one call at a time in one thread's hands:
+ *   - the caller's loop thread (the engine's) takes a recycled call, copies the request into
+ *     it and sets the easy handle's options (the handle is in no multi then), and queues it on
+ *     the submit list (wakes the client thread with uv_async_send);
+ *   - the client thread adds submitted calls to its multi and runs the transfers; when one
+ *     ends it reads everything the result needs from curl (status, content type, Retry-After,
+ *     request_sent, timings, error text) into the call, removes the handle from the multi and
+ *     queues the call on the done list (wakes the caller's loop);
+ *   - the caller's loop drains the done list, runs each callback with a result that borrows
+ *     the call's buffers and recycles the call afterwards.
+ * uv_async_send() coalesces: under load one wake-up carries a batch each way. The lists, each
+ * call's place (where) and its cancelled flag are under the client's mutex; the rest of a call
+ * belongs to the thread whose list it was taken from. Only the client thread touches the
+ * CURLM, and an easy handle while it is in the multi.
+ *
+ * Cancel (caller's thread): marks the call cancelled. A call the client thread has not taken
+ * yet is given back unsent; one it has gets a cancel message (its own list), on which the
+ * client thread removes the handle if it is still in the multi and gives the call back. A call
+ * that already finished comes back anyway. Either way it comes back exactly once, on the done
+ * list, and the caller recycles it without running its callback. Cancel messages are read
+ * before submissions, so a message for a call that has since come back, been recycled and been
+ * sent again finds it not in the multi and does nothing.
  *
  * Calls are recycled: struct http_call owns an easy handle, a request body buffer and a
- * response buffer, and returns to a free list when it completes or is cancelled, so a steady
+ * response buffer, and returns to a free list after its callback (or its cancel), so a steady
  * load allocates nothing per call but curl's header list. The options that are the same for
  * every call are set once when the easy handle is made (easy_init_fixed()); a call sets only
  * its URL, timeout, headers and method, each of them every time, so nothing of a previous call
@@ -17,6 +41,8 @@
  * request bytes and neither a new connection got established (TCP, plus TLS for https) nor a
  * reused one was ever attached (no primary IP). In every other case a part of the request may
  * have reached the server and the result says 1. */
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,21 +65,49 @@
 /* A recycled call keeps buffers up to this size; larger ones are released. */
 #define HTTP_KEEP_BUFFER (64 * 1024)
 
+/* Where a call is; under the client's mutex. */
+enum call_where {
+	CALL_FREE,          /* on the caller's free list */
+	CALL_SUBMITTED,     /* on the submit list: the client thread has not taken it yet */
+	CALL_WORKER,        /* the client thread's (in the multi, normally) */
+	CALL_DONE,          /* given back: on the done list, or in the batch being dispatched */
+};
+
 struct http_call {
 	struct http_client *c;
-	struct http_call *prev, *next;  /* the active list, or next in the free list */
-	CURL *easy;
-	struct curl_slist *headers;
-	char *body;                     /* request body, owned, reused (CURLOPT_POSTFIELDS) */
-	size_t body_cap;
-	struct strbuf resp;             /* response body, reused */
+	struct http_call *all_next;     /* every call of the client (caller's thread) */
+	struct http_call *free_next;    /* the free list (caller's thread) */
+	/* under c->mu */
+	struct http_call *qnext;        /* the submit or the done list */
+	struct http_call *cnext;        /* the cancel list */
+	enum call_where where;
+	int cancelled;
+	int in_cancel_list;
+	/* the caller's while it holds the call */
 	http_done_cb cb;
 	void *arg;
+	char *body;                     /* request body, owned, reused (CURLOPT_POSTFIELDS) */
+	size_t body_cap;
+	struct curl_slist *headers;
+	/* the client thread's while it holds the call; read by the caller after it came back */
+	CURL *easy;
+	struct http_call *wprev, *wnext; /* the client thread's transfers in the multi */
+	struct http_call *wcancel_next; /* the cancel messages taken in one wake-up */
+	int in_multi;
+	int to_add;                     /* taken from the submit list, not cancelled */
 	int too_big;
+	struct strbuf resp;             /* response body, reused */
+	int error;                      /* the result (see finish()) */
+	int status;
+	int request_sent;
+	int has_content_type;
+	int64_t retry_after_ms;
+	int64_t elapsed_ms;
+	struct strbuf content_type;
 	char errbuf[CURL_ERROR_SIZE];
 };
 
-/* One per socket curl watches; freed in the poll's close callback. */
+/* One per socket curl watches; freed in the poll's close callback (client thread). */
 struct sock {
 	uv_poll_t poll;
 	curl_socket_t fd;
@@ -62,23 +116,37 @@ struct sock {
 };
 
 struct http_client {
-	uv_loop_t *loop;
-	CURLM *multi;
-	uv_timer_t timer;
-	struct http_call *active;       /* doubly linked */
-	struct http_call *free_calls;   /* singly linked through next */
-	struct sock *socks;             /* doubly linked */
-	size_t n_active;
+	/* fixed at creation */
 	size_t max_response;
 	char *user_agent;
-	int dispatching;                /* inside check_done(): defer the teardown */
+
+	/* the caller's loop thread */
+	uv_loop_t *loop;
+	uv_async_t done_wake;           /* ref'd while calls are active */
+	struct http_call *all_calls;
+	struct http_call *free_calls;
+	size_t n_active;
+	int dispatching;                /* inside on_done_wake(): defer the teardown */
 	int closing;
+
+	/* the client thread */
+	pthread_t thread;
+	uv_loop_t wloop;
+	uv_async_t work_wake;
+	uv_timer_t timer;
+	CURLM *multi;
+	struct http_call *transfers;    /* in the multi; doubly linked through wprev/wnext */
+	struct sock *socks;             /* doubly linked */
+
+	/* shared, under mu */
+	pthread_mutex_t mu;
+	struct http_call *submit_head, **submit_tail;
+	struct http_call *cancels;      /* through cnext, newest first */
+	struct http_call *done_head, **done_tail;
+	int stop;
 };
 
-static void check_done(struct http_client *c);
-static void client_teardown(struct http_client *c);
-
-/* --- calls ------------------------------------------------------------------------------ */
+/* --- calls (caller's thread) ------------------------------------------------------------ */
 
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata);
 
@@ -104,7 +172,7 @@ static struct http_call *call_get(struct http_client *c)
 	struct http_call *call = c->free_calls;
 
 	if (call != NULL) {
-		c->free_calls = call->next;
+		c->free_calls = call->free_next;
 	} else {
 		call = xcalloc(1, sizeof(*call));
 		call->c = c;
@@ -112,9 +180,12 @@ static struct http_call *call_get(struct http_client *c)
 		if (call->easy == NULL)
 			fatalx("http: curl_easy_init failed");
 		strbuf_init(&call->resp);
+		strbuf_init(&call->content_type);
 		easy_init_fixed(c, call);
+		call->all_next = c->all_calls;
+		c->all_calls = call;
 	}
-	call->prev = call->next = NULL;
+	call->free_next = NULL;
 	call->resp.len = 0;
 	if (call->resp.data != NULL)
 		call->resp.data[0] = '\0';
@@ -129,22 +200,11 @@ static void call_destroy(struct http_call *call)
 	curl_slist_free_all(call->headers);
 	free(call->body);
 	strbuf_close(&call->resp);
+	strbuf_close(&call->content_type);
 	free(call);
 }
 
-static void active_unlink(struct http_client *c, struct http_call *call)
-{
-	if (call->prev != NULL)
-		call->prev->next = call->next;
-	else
-		c->active = call->next;
-	if (call->next != NULL)
-		call->next->prev = call->prev;
-	call->prev = call->next = NULL;
-	c->n_active--;
-}
-
-/* Takes a finished or cancelled call (already removed from the multi) back to the free list. */
+/* Takes a call the caller holds (never submitted, or given back) to the free list. */
 static void call_put(struct http_client *c, struct http_call *call)
 {
 	curl_slist_free_all(call->headers);
@@ -158,9 +218,28 @@ static void call_put(struct http_client *c, struct http_call *call)
 		call->body = NULL;
 		call->body_cap = 0;
 	}
-	call->next = c->free_calls;
+	/* Only the caller's thread reads where == CALL_FREE; no lock needed to set it while
+	 * no list holds the call. */
+	call->where = CALL_FREE;
+	call->cancelled = 0;
+	call->free_next = c->free_calls;
 	c->free_calls = call;
 }
+
+/* The caller's loop stays alive while calls are active, as it did with the sockets on it. */
+static void active_add(struct http_client *c)
+{
+	if (c->n_active++ == 0)
+		uv_ref((uv_handle_t *)&c->done_wake);
+}
+
+static void active_remove(struct http_client *c)
+{
+	if (--c->n_active == 0)
+		uv_unref((uv_handle_t *)&c->done_wake);
+}
+
+/* --- results (client thread) ------------------------------------------------------------ */
 
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -261,69 +340,120 @@ static int64_t retry_after_ms(CURL *e)
 	return t > 0 ? (int64_t)t * 1000 : 0;
 }
 
+/* Reads the outcome of a finished transfer (still in the multi) into the call. */
 static void finish(struct http_client *c, struct http_call *call, CURLcode rc)
 {
-	struct http_result res;
-	http_done_cb cb = call->cb;
-	void *arg = call->arg;
 	curl_off_t total_us = 0;
 	long status = 0;
 	char *ct = NULL;
 
-	memset(&res, 0, sizeof(res));
-	res.retry_after_ms = -1;
+	call->status = 0;
+	call->has_content_type = 0;
+	call->retry_after_ms = -1;
 	curl_easy_getinfo(call->easy, CURLINFO_TOTAL_TIME_T, &total_us);
-	res.elapsed_ms = total_us / 1000;
-	res.request_sent = request_sent(call->easy, rc);
+	call->elapsed_ms = total_us / 1000;
+	call->request_sent = request_sent(call->easy, rc);
 	if (rc == CURLE_OK) {
+		call->error = 0;
 		curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
+		call->status = (int)status;
 		curl_easy_getinfo(call->easy, CURLINFO_CONTENT_TYPE, &ct);
-		res.status = (int)status;
-		res.content_type = ct;
-		res.retry_after_ms = retry_after_ms(call->easy);
-		res.body = call->resp.data != NULL ? call->resp.data : "";
-		res.body_len = call->resp.len;
+		if (ct != NULL) {
+			call->content_type.len = 0;
+			strbuf_add(&call->content_type, ct, strlen(ct));
+			call->has_content_type = 1;
+		}
+		call->retry_after_ms = retry_after_ms(call->easy);
 	} else {
-		res.error = call->too_big ? SAGAD_ETOOBIG : map_error(rc);
-		if (res.error == SAGAD_ETOOBIG) {
+		call->error = call->too_big ? SAGAD_ETOOBIG : map_error(rc);
+		if (call->error == SAGAD_ETOOBIG) {
 			snprintf(call->errbuf, sizeof(call->errbuf),
 				 "response body exceeds %zu bytes", c->max_response);
 		} else if (call->errbuf[0] == '\0') {
 			snprintf(call->errbuf, sizeof(call->errbuf), "%s", curl_easy_strerror(rc));
 		}
-		res.error_text = call->errbuf;
-		res.body = "";
 	}
-	/* The result borrows the call's buffers: hand the call back only after cb returned.
-	 * cb may send new calls (they get other call objects) or cancel others. */
-	cb(&res, arg);
-	call_put(c, call);
+}
+
+/* A result for a call that never became a transfer (curl_multi_add_handle() refused it). */
+static void finish_refused(struct http_call *call, CURLMcode mrc)
+{
+	call->error = SAGAD_EIO;
+	call->status = 0;
+	call->has_content_type = 0;
+	call->retry_after_ms = -1;
+	call->elapsed_ms = 0;
+	call->request_sent = 0;
+	snprintf(call->errbuf, sizeof(call->errbuf), "%s", curl_multi_strerror(mrc));
+}
+
+/* --- the client thread ------------------------------------------------------------------ */
+
+/* The calls given back in one go: spliced onto the done list under one lock. */
+struct batch {
+	struct http_call *head, **tail;
+};
+
+static void batch_add(struct batch *b, struct http_call *call)
+{
+	call->qnext = NULL;
+	*b->tail = call;
+	b->tail = &call->qnext;
+}
+
+static void batch_give_back(struct http_client *c, struct batch *b)
+{
+	int wake;
+
+	if (b->head == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	for (struct http_call *call = b->head; call != NULL; call = call->qnext)
+		call->where = CALL_DONE;
+	/* A non-empty list has a wake-up pending: the caller takes the list after it. */
+	wake = c->done_head == NULL;
+	*c->done_tail = b->head;
+	c->done_tail = b->tail;
+	pthread_mutex_unlock(&c->mu);
+	if (wake)
+		uv_async_send(&c->done_wake);
+	b->head = NULL;
+	b->tail = &b->head;
+}
+
+static void transfer_unlink(struct http_client *c, struct http_call *call)
+{
+	curl_multi_remove_handle(c->multi, call->easy);
+	if (call->wprev != NULL)
+		call->wprev->wnext = call->wnext;
+	else
+		c->transfers = call->wnext;
+	if (call->wnext != NULL)
+		call->wnext->wprev = call->wprev;
+	call->wprev = call->wnext = NULL;
+	call->in_multi = 0;
 }
 
 static void check_done(struct http_client *c)
 {
+	struct batch b = { NULL, &b.head };
 	struct http_call *call;
 	CURLMsg *msg;
 	int pending;
 
-	c->dispatching++;
-	while (!c->closing && (msg = curl_multi_info_read(c->multi, &pending)) != NULL) {
+	while ((msg = curl_multi_info_read(c->multi, &pending)) != NULL) {
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		CURLcode rc = msg->data.result;
 		CURL *e = msg->easy_handle;
 
 		curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&call);
-		curl_multi_remove_handle(c->multi, e);
-		active_unlink(c, call);
 		finish(c, call, rc);
+		transfer_unlink(c, call);
+		batch_add(&b, call);
 	}
-	c->dispatching--;
-	if (c->closing && c->dispatching == 0)
-		client_teardown(c);
+	batch_give_back(c, &b);
 }
-
-/* --- the loop bridge -------------------------------------------------------------------- */
 
 static void on_sock_closed(uv_handle_t *h)
 {
@@ -378,7 +508,8 @@ static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void
 		s->fd = fd;
 		s->c = c;
 		s->poll.data = s;
-		if (uv_poll_init_socket(c->loop, &s->poll, fd) != 0) {
+		if (uv_poll_init_socket(&c->wloop, &s->poll, fd) != 0) {
+			/* log_write() is safe on this thread (one fprintf per line). */
 			log_error("event=http_poll_failed fd=%d", (int)fd);
 			free(s);
 			return -1;
@@ -421,13 +552,161 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 	return 0;
 }
 
-/* --- the client ------------------------------------------------------------------------- */
+/* Stops everything on the client thread; the caller's thread frees the calls after the join. */
+static void worker_teardown(struct http_client *c)
+{
+	while (c->transfers != NULL)
+		transfer_unlink(c, c->transfers);
+	/* Stop watching the sockets before curl closes them; curl_multi_cleanup() may still
+	 * report CURL_POLL_REMOVE for them, with a NULL socketp by then. */
+	while (c->socks != NULL) {
+		curl_multi_assign(c->multi, c->socks->fd, NULL);
+		sock_close(c->socks);
+	}
+	curl_multi_cleanup(c->multi);
+	c->multi = NULL;
+	uv_close((uv_handle_t *)&c->timer, NULL);
+	uv_close((uv_handle_t *)&c->work_wake, NULL);
+}
+
+/* Takes the cancel messages, then the submissions (in that order: see the top of the file). */
+static void on_work_wake(uv_async_t *h)
+{
+	struct http_client *c = h->data;
+	struct http_call *subs, *cancels, *call, *next;
+	struct batch b = { NULL, &b.head };
+	CURLMcode mrc;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->stop) {
+		pthread_mutex_unlock(&c->mu);
+		worker_teardown(c);
+		return;
+	}
+	/* The messages are re-linked through a field of this thread's: once in_cancel_list is
+	 * 0 the caller may queue the same call again (sent anew and cancelled anew). */
+	cancels = NULL;
+	for (call = c->cancels; call != NULL; call = call->cnext) {
+		call->in_cancel_list = 0;
+		call->wcancel_next = cancels;
+		cancels = call;
+	}
+	c->cancels = NULL;
+	subs = c->submit_head;
+	c->submit_head = NULL;
+	c->submit_tail = &c->submit_head;
+	/* Taken: a cancel from now on sends a message. One cancelled before is given back
+	 * unsent. */
+	for (call = subs; call != NULL; call = call->qnext) {
+		call->where = CALL_WORKER;
+		call->to_add = !call->cancelled;
+	}
+	pthread_mutex_unlock(&c->mu);
+
+	/* A message for a call no longer in the multi is stale: it finished (and was given back,
+	 * maybe recycled and submitted again since, then it is in subs with to_add). */
+	for (call = cancels; call != NULL; call = call->wcancel_next) {
+		if (call->in_multi) {
+			transfer_unlink(c, call);
+			batch_add(&b, call);
+		}
+	}
+	for (call = subs; call != NULL; call = next) {
+		next = call->qnext;
+		if (!call->to_add) {
+			batch_add(&b, call);            /* cancelled before it was taken */
+			continue;
+		}
+		mrc = curl_multi_add_handle(c->multi, call->easy);
+		if (mrc != CURLM_OK) {
+			finish_refused(call, mrc);
+			batch_add(&b, call);
+			continue;
+		}
+		call->in_multi = 1;
+		call->wprev = NULL;
+		call->wnext = c->transfers;
+		if (c->transfers != NULL)
+			c->transfers->wprev = call;
+		c->transfers = call;
+	}
+	batch_give_back(c, &b);
+}
+
+static void *worker_main(void *arg)
+{
+	struct http_client *c = arg;
+
+	uv_run(&c->wloop, UV_RUN_DEFAULT);
+	return NULL;
+}
+
+/* --- the caller's side ------------------------------------------------------------------ */
+
+static void client_teardown(struct http_client *c);
+
+/* Runs the callbacks of the calls given back, then recycles them. */
+static void on_done_wake(uv_async_t *h)
+{
+	struct http_client *c = h->data;
+	struct http_call *call, *next;
+	struct http_result res;
+
+	pthread_mutex_lock(&c->mu);
+	call = c->done_head;
+	c->done_head = NULL;
+	c->done_tail = &c->done_head;
+	pthread_mutex_unlock(&c->mu);
+
+	c->dispatching++;
+	for (; call != NULL; call = next) {
+		http_done_cb cb = call->cb;
+		void *arg = call->arg;
+
+		next = call->qnext;
+		if (c->closing)
+			break;                          /* the teardown frees them all */
+		if (call->cancelled) {                  /* only this thread writes it */
+			call_put(c, call);
+			continue;
+		}
+		memset(&res, 0, sizeof(res));
+		res.error = call->error;
+		res.status = call->status;
+		res.retry_after_ms = call->retry_after_ms;
+		res.elapsed_ms = call->elapsed_ms;
+		res.request_sent = call->request_sent;
+		if (call->error == 0) {
+			res.content_type = call->has_content_type ? call->content_type.data : NULL;
+			res.body = call->resp.data != NULL ? call->resp.data : "";
+			res.body_len = call->resp.len;
+		} else {
+			res.error_text = call->errbuf;
+			res.body = "";
+		}
+		active_remove(c);
+		/* The result borrows the call's buffers: recycle the call only after cb returned.
+		 * cb may send new calls (they get other call objects) or cancel others, also ones
+		 * of this batch. */
+		cb(&res, arg);
+		call_put(c, call);
+	}
+	c->dispatching--;
+	if (c->closing && c->dispatching == 0)
+		client_teardown(c);
+}
+
+static const int async_signals[] = {
+	SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH,
+};
 
 int http_client_new(uv_loop_t *loop, const struct http_client_options *opt,
 		    struct http_client **out)
 {
 	struct http_client *c;
 	long max_host = HTTP_DEFAULT_MAX_HOST_CONNECTIONS;
+	sigset_t async, old;
+	int rc;
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return SAGAD_EIO;
@@ -441,11 +720,11 @@ int http_client_new(uv_loop_t *loop, const struct http_client_options *opt,
 	c->user_agent = xstrdup(opt != NULL && opt->user_agent != NULL ? opt->user_agent
 								      : HTTP_USER_AGENT);
 	c->multi = curl_multi_init();
-	if (c->multi == NULL) {
-		free(c->user_agent);
-		free(c);
-		curl_global_cleanup();
-		return SAGAD_EIO;
+	if (c->multi == NULL)
+		goto fail;
+	if (uv_loop_init(&c->wloop) != 0) {
+		curl_multi_cleanup(c->multi);
+		goto fail;
 	}
 	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
 	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
@@ -454,10 +733,34 @@ int http_client_new(uv_loop_t *loop, const struct http_client_options *opt,
 	curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host);
 	/* The idle-connection cache: room for several participants' worth of keep-alives. */
 	curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, max_host * 8);
-	uv_timer_init(loop, &c->timer);
+	pthread_mutex_init(&c->mu, NULL);
+	c->submit_tail = &c->submit_head;
+	c->done_tail = &c->done_head;
+	uv_timer_init(&c->wloop, &c->timer);
 	c->timer.data = c;
+	uv_async_init(&c->wloop, &c->work_wake, on_work_wake);
+	c->work_wake.data = c;
+	uv_async_init(loop, &c->done_wake, on_done_wake);
+	c->done_wake.data = c;
+	uv_unref((uv_handle_t *)&c->done_wake);
+	/* Signals stay with the caller's threads: the client thread starts with the asynchronous
+	 * ones blocked (not the faults: a crash must still reach its handler). */
+	sigemptyset(&async);
+	for (size_t i = 0; i < sizeof(async_signals) / sizeof(async_signals[0]); i++)
+		sigaddset(&async, async_signals[i]);
+	pthread_sigmask(SIG_BLOCK, &async, &old);
+	rc = pthread_create(&c->thread, NULL, worker_main, c);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		fatalx("http: cannot start the HTTP client thread");
 	*out = c;
 	return 0;
+
+fail:
+	free(c->user_agent);
+	free(c);
+	curl_global_cleanup();
+	return SAGAD_EIO;
 }
 
 static void on_client_closed(uv_handle_t *h)
@@ -469,29 +772,27 @@ static void on_client_closed(uv_handle_t *h)
 	curl_global_cleanup();
 }
 
-/* Runs once no completion is being dispatched: drops all calls, closes the handles. */
+/* Runs once no callback is being dispatched: stops and joins the client thread, frees every
+ * call wherever it was, closes the caller's handle. */
 static void client_teardown(struct http_client *c)
 {
 	struct http_call *call;
 
-	while ((call = c->active) != NULL) {
-		curl_multi_remove_handle(c->multi, call->easy);
-		active_unlink(c, call);
+	pthread_mutex_lock(&c->mu);
+	c->stop = 1;
+	pthread_mutex_unlock(&c->mu);
+	uv_async_send(&c->work_wake);
+	pthread_join(c->thread, NULL);
+	if (uv_loop_close(&c->wloop) != 0)
+		fatalx("http: the client thread's loop still has handles");
+	pthread_mutex_destroy(&c->mu);
+	while ((call = c->all_calls) != NULL) {
+		c->all_calls = call->all_next;
 		call_destroy(call);
 	}
-	while ((call = c->free_calls) != NULL) {
-		c->free_calls = call->next;
-		call_destroy(call);
-	}
-	/* Stop watching the sockets before curl closes them; curl_multi_cleanup() may still
-	 * report CURL_POLL_REMOVE for them, with a NULL socketp by then. */
-	while (c->socks != NULL) {
-		curl_multi_assign(c->multi, c->socks->fd, NULL);
-		sock_close(c->socks);
-	}
-	curl_multi_cleanup(c->multi);
-	c->multi = NULL;
-	uv_close((uv_handle_t *)&c->timer, on_client_closed);
+	c->free_calls = NULL;
+	c->n_active = 0;
+	uv_close((uv_handle_t *)&c->done_wake, on_client_closed);
 }
 
 void http_client_free(struct http_client *c)
@@ -529,6 +830,7 @@ int http_client_send(struct http_client *c, const struct http_request *req, http
 	const char *method;
 	struct curl_slist *h = NULL, *tmp;
 	CURL *e;
+	int wake;
 
 	if (c->closing)
 		return SAGAD_ESHUTDOWN;
@@ -547,6 +849,7 @@ int http_client_send(struct http_client *c, const struct http_request *req, http
 		goto fail_nomem;
 	h = tmp;
 
+	/* The handle is in no multi while the caller holds the call: its options are set here. */
 	call = call_get(c);
 	e = call->easy;
 	call->headers = h;
@@ -579,17 +882,18 @@ int http_client_send(struct http_client *c, const struct http_request *req, http
 		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);  /* DELETE, OPTIONS... */
 	}
 
-	/* Adding the handle only arms the timer (at 0 ms): the transfer starts on the next
-	 * loop iteration, so cb never runs inside this function. */
-	if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
-		call_put(c, call);
-		return SAGAD_EIO;
-	}
-	call->next = c->active;
-	if (c->active != NULL)
-		c->active->prev = call;
-	c->active = call;
-	c->n_active++;
+	/* The transfer starts on the client thread; cb runs on this loop from a later wake-up,
+	 * so never inside this function. One wake-up per batch: the thread takes the whole list. */
+	pthread_mutex_lock(&c->mu);
+	call->where = CALL_SUBMITTED;
+	call->qnext = NULL;
+	wake = c->submit_head == NULL && c->cancels == NULL;
+	*c->submit_tail = call;
+	c->submit_tail = &call->qnext;
+	pthread_mutex_unlock(&c->mu);
+	if (wake)
+		uv_async_send(&c->work_wake);
+	active_add(c);
 	if (out != NULL)
 		*out = call;
 	return 0;
@@ -602,11 +906,22 @@ fail_nomem:
 void http_call_cancel(struct http_call *call)
 {
 	struct http_client *c;
+	int wake = 0;
 
 	if (call == NULL)
 		return;
 	c = call->c;
-	curl_multi_remove_handle(c->multi, call->easy);
-	active_unlink(c, call);
-	call_put(c, call);
+	pthread_mutex_lock(&c->mu);
+	call->cancelled = 1;
+	/* Submitted: the thread gives it back unsent. Done: the dispatch skips it. */
+	if (call->where == CALL_WORKER && !call->in_cancel_list) {
+		call->in_cancel_list = 1;
+		call->cnext = c->cancels;
+		wake = c->cancels == NULL && c->submit_head == NULL;
+		c->cancels = call;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (wake)
+		uv_async_send(&c->work_wake);
+	active_remove(c);
 }
