@@ -1,6 +1,10 @@
 /* test-http.c: the HTTP server (orchestrator/httpd.c) and the HTTP client (adapters/http.c)
- * talking to each other on one libuv loop. */
+ * talking to each other: the server on the test's loop, the client's transfers on its own
+ * thread, its callbacks on the test's loop. The concurrency tests also use a second server on
+ * a thread of its own (the peer), which answers while the test's loop does not run. */
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -148,6 +152,8 @@ struct outcome {
 static int n_done;             /* callbacks so far */
 static int in_send;             /* a callback must never run inside http_client_send() */
 static int cb_in_send;
+static pthread_t test_thread;   /* callbacks run on the loop's thread, this one */
+static int cb_off_thread;
 
 static void on_done(const struct http_result *res, void *arg)
 {
@@ -155,6 +161,8 @@ static void on_done(const struct http_result *res, void *arg)
 
 	if (in_send)
 		cb_in_send++;
+	if (!pthread_equal(pthread_self(), test_thread))
+		cb_off_thread++;
 	o->done++;
 	bump(&n_done);
 	o->error = res->error;
@@ -787,6 +795,395 @@ static void test_server_lifecycle(void **state)
 	outcome_clear(&o);
 }
 
+/* --- the peer: a server on its own thread and loop --------------------------------------- */
+
+static struct {
+	pthread_t thread;
+	uv_loop_t loop;
+	uv_async_t stop;
+	struct httpd *srv;
+	char base[64];
+	atomic_int handled;
+} peer;
+
+struct peer_delayed {
+	uv_timer_t timer;
+	struct httpd_req *req;
+};
+
+static void on_peer_delay(uv_timer_t *t)
+{
+	struct peer_delayed *d = t->data;
+
+	httpd_respond(d->req, 200, "text/plain", "later", 5, NULL);
+	uv_close((uv_handle_t *)&d->timer, on_delayed_closed);
+}
+
+static void on_peer_abort(struct httpd_req *req, void *arg)
+{
+	struct peer_delayed *d = arg;
+
+	uv_timer_stop(&d->timer);
+	uv_close((uv_handle_t *)&d->timer, on_delayed_closed);
+}
+
+/* /delay?ms=N answers after N ms; anything else at once. */
+static void peer_handler(struct httpd_req *req, void *arg)
+{
+	const char *q = httpd_req_query(req, "ms");
+
+	atomic_fetch_add(&peer.handled, 1);
+	if (strcmp(httpd_req_path(req), "/delay") == 0) {
+		struct peer_delayed *d = xmalloc(sizeof(*d));
+
+		d->req = req;
+		uv_timer_init(&peer.loop, &d->timer);
+		d->timer.data = d;
+		uv_timer_start(&d->timer, on_peer_delay, q != NULL ? strtoull(q, NULL, 10) : 10, 0);
+		httpd_req_on_abort(req, on_peer_abort, d);
+	} else {
+		httpd_respond(req, 200, "text/plain", "peer", 4, NULL);
+	}
+}
+
+static void on_peer_stop(uv_async_t *h)
+{
+	httpd_free(peer.srv);
+	uv_close((uv_handle_t *)h, NULL);
+}
+
+static void *peer_main(void *arg)
+{
+	uv_run(&peer.loop, UV_RUN_DEFAULT);
+	return NULL;
+}
+
+static int peer_start(void)
+{
+	struct httpd_options opt = { .address = "127.0.0.1", .port = 0, .handler = peer_handler };
+	char err[256];
+
+	assert_int_equal(uv_loop_init(&peer.loop), 0);
+	if (httpd_start(&peer.loop, &opt, &peer.srv, err, sizeof(err)) != 0) {
+		fprintf(stderr, "httpd_start (peer): %s\n", err);
+		return -1;
+	}
+	snprintf(peer.base, sizeof(peer.base), "http://127.0.0.1:%d", httpd_port(peer.srv));
+	uv_async_init(&peer.loop, &peer.stop, on_peer_stop);
+	return pthread_create(&peer.thread, NULL, peer_main, NULL) == 0 ? 0 : -1;
+}
+
+static int peer_stop(void)
+{
+	uv_async_send(&peer.stop);
+	pthread_join(peer.thread, NULL);
+	return uv_loop_close(&peer.loop) == 0 ? 0 : -1;
+}
+
+static const char *peer_url(char *buf, size_t len, const char *path)
+{
+	snprintf(buf, len, "%s%s", peer.base, path);
+	return buf;
+}
+
+/* Sleeps on this thread (the test's loop does not run) until the peer has handled want
+ * requests, then lets the client thread finish what it got. */
+static void wait_peer(int want)
+{
+	for (int i = 0; i < 500 && atomic_load(&peer.handled) < want; i++)
+		usleep(10 * 1000);
+	assert_true(atomic_load(&peer.handled) >= want);
+	usleep(100 * 1000);
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Each call object came back exactly once after its cancel or callback: n new concurrent
+ * calls on the same client take exactly the n objects on its free list (a call given back
+ * twice would appear twice, one never given back would be replaced by a new one). */
+static void assert_same_calls(struct http_call **a, struct http_call **b, size_t n)
+{
+	qsort(a, n, sizeof(*a), cmp_ptr);
+	qsort(b, n, sizeof(*b), cmp_ptr);
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			assert_true(b[i] != b[i - 1]);
+		assert_ptr_equal(a[i], b[i]);
+	}
+}
+
+/* --- the client thread: cancel, free and many calls in every state --------------------- */
+
+/* Cancelled right after the send: almost always before the client thread took the call
+ * (that race cannot be forced from outside; either side must hold). */
+static void test_cancel_before_pickup(void **state)
+{
+	enum { N = 200 };
+	struct http_client *c;
+	struct http_call *calls[N], *again[N];
+	struct outcome *o = xcalloc(N, sizeof(*o));
+	int handled = atomic_load(&peer.handled), done;
+	char url[128];
+
+	assert_int_equal(http_client_new(&loop, NULL, &c), 0);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(send_req(c, "POST", peer_url(url, sizeof(url), "/delay?ms=20"),
+					  "{}", 2, 5000, &o[i], &calls[i]), 0);
+		http_call_cancel(calls[i]);
+	}
+	assert_int_equal(http_client_active(c), 0);
+	run_for(200);
+	fprintf(stderr, "# %d of %d cancelled calls reached the peer\n",
+		atomic_load(&peer.handled) - handled, N);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(o[i].done, 0);
+
+	done = n_done;
+	for (int i = 0; i < N; i++)
+		assert_int_equal(send_req(c, "GET", peer_url(url, sizeof(url), "/hello"), NULL, 0,
+					  5000, &o[i], &again[i]), 0);
+	assert_int_equal(http_client_active(c), N);
+	assert_int_equal(run_until(&n_done, done + N), done + N);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(o[i].done, 1);
+		assert_int_equal(o[i].status, 200);
+		assert_string_equal(o[i].body, "peer");
+		outcome_clear(&o[i]);
+	}
+	assert_int_equal(http_client_active(c), 0);
+	assert_same_calls(calls, again, N);
+	assert_int_equal(cb_off_thread, 0);
+	http_client_free(c);
+	run_for(20);
+	free(o);
+}
+
+/* Two calls; whichever callback runs first cancels the other. */
+struct pair {
+	struct outcome o;
+	struct http_call *call;
+	struct pair *other;
+};
+
+static void on_done_cancel_other(const struct http_result *res, void *arg)
+{
+	struct pair *p = arg;
+
+	on_done(res, &p->o);
+	if (p->other->o.done == 0 && p->other->call != NULL) {
+		http_call_cancel(p->other->call);
+		p->other->call = NULL;
+	}
+}
+
+/* A call the client thread finished and gave back, whose callback has not run yet: cancel
+ * still wins, also from another callback of the same batch. */
+static void test_cancel_after_completion(void **state)
+{
+	struct http_client *c;
+	struct outcome o = { 0 };
+	struct http_call *call, *first[2], *again[2];
+	struct pair p[2];
+	struct http_request req = { .method = "GET", .timeout_ms = 5000 };
+	int handled = atomic_load(&peer.handled), done;
+	char url[128];
+
+	memset(p, 0, sizeof(p));
+	assert_int_equal(http_client_new(&loop, NULL, &c), 0);
+	assert_int_equal(send_req(c, "GET", peer_url(url, sizeof(url), "/hello"), NULL, 0, 5000,
+				  &o, &call), 0);
+	wait_peer(handled + 1);         /* answered; the callback waits for this loop */
+	http_call_cancel(call);
+	assert_int_equal(http_client_active(c), 0);
+	run_for(100);
+	assert_int_equal(o.done, 0);
+
+	req.url = peer_url(url, sizeof(url), "/hello");
+	p[0].other = &p[1];
+	p[1].other = &p[0];
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(http_client_send(c, &req, on_done_cancel_other, &p[i], &p[i].call),
+				 0);
+		first[i] = p[i].call;
+	}
+	wait_peer(handled + 3);         /* both answered: one batch, one wake-up */
+	done = n_done;
+	run_for(100);
+	assert_int_equal(n_done, done + 1);
+	assert_int_equal(p[0].o.done + p[1].o.done, 1);
+	assert_int_equal(http_client_active(c), 0);
+
+	/* the cancelled call came back before the pair was sent (the pair reused it), and the
+	 * pair's two objects are back, once each */
+	assert_ptr_equal(first[0], call);
+	{
+		struct outcome o2[2] = { { 0 } };
+
+		done = n_done;
+		for (int i = 0; i < 2; i++)
+			assert_int_equal(send_req(c, "GET", url, NULL, 0, 5000, &o2[i], &again[i]),
+					 0);
+		assert_int_equal(run_until(&n_done, done + 2), done + 2);
+		for (int i = 0; i < 2; i++) {
+			assert_int_equal(o2[i].status, 200);
+			outcome_clear(&o2[i]);
+		}
+		assert_same_calls(first, again, 2);
+	}
+	assert_int_equal(cb_off_thread, 0);
+	http_client_free(c);
+	run_for(20);
+	outcome_clear(&o);
+	outcome_clear(&p[0].o);
+	outcome_clear(&p[1].o);
+}
+
+/* Freed with calls in every state: in the multi, cancelled in the multi, given back but not
+ * dispatched, just submitted, submitted and cancelled. No callback runs, nothing leaks (the
+ * sanitizer build), the loop's handles all close. */
+static void test_free_everywhere(void **state)
+{
+	enum { N = 10 };
+	struct http_client *c;
+	struct http_call *call;
+	struct outcome o[N] = { { 0 } };
+	int handled = atomic_load(&peer.handled), n = 0;
+	char slow[128], fast[128];
+
+	peer_url(slow, sizeof(slow), "/delay?ms=5000");
+	peer_url(fast, sizeof(fast), "/hello");
+	assert_int_equal(http_client_new(&loop, NULL, &c), 0);
+	for (; n < 3; n++)
+		assert_int_equal(send_req(c, "POST", slow, "{}", 2, 10000, &o[n], &call), 0);
+	for (; n < 5; n++)
+		assert_int_equal(send_req(c, "GET", fast, NULL, 0, 10000, &o[n], NULL), 0);
+	wait_peer(handled + 5);
+	http_call_cancel(call);         /* in the multi: a cancel message */
+	for (; n < 8; n++)
+		assert_int_equal(send_req(c, "GET", fast, NULL, 0, 10000, &o[n], NULL), 0);
+	assert_int_equal(send_req(c, "GET", fast, NULL, 0, 10000, &o[n++], &call), 0);
+	http_call_cancel(call);
+	assert_int_equal(http_client_active(c), 7);
+	http_client_free(c);
+	run_for(100);
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(o[i].done, 0);
+		outcome_clear(&o[i]);
+	}
+}
+
+/* Many calls at once on one client, a fifth of them cancelled from other calls' callbacks
+ * while in flight, given back or in the same batch: each ends exactly once (a callback or a
+ * cancel), on this thread, with the right answer. */
+enum { MANY = 500 };
+static struct {
+	struct outcome o[MANY];
+	struct http_call *call[MANY];
+	int cancelled[MANY];
+	int ended;                      /* callbacks + cancels */
+	int next_victim;
+} many;
+
+static void on_many_done(const struct http_result *res, void *arg)
+{
+	struct outcome *o = arg;
+	int i = (int)(o - many.o);
+
+	on_done(res, arg);
+	many.call[i] = NULL;
+	bump(&many.ended);
+	/* every other callback cancels the next victim (i % 5 == 0) still in flight */
+	while (i % 2 == 0 && many.next_victim < MANY) {
+		int v = many.next_victim;
+
+		many.next_victim += 5;
+		if (many.call[v] != NULL) {
+			http_call_cancel(many.call[v]);
+			many.call[v] = NULL;
+			many.cancelled[v] = 1;
+			bump(&many.ended);
+			break;
+		}
+	}
+}
+
+static void test_many_concurrent(void **state)
+{
+	struct http_client *c;
+	struct http_request req = { .method = "POST", .body = "{}", .body_len = 2,
+				    .timeout_ms = 10000 };
+	char urls[4][128];
+	int ok = 0, n_cancelled = 0;
+
+	memset(&many, 0, sizeof(many));
+	peer_url(urls[0], sizeof(urls[0]), "/hello");
+	peer_url(urls[1], sizeof(urls[1]), "/delay?ms=1");
+	peer_url(urls[2], sizeof(urls[2]), "/delay?ms=15");
+	snprintf(urls[3], sizeof(urls[3]), "%s/echo", base);   /* the test loop's own server */
+	assert_int_equal(http_client_new(&loop, NULL, &c), 0);
+	for (int i = 0; i < MANY; i++) {
+		req.url = urls[i % 4];
+		assert_int_equal(http_client_send(c, &req, on_many_done, &many.o[i], &many.call[i]),
+				 0);
+	}
+	assert_int_equal(http_client_active(c), MANY);
+	assert_int_equal(run_until(&many.ended, MANY), MANY);
+	run_for(50);                    /* nothing more arrives */
+	assert_int_equal(many.ended, MANY);
+	for (int i = 0; i < MANY; i++) {
+		assert_int_equal(many.o[i].done + many.cancelled[i], 1);
+		n_cancelled += many.cancelled[i];
+		if (many.o[i].done) {
+			assert_int_equal(many.o[i].error, 0);
+			assert_int_equal(many.o[i].status, i % 4 == 3 ? 201 : 200);
+			assert_string_equal(many.o[i].body,
+					    i % 4 == 0 ? "peer" : i % 4 == 3 ? "{}" : "later");
+			ok++;
+		}
+		outcome_clear(&many.o[i]);
+	}
+	fprintf(stderr, "# %d answered, %d cancelled in flight\n", ok, n_cancelled);
+	assert_true(n_cancelled > 0);
+	assert_int_equal(http_client_active(c), 0);
+	assert_int_equal(cb_off_thread, 0);
+	http_client_free(c);
+	run_for(20);
+}
+
+/* The caller's loop stays alive while a call is active, and only then (the client's handle
+ * on it is referenced while calls are active). */
+static int alive_done;
+
+static void on_alive_done(const struct http_result *res, void *arg)
+{
+	alive_done = res->error == 0 && res->status == 200 ? 1 : -1;
+}
+
+static void test_loop_alive(void **state)
+{
+	struct http_client *c;
+	uv_loop_t l2;
+	char url[128];
+	struct http_request req = { .method = "GET", .url = url, .timeout_ms = 5000 };
+
+	peer_url(url, sizeof(url), "/delay?ms=50");
+	assert_int_equal(uv_loop_init(&l2), 0);
+	assert_int_equal(http_client_new(&l2, NULL, &c), 0);
+	assert_int_equal(uv_run(&l2, UV_RUN_DEFAULT), 0);      /* an idle client: returns */
+	alive_done = 0;
+	assert_int_equal(http_client_send(c, &req, on_alive_done, NULL, NULL), 0);
+	assert_int_equal(uv_run(&l2, UV_RUN_DEFAULT), 0);      /* returns after the callback */
+	assert_int_equal(alive_done, 1);
+	http_client_free(c);
+	assert_int_equal(uv_run(&l2, UV_RUN_NOWAIT), 0);       /* one turn closes it */
+	assert_int_equal(uv_loop_close(&l2), 0);
+}
+
 /* --- fixture ---------------------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -803,6 +1200,9 @@ static int setup(void **state)
 	}
 	assert_true(httpd_port(srv) > 0);
 	snprintf(base, sizeof(base), "http://127.0.0.1:%d", httpd_port(srv));
+	test_thread = pthread_self();
+	if (peer_start() != 0)
+		return -1;
 	return http_client_new(&loop, NULL, &cli);
 }
 
@@ -821,6 +1221,10 @@ static int teardown(void **state)
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_walk(&loop, count_handle, &n);
 	free(big_body);
+	if (peer_stop() != 0) {
+		fprintf(stderr, "the peer's loop has handles left open\n");
+		return -1;
+	}
 	if (n != 0) {
 		fprintf(stderr, "%d handles left open\n", n);
 		return -1;
@@ -849,6 +1253,11 @@ int main(void)
 		cmocka_unit_test(test_client_free_in_flight),
 		cmocka_unit_test(test_client_free_in_callback),
 		cmocka_unit_test(test_server_lifecycle),
+		cmocka_unit_test(test_cancel_before_pickup),
+		cmocka_unit_test(test_cancel_after_completion),
+		cmocka_unit_test(test_free_everywhere),
+		cmocka_unit_test(test_many_concurrent),
+		cmocka_unit_test(test_loop_alive),
 	};
 
 	cmocka_set_message_output(CM_OUTPUT_TAP);
