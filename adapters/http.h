@@ -1,6 +1,10 @@
-/* http.h: the HTTP participant transport: libcurl's multi interface driven by the libuv loop
- * (uv_poll per socket, one uv_timer; curl's docs/examples/multi-uv.c). No thread per call;
- * connections are kept alive and reused. */
+/* http.h: the HTTP participant transport: libcurl's multi interface on its own thread, the
+ * HTTP client thread, driven by that thread's libuv loop (uv_poll per socket, one uv_timer;
+ * curl's docs/examples/multi-uv.c). No thread per call; connections are kept alive and
+ * reused. The caller's loop thread (the one whose loop is passed to http_client_new()) calls
+ * every function here and gets every callback; the client thread only runs the transfers
+ * (requests go to it and results come back on mutex-protected lists, each way with a
+ * uv_async wake-up). Not for use from any other thread. */
 #ifndef SAGAD_ADAPTER_HTTP_H
 #define SAGAD_ADAPTER_HTTP_H
 
@@ -20,8 +24,9 @@ struct http_client_options {
 /* Returns 0 and a new client owned by the caller, or an error. */
 int http_client_new(uv_loop_t *loop, const struct http_client_options *opt,
 		    struct http_client **out);
-/* Cancels every call in flight (their callbacks are not called) and closes the client once
- * its libuv handles are closed; safe to call with NULL. The loop must run for the close. */
+/* Cancels every call in flight (their callbacks are not called), stops and joins the client
+ * thread, and closes the client once its handle on the caller's loop is closed; safe to call
+ * with NULL, also from inside a callback. The loop must run for the close (one turn). */
 void http_client_free(struct http_client *c);
 
 struct http_request {
@@ -51,15 +56,20 @@ struct http_result {
 
 typedef void (*http_done_cb)(const struct http_result *res, void *arg);
 
-/* Starts a call; everything in req is copied. cb runs exactly once on the loop thread, never
- * before this function returns, unless the call is cancelled. Returns 0 (and the call in
- * *out if out is not NULL) or an error, in which case cb is never called. */
+/* Starts a call; everything in req is copied. cb runs exactly once on the caller's loop
+ * thread, never before this function returns, unless the call is cancelled. Returns 0 (and
+ * the call in *out if out is not NULL) or an error, in which case cb is never called. While
+ * calls are active the client keeps the caller's loop alive (as the sockets on it did when
+ * the transfers ran there). A call libcurl refuses to start on the client thread ends with
+ * SAGAD_EIO through cb. */
 int http_client_send(struct http_client *c, const struct http_request *req, http_done_cb cb,
 		     void *arg, struct http_call **out);
-/* Abandons a call: its callback will not run. The call handle is invalid afterwards. */
+/* Abandons a call: its callback will not run, even when the answer has already arrived and
+ * waits for the loop; the transfer is stopped on the client thread if it still runs. The call
+ * handle is invalid afterwards. */
 void http_call_cancel(struct http_call *call);
 
-/* Calls in flight. */
+/* Calls in flight: sent, not cancelled, callback not run yet. */
 size_t http_client_active(const struct http_client *c);
 
 #endif
