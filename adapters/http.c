@@ -637,6 +637,7 @@ static void *worker_main(void *arg)
 {
 	struct http_client *c = arg;
 
+	pthread_setname_np(pthread_self(), "sagad-http");       /* top -H, perf, gdb */
 	uv_run(&c->wloop, UV_RUN_DEFAULT);
 	return NULL;
 }
