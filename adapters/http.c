@@ -14,10 +14,13 @@
  *     queues the call on the done list (wakes the caller's loop);
  *   - the caller's loop drains the done list, runs each callback with a result that borrows
  *     the call's buffers and recycles the call afterwards.
- * uv_async_send() coalesces: under load one wake-up carries a batch each way. The lists, each
- * call's place (where) and its cancelled flag are under the client's mutex; the rest of a call
- * belongs to the thread whose list it was taken from. Only the client thread touches the
- * CURLM, and an easy handle while it is in the multi.
+ * A wake-up is sent only when the list was empty (one is pending otherwise, and the other
+ * side takes the whole list after it), and uv_async_send() coalesces: under load one wake-up
+ * carries a batch each way. The lists, each call's place (where) and its cancel mark are under
+ * the client's mutex, held for list splices only; the rest of a call belongs to the thread
+ * whose list it was taken from. Only the client thread touches the CURLM, and an easy handle
+ * while it is in the multi. The caller's loop thread sets a handle's options while it holds
+ * the call (the handle is in no multi then).
  *
  * Cancel (caller's thread): marks the call cancelled. A call the client thread has not taken
  * yet is given back unsent; one it has gets a cancel message (its own list), on which the
@@ -90,7 +93,7 @@ struct http_call {
 	size_t body_cap;
 	struct curl_slist *headers;
 	/* the client thread's while it holds the call; read by the caller after it came back */
-	CURL *easy;
+	CURL *easy;                     /* options set by the caller before the submit */
 	struct http_call *wprev, *wnext; /* the client thread's transfers in the multi */
 	struct http_call *wcancel_next; /* the cancel messages taken in one wake-up */
 	int in_multi;
@@ -218,8 +221,8 @@ static void call_put(struct http_client *c, struct http_call *call)
 		call->body = NULL;
 		call->body_cap = 0;
 	}
-	/* Only the caller's thread reads where == CALL_FREE; no lock needed to set it while
-	 * no list holds the call. */
+	/* No lock: no list holds the call, and the client thread looks at it again only after
+	 * the next submit (under the lock). */
 	call->where = CALL_FREE;
 	call->cancelled = 0;
 	call->free_next = c->free_calls;
