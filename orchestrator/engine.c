@@ -2409,6 +2409,9 @@ static void release(struct engine *e, uint64_t durable)
 		struct held *h = e->held;
 		struct engine_waiter *w, *wnext;
 		struct effect *fx, *next;
+		/* The answers read one snapshot of the store (no write is pending here: it is
+		 * the committed state), taking SQLite's read locks once for the batch. */
+		bool reading = h->waiters != NULL && store_read_begin(e->store);
 
 		e->held = h->next;
 		if (e->held == NULL)
@@ -2417,6 +2420,8 @@ static void release(struct engine *e, uint64_t durable)
 			wnext = w->next;
 			held_waiter_finish(w, w->result);
 		}
+		if (reading)
+			store_read_end(e->store);
 		for (fx = h->effects; fx != NULL; fx = next) {
 			next = fx->next;
 			if (fx->kind == EFFECT_DISPATCH)

@@ -160,7 +160,7 @@ static const char *const migrations[] = {
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 enum stmt_id {
-	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+	ST_BEGIN, ST_BEGIN_READ, ST_COMMIT, ST_ROLLBACK,
 	ST_SAGA_INSERT, ST_SAGA_UPDATE, ST_SAGA_EPOCH, ST_SAGA_GET,
 	ST_SAGA_FIND_KEY, ST_SAGA_FIND_PARENT, ST_SAGA_CHILDREN,
 	ST_UNFINISHED_INDEXED, ST_UNFINISHED_SCAN,
@@ -192,6 +192,7 @@ enum { LIST_FLOW = 1, LIST_STATUS = 2, LIST_BEFORE = 4, LIST_FINAL = 8 };
 
 static const char *const sql[ST_MAX] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_BEGIN_READ] = "BEGIN",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
 	[ST_SAGA_INSERT] = "INSERT INTO sagas (" SAGA_COLS ") VALUES "
@@ -299,6 +300,7 @@ struct store {
 	int busy_timeout_ms;     /* configured; 0 is in force after a busy BEGIN (busy_fast) */
 	bool busy_fast;
 	bool full;               /* synchronous=FULL configured (the shipped setting) */
+	bool reading;            /* the open transaction is store_read_begin()'s (no writes) */
 	/* Pipelined commits (store_pipeline_start): the tickets are the commit count; the
 	 * outbox's highest sequence number at each commit travels with its sync, so that only
 	 * rows of durable commits are produced. */
@@ -448,6 +450,8 @@ static int begin(struct store *st)
 	sqlite3_stmt *stmt = st->stmt[ST_BEGIN];
 	int rc;
 
+	if (st->reading)
+		store_read_end(st);   /* a write ends the reads' snapshot: it starts from the newest */
 	if (!sqlite3_get_autocommit(st->db))
 		return 0;
 	rc = sqlite3_step(stmt);
@@ -511,7 +515,42 @@ static int exec_write(struct store *st, sqlite3_stmt *stmt, const char *op)
 
 bool store_pending(const struct store *st)
 {
-	return !sqlite3_get_autocommit(st->db);
+	return !sqlite3_get_autocommit(st->db) && !st->reading;
+}
+
+bool store_read_begin(struct store *st)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_BEGIN_READ];
+	int rc;
+
+	if (!sqlite3_get_autocommit(st->db))
+		return false;
+	rc = sqlite3_step(stmt);
+	sqlite3_reset(stmt);
+	if (rc != SQLITE_DONE) {
+		fail(st, "read_begin", rc);
+		return false;
+	}
+	st->reading = true;
+	return true;
+}
+
+void store_read_end(struct store *st)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_COMMIT];
+	int rc;
+
+	if (!st->reading)
+		return;
+	st->reading = false;
+	rc = sqlite3_step(stmt);
+	if (rc != SQLITE_DONE) {
+		fail(st, "read_end", rc);
+		sqlite3_reset(stmt);
+		store_rollback(st);
+		return;
+	}
+	sqlite3_reset(stmt);
 }
 
 int store_commit(struct store *st)
@@ -519,6 +558,7 @@ int store_commit(struct store *st)
 	sqlite3_stmt *stmt = st->stmt[ST_COMMIT];
 	int rc, err;
 
+	store_read_end(st);
 	if (sqlite3_get_autocommit(st->db))
 		return 0;
 	rc = sqlite3_step(stmt);
@@ -647,6 +687,7 @@ void store_rollback(struct store *st)
 	int rc;
 
 	st->outbox_tx_max = 0;
+	st->reading = false;
 	if (sqlite3_get_autocommit(st->db))
 		return;
 	rc = sqlite3_step(stmt);

@@ -1173,6 +1173,66 @@ static void test_pipeline(void **state)
 	store_close(st);
 }
 
+static int count_steps(const struct store_step *s, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* store_read_begin(): the reads until store_read_end() see one snapshot (a commit by another
+ * connection in between stays unseen), it is not a pending write, a write ends it first, and
+ * with writes pending it opens nothing (the reads see them). */
+static void test_read_transaction(void **state)
+{
+	struct store *st = open_store();
+	struct store_saga got;
+	struct store_step step = { .saga_id = (char *)ID("R", 1), .idx = 0, .name = "a",
+				   .state = "running", .updated_at = 1 };
+	int n = 0;
+
+	insert(st, ID("R", 1), "f", "running");
+	assert_int_equal(store_commit(st), 0);
+
+	assert_true(store_read_begin(st));
+	assert_false(store_pending(st));
+	assert_false(store_read_begin(st));   /* one at a time */
+	assert_int_equal(store_saga_get(st, ID("R", 1), &got), 0);
+	store_saga_clear(&got);
+	raw_exec("INSERT INTO saga_steps (saga_id, idx, name, state, updated_at) VALUES "
+		 "('R0000000000000000000000001', 0, 'a', 'running', 1)");
+	assert_int_equal(store_each_step(st, ID("R", 1), count_steps, &n), 0);
+	assert_int_equal(n, 0);                  /* the snapshot of the first read */
+	store_read_end(st);
+	assert_int_equal(store_each_step(st, ID("R", 1), count_steps, &n), 0);
+	assert_int_equal(n, 1);
+	store_read_end(st);                      /* none open: nothing */
+
+	/* a write inside ends the snapshot and becomes a pending write on the newest state */
+	assert_true(store_read_begin(st));
+	assert_int_equal(store_saga_get(st, ID("R", 1), &got), 0);
+	store_saga_clear(&got);
+	step.idx = 1;
+	assert_int_equal(store_step_put(st, &step), 0);
+	assert_true(store_pending(st));
+	assert_false(store_read_begin(st));   /* writes pending: reads see them */
+	n = 0;
+	assert_int_equal(store_each_step(st, ID("R", 1), count_steps, &n), 0);
+	assert_int_equal(n, 2);
+	store_read_end(st);                      /* not its transaction: the write stays */
+	assert_true(store_pending(st));
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(raw_int("SELECT count(*) FROM saga_steps"), 2);
+
+	/* a commit or a rollback ends a read transaction too */
+	assert_true(store_read_begin(st));
+	assert_int_equal(store_commit(st), 0);
+	assert_true(store_read_begin(st));
+	store_rollback(st);
+	assert_true(store_read_begin(st));
+	store_read_end(st);
+	store_close(st);
+}
+
 static int64_t wal_size(void)
 {
 	char p[160];
@@ -1368,6 +1428,7 @@ int main(void)
 		T(test_outbox),
 		T(test_pipeline),
 		T(test_wal_one_write_per_commit),
+		T(test_read_transaction),
 		T(test_purge),
 		T(test_purge_keeps_newest_outbox_row),
 		T(test_purge_plans),
