@@ -335,6 +335,10 @@ void engine__timer_cancel(struct saga *s, enum timer_kind kind, int step)
 	if (kind == TIMER_DEADLINE)
 		step = -1;
 	*timer_slot(s, kind, step) = ++s->e->timer_seq;
+	/* A saga without a deadline never had a deadline row: deadline_at is fixed when the
+	 * saga starts, and only a deadline_at > 0 arms (and stores) the timer. */
+	if (kind == TIMER_DEADLINE && s->deadline_at <= 0)
+		return;
 	engine__store_failed(s->e, store_timer_delete(s->e->store, s->id, timer_kind_names[kind],
 						      step), "timer_delete", s->id);
 }
