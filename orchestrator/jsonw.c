@@ -11,6 +11,11 @@
 
 static const char hex[] = "0123456789ABCDEF";
 
+/* The bytes a JSON string holds as they are: printable ASCII (and DEL) but '"' and '\\'. */
+static const unsigned char plain[256] = {
+	[0x20 ... 0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7f] = 1,   /* '"' 0x22, '\\' 0x5c */
+};
+
 /* Length of the valid UTF-8 sequence at p (at most n bytes), 0 when it is not one. The rules
  * of RFC 3629 (no overlong forms, no surrogates, nothing above U+10FFFF), as jansson. */
 static size_t utf8_len(const unsigned char *p, size_t n)
@@ -54,7 +59,7 @@ static void put_str(struct strbuf *b, const char *s, size_t left)
 		unsigned c = *p;
 		size_t k;
 
-		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+		if (plain[c]) {
 			p++;
 			left--;
 			continue;
