@@ -203,7 +203,7 @@ int answer_saga_text(struct store *st, const struct flow_set *fs, const char *id
 	LIT(b, ",\"steps\":[");
 	so.b = b;
 	so.next = 0;
-	store_each_step(st, id, on_step_row, &so);
+	store_scan_steps(st, id, on_step_row, &so);
 	while (so.f != NULL && so.next < so.f->n_steps)
 		pending_step(&so, so.next);
 	LIT(b, "]");
@@ -211,7 +211,7 @@ int answer_saga_text(struct store *st, const struct flow_set *fs, const char *id
 		struct history_out ho = { b, true };
 
 		LIT(b, ",\"history\":[");
-		store_each_history(st, id, on_history_row, &ho);
+		store_scan_history(st, id, on_history_row, &ho);
 		LIT(b, "]");
 	}
 	LIT(b, "}");

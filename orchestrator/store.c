@@ -434,6 +434,43 @@ static void read_history(sqlite3_stmt *stmt, struct store_history *h)
 	h->ended_at = col_opt(stmt, 12, 0);
 }
 
+/* The borrowed forms: the strings point into the statement's current row. */
+static const char *col_borrow(sqlite3_stmt *stmt, int i)
+{
+	return (const char *)sqlite3_column_text(stmt, i);
+}
+
+static void borrow_step(sqlite3_stmt *stmt, struct store_step *s)
+{
+	s->saga_id = (char *)col_borrow(stmt, 0);
+	s->idx = sqlite3_column_int(stmt, 1);
+	s->name = (char *)col_borrow(stmt, 2);
+	s->state = (char *)col_borrow(stmt, 3);
+	s->attempt = sqlite3_column_int(stmt, 4);
+	s->comp_attempt = sqlite3_column_int(stmt, 5);
+	s->response = (char *)col_borrow(stmt, 6);
+	s->error = (char *)col_borrow(stmt, 7);
+	s->updated_at = sqlite3_column_int64(stmt, 8);
+	s->maybe_applied = sqlite3_column_int(stmt, 9) != 0;
+}
+
+static void borrow_history(sqlite3_stmt *stmt, struct store_history *h)
+{
+	h->seq = sqlite3_column_int64(stmt, 0);
+	h->saga_id = (char *)col_borrow(stmt, 1);
+	h->step = (int)col_opt(stmt, 2, -1);
+	h->step_name = (char *)col_borrow(stmt, 3);
+	h->phase = (char *)col_borrow(stmt, 4);
+	h->attempt = sqlite3_column_int(stmt, 5);
+	h->event = (char *)col_borrow(stmt, 6);
+	h->request = (char *)col_borrow(stmt, 7);
+	h->status = (int)col_opt(stmt, 8, 0);
+	h->response = (char *)col_borrow(stmt, 9);
+	h->error = (char *)col_borrow(stmt, 10);
+	h->started_at = col_opt(stmt, 11, 0);
+	h->ended_at = col_opt(stmt, 12, 0);
+}
+
 static void read_timer(sqlite3_stmt *stmt, struct store_timer *t)
 {
 	t->saga_id = col_text(stmt, 0);
@@ -1397,6 +1434,24 @@ int store_each_step(struct store *st, const char *saga_id, store_step_cb cb, voi
 	return rc;
 }
 
+int store_scan_steps(struct store *st, const char *saga_id, store_step_cb cb, void *arg)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_STEP_EACH];
+	struct store_step row;
+	int rc, ret = 0;
+
+	bind_text(stmt, 1, saga_id);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		borrow_step(stmt, &row);
+		if ((ret = cb(&row, arg)) != 0)
+			break;
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = fail(st, "scan_steps", rc);
+	finish(stmt);
+	return ret;
+}
+
 int store_history_append(struct store *st, const struct store_history *h)
 {
 	sqlite3_stmt *stmt = st->stmt[ST_HISTORY_APPEND];
@@ -1434,6 +1489,24 @@ int store_each_history(struct store *st, const char *saga_id, store_history_cb c
 	}
 	free(rows);
 	return rc;
+}
+
+int store_scan_history(struct store *st, const char *saga_id, store_history_cb cb, void *arg)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_HISTORY_EACH];
+	struct store_history row;
+	int rc, ret = 0;
+
+	bind_text(stmt, 1, saga_id);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		borrow_history(stmt, &row);
+		if ((ret = cb(&row, arg)) != 0)
+			break;
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = fail(st, "scan_history", rc);
+	finish(stmt);
+	return ret;
 }
 
 int store_timer_put(struct store *st, const struct store_timer *t)

@@ -242,6 +242,11 @@ int store_each_unfinished(struct store *st, const char *const *final_states, sto
 int store_each_child(struct store *st, const char *parent_id, store_saga_cb cb, void *arg);
 int store_each_step(struct store *st, const char *saga_id, store_step_cb cb, void *arg);
 int store_each_history(struct store *st, const char *saga_id, store_history_cb cb, void *arg);
+/* The same rows for callers that only look at them (answer.c): the callback runs while the
+ * statement does, the record's strings are SQLite's (valid during the call, not copied), and
+ * it must not call the store. */
+int store_scan_steps(struct store *st, const char *saga_id, store_step_cb cb, void *arg);
+int store_scan_history(struct store *st, const char *saga_id, store_history_cb cb, void *arg);
 int store_each_timer(struct store *st, store_timer_cb cb, void *arg);
 
 /* Fills *out (overwritten, not cleared first); SAGAD_ENOENT when missing. */

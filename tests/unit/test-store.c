@@ -621,6 +621,22 @@ static void test_steps(void **state)
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(store_each_step(st, "other", on_step, &c), 0);
 	assert_int_equal(c.n, 0);
+
+	/* the borrowed scan: the same rows, and the same stop (uncommitted rows included) */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_scan_steps(st, s.saga_id, on_step, &c), 0);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.seen[0], "0:apply:compensated:2:1:{\"id\":7}:gone:20");
+	assert_string_equal(c.seen[1], "1:pay:dispatched:1:0:-:-:10");
+	memset(&c, 0, sizeof(c));
+	c.stop_at = 1;
+	assert_int_equal(store_scan_steps(st, s.saga_id, on_step, &c), 7);
+	assert_int_equal(c.n, 1);
+	/* ... and the statement was reset: the store goes on */
+	assert_int_equal(store_commit(st), 0);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_each_step(st, s.saga_id, on_step, &c), 0);
+	assert_int_equal(c.n, 2);
 	store_close(st);
 }
 
@@ -671,6 +687,18 @@ static void test_history(void **state)
 	assert_string_equal(c.seen[1], "0:pay:action:1:dispatched:POST http://p/payments:0:-:-:6:0");
 	assert_string_equal(c.seen[2],
 			    "0:pay:action:1:failed:POST http://p/payments:503:busy:http 503:6:9");
+
+	/* the borrowed scan gives the same rows */
+	for (int i = 0; i < 3; i++) {
+		struct collect d = { 0 };
+
+		assert_int_equal(store_scan_history(st, id, on_history, &d), 0);
+		assert_int_equal(d.n, 3);
+		for (int j = 0; j < 3; j++) {
+			assert_string_equal(d.seen[j], c.seen[j]);
+			assert_int_equal(d.nums[j], c.nums[j]);
+		}
+	}
 	store_close(st);
 }
 
