@@ -16,6 +16,7 @@ struct vfile {
 	struct vfile *wal;        /* a database file: its open WAL file, or NULL */
 	bool is_wal;
 	bool commit_header;       /* the last write was a commit frame's header */
+	int late_error;           /* a failed late write, reported by the next write or sync */
 	/* a WAL file's pending bytes: len of them, to be written at off */
 	unsigned char *buf;
 	size_t len, cap;
@@ -44,13 +45,29 @@ static int flush(struct vfile *f)
 	return rc;
 }
 
-/* The database file's WAL, written out before the WAL-index shows its frames. */
+/* The database file's WAL, written out before the WAL-index shows its frames. A failure is
+ * also kept for the WAL's next write or sync: the barrier cannot report it, and the commit
+ * after it must fail (the engine pauses, sagad's reaction to a failed write). */
 static int flush_late(struct vfile *db)
 {
+	int rc;
+
 	if (db->wal == NULL || db->wal->len == 0)
 		return SQLITE_OK;
 	stats.late_flushes++;
-	return flush(db->wal);
+	rc = flush(db->wal);
+	if (rc != SQLITE_OK)
+		db->wal->late_error = rc;
+	return rc;
+}
+
+/* The failure flush_late() kept, once. */
+static int late_error(struct vfile *f)
+{
+	int rc = f->late_error;
+
+	f->late_error = SQLITE_OK;
+	return rc;
 }
 
 static uint32_t get4(const unsigned char *p)
@@ -93,12 +110,15 @@ static int v_write(sqlite3_file *p, const void *data, int n, sqlite3_int64 off)
 		return f->real->pMethods->xWrite(f->real, data, n, off);
 	stats.wal_writes++;
 	f->commit_header = false;
-	if (f->len > 0 && (off != f->off + (sqlite3_int64)f->len || f->len + (size_t)n > BUF_MAX)) {
+	if ((rc = late_error(f)) != SQLITE_OK)
+		return rc;
+	if (f->len > 0 && (off != f->off + (sqlite3_int64)f->len || f->len + (size_t)n > BUF_MAX ||
+			   (size_t)n > WRITE_MAX)) {
 		rc = flush(f);
 		if (rc != SQLITE_OK)
 			return rc;
 	}
-	if ((size_t)n > WRITE_MAX) {
+	if ((size_t)n > WRITE_MAX) {   /* (no page is that big: 64 KiB at most) */
 		stats.wal_flushes++;
 		return f->real->pMethods->xWrite(f->real, data, n, off);
 	}
@@ -140,7 +160,10 @@ static int v_truncate(sqlite3_file *p, sqlite3_int64 size)
 static int v_sync(sqlite3_file *p, int flags)
 {
 	struct vfile *f = (struct vfile *)p;
-	int rc = flush(f);
+	int rc = late_error(f);
+
+	if (rc == SQLITE_OK)
+		rc = flush(f);
 
 	return rc != SQLITE_OK ? rc : f->real->pMethods->xSync(f->real, flags);
 }
@@ -216,9 +239,7 @@ static void v_shm_barrier(sqlite3_file *p)
 {
 	struct vfile *f = (struct vfile *)p;
 
-	/* No way to report a failure here: the write's error comes back at its next call
-	 * (SQLite rereads and checks the frames when it recovers the WAL). */
-	flush_late(f);
+	flush_late(f);   /* a failure is reported by the WAL's next write or sync */
 	f->real->pMethods->xShmBarrier(f->real);
 }
 
