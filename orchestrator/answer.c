@@ -153,9 +153,15 @@ int answer_saga_text(struct store *st, const struct flow_set *fs, const char *id
 	struct store_saga s;
 	struct steps_out so;
 	struct keys_out ko = { b, true };
+	/* The rows of one snapshot, and SQLite's read locks taken once, not per read (unless
+	 * the caller holds a transaction open: engine.c's release() for a batch of answers). */
+	bool reading = store_read_begin(st);
 
-	if (store_saga_get(st, id, &s) != 0)
+	if (store_saga_get(st, id, &s) != 0) {
+		if (reading)
+			store_read_end(st);
 		return SAGAD_ENOENT;
+	}
 	so.f = fs != NULL ? flow_set_find_version(fs, s.flow, s.flow_version) : NULL;
 	if (flow != NULL)
 		*flow = so.f;
@@ -197,7 +203,7 @@ int answer_saga_text(struct store *st, const struct flow_set *fs, const char *id
 	LIT(b, ",\"steps\":[");
 	so.b = b;
 	so.next = 0;
-	store_each_step(st, id, on_step_row, &so);
+	store_scan_steps(st, id, on_step_row, &so);
 	while (so.f != NULL && so.next < so.f->n_steps)
 		pending_step(&so, so.next);
 	LIT(b, "]");
@@ -205,10 +211,12 @@ int answer_saga_text(struct store *st, const struct flow_set *fs, const char *id
 		struct history_out ho = { b, true };
 
 		LIT(b, ",\"history\":[");
-		store_each_history(st, id, on_history_row, &ho);
+		store_scan_history(st, id, on_history_row, &ho);
 		LIT(b, "]");
 	}
 	LIT(b, "}");
+	if (reading)
+		store_read_end(st);
 	store_saga_clear(&s);
 	return 0;
 }

@@ -335,6 +335,10 @@ void engine__timer_cancel(struct saga *s, enum timer_kind kind, int step)
 	if (kind == TIMER_DEADLINE)
 		step = -1;
 	*timer_slot(s, kind, step) = ++s->e->timer_seq;
+	/* A saga without a deadline never had a deadline row: deadline_at is fixed when the
+	 * saga starts, and only a deadline_at > 0 arms (and stores) the timer. */
+	if (kind == TIMER_DEADLINE && s->deadline_at <= 0)
+		return;
 	engine__store_failed(s->e, store_timer_delete(s->e->store, s->id, timer_kind_names[kind],
 						      step), "timer_delete", s->id);
 }
@@ -2409,6 +2413,9 @@ static void release(struct engine *e, uint64_t durable)
 		struct held *h = e->held;
 		struct engine_waiter *w, *wnext;
 		struct effect *fx, *next;
+		/* The answers read one snapshot of the store (no write is pending here: it is
+		 * the committed state), taking SQLite's read locks once for the batch. */
+		bool reading = h->waiters != NULL && store_read_begin(e->store);
 
 		e->held = h->next;
 		if (e->held == NULL)
@@ -2417,6 +2424,8 @@ static void release(struct engine *e, uint64_t durable)
 			wnext = w->next;
 			held_waiter_finish(w, w->result);
 		}
+		if (reading)
+			store_read_end(e->store);
 		for (fx = h->effects; fx != NULL; fx = next) {
 			next = fx->next;
 			if (fx->kind == EFFECT_DISPATCH)

@@ -12,10 +12,12 @@
 #include "log.h"
 #include "store.h"
 #include "store_sync.h"
+#include "store_vfs.h"
 #include "util.h"
 
-/* Upsert (3.24) is the newest SQL feature used; prepare_v3 needs 3.20. */
-#define MIN_SQLITE_VERSION 3024000
+/* The VFS shim needs sqlite3_database_file_object() (3.32); upsert (3.24) is the newest SQL
+ * feature used; prepare_v3 needs 3.20. */
+#define MIN_SQLITE_VERSION 3032000
 #define BATCH 256             /* rows read per query by the each functions */
 #define LIST_MAX 1000
 
@@ -158,7 +160,7 @@ static const char *const migrations[] = {
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 enum stmt_id {
-	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+	ST_BEGIN, ST_BEGIN_READ, ST_COMMIT, ST_ROLLBACK,
 	ST_SAGA_INSERT, ST_SAGA_UPDATE, ST_SAGA_EPOCH, ST_SAGA_GET,
 	ST_SAGA_FIND_KEY, ST_SAGA_FIND_PARENT, ST_SAGA_CHILDREN,
 	ST_UNFINISHED_INDEXED, ST_UNFINISHED_SCAN,
@@ -190,6 +192,7 @@ enum { LIST_FLOW = 1, LIST_STATUS = 2, LIST_BEFORE = 4, LIST_FINAL = 8 };
 
 static const char *const sql[ST_MAX] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_BEGIN_READ] = "BEGIN",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
 	[ST_SAGA_INSERT] = "INSERT INTO sagas (" SAGA_COLS ") VALUES "
@@ -297,6 +300,7 @@ struct store {
 	int busy_timeout_ms;     /* configured; 0 is in force after a busy BEGIN (busy_fast) */
 	bool busy_fast;
 	bool full;               /* synchronous=FULL configured (the shipped setting) */
+	bool reading;            /* the open transaction is store_read_begin()'s (no writes) */
 	/* Pipelined commits (store_pipeline_start): the tickets are the commit count; the
 	 * outbox's highest sequence number at each commit travels with its sync, so that only
 	 * rows of durable commits are produced. */
@@ -430,6 +434,43 @@ static void read_history(sqlite3_stmt *stmt, struct store_history *h)
 	h->ended_at = col_opt(stmt, 12, 0);
 }
 
+/* The borrowed forms: the strings point into the statement's current row. */
+static const char *col_borrow(sqlite3_stmt *stmt, int i)
+{
+	return (const char *)sqlite3_column_text(stmt, i);
+}
+
+static void borrow_step(sqlite3_stmt *stmt, struct store_step *s)
+{
+	s->saga_id = (char *)col_borrow(stmt, 0);
+	s->idx = sqlite3_column_int(stmt, 1);
+	s->name = (char *)col_borrow(stmt, 2);
+	s->state = (char *)col_borrow(stmt, 3);
+	s->attempt = sqlite3_column_int(stmt, 4);
+	s->comp_attempt = sqlite3_column_int(stmt, 5);
+	s->response = (char *)col_borrow(stmt, 6);
+	s->error = (char *)col_borrow(stmt, 7);
+	s->updated_at = sqlite3_column_int64(stmt, 8);
+	s->maybe_applied = sqlite3_column_int(stmt, 9) != 0;
+}
+
+static void borrow_history(sqlite3_stmt *stmt, struct store_history *h)
+{
+	h->seq = sqlite3_column_int64(stmt, 0);
+	h->saga_id = (char *)col_borrow(stmt, 1);
+	h->step = (int)col_opt(stmt, 2, -1);
+	h->step_name = (char *)col_borrow(stmt, 3);
+	h->phase = (char *)col_borrow(stmt, 4);
+	h->attempt = sqlite3_column_int(stmt, 5);
+	h->event = (char *)col_borrow(stmt, 6);
+	h->request = (char *)col_borrow(stmt, 7);
+	h->status = (int)col_opt(stmt, 8, 0);
+	h->response = (char *)col_borrow(stmt, 9);
+	h->error = (char *)col_borrow(stmt, 10);
+	h->started_at = col_opt(stmt, 11, 0);
+	h->ended_at = col_opt(stmt, 12, 0);
+}
+
 static void read_timer(sqlite3_stmt *stmt, struct store_timer *t)
 {
 	t->saga_id = col_text(stmt, 0);
@@ -446,6 +487,8 @@ static int begin(struct store *st)
 	sqlite3_stmt *stmt = st->stmt[ST_BEGIN];
 	int rc;
 
+	if (st->reading)
+		store_read_end(st);   /* a write ends the reads' snapshot: it starts from the newest */
 	if (!sqlite3_get_autocommit(st->db))
 		return 0;
 	rc = sqlite3_step(stmt);
@@ -509,7 +552,42 @@ static int exec_write(struct store *st, sqlite3_stmt *stmt, const char *op)
 
 bool store_pending(const struct store *st)
 {
-	return !sqlite3_get_autocommit(st->db);
+	return !sqlite3_get_autocommit(st->db) && !st->reading;
+}
+
+bool store_read_begin(struct store *st)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_BEGIN_READ];
+	int rc;
+
+	if (!sqlite3_get_autocommit(st->db))
+		return false;
+	rc = sqlite3_step(stmt);
+	sqlite3_reset(stmt);
+	if (rc != SQLITE_DONE) {
+		fail(st, "read_begin", rc);
+		return false;
+	}
+	st->reading = true;
+	return true;
+}
+
+void store_read_end(struct store *st)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_COMMIT];
+	int rc;
+
+	if (!st->reading)
+		return;
+	st->reading = false;
+	rc = sqlite3_step(stmt);
+	if (rc != SQLITE_DONE) {
+		fail(st, "read_end", rc);
+		sqlite3_reset(stmt);
+		store_rollback(st);
+		return;
+	}
+	sqlite3_reset(stmt);
 }
 
 int store_commit(struct store *st)
@@ -517,6 +595,7 @@ int store_commit(struct store *st)
 	sqlite3_stmt *stmt = st->stmt[ST_COMMIT];
 	int rc, err;
 
+	store_read_end(st);
 	if (sqlite3_get_autocommit(st->db))
 		return 0;
 	rc = sqlite3_step(stmt);
@@ -606,6 +685,9 @@ int store_pipeline_start(struct store *st, uv_loop_t *loop, char *err, size_t er
 		return rc;
 	}
 	rc = sqlite3_file_control(st->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal);
+	/* The thread syncs the file under the VFS shim: the shim's pending writes are the loop
+	 * thread's, and a commit leaves none (store_vfs.h). */
+	wal = store_vfs_inner(wal);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(st->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
 	/* Its first sync (on this thread) makes everything committed so far durable. */
@@ -642,6 +724,7 @@ void store_rollback(struct store *st)
 	int rc;
 
 	st->outbox_tx_max = 0;
+	st->reading = false;
 	if (sqlite3_get_autocommit(st->db))
 		return;
 	rc = sqlite3_step(stmt);
@@ -886,6 +969,23 @@ out:
 	return rc;
 }
 
+/* Process-wide SQLite settings, before SQLite initializes (else they are refused and the
+ * defaults stay: a shim loaded first, tests/fault/faultvfs.so, initializes it). Memory
+ * statistics off: with them every sqlite3_malloc() and sqlite3_free() takes a global mutex
+ * (SQLITE_MUTEX_STATIC_MEM) to count, about 15,000 instructions per happy saga, for counters
+ * nothing reads (sqlite3_memory_used(), the soft heap limit). The threading mode stays
+ * SQLite's: SQLITE_CONFIG_SINGLETHREAD measured the same (the connection is NOMUTEX already)
+ * and would forbid read connections on other threads. */
+static void configure_library(void)
+{
+	static bool done;
+
+	if (done)
+		return;
+	done = true;
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int store_open(const struct store_options *opt, struct store **out, char *err, size_t errlen)
 {
 	struct store *st;
@@ -898,8 +998,14 @@ int store_open(const struct store_options *opt, struct store **out, char *err, s
 		return SAGAD_EINVAL;
 	}
 	if (sqlite3_libversion_number() < MIN_SQLITE_VERSION) {
-		snprintf(err, errlen, "SQLite %s is too old: sagad needs 3.24.0 or newer",
+		snprintf(err, errlen, "SQLite %s is too old: sagad needs 3.32.0 or newer",
 			 sqlite3_libversion());
+		return SAGAD_ESTORE;
+	}
+	configure_library();
+	rc = store_vfs_register();
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "store: registering the SQLite VFS: %s", sqlite3_errstr(rc));
 		return SAGAD_ESTORE;
 	}
 	st = xcalloc(1, sizeof(*st));
@@ -907,7 +1013,7 @@ int store_open(const struct store_options *opt, struct store **out, char *err, s
 	st->busy_timeout_ms = opt->busy_timeout_ms ? opt->busy_timeout_ms : 5000;
 	st->full = opt->synchronous == NULL || strcasecmp(opt->synchronous, "FULL") == 0;
 	rc = sqlite3_open_v2(opt->path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-			     SQLITE_OPEN_NOMUTEX, NULL);
+			     SQLITE_OPEN_NOMUTEX, STORE_VFS_NAME);
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", opt->path,
 			 st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
@@ -1328,6 +1434,24 @@ int store_each_step(struct store *st, const char *saga_id, store_step_cb cb, voi
 	return rc;
 }
 
+int store_scan_steps(struct store *st, const char *saga_id, store_step_cb cb, void *arg)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_STEP_EACH];
+	struct store_step row;
+	int rc, ret = 0;
+
+	bind_text(stmt, 1, saga_id);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		borrow_step(stmt, &row);
+		if ((ret = cb(&row, arg)) != 0)
+			break;
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = fail(st, "scan_steps", rc);
+	finish(stmt);
+	return ret;
+}
+
 int store_history_append(struct store *st, const struct store_history *h)
 {
 	sqlite3_stmt *stmt = st->stmt[ST_HISTORY_APPEND];
@@ -1365,6 +1489,24 @@ int store_each_history(struct store *st, const char *saga_id, store_history_cb c
 	}
 	free(rows);
 	return rc;
+}
+
+int store_scan_history(struct store *st, const char *saga_id, store_history_cb cb, void *arg)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_HISTORY_EACH];
+	struct store_history row;
+	int rc, ret = 0;
+
+	bind_text(stmt, 1, saga_id);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		borrow_history(stmt, &row);
+		if ((ret = cb(&row, arg)) != 0)
+			break;
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = fail(st, "scan_history", rc);
+	finish(stmt);
+	return ret;
 }
 
 int store_timer_put(struct store *st, const struct store_timer *t)

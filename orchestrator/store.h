@@ -38,6 +38,15 @@ int store_schema_version(const struct store *st);
 
 /* True while writes are waiting for store_commit(). */
 bool store_pending(const struct store *st);
+/* Reads in one snapshot: when no transaction is open, opens a read transaction and returns
+ * true; the reads until store_read_end() see the store as it was at the first of them, and
+ * take SQLite's WAL read locks once (each read on its own takes and drops them: fcntl calls
+ * on the -shm file). Returns false when a transaction is open already (then reads see it,
+ * writes included) or on an error (then each read runs on its own). A write, a commit or a
+ * rollback ends the read transaction first; store_pending() does not count it. */
+bool store_read_begin(struct store *st);
+/* Ends store_read_begin()'s transaction, if it is still open. */
+void store_read_end(struct store *st);
 /* Commits the open transaction (if any): 0, or an error (SAGAD_EBUSY, SAGAD_EFULL,
  * SAGAD_EIO) after which the transaction has been rolled back. */
 int store_commit(struct store *st);
@@ -233,6 +242,11 @@ int store_each_unfinished(struct store *st, const char *const *final_states, sto
 int store_each_child(struct store *st, const char *parent_id, store_saga_cb cb, void *arg);
 int store_each_step(struct store *st, const char *saga_id, store_step_cb cb, void *arg);
 int store_each_history(struct store *st, const char *saga_id, store_history_cb cb, void *arg);
+/* The same rows for callers that only look at them (answer.c): the callback runs while the
+ * statement does, the record's strings are SQLite's (valid during the call, not copied), and
+ * it must not call the store. */
+int store_scan_steps(struct store *st, const char *saga_id, store_step_cb cb, void *arg);
+int store_scan_history(struct store *st, const char *saga_id, store_history_cb cb, void *arg);
 int store_each_timer(struct store *st, store_timer_cb cb, void *arg);
 
 /* Fills *out (overwritten, not cleared first); SAGAD_ENOENT when missing. */

@@ -366,6 +366,11 @@ static void grow(struct strbuf *b, size_t extra)
 	b->data = xrealloc(b->data, b->cap);
 }
 
+void strbuf_reserve(struct strbuf *b, size_t n)
+{
+	grow(b, n);
+}
+
 void strbuf_add(struct strbuf *b, const void *p, size_t n)
 {
 	grow(b, n);

@@ -69,6 +69,9 @@ void strbuf_close(struct strbuf *b);
 void strbuf_add(struct strbuf *b, const void *p, size_t n);
 void strbuf_adds(struct strbuf *b, const char *s);
 void strbuf_addf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Makes room for n more bytes and the NUL after them (data + len on is writable): for writers
+ * that fill the free space themselves, then set len and the NUL. */
+void strbuf_reserve(struct strbuf *b, size_t n);
 /* Gives the buffer's string to the caller (free() it) and resets the buffer. */
 char *strbuf_detach(struct strbuf *b);
 

@@ -554,6 +554,40 @@ static void test_deadline_compensates(void **state)
 	assert_string_equal(calls(), "POST /a, POST /b, POST /a/undo");
 }
 
+static int count_timer(const struct store_timer *t, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* A saga with a deadline stores its timer while it runs and deletes it when it ends; a saga
+ * without one writes no timer row (and skips the delete: engine__timer_cancel()). */
+static void test_deadline_row_deleted_at_end(void **state)
+{
+	char id[27];
+	int n = 0;
+
+	add_flow("name: dl\nversion: 1\ndeadline: 30s\n"
+		 "participants:\n  p: { url: URL }\n"
+		 "steps:\n  - name: a\n    participant: p\n    action: { method: POST, path: /a }\n");
+	start("dl", "{}", id);
+	assert_int_equal(engine_flush(F.engine), 0);
+	assert_int_equal(store_each_timer(F.store, count_timer, &n), 0);
+	assert_int_equal(n, 1);
+	run_until(id, ENGINE_WAIT_COMPLETION, NULL);
+	assert_status(id, "completed");
+	n = 0;
+	assert_int_equal(store_each_timer(F.store, count_timer, &n), 0);
+	assert_int_equal(n, 0);
+
+	add_flow(THREE);
+	start("three", "{}", id);
+	run_until(id, ENGINE_WAIT_COMPLETION, NULL);
+	assert_status(id, "completed");
+	assert_int_equal(store_each_timer(F.store, count_timer, &n), 0);
+	assert_int_equal(n, 0);
+}
+
 /* Review regression: a child that ends in the same turn it starts (its first request cannot
  * render) under a parent whose first step is that sub-flow. */
 static void test_child_ending_at_once(void **state)
@@ -632,6 +666,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_recovery_redispatches, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_subflow_compensated_by_parent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadline_compensates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deadline_row_deleted_at_end, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_child_ending_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_during_retry_after_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loaded_sagas_are_evicted, setup, teardown),

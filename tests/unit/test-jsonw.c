@@ -59,6 +59,36 @@ static void test_strings_as_jansson(void **state)
 	}
 }
 
+/* Escapes that make the text up to 6 times longer, after text already in the buffer: the
+ * writer reserves room as it goes (put_str()). */
+static void test_long_escaped_strings_as_jansson(void **state)
+{
+	static const char pattern[] = "\x01\"a\\\n\x1f";
+	char s[4001];
+	struct strbuf b;
+
+	for (size_t n = 0; n < sizeof(s); n += 97) {
+		json_t *v;
+		char *want;
+
+		for (size_t i = 0; i < n; i++)
+			s[i] = pattern[i % (sizeof(pattern) - 1)];
+		s[n] = '\0';
+		v = json_string(s);
+		want = json_dumps(v, API_FLAGS);
+		assert_non_null(want);
+		strbuf_init(&b);
+		strbuf_adds(&b, "[");
+		jsonw_str(&b, s);
+		assert_int_equal(b.len, 1 + strlen(want));
+		assert_string_equal(b.data + 1, want);
+		assert_int_equal(b.data[b.len], '\0');
+		strbuf_close(&b);
+		free(want);
+		json_decref(v);
+	}
+}
+
 static void test_invalid_utf8_becomes_question_marks(void **state)
 {
 	struct strbuf b;
@@ -331,6 +361,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_strings_as_jansson),
+		cmocka_unit_test(test_long_escaped_strings_as_jansson),
 		cmocka_unit_test(test_invalid_utf8_becomes_question_marks),
 		cmocka_unit_test(test_stored_json_as_jansson),
 		cmocka_unit_test(test_random_stored_values),

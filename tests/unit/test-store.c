@@ -7,12 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 #include <sqlite3.h>
 #include <uv.h>
 #include "error.h"
 #include "log.h"
 #include "store.h"
+#include "store_vfs.h"
 #include "util.h"
 
 static char dir[64];
@@ -619,6 +621,22 @@ static void test_steps(void **state)
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(store_each_step(st, "other", on_step, &c), 0);
 	assert_int_equal(c.n, 0);
+
+	/* the borrowed scan: the same rows, and the same stop (uncommitted rows included) */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_scan_steps(st, s.saga_id, on_step, &c), 0);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.seen[0], "0:apply:compensated:2:1:{\"id\":7}:gone:20");
+	assert_string_equal(c.seen[1], "1:pay:dispatched:1:0:-:-:10");
+	memset(&c, 0, sizeof(c));
+	c.stop_at = 1;
+	assert_int_equal(store_scan_steps(st, s.saga_id, on_step, &c), 7);
+	assert_int_equal(c.n, 1);
+	/* ... and the statement was reset: the store goes on */
+	assert_int_equal(store_commit(st), 0);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_each_step(st, s.saga_id, on_step, &c), 0);
+	assert_int_equal(c.n, 2);
 	store_close(st);
 }
 
@@ -669,6 +687,18 @@ static void test_history(void **state)
 	assert_string_equal(c.seen[1], "0:pay:action:1:dispatched:POST http://p/payments:0:-:-:6:0");
 	assert_string_equal(c.seen[2],
 			    "0:pay:action:1:failed:POST http://p/payments:503:busy:http 503:6:9");
+
+	/* the borrowed scan gives the same rows */
+	for (int i = 0; i < 3; i++) {
+		struct collect d = { 0 };
+
+		assert_int_equal(store_scan_history(st, id, on_history, &d), 0);
+		assert_int_equal(d.n, 3);
+		for (int j = 0; j < 3; j++) {
+			assert_string_equal(d.seen[j], c.seen[j]);
+			assert_int_equal(d.nums[j], c.nums[j]);
+		}
+	}
 	store_close(st);
 }
 
@@ -1171,6 +1201,133 @@ static void test_pipeline(void **state)
 	store_close(st);
 }
 
+static int count_steps(const struct store_step *s, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* store_read_begin(): the reads until store_read_end() see one snapshot (a commit by another
+ * connection in between stays unseen), it is not a pending write, a write ends it first, and
+ * with writes pending it opens nothing (the reads see them). */
+static void test_read_transaction(void **state)
+{
+	struct store *st = open_store();
+	struct store_saga got;
+	struct store_step step = { .saga_id = (char *)ID("R", 1), .idx = 0, .name = "a",
+				   .state = "running", .updated_at = 1 };
+	int n = 0;
+
+	insert(st, ID("R", 1), "f", "running");
+	assert_int_equal(store_commit(st), 0);
+
+	assert_true(store_read_begin(st));
+	assert_false(store_pending(st));
+	assert_false(store_read_begin(st));   /* one at a time */
+	assert_int_equal(store_saga_get(st, ID("R", 1), &got), 0);
+	store_saga_clear(&got);
+	raw_exec("INSERT INTO saga_steps (saga_id, idx, name, state, updated_at) VALUES "
+		 "('R0000000000000000000000001', 0, 'a', 'running', 1)");
+	assert_int_equal(store_each_step(st, ID("R", 1), count_steps, &n), 0);
+	assert_int_equal(n, 0);                  /* the snapshot of the first read */
+	store_read_end(st);
+	assert_int_equal(store_each_step(st, ID("R", 1), count_steps, &n), 0);
+	assert_int_equal(n, 1);
+	store_read_end(st);                      /* none open: nothing */
+
+	/* a write inside ends the snapshot and becomes a pending write on the newest state */
+	assert_true(store_read_begin(st));
+	assert_int_equal(store_saga_get(st, ID("R", 1), &got), 0);
+	store_saga_clear(&got);
+	step.idx = 1;
+	assert_int_equal(store_step_put(st, &step), 0);
+	assert_true(store_pending(st));
+	assert_false(store_read_begin(st));   /* writes pending: reads see them */
+	n = 0;
+	assert_int_equal(store_each_step(st, ID("R", 1), count_steps, &n), 0);
+	assert_int_equal(n, 2);
+	store_read_end(st);                      /* not its transaction: the write stays */
+	assert_true(store_pending(st));
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(raw_int("SELECT count(*) FROM saga_steps"), 2);
+
+	/* a commit or a rollback ends a read transaction too */
+	assert_true(store_read_begin(st));
+	assert_int_equal(store_commit(st), 0);
+	assert_true(store_read_begin(st));
+	store_rollback(st);
+	assert_true(store_read_begin(st));
+	store_read_end(st);
+	store_close(st);
+}
+
+static int64_t wal_size(void)
+{
+	char p[160];
+	struct stat sb;
+
+	snprintf(p, sizeof(p), "%s-wal", path);
+	assert_int_equal(stat(p, &sb), 0);
+	return (int64_t)sb.st_size;
+}
+
+/* The VFS shim (store_vfs.h): a commit's WAL frames reach the file in one write, by the time
+ * the commit returns (another connection reads them at once), recognised at the commit frame
+ * and not by the safety net; a transaction bigger than the shim's buffer is written in
+ * several parts; the file is whole WAL frames, and the database checks out. */
+static void test_wal_one_write_per_commit(void **state)
+{
+	struct store *st = open_store();
+	struct store_vfs_stats s0, s1;
+	struct store_history h = { .step = 0, .step_name = "a", .phase = "action",
+				   .event = "dispatched", .request = "POST /x", .started_at = 1 };
+	struct store_saga s;
+	char *input = xmalloc(3001);
+	int64_t size0, size1;
+	int i;
+
+	store_vfs_stats(&s0);
+	size0 = wal_size();
+	for (i = 0; i < 5; i++) {
+		insert(st, ID("W", i), "f", "running");
+		h.saga_id = (char *)ID("W", i);
+		assert_int_equal(store_history_append(st, &h), 0);
+	}
+	assert_int_equal(store_commit(st), 0);
+	store_vfs_stats(&s1);
+	assert_int_equal(raw_int("SELECT count(*) FROM saga_history"), 5);
+	size1 = wal_size();
+	assert_true(size1 > size0);
+	assert_int_equal((size1 - 32) % (24 + 2048), 0);
+	/* several frames (two writes each), one write to the file, at the commit frame */
+	assert_true(s1.wal_writes - s0.wal_writes >= 2 * 3);
+	assert_int_equal(s1.wal_flushes - s0.wal_flushes, 1);
+	assert_int_equal(s1.late_flushes, s0.late_flushes);
+
+	/* about 2 MB of pages in one commit: the 1 MB buffer goes out in parts */
+	memset(input, 'x', 3000);
+	input[3000] = '\0';
+	for (i = 0; i < 700; i++) {
+		s = saga(ID("B", i), "f", "running");
+		s.input = input;
+		assert_int_equal(store_saga_insert(st, &s, NULL), 0);
+	}
+	assert_int_equal(store_commit(st), 0);
+	store_vfs_stats(&s0);
+	assert_true(s0.wal_flushes - s1.wal_flushes >= 2);
+	assert_int_equal(s0.late_flushes, s1.late_flushes);
+	assert_int_equal(raw_int("SELECT count(*) FROM sagas"), 705);
+	assert_int_equal((wal_size() - 32) % (24 + 2048), 0);
+	assert_int_equal(raw_int("SELECT sum(length(input)) FROM sagas WHERE id LIKE 'B%'"), 700 * 3000);
+	assert_int_equal(raw_int("SELECT count(*) FROM pragma_integrity_check WHERE "
+				 "integrity_check <> 'ok'"), 0);
+	free(input);
+	store_close(st);
+	st = open_store();
+	assert_int_equal(raw_int("SELECT count(*) FROM sagas"), 705);
+	store_close(st);
+}
+
 /* Retention: only completed/compensated sagas created and updated before the cutoff go, with
  * their steps and history; failed and recent ones stay; sent outbox rows before it go. */
 static void test_purge(void **state)
@@ -1298,6 +1455,8 @@ int main(void)
 		T(test_timers),
 		T(test_outbox),
 		T(test_pipeline),
+		T(test_wal_one_write_per_commit),
+		T(test_read_transaction),
 		T(test_purge),
 		T(test_purge_keeps_newest_outbox_row),
 		T(test_purge_plans),
