@@ -68,6 +68,13 @@
 /* A recycled call keeps buffers up to this size; larger ones are released. */
 #define HTTP_KEEP_BUFFER (64 * 1024)
 
+/* Which proxy option a handle carries (see proxy_env_read()). */
+enum call_proxy {
+	PROXY_CURL_ENV,     /* CURLOPT_PROXY unset: libcurl reads the environment per transfer */
+	PROXY_HTTP,         /* the client's proxy for http:// URLs ("" for none) */
+	PROXY_HTTPS,        /* the client's proxy for https:// URLs ("" for none) */
+};
+
 /* Where a call is; under the client's mutex. */
 enum call_where {
 	CALL_FREE,          /* on the caller's free list */
@@ -99,6 +106,7 @@ struct http_call {
 	int in_multi;
 	int to_add;                     /* taken from the submit list, not cancelled */
 	int too_big;
+	enum call_proxy proxy;          /* the handle's CURLOPT_PROXY (caller's thread) */
 	struct strbuf resp;             /* response body, reused */
 	int error;                      /* the result (see finish()) */
 	int status;
@@ -122,6 +130,9 @@ struct http_client {
 	/* fixed at creation */
 	size_t max_response;
 	char *user_agent;
+	char *proxy_http;               /* from the environment at creation; "" for none */
+	char *proxy_https;
+	char *no_proxy;
 
 	/* the caller's loop thread */
 	uv_loop_t *loop;
@@ -168,6 +179,7 @@ static void easy_init_fixed(struct http_client *c, struct http_call *call)
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, call);
+	curl_easy_setopt(e, CURLOPT_NOPROXY, c->no_proxy);
 }
 
 static struct http_call *call_get(struct http_client *c)
@@ -700,6 +712,71 @@ static void on_done_wake(uv_async_t *h)
 		client_teardown(c);
 }
 
+/* libcurl (7.88) looks up the proxy variables on every transfer when CURLOPT_PROXY and
+ * CURLOPT_NOPROXY are unset: up to five getenv() calls and copies per call. A daemon's
+ * environment does not change, so the client reads it once here, with libcurl's rules (url.c,
+ * detect_proxy() and create_conn_helper_init_proxy()), and sets the options to what libcurl
+ * would have found:
+ *   - no proxy for hosts in no_proxy, else NO_PROXY;
+ *   - http:// URLs: http_proxy (never HTTP_PROXY, which a CGI request's "Proxy:" header can
+ *     set), else all_proxy, else ALL_PROXY;
+ *   - https:// URLs: https_proxy, else HTTPS_PROXY, else all_proxy, else ALL_PROXY.
+ * A variable set to the empty string counts as unset (curl_getenv()). "" for the options means
+ * none, as for libcurl: an empty proxy is no proxy, an empty no-proxy list matches nothing. A
+ * URL of any other form (no scheme, or another one) keeps CURLOPT_PROXY unset, and libcurl
+ * decides per transfer, as before. */
+static char *env_get(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && v[0] != '\0' ? xstrdup(v) : NULL;
+}
+
+static char *env_first(const char *const *names)
+{
+	char *v = NULL;
+
+	for (; *names != NULL && v == NULL; names++)
+		v = env_get(*names);
+	return v != NULL ? v : xstrdup("");
+}
+
+static void proxy_env_read(struct http_client *c)
+{
+	static const char *const http[] = { "http_proxy", "all_proxy", "ALL_PROXY", NULL };
+	static const char *const https[] = {
+		"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL,
+	};
+	static const char *const no[] = { "no_proxy", "NO_PROXY", NULL };
+
+	c->proxy_http = env_first(http);
+	c->proxy_https = env_first(https);
+	c->no_proxy = env_first(no);
+}
+
+static void proxy_env_free(struct http_client *c)
+{
+	free(c->proxy_http);
+	free(c->proxy_https);
+	free(c->no_proxy);
+}
+
+/* Sets the handle's proxy for the URL's scheme (see proxy_env_read()); only when it changes. */
+static void set_proxy(struct http_client *c, struct http_call *call, const char *url)
+{
+	enum call_proxy want = PROXY_CURL_ENV;
+
+	if (strncasecmp(url, "http://", 7) == 0)
+		want = PROXY_HTTP;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		want = PROXY_HTTPS;
+	if (want == call->proxy)
+		return;
+	curl_easy_setopt(call->easy, CURLOPT_PROXY, want == PROXY_HTTP ? c->proxy_http
+						    : want == PROXY_HTTPS ? c->proxy_https : NULL);
+	call->proxy = want;
+}
+
 static const int async_signals[] = {
 	SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH,
 };
@@ -723,6 +800,7 @@ int http_client_new(uv_loop_t *loop, const struct http_client_options *opt,
 		max_host = opt->max_host_connections;
 	c->user_agent = xstrdup(opt != NULL && opt->user_agent != NULL ? opt->user_agent
 								      : HTTP_USER_AGENT);
+	proxy_env_read(c);
 	c->multi = curl_multi_init();
 	if (c->multi == NULL)
 		goto fail;
@@ -762,6 +840,7 @@ int http_client_new(uv_loop_t *loop, const struct http_client_options *opt,
 
 fail:
 	free(c->user_agent);
+	proxy_env_free(c);
 	free(c);
 	curl_global_cleanup();
 	return SAGAD_EIO;
@@ -772,6 +851,7 @@ static void on_client_closed(uv_handle_t *h)
 	struct http_client *c = h->data;
 
 	free(c->user_agent);
+	proxy_env_free(c);
 	free(c);
 	curl_global_cleanup();
 }
@@ -863,6 +943,7 @@ int http_client_send(struct http_client *c, const struct http_request *req, http
 		call_put(c, call);
 		return SAGAD_EINVAL;
 	}
+	set_proxy(c, call, req->url);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -193,7 +194,7 @@ static int send_req(struct http_client *c, const char *method, const char *path,
 	};
 	int rc;
 
-	if (strncmp(path, "http", 4) == 0)
+	if (strncasecmp(path, "http", 4) == 0)
 		snprintf(url, sizeof(url), "%s", path);
 	else
 		snprintf(url, sizeof(url), "%s%s", base, path);
@@ -1184,6 +1185,126 @@ static void test_loop_alive(void **state)
 	assert_int_equal(uv_loop_close(&l2), 0);
 }
 
+/* The proxy variables: the client reads them once when it is made (not per call, as libcurl
+ * would) and must honour them exactly as libcurl does. The test's own server stands in for the
+ * proxy: a request that went through it arrives with the absolute URL as its target (or as a
+ * CONNECT for https), one that did not arrives with the bare path. A closed port as the proxy
+ * tells a proxy that is used (the connect fails) from one that is not (the answer arrives). */
+static const char *const proxy_vars[] = {
+	"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+	"no_proxy", "NO_PROXY",
+};
+
+enum via { VIA_PROXY, VIA_DIRECT, VIA_DEAD_PROXY };
+
+struct proxy_case {
+	const char *env[4][2];          /* name, value ("@" = this server, "!" = a closed port) */
+	const char *url;                /* "@" = this server's base */
+	enum via via;
+};
+
+static void proxy_env_set(const struct proxy_case *pc, int dead_port)
+{
+	char val[64];
+
+	for (size_t i = 0; i < sizeof(proxy_vars) / sizeof(proxy_vars[0]); i++)
+		unsetenv(proxy_vars[i]);
+	for (int i = 0; i < 4 && pc->env[i][0] != NULL; i++) {
+		const char *v = pc->env[i][1];
+
+		if (strcmp(v, "@") == 0)
+			snprintf(val, sizeof(val), "%s", base);
+		else if (strcmp(v, "!") == 0)
+			snprintf(val, sizeof(val), "http://127.0.0.1:%d", dead_port);
+		else
+			snprintf(val, sizeof(val), "%s", v);
+		assert_int_equal(setenv(pc->env[i][0], val, 1), 0);
+	}
+}
+
+static void test_proxy_env(void **state)
+{
+	static const struct proxy_case cases[] = {
+		{ { { "http_proxy", "@" } }, "http://proxied.invalid:9/hello", VIA_PROXY },
+		{ { { "all_proxy", "@" } }, "http://proxied.invalid:9/hello", VIA_PROXY },
+		{ { { "ALL_PROXY", "@" } }, "http://proxied.invalid:9/hello", VIA_PROXY },
+		/* http_proxy wins over all_proxy; an empty variable counts as unset */
+		{ { { "http_proxy", "@" }, { "all_proxy", "!" } }, "http://proxied.invalid:9/hello",
+		  VIA_PROXY },
+		{ { { "http_proxy", "" }, { "all_proxy", "@" } }, "http://proxied.invalid:9/hello",
+		  VIA_PROXY },
+		{ { { "http_proxy", "!" } }, "@/hello", VIA_DEAD_PROXY },
+		/* never HTTP_PROXY (libcurl's rule), nor https_proxy for http */
+		{ { { "HTTP_PROXY", "!" }, { "https_proxy", "!" } }, "@/hello", VIA_DIRECT },
+		{ { { "http_proxy", "!" }, { "no_proxy", "127.0.0.1" } }, "@/hello", VIA_DIRECT },
+		{ { { "http_proxy", "!" }, { "NO_PROXY", "127.0.0.1" } }, "@/hello", VIA_DIRECT },
+		{ { { "http_proxy", "!" }, { "no_proxy", "*" } }, "@/hello", VIA_DIRECT },
+		/* no_proxy wins over NO_PROXY */
+		{ { { "http_proxy", "!" }, { "no_proxy", "example.org" }, { "NO_PROXY", "*" } },
+		  "@/hello", VIA_DEAD_PROXY },
+		{ { { "HTTP_PROXY", "@" } }, "HTTP://127.0.0.1:1/hello", VIA_DEAD_PROXY },
+		{ { { "http_proxy", "@" } }, "HTTP://proxied.invalid:9/hello", VIA_PROXY },
+		/* https: a CONNECT to the proxy */
+		{ { { "https_proxy", "@" } }, "https://proxied.invalid:9/x", VIA_PROXY },
+		{ { { "HTTPS_PROXY", "@" } }, "https://proxied.invalid:9/x", VIA_PROXY },
+		{ { { "all_proxy", "@" } }, "https://proxied.invalid:9/x", VIA_PROXY },
+		{ { { "https_proxy", "!" }, { "no_proxy", "proxied.invalid" } },
+		  "https://127.0.0.1:1/x", VIA_DEAD_PROXY },
+	};
+	int dead_port = closed_port();
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct proxy_case *pc = &cases[i];
+		struct http_client *c;
+		struct outcome o = { 0 };
+		char url[128], want_path[128];
+		int handled = seen.handled;
+
+		print_message("# proxy case %zu: %s\n", i, pc->url);
+		proxy_env_set(pc, dead_port);
+		assert_int_equal(http_client_new(&loop, NULL, &c), 0);
+		/* read at creation: later changes do not count */
+		for (size_t j = 0; j < sizeof(proxy_vars) / sizeof(proxy_vars[0]); j++)
+			unsetenv(proxy_vars[j]);
+		if (pc->url[0] == '@')
+			snprintf(url, sizeof(url), "%s%s", base, pc->url + 1);
+		else
+			snprintf(url, sizeof(url), "%s", pc->url);
+		snprintf(seen.last_path, sizeof(seen.last_path), "-");
+		snprintf(seen.last_method, sizeof(seen.last_method), "-");
+		assert_int_equal(send_req(c, "GET", url, NULL, 0, 3000, &o, NULL), 0);
+		assert_int_equal(run_until(&o.done, 1), 1);
+		switch (pc->via) {
+		case VIA_PROXY:
+			assert_int_equal(seen.handled, handled + 1);
+			if (strncmp(url, "https", 5) == 0) {
+				assert_string_equal(seen.last_method, "CONNECT");
+				assert_int_not_equal(o.error, 0);   /* no tunnel: a 404 */
+			} else {
+				/* the absolute URL as the target, the host as given */
+				snprintf(want_path, sizeof(want_path), "http://%s",
+					 strstr(url, "://") + 3);
+				assert_string_equal(seen.last_path, want_path);
+				assert_int_equal(o.error, 0);
+				assert_int_equal(o.status, 404);
+			}
+			break;
+		case VIA_DIRECT:
+			assert_int_equal(o.error, 0);
+			assert_int_equal(o.status, 200);
+			assert_string_equal(seen.last_path, "/hello");
+			break;
+		case VIA_DEAD_PROXY:
+			assert_int_equal(o.error, SAGAD_ECONNECT);
+			assert_int_equal(seen.handled, handled);
+			break;
+		}
+		outcome_clear(&o);
+		http_client_free(c);
+		run_for(20);
+	}
+}
+
 /* --- fixture ---------------------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -1258,6 +1379,7 @@ int main(void)
 		cmocka_unit_test(test_free_everywhere),
 		cmocka_unit_test(test_many_concurrent),
 		cmocka_unit_test(test_loop_alive),
+		cmocka_unit_test(test_proxy_env),
 	};
 
 	cmocka_set_message_output(CM_OUTPUT_TAP);
