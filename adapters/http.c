@@ -44,6 +44,7 @@
  * request bytes and neither a new connection got established (TCP, plus TLS for https) nor a
  * reused one was ever attached (no primary IP). In every other case a part of the request may
  * have reached the server and the result says 1. */
+#include <assert.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -68,6 +69,11 @@
 /* A recycled call keeps buffers up to this size; larger ones are released. */
 #define HTTP_KEEP_BUFFER (64 * 1024)
 
+/* The parsed-URL cache (see url_get()): entries no call holds beyond this many are evicted,
+ * least recently used first. */
+#define HTTP_URL_CACHE_MAX 1024
+#define HTTP_URL_BUCKETS 2048           /* a power of two */
+
 /* Which proxy option a handle carries (see proxy_env_read()). */
 enum call_proxy {
 	PROXY_CURL_ENV,     /* CURLOPT_PROXY unset: libcurl reads the environment per transfer */
@@ -81,6 +87,20 @@ enum call_where {
 	CALL_SUBMITTED,     /* on the submit list: the client thread has not taken it yet */
 	CALL_WORKER,        /* the client thread's (in the multi, normally) */
 	CALL_DONE,          /* given back: on the done list, or in the batch being dispatched */
+};
+
+/* A URL parsed once by curl_url_set() and given to the handles of the calls that use it
+ * (CURLOPT_CURLU); the caller's thread's. refs counts the calls that hold it: from the send
+ * until the call is recycled, when its handle lets go of it (CURLOPT_CURLU NULL). An entry with
+ * refs 0 is pointed at by no handle and may be freed; those are on the LRU list. */
+struct url_entry {
+	struct url_entry *hnext;        /* the bucket's chain */
+	struct url_entry *lprev, *lnext; /* the LRU list, most recent first, refs == 0 only */
+	unsigned refs;
+	int cached;                     /* in the table; else freed when refs drops to 0 */
+	uint32_t hash;
+	CURLU *uh;
+	char url[];
 };
 
 struct http_call {
@@ -99,6 +119,7 @@ struct http_call {
 	char *body;                     /* request body, owned, reused (CURLOPT_POSTFIELDS) */
 	size_t body_cap;
 	struct curl_slist *headers;
+	struct url_entry *url;          /* the handle's CURLOPT_CURLU while the caller holds it */
 	/* the client thread's while it holds the call; read by the caller after it came back */
 	CURL *easy;                     /* options set by the caller before the submit */
 	struct http_call *wprev, *wnext; /* the client thread's transfers in the multi */
@@ -140,6 +161,9 @@ struct http_client {
 	struct http_call *all_calls;
 	struct http_call *free_calls;
 	size_t n_active;
+	struct url_entry *url_buckets[HTTP_URL_BUCKETS];
+	struct url_entry *url_lru_head, *url_lru_tail;
+	size_t n_urls;                  /* in the table */
 	int dispatching;                /* inside on_done_wake(): defer the teardown */
 	int closing;
 
@@ -182,6 +206,158 @@ static void easy_init_fixed(struct http_client *c, struct http_call *call)
 	curl_easy_setopt(e, CURLOPT_NOPROXY, c->no_proxy);
 }
 
+/* --- parsed URLs (caller's thread) ------------------------------------------------------ */
+
+/* libcurl (7.88) parses the URL given with CURLOPT_URL on every transfer (curl_url_set() and
+ * a curl_url_get() of the normalized URL: some 6,000 instructions per call). A handle given a
+ * parsed URL with CURLOPT_CURLU only copies it (curl_url_dup()). Participant URLs repeat, so
+ * the client parses each one once, with the flags libcurl uses for CURLOPT_URL (url.c,
+ * parseurlandfillconn(): guess the scheme, accept any scheme; the protocol check comes later,
+ * per transfer, as before), and keeps it in a table. A URL that does not parse is not kept:
+ * that call goes with CURLOPT_URL and fails in libcurl exactly as before. */
+static uint32_t url_hash(const char *s)
+{
+	uint32_t h = 2166136261u;               /* FNV-1a */
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+static void url_lru_unlink(struct http_client *c, struct url_entry *u)
+{
+	if (u->lprev != NULL)
+		u->lprev->lnext = u->lnext;
+	else
+		c->url_lru_head = u->lnext;
+	if (u->lnext != NULL)
+		u->lnext->lprev = u->lprev;
+	else
+		c->url_lru_tail = u->lprev;
+	u->lprev = u->lnext = NULL;
+}
+
+static void url_entry_free(struct url_entry *u)
+{
+	curl_url_cleanup(u->uh);
+	free(u);
+}
+
+/* Takes the least recently used entry that no handle points at out of the table. */
+static void url_evict(struct http_client *c)
+{
+	struct url_entry *u = c->url_lru_tail, **pp;
+
+	url_lru_unlink(c, u);
+	for (pp = &c->url_buckets[u->hash & (HTTP_URL_BUCKETS - 1)]; *pp != u; pp = &(*pp)->hnext)
+		;
+	*pp = u->hnext;
+	c->n_urls--;
+	url_entry_free(u);
+}
+
+/* Returns the entry for url with one more reference, or NULL when url does not parse. */
+static struct url_entry *url_get(struct http_client *c, const char *url)
+{
+	uint32_t h = url_hash(url);
+	struct url_entry **bucket = &c->url_buckets[h & (HTTP_URL_BUCKETS - 1)], *u;
+	size_t len;
+	CURLU *uh;
+
+	for (u = *bucket; u != NULL; u = u->hnext) {
+		if (u->hash == h && strcmp(u->url, url) == 0) {
+			if (u->refs++ == 0)
+				url_lru_unlink(c, u);
+			return u;
+		}
+	}
+	if ((uh = curl_url()) == NULL)
+		fatalx("http: curl_url failed");
+	if (curl_url_set(uh, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) !=
+	    CURLUE_OK) {
+		curl_url_cleanup(uh);
+		return NULL;
+	}
+	len = strlen(url);
+	u = xmalloc(sizeof(*u) + len + 1);
+	memcpy(u->url, url, len + 1);
+	u->uh = uh;
+	u->hash = h;
+	u->refs = 1;
+	u->lprev = u->lnext = NULL;
+	u->hnext = NULL;
+	if (c->n_urls >= HTTP_URL_CACHE_MAX && c->url_lru_tail != NULL)
+		url_evict(c);
+	/* Full of entries that handles point at: this one lives only as long as its call. */
+	u->cached = c->n_urls < HTTP_URL_CACHE_MAX;
+	if (u->cached) {
+		u->hnext = *bucket;
+		*bucket = u;
+		c->n_urls++;
+	}
+	return u;
+}
+
+static void url_put(struct http_client *c, struct url_entry *u)
+{
+	if (u == NULL || --u->refs > 0)
+		return;
+	if (!u->cached) {
+		url_entry_free(u);
+		return;
+	}
+	u->lprev = NULL;
+	u->lnext = c->url_lru_head;
+	if (c->url_lru_head != NULL)
+		c->url_lru_head->lprev = u;
+	else
+		c->url_lru_tail = u;
+	c->url_lru_head = u;
+}
+
+/* Points the handle at url: parsed (CURLOPT_CURLU) when it parses, else as text (CURLOPT_URL,
+ * for libcurl to refuse). The call holds the entry until it is recycled (call_put()). Returns
+ * the CURLOPT_URL result (0 on the parsed path). */
+static CURLcode set_url(struct http_client *c, struct http_call *call, const char *url)
+{
+	struct url_entry *u = url_get(c, url);
+
+	assert(call->url == NULL);
+	call->url = u;
+	if (u != NULL) {
+		/* libcurl takes CURLOPT_CURLU only while no CURLOPT_URL is set */
+		curl_easy_setopt(call->easy, CURLOPT_URL, NULL);
+		curl_easy_setopt(call->easy, CURLOPT_CURLU, u->uh);
+		return CURLE_OK;
+	}
+	return curl_easy_setopt(call->easy, CURLOPT_URL, url);
+}
+
+/* The handle lets go of its parsed URL: the entry may be evicted and freed from now on. */
+static void call_url_release(struct http_client *c, struct http_call *call)
+{
+	if (call->url == NULL)
+		return;
+	curl_easy_setopt(call->easy, CURLOPT_CURLU, NULL);
+	url_put(c, call->url);
+	call->url = NULL;
+}
+
+static void url_cache_free(struct http_client *c)
+{
+	for (size_t i = 0; i < HTTP_URL_BUCKETS; i++) {
+		struct url_entry *u, *next;
+
+		for (u = c->url_buckets[i]; u != NULL; u = next) {
+			next = u->hnext;
+			url_entry_free(u);
+		}
+		c->url_buckets[i] = NULL;
+	}
+	c->url_lru_head = c->url_lru_tail = NULL;
+	c->n_urls = 0;
+}
+
 static struct http_call *call_get(struct http_client *c)
 {
 	struct http_call *call = c->free_calls;
@@ -211,6 +387,7 @@ static struct http_call *call_get(struct http_client *c)
 
 static void call_destroy(struct http_call *call)
 {
+	call_url_release(call->c, call);
 	curl_easy_cleanup(call->easy);
 	curl_slist_free_all(call->headers);
 	free(call->body);
@@ -222,6 +399,7 @@ static void call_destroy(struct http_call *call)
 /* Takes a call the caller holds (never submitted, or given back) to the free list. */
 static void call_put(struct http_client *c, struct http_call *call)
 {
+	call_url_release(c, call);
 	curl_slist_free_all(call->headers);
 	call->headers = NULL;
 	call->cb = NULL;
@@ -874,6 +1052,7 @@ static void client_teardown(struct http_client *c)
 		c->all_calls = call->all_next;
 		call_destroy(call);
 	}
+	url_cache_free(c);
 	c->free_calls = NULL;
 	c->n_active = 0;
 	uv_close((uv_handle_t *)&c->done_wake, on_client_closed);
@@ -939,7 +1118,7 @@ int http_client_send(struct http_client *c, const struct http_request *req, http
 	call->headers = h;
 	call->cb = cb;
 	call->arg = arg;
-	if (curl_easy_setopt(e, CURLOPT_URL, req->url) != CURLE_OK) {
+	if (set_url(c, call, req->url) != CURLE_OK) {
 		call_put(c, call);
 		return SAGAD_EINVAL;
 	}

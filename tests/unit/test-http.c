@@ -100,6 +100,10 @@ static void handler(struct httpd_req *req, void *arg)
 	if (strcmp(path, "/hello") == 0) {
 		const char *hdrs[] = { "X-Reply", "yes", NULL };
 		httpd_respond(req, 200, "text/plain", "hello", 5, hdrs);
+	} else if (strcmp(path, "/q") == 0) {
+		q = httpd_req_query(req, "name");
+		httpd_respond(req, 200, "text/plain", q != NULL ? q : "", q != NULL ? strlen(q) : 0,
+			      NULL);
 	} else if (strcmp(path, "/shutdown") == 0) {
 		httpd_respond(req, 202, NULL, "", 0, NULL);
 		httpd_free(victim);
@@ -194,7 +198,7 @@ static int send_req(struct http_client *c, const char *method, const char *path,
 	};
 	int rc;
 
-	if (strncasecmp(path, "http", 4) == 0)
+	if (path[0] != '/')
 		snprintf(url, sizeof(url), "%s", path);
 	else
 		snprintf(url, sizeof(url), "%s%s", base, path);
@@ -1185,6 +1189,56 @@ static void test_loop_alive(void **state)
 	assert_int_equal(uv_loop_close(&l2), 0);
 }
 
+/* URLs are parsed once and kept (CURLOPT_CURLU), up to a bound: more distinct URLs than the
+ * table holds, all in flight at once (the last ones are not kept), then as many new ones one
+ * by one (the table evicts), each call reaching its own URL; URLs that do not parse fail as before, on a
+ * handle that goes on with parsed URLs afterwards. */
+#define URL_CALLS 1100                  /* > HTTP_URL_CACHE_MAX in adapters/http.c */
+
+static void test_url_cache(void **state)
+{
+	static struct outcome o[URL_CALLS];
+	struct outcome one = { 0 };
+	char url[128], want[32];
+	int before = n_done;
+
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < URL_CALLS; i++) {
+			outcome_clear(&o[i]);
+			snprintf(url, sizeof(url), "%s/q?name=r%dn%d", base, round, i);
+			assert_int_equal(send_req(cli, "GET", url, NULL, 0, 20000, &o[i], NULL), 0);
+			if (round == 1)
+				assert_int_equal(run_until(&o[i].done, 1), 1);
+		}
+		assert_int_equal(run_until(&n_done, before + URL_CALLS), before + URL_CALLS);
+		before = n_done;
+		for (int i = 0; i < URL_CALLS; i++) {
+			snprintf(want, sizeof(want), "r%dn%d", round, i);
+			assert_int_equal(o[i].done, 1);
+			assert_int_equal(o[i].error, 0);
+			assert_string_equal(o[i].body, want);
+			outcome_clear(&o[i]);
+		}
+	}
+	assert_int_equal(cb_off_thread, 0);
+
+	/* no scheme: libcurl guesses http, as it does for CURLOPT_URL */
+	snprintf(url, sizeof(url), "%s/q?name=guessed", base + strlen("http://"));
+	assert_int_equal(call1("GET", url, NULL, 0, 2000, &one), 1);
+	assert_int_equal(one.error, 0);
+	assert_string_equal(one.body, "guessed");
+	/* malformed, then fine again on the same (recycled) handle */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(call1("GET", "http://[::1/x", NULL, 0, 2000, &one), 1);
+		assert_int_equal(one.error, SAGAD_EIO);
+		assert_int_equal(one.request_sent, 0);
+		assert_int_equal(call1("GET", "/q?name=after", NULL, 0, 2000, &one), 1);
+		assert_int_equal(one.error, 0);
+		assert_string_equal(one.body, "after");
+	}
+	outcome_clear(&one);
+}
+
 /* The proxy variables: the client reads them once when it is made (not per call, as libcurl
  * would) and must honour them exactly as libcurl does. The test's own server stands in for the
  * proxy: a request that went through it arrives with the absolute URL as its target (or as a
@@ -1379,6 +1433,7 @@ int main(void)
 		cmocka_unit_test(test_free_everywhere),
 		cmocka_unit_test(test_many_concurrent),
 		cmocka_unit_test(test_loop_alive),
+		cmocka_unit_test(test_url_cache),
 		cmocka_unit_test(test_proxy_env),
 	};
 
