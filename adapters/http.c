@@ -315,21 +315,18 @@ static void url_put(struct http_client *c, struct url_entry *u)
 	c->url_lru_head = u;
 }
 
-/* Points the handle at url: parsed (CURLOPT_CURLU) when it parses, else as text (CURLOPT_URL,
- * for libcurl to refuse). The call holds the entry until it is recycled (call_put()). Returns
- * the CURLOPT_URL result (0 on the parsed path). */
+/* Points the handle at url, parsed (CURLOPT_CURLU) when it parses. The text is set too
+ * (CURLOPT_URL): CURLOPT_CURLU overrides it for the transfer (as documented), and with the text
+ * set libcurl does not rebuild it from the parsed URL per transfer (Curl_pretransfer()); it keeps
+ * the text for what needs one (a retry on a dead reused connection parses it again, to the same
+ * URL). The call holds the entry until it is recycled (call_put()). Returns the CURLOPT_URL
+ * result. */
 static CURLcode set_url(struct http_client *c, struct http_call *call, const char *url)
 {
-	struct url_entry *u = url_get(c, url);
-
 	assert(call->url == NULL);
-	call->url = u;
-	if (u != NULL) {
-		/* libcurl takes CURLOPT_CURLU only while no CURLOPT_URL is set */
-		curl_easy_setopt(call->easy, CURLOPT_URL, NULL);
-		curl_easy_setopt(call->easy, CURLOPT_CURLU, u->uh);
-		return CURLE_OK;
-	}
+	call->url = url_get(c, url);
+	if (call->url != NULL)
+		curl_easy_setopt(call->easy, CURLOPT_CURLU, call->url->uh);
 	return curl_easy_setopt(call->easy, CURLOPT_URL, url);
 }
 

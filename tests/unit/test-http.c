@@ -1239,6 +1239,87 @@ static void test_url_cache(void **state)
 	outcome_clear(&one);
 }
 
+/* A kept-alive connection that the server drops when the next request arrives: libcurl sends
+ * that request again on a new connection (Curl_retry_request(), from the URL text it keeps;
+ * the handle also has the parsed URL). A raw server on a thread: on its first connection it
+ * answers one request and closes on the second; on its second connection it answers again. */
+struct dropper {
+	int lfd;
+	int port;
+	char lines[3][128];             /* the request lines it read */
+};
+
+static int read_request(int fd, char *line, size_t n)
+{
+	char buf[4096];
+	size_t len = 0;
+	ssize_t r;
+
+	while (len < sizeof(buf) - 1) {
+		r = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (r <= 0)
+			return -1;
+		len += (size_t)r;
+		buf[len] = '\0';
+		if (strstr(buf, "\r\n\r\n") != NULL)
+			break;
+	}
+	snprintf(line, n, "%.*s", (int)strcspn(buf, "\r\n"), buf);
+	return 0;
+}
+
+static void *dropper_main(void *arg)
+{
+	struct dropper *d = arg;
+	static const char r1[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr1";
+	static const char r2[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr2";
+	int fd;
+
+	fd = accept(d->lfd, NULL, NULL);
+	if (fd < 0 || read_request(fd, d->lines[0], sizeof(d->lines[0])) != 0 ||
+	    write(fd, r1, sizeof(r1) - 1) != (ssize_t)sizeof(r1) - 1)
+		return NULL;
+	(void)read_request(fd, d->lines[1], sizeof(d->lines[1]));
+	close(fd);                      /* no answer to the second request */
+	fd = accept(d->lfd, NULL, NULL);
+	if (fd < 0 || read_request(fd, d->lines[2], sizeof(d->lines[2])) != 0 ||
+	    write(fd, r2, sizeof(r2) - 1) != (ssize_t)sizeof(r2) - 1)
+		return NULL;
+	close(fd);
+	return NULL;
+}
+
+static void test_retry_dead_connection(void **state)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	struct dropper d = { 0 };
+	struct outcome o = { 0 };
+	pthread_t t;
+	char url[128];
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	d.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(d.lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(d.lfd, 4), 0);
+	assert_int_equal(getsockname(d.lfd, (struct sockaddr *)&sin, &len), 0);
+	assert_int_equal(pthread_create(&t, NULL, dropper_main, &d), 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/retry?x=1", ntohs(sin.sin_port));
+
+	assert_int_equal(call1("GET", url, NULL, 0, 5000, &o), 1);
+	assert_int_equal(o.error, 0);
+	assert_string_equal(o.body, "r1");
+	assert_int_equal(call1("POST", url, "{}", 2, 5000, &o), 1);
+	assert_int_equal(o.error, 0);
+	assert_string_equal(o.body, "r2");
+	assert_int_equal(pthread_join(t, NULL), 0);
+	close(d.lfd);
+	assert_string_equal(d.lines[0], "GET /retry?x=1 HTTP/1.1");
+	assert_string_equal(d.lines[1], "POST /retry?x=1 HTTP/1.1");
+	assert_string_equal(d.lines[2], "POST /retry?x=1 HTTP/1.1");
+	outcome_clear(&o);
+}
+
 /* The proxy variables: the client reads them once when it is made (not per call, as libcurl
  * would) and must honour them exactly as libcurl does. The test's own server stands in for the
  * proxy: a request that went through it arrives with the absolute URL as its target (or as a
@@ -1434,6 +1515,7 @@ int main(void)
 		cmocka_unit_test(test_many_concurrent),
 		cmocka_unit_test(test_loop_alive),
 		cmocka_unit_test(test_url_cache),
+		cmocka_unit_test(test_retry_dead_connection),
 		cmocka_unit_test(test_proxy_env),
 	};
 
