@@ -34,8 +34,12 @@
  * response buffer, and returns to a free list after its callback (or its cancel), so a steady
  * load allocates nothing per call but curl's header list. The options that are the same for
  * every call are set once when the easy handle is made (easy_init_fixed()); a call sets only
- * its URL, timeout, headers and method, each of them every time, so nothing of a previous call
- * carries over (no curl_easy_reset(), which re-creates every default per call). Connections
+ * its URL, timeout, headers and method, each of them every time, and its proxy when its URL's
+ * scheme differs from the handle's last one, so nothing of a previous call carries over (no
+ * curl_easy_reset(), which re-creates every default per call). The URL goes parsed, from a
+ * table of parsed URLs (url_get()), and the proxy settings come from the environment as read
+ * once at creation (proxy_env_read()): both spare libcurl work it would redo per transfer
+ * (docs/performance.md, "libcurl per call"). Connections
  * stay in the multi's cache and are reused (keep-alive, CURLMOPT_MAX_HOST_CONNECTIONS per
  * host).
  *
