@@ -30,18 +30,17 @@
  * before submissions, so a message for a call that has since come back, been recycled and been
  * sent again finds it not in the multi and does nothing.
  *
- * Calls are recycled: struct http_call owns an easy handle, a request body buffer and a
- * response buffer, and returns to a free list after its callback (or its cancel), so a steady
- * load allocates nothing per call but curl's header list. The options that are the same for
- * every call are set once when the easy handle is made (easy_init_fixed()); a call sets only
- * its URL, timeout, headers and method, each of them every time, and its proxy when its URL's
- * scheme differs from the handle's last one, so nothing of a previous call carries over (no
- * curl_easy_reset(), which re-creates every default per call). The URL goes parsed, from a
+ * Calls are recycled: struct http_call owns an easy handle, a request body buffer, the header
+ * list's nodes and text, and a response buffer, and returns to a free list after its callback
+ * (or its cancel), so a steady load allocates nothing per call. The options that are the same
+ * for every call are set once when the easy handle is made (easy_init_fixed()); a call sets
+ * only its URL, timeout, headers and method, each of them every time, and its proxy when its
+ * URL's scheme differs from the handle's last one, so nothing of a previous call carries over
+ * (no curl_easy_reset(), which re-creates every default per call). The URL goes parsed, from a
  * table of parsed URLs (url_get()), and the proxy settings come from the environment as read
  * once at creation (proxy_env_read()): both spare libcurl work it would redo per transfer
- * (docs/performance.md, "libcurl per call"). Connections
- * stay in the multi's cache and are reused (keep-alive, CURLMOPT_MAX_HOST_CONNECTIONS per
- * host).
+ * (docs/performance.md, "libcurl per call"). Connections stay in the multi's cache and are
+ * reused (keep-alive, CURLMOPT_MAX_HOST_CONNECTIONS per host).
  *
  * request_sent: 0 only when the transfer provably never wrote to a connection: name
  * resolution or connect failed (or the URL was refused before any I/O), or curl counted no
@@ -122,7 +121,11 @@ struct http_call {
 	void *arg;
 	char *body;                     /* request body, owned, reused (CURLOPT_POSTFIELDS) */
 	size_t body_cap;
-	struct curl_slist *headers;
+	/* the header list: nodes and the lines they point at, owned, reused (CURLOPT_HTTPHEADER) */
+	struct curl_slist *hdr_nodes;
+	size_t hdr_nodes_cap;
+	char *hdr_text;
+	size_t hdr_text_cap;
 	struct url_entry *url;          /* the handle's CURLOPT_CURLU while the caller holds it */
 	/* the client thread's while it holds the call; read by the caller after it came back */
 	CURL *easy;                     /* options set by the caller before the submit */
@@ -320,11 +323,11 @@ static void url_put(struct http_client *c, struct url_entry *u)
 }
 
 /* Points the handle at url, parsed (CURLOPT_CURLU) when it parses. The text is set too
- * (CURLOPT_URL): CURLOPT_CURLU overrides it for the transfer (as documented), and with the text
- * set libcurl does not rebuild it from the parsed URL per transfer (Curl_pretransfer()); it keeps
- * the text for what needs one (a retry on a dead reused connection parses it again, to the same
- * URL). The call holds the entry until it is recycled (call_put()). Returns the CURLOPT_URL
- * result. */
+ * (CURLOPT_URL): CURLOPT_CURLU overrides it for the transfer (as documented), and with the
+ * text set libcurl does not rebuild it from the parsed URL per transfer (Curl_pretransfer());
+ * it keeps the text for what needs one (a retry on a dead reused connection parses it again,
+ * to the same URL). The call holds the entry until it is recycled (call_put()). Returns the
+ * CURLOPT_URL result. */
 static CURLcode set_url(struct http_client *c, struct http_call *call, const char *url)
 {
 	assert(call->url == NULL);
@@ -390,7 +393,8 @@ static void call_destroy(struct http_call *call)
 {
 	call_url_release(call->c, call);
 	curl_easy_cleanup(call->easy);
-	curl_slist_free_all(call->headers);
+	free(call->hdr_nodes);
+	free(call->hdr_text);
 	free(call->body);
 	strbuf_close(&call->resp);
 	strbuf_close(&call->content_type);
@@ -401,8 +405,6 @@ static void call_destroy(struct http_call *call)
 static void call_put(struct http_client *c, struct http_call *call)
 {
 	call_url_release(c, call);
-	curl_slist_free_all(call->headers);
-	call->headers = NULL;
 	call->cb = NULL;
 	call->arg = NULL;
 	if (call->resp.cap > HTTP_KEEP_BUFFER)
@@ -411,6 +413,11 @@ static void call_put(struct http_client *c, struct http_call *call)
 		free(call->body);
 		call->body = NULL;
 		call->body_cap = 0;
+	}
+	if (call->hdr_text_cap > HTTP_KEEP_BUFFER) {
+		free(call->hdr_text);
+		call->hdr_text = NULL;
+		call->hdr_text_cap = 0;
 	}
 	/* No lock: no list holds the call, and the client thread looks at it again only after
 	 * the next submit (under the lock). */
@@ -1073,6 +1080,39 @@ size_t http_client_active(const struct http_client *c)
 	return c->n_active;
 }
 
+/* The request's header lines and "Expect:" (no "Expect: 100-continue" round trip before a
+ * body) as a curl_slist built in the call's own buffers: libcurl only reads the list, so it
+ * needs no curl_slist_append() (a node and a copy allocated per line, freed per call). */
+static void set_headers(struct http_call *call, const struct http_request *req)
+{
+	static const char expect[] = "Expect:";
+	size_t n = req->n_headers + 1, len = sizeof(expect), off = 0;
+	struct curl_slist *nodes;
+
+	for (size_t i = 0; i < req->n_headers; i++)
+		len += strlen(req->headers[i]) + 1;
+	if (n > call->hdr_nodes_cap) {
+		call->hdr_nodes = xrealloc(call->hdr_nodes, n * sizeof(*call->hdr_nodes));
+		call->hdr_nodes_cap = n;
+	}
+	if (len > call->hdr_text_cap) {
+		free(call->hdr_text);
+		call->hdr_text = xmalloc(len);
+		call->hdr_text_cap = len;
+	}
+	nodes = call->hdr_nodes;
+	for (size_t i = 0; i < n; i++) {
+		const char *line = i < req->n_headers ? req->headers[i] : expect;
+		size_t l = strlen(line) + 1;
+
+		memcpy(call->hdr_text + off, line, l);
+		nodes[i].data = call->hdr_text + off;
+		nodes[i].next = i + 1 < n ? &nodes[i + 1] : NULL;
+		off += l;
+	}
+	curl_easy_setopt(call->easy, CURLOPT_HTTPHEADER, nodes);
+}
+
 static int set_body(struct http_call *call, const struct http_request *req)
 {
 	if (req->body_len > call->body_cap) {
@@ -1092,7 +1132,6 @@ int http_client_send(struct http_client *c, const struct http_request *req, http
 {
 	struct http_call *call;
 	const char *method;
-	struct curl_slist *h = NULL, *tmp;
 	CURL *e;
 	int wake;
 
@@ -1103,20 +1142,9 @@ int http_client_send(struct http_client *c, const struct http_request *req, http
 		return SAGAD_EINVAL;
 	method = req->method != NULL ? req->method : "POST";
 
-	for (size_t i = 0; i < req->n_headers; i++) {
-		if ((tmp = curl_slist_append(h, req->headers[i])) == NULL)
-			goto fail_nomem;
-		h = tmp;
-	}
-	/* No "Expect: 100-continue" round trip before a body. */
-	if ((tmp = curl_slist_append(h, "Expect:")) == NULL)
-		goto fail_nomem;
-	h = tmp;
-
 	/* The handle is in no multi while the caller holds the call: its options are set here. */
 	call = call_get(c);
 	e = call->easy;
-	call->headers = h;
 	call->cb = cb;
 	call->arg = arg;
 	if (set_url(c, call, req->url) != CURLE_OK) {
@@ -1125,7 +1153,7 @@ int http_client_send(struct http_client *c, const struct http_request *req, http
 	}
 	set_proxy(c, call, req->url);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+	set_headers(call, req);
 
 	/* The method: every call sets all three of the handle's method options (the request
 	 * kind, NOBODY, CUSTOMREQUEST), so none is left from the handle's previous call. */
@@ -1162,10 +1190,6 @@ int http_client_send(struct http_client *c, const struct http_request *req, http
 	if (out != NULL)
 		*out = call;
 	return 0;
-
-fail_nomem:
-	curl_slist_free_all(h);
-	return SAGAD_ENOMEM;
 }
 
 void http_call_cancel(struct http_call *call)

@@ -1191,8 +1191,8 @@ static void test_loop_alive(void **state)
 
 /* URLs are parsed once and kept (CURLOPT_CURLU), up to a bound: more distinct URLs than the
  * table holds, all in flight at once (the last ones are not kept), then as many new ones one
- * by one (the table evicts), each call reaching its own URL; URLs that do not parse fail as before, on a
- * handle that goes on with parsed URLs afterwards. */
+ * by one (the table evicts), each call reaching its own URL; URLs that do not parse fail as
+ * before, on a handle that goes on with parsed URLs afterwards. */
 #define URL_CALLS 1100                  /* > HTTP_URL_CACHE_MAX in adapters/http.c */
 
 static void test_url_cache(void **state)
