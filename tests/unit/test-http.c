@@ -1239,6 +1239,53 @@ static void test_url_cache(void **state)
 	outcome_clear(&one);
 }
 
+/* The header list is built in the call's own buffers, reused by the next call on the same
+ * handle: fewer, more and longer lines than the last call's, each request carrying exactly its
+ * own (the server sees this call's X-Test, not a stale one). */
+static void test_header_list(void **state)
+{
+	static const int counts[] = { 1, 40, 2, 0, 25, 1 };
+	char lines[40][64], big[3000], test_line[64];
+	const char *hdrs[42];
+	struct outcome o = { 0 };
+
+	for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+		int n = counts[k];
+		struct http_request req = { .method = "GET", .headers = hdrs, .timeout_ms = 2000 };
+		char url[128];
+
+		for (int i = 0; i < n; i++) {
+			snprintf(lines[i], sizeof(lines[i]), "X-Pad-%d: %d-%d", i, (int)k, i);
+			hdrs[i] = lines[i];
+		}
+		if (k == 4) {           /* one long line: the text buffer grows */
+			memset(big, 'v', sizeof(big) - 1);
+			big[sizeof(big) - 1] = '\0';
+			memcpy(big, "X-Big: ", 7);
+			hdrs[n++] = big;
+		}
+		if (k != 3) {           /* round 3: no X-Test at all */
+			snprintf(test_line, sizeof(test_line), "X-Test: round-%d", (int)k);
+			hdrs[n++] = test_line;
+		}
+		req.n_headers = (size_t)n;
+		snprintf(url, sizeof(url), "%s/hello", base);
+		req.url = url;
+		outcome_clear(&o);
+		snprintf(seen.last_header, sizeof(seen.last_header), "-");
+		assert_int_equal(http_client_send(cli, &req, on_done, &o, NULL), 0);
+		assert_int_equal(run_until(&o.done, 1), 1);
+		assert_int_equal(o.status, 200);
+		if (k == 3) {
+			assert_string_equal(seen.last_header, "(null)");
+		} else {
+			snprintf(url, sizeof(url), "round-%d", (int)k);
+			assert_string_equal(seen.last_header, url);
+		}
+	}
+	outcome_clear(&o);
+}
+
 /* A kept-alive connection that the server drops when the next request arrives: libcurl sends
  * that request again on a new connection (Curl_retry_request(), from the URL text it keeps;
  * the handle also has the parsed URL). A raw server on a thread: on its first connection it
@@ -1515,6 +1562,7 @@ int main(void)
 		cmocka_unit_test(test_many_concurrent),
 		cmocka_unit_test(test_loop_alive),
 		cmocka_unit_test(test_url_cache),
+		cmocka_unit_test(test_header_list),
 		cmocka_unit_test(test_retry_dead_connection),
 		cmocka_unit_test(test_proxy_env),
 	};
