@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -99,6 +100,10 @@ static void handler(struct httpd_req *req, void *arg)
 	if (strcmp(path, "/hello") == 0) {
 		const char *hdrs[] = { "X-Reply", "yes", NULL };
 		httpd_respond(req, 200, "text/plain", "hello", 5, hdrs);
+	} else if (strcmp(path, "/q") == 0) {
+		q = httpd_req_query(req, "name");
+		httpd_respond(req, 200, "text/plain", q != NULL ? q : "", q != NULL ? strlen(q) : 0,
+			      NULL);
 	} else if (strcmp(path, "/shutdown") == 0) {
 		httpd_respond(req, 202, NULL, "", 0, NULL);
 		httpd_free(victim);
@@ -193,7 +198,7 @@ static int send_req(struct http_client *c, const char *method, const char *path,
 	};
 	int rc;
 
-	if (strncmp(path, "http", 4) == 0)
+	if (path[0] != '/')
 		snprintf(url, sizeof(url), "%s", path);
 	else
 		snprintf(url, sizeof(url), "%s%s", base, path);
@@ -1184,6 +1189,304 @@ static void test_loop_alive(void **state)
 	assert_int_equal(uv_loop_close(&l2), 0);
 }
 
+/* URLs are parsed once and kept (CURLOPT_CURLU), up to a bound: more distinct URLs than the
+ * table holds, all in flight at once (the last ones are not kept), then as many new ones one
+ * by one (the table evicts), each call reaching its own URL; URLs that do not parse fail as
+ * before, on a handle that goes on with parsed URLs afterwards. */
+#define URL_CALLS 1100                  /* > HTTP_URL_CACHE_MAX in adapters/http.c */
+
+static void test_url_cache(void **state)
+{
+	static struct outcome o[URL_CALLS];
+	struct outcome one = { 0 };
+	char url[128], want[32];
+	int before = n_done;
+
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < URL_CALLS; i++) {
+			outcome_clear(&o[i]);
+			snprintf(url, sizeof(url), "%s/q?name=r%dn%d", base, round, i);
+			assert_int_equal(send_req(cli, "GET", url, NULL, 0, 20000, &o[i], NULL), 0);
+			if (round == 1)
+				assert_int_equal(run_until(&o[i].done, 1), 1);
+		}
+		assert_int_equal(run_until(&n_done, before + URL_CALLS), before + URL_CALLS);
+		before = n_done;
+		for (int i = 0; i < URL_CALLS; i++) {
+			snprintf(want, sizeof(want), "r%dn%d", round, i);
+			assert_int_equal(o[i].done, 1);
+			assert_int_equal(o[i].error, 0);
+			assert_string_equal(o[i].body, want);
+			outcome_clear(&o[i]);
+		}
+	}
+	assert_int_equal(cb_off_thread, 0);
+
+	/* no scheme: libcurl guesses http, as it does for CURLOPT_URL */
+	snprintf(url, sizeof(url), "%s/q?name=guessed", base + strlen("http://"));
+	assert_int_equal(call1("GET", url, NULL, 0, 2000, &one), 1);
+	assert_int_equal(one.error, 0);
+	assert_string_equal(one.body, "guessed");
+	/* malformed, then fine again on the same (recycled) handle */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(call1("GET", "http://[::1/x", NULL, 0, 2000, &one), 1);
+		assert_int_equal(one.error, SAGAD_EIO);
+		assert_int_equal(one.request_sent, 0);
+		assert_int_equal(call1("GET", "/q?name=after", NULL, 0, 2000, &one), 1);
+		assert_int_equal(one.error, 0);
+		assert_string_equal(one.body, "after");
+	}
+	outcome_clear(&one);
+}
+
+/* The header list is built in the call's own buffers, reused by the next call on the same
+ * handle: fewer, more and longer lines than the last call's, each request carrying exactly its
+ * own (the server sees this call's X-Test, not a stale one). */
+static void test_header_list(void **state)
+{
+	static const int counts[] = { 1, 40, 2, 0, 25, 1 };
+	char lines[40][64], big[3000], test_line[64];
+	const char *hdrs[42];
+	struct outcome o = { 0 };
+
+	for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+		int n = counts[k];
+		struct http_request req = { .method = "GET", .headers = hdrs, .timeout_ms = 2000 };
+		char url[128];
+
+		for (int i = 0; i < n; i++) {
+			snprintf(lines[i], sizeof(lines[i]), "X-Pad-%d: %d-%d", i, (int)k, i);
+			hdrs[i] = lines[i];
+		}
+		if (k == 4) {           /* one long line: the text buffer grows */
+			memset(big, 'v', sizeof(big) - 1);
+			big[sizeof(big) - 1] = '\0';
+			memcpy(big, "X-Big: ", 7);
+			hdrs[n++] = big;
+		}
+		if (k != 3) {           /* round 3: no X-Test at all */
+			snprintf(test_line, sizeof(test_line), "X-Test: round-%d", (int)k);
+			hdrs[n++] = test_line;
+		}
+		req.n_headers = (size_t)n;
+		snprintf(url, sizeof(url), "%s/hello", base);
+		req.url = url;
+		outcome_clear(&o);
+		snprintf(seen.last_header, sizeof(seen.last_header), "-");
+		assert_int_equal(http_client_send(cli, &req, on_done, &o, NULL), 0);
+		assert_int_equal(run_until(&o.done, 1), 1);
+		assert_int_equal(o.status, 200);
+		if (k == 3) {
+			assert_string_equal(seen.last_header, "(null)");
+		} else {
+			snprintf(url, sizeof(url), "round-%d", (int)k);
+			assert_string_equal(seen.last_header, url);
+		}
+	}
+	outcome_clear(&o);
+}
+
+/* A kept-alive connection that the server drops when the next request arrives: libcurl sends
+ * that request again on a new connection (Curl_retry_request(), from the URL text it keeps;
+ * the handle also has the parsed URL). A raw server on a thread: on its first connection it
+ * answers one request and closes on the second; on its second connection it answers again. */
+struct dropper {
+	int lfd;
+	int port;
+	char lines[3][128];             /* the request lines it read */
+};
+
+static int read_request(int fd, char *line, size_t n)
+{
+	char buf[4096];
+	size_t len = 0;
+	ssize_t r;
+
+	while (len < sizeof(buf) - 1) {
+		r = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (r <= 0)
+			return -1;
+		len += (size_t)r;
+		buf[len] = '\0';
+		if (strstr(buf, "\r\n\r\n") != NULL)
+			break;
+	}
+	snprintf(line, n, "%.*s", (int)strcspn(buf, "\r\n"), buf);
+	return 0;
+}
+
+static void *dropper_main(void *arg)
+{
+	struct dropper *d = arg;
+	static const char r1[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr1";
+	static const char r2[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr2";
+	int fd;
+
+	fd = accept(d->lfd, NULL, NULL);
+	if (fd < 0 || read_request(fd, d->lines[0], sizeof(d->lines[0])) != 0 ||
+	    write(fd, r1, sizeof(r1) - 1) != (ssize_t)sizeof(r1) - 1)
+		return NULL;
+	(void)read_request(fd, d->lines[1], sizeof(d->lines[1]));
+	close(fd);                      /* no answer to the second request */
+	fd = accept(d->lfd, NULL, NULL);
+	if (fd < 0 || read_request(fd, d->lines[2], sizeof(d->lines[2])) != 0 ||
+	    write(fd, r2, sizeof(r2) - 1) != (ssize_t)sizeof(r2) - 1)
+		return NULL;
+	close(fd);
+	return NULL;
+}
+
+static void test_retry_dead_connection(void **state)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	struct dropper d = { 0 };
+	struct outcome o = { 0 };
+	pthread_t t;
+	char url[128];
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	d.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(d.lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(d.lfd, 4), 0);
+	assert_int_equal(getsockname(d.lfd, (struct sockaddr *)&sin, &len), 0);
+	assert_int_equal(pthread_create(&t, NULL, dropper_main, &d), 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/retry?x=1", ntohs(sin.sin_port));
+
+	assert_int_equal(call1("GET", url, NULL, 0, 5000, &o), 1);
+	assert_int_equal(o.error, 0);
+	assert_string_equal(o.body, "r1");
+	assert_int_equal(call1("POST", url, "{}", 2, 5000, &o), 1);
+	assert_int_equal(o.error, 0);
+	assert_string_equal(o.body, "r2");
+	assert_int_equal(pthread_join(t, NULL), 0);
+	close(d.lfd);
+	assert_string_equal(d.lines[0], "GET /retry?x=1 HTTP/1.1");
+	assert_string_equal(d.lines[1], "POST /retry?x=1 HTTP/1.1");
+	assert_string_equal(d.lines[2], "POST /retry?x=1 HTTP/1.1");
+	outcome_clear(&o);
+}
+
+/* The proxy variables: the client reads them once when it is made (not per call, as libcurl
+ * would) and must honour them exactly as libcurl does. The test's own server stands in for the
+ * proxy: a request that went through it arrives with the absolute URL as its target (or as a
+ * CONNECT for https), one that did not arrives with the bare path. A closed port as the proxy
+ * tells a proxy that is used (the connect fails) from one that is not (the answer arrives). */
+static const char *const proxy_vars[] = {
+	"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+	"no_proxy", "NO_PROXY",
+};
+
+enum via { VIA_PROXY, VIA_DIRECT, VIA_DEAD_PROXY };
+
+struct proxy_case {
+	const char *env[4][2];          /* name, value ("@" = this server, "!" = a closed port) */
+	const char *url;                /* "@" = this server's base */
+	enum via via;
+};
+
+static void proxy_env_set(const struct proxy_case *pc, int dead_port)
+{
+	char val[64];
+
+	for (size_t i = 0; i < sizeof(proxy_vars) / sizeof(proxy_vars[0]); i++)
+		unsetenv(proxy_vars[i]);
+	for (int i = 0; i < 4 && pc->env[i][0] != NULL; i++) {
+		const char *v = pc->env[i][1];
+
+		if (strcmp(v, "@") == 0)
+			snprintf(val, sizeof(val), "%s", base);
+		else if (strcmp(v, "!") == 0)
+			snprintf(val, sizeof(val), "http://127.0.0.1:%d", dead_port);
+		else
+			snprintf(val, sizeof(val), "%s", v);
+		assert_int_equal(setenv(pc->env[i][0], val, 1), 0);
+	}
+}
+
+static void test_proxy_env(void **state)
+{
+	static const struct proxy_case cases[] = {
+		{ { { "http_proxy", "@" } }, "http://proxied.invalid:9/hello", VIA_PROXY },
+		{ { { "all_proxy", "@" } }, "http://proxied.invalid:9/hello", VIA_PROXY },
+		{ { { "ALL_PROXY", "@" } }, "http://proxied.invalid:9/hello", VIA_PROXY },
+		/* http_proxy wins over all_proxy; an empty variable counts as unset */
+		{ { { "http_proxy", "@" }, { "all_proxy", "!" } }, "http://proxied.invalid:9/hello",
+		  VIA_PROXY },
+		{ { { "http_proxy", "" }, { "all_proxy", "@" } }, "http://proxied.invalid:9/hello",
+		  VIA_PROXY },
+		{ { { "http_proxy", "!" } }, "@/hello", VIA_DEAD_PROXY },
+		/* never HTTP_PROXY (libcurl's rule), nor https_proxy for http */
+		{ { { "HTTP_PROXY", "!" }, { "https_proxy", "!" } }, "@/hello", VIA_DIRECT },
+		{ { { "http_proxy", "!" }, { "no_proxy", "127.0.0.1" } }, "@/hello", VIA_DIRECT },
+		{ { { "http_proxy", "!" }, { "NO_PROXY", "127.0.0.1" } }, "@/hello", VIA_DIRECT },
+		{ { { "http_proxy", "!" }, { "no_proxy", "*" } }, "@/hello", VIA_DIRECT },
+		/* no_proxy wins over NO_PROXY */
+		{ { { "http_proxy", "!" }, { "no_proxy", "example.org" }, { "NO_PROXY", "*" } },
+		  "@/hello", VIA_DEAD_PROXY },
+		{ { { "HTTP_PROXY", "@" } }, "HTTP://127.0.0.1:1/hello", VIA_DEAD_PROXY },
+		{ { { "http_proxy", "@" } }, "HTTP://proxied.invalid:9/hello", VIA_PROXY },
+		/* https: a CONNECT to the proxy */
+		{ { { "https_proxy", "@" } }, "https://proxied.invalid:9/x", VIA_PROXY },
+		{ { { "HTTPS_PROXY", "@" } }, "https://proxied.invalid:9/x", VIA_PROXY },
+		{ { { "all_proxy", "@" } }, "https://proxied.invalid:9/x", VIA_PROXY },
+		{ { { "https_proxy", "!" }, { "no_proxy", "proxied.invalid" } },
+		  "https://127.0.0.1:1/x", VIA_DEAD_PROXY },
+	};
+	int dead_port = closed_port();
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct proxy_case *pc = &cases[i];
+		struct http_client *c;
+		struct outcome o = { 0 };
+		char url[128], want_path[128];
+		int handled = seen.handled;
+
+		print_message("# proxy case %zu: %s\n", i, pc->url);
+		proxy_env_set(pc, dead_port);
+		assert_int_equal(http_client_new(&loop, NULL, &c), 0);
+		/* read at creation: later changes do not count */
+		for (size_t j = 0; j < sizeof(proxy_vars) / sizeof(proxy_vars[0]); j++)
+			unsetenv(proxy_vars[j]);
+		if (pc->url[0] == '@')
+			snprintf(url, sizeof(url), "%s%s", base, pc->url + 1);
+		else
+			snprintf(url, sizeof(url), "%s", pc->url);
+		snprintf(seen.last_path, sizeof(seen.last_path), "-");
+		snprintf(seen.last_method, sizeof(seen.last_method), "-");
+		assert_int_equal(send_req(c, "GET", url, NULL, 0, 3000, &o, NULL), 0);
+		assert_int_equal(run_until(&o.done, 1), 1);
+		switch (pc->via) {
+		case VIA_PROXY:
+			assert_int_equal(seen.handled, handled + 1);
+			if (strncmp(url, "https", 5) == 0) {
+				assert_string_equal(seen.last_method, "CONNECT");
+				assert_int_not_equal(o.error, 0);   /* no tunnel: a 404 */
+			} else {
+				/* the absolute URL as the target, the host as given */
+				snprintf(want_path, sizeof(want_path), "http://%s",
+					 strstr(url, "://") + 3);
+				assert_string_equal(seen.last_path, want_path);
+				assert_int_equal(o.error, 0);
+				assert_int_equal(o.status, 404);
+			}
+			break;
+		case VIA_DIRECT:
+			assert_int_equal(o.error, 0);
+			assert_int_equal(o.status, 200);
+			assert_string_equal(seen.last_path, "/hello");
+			break;
+		case VIA_DEAD_PROXY:
+			assert_int_equal(o.error, SAGAD_ECONNECT);
+			assert_int_equal(seen.handled, handled);
+			break;
+		}
+		outcome_clear(&o);
+		http_client_free(c);
+		run_for(20);
+	}
+}
+
 /* --- fixture ---------------------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -1258,6 +1561,10 @@ int main(void)
 		cmocka_unit_test(test_free_everywhere),
 		cmocka_unit_test(test_many_concurrent),
 		cmocka_unit_test(test_loop_alive),
+		cmocka_unit_test(test_url_cache),
+		cmocka_unit_test(test_header_list),
+		cmocka_unit_test(test_retry_dead_connection),
+		cmocka_unit_test(test_proxy_env),
 	};
 
 	cmocka_set_message_output(CM_OUTPUT_TAP);
