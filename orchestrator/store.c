@@ -177,6 +177,26 @@ enum stmt_id {
 };
 enum { LIST_FLOW = 1, LIST_STATUS = 2, LIST_BEFORE = 4, LIST_FINAL = 8 };
 
+/* The statements' names in the metrics (sagad_store_statements_total). */
+static const char *const stmt_name[ST_MAX] = {
+	[ST_BEGIN] = "begin", [ST_BEGIN_READ] = "begin_read", [ST_COMMIT] = "commit",
+	[ST_ROLLBACK] = "rollback", [ST_SAGA_INSERT] = "saga_insert",
+	[ST_SAGA_UPDATE] = "saga_update", [ST_SAGA_EPOCH] = "saga_epoch", [ST_SAGA_GET] = "saga_get",
+	[ST_SAGA_FIND_KEY] = "saga_find_key", [ST_SAGA_FIND_PARENT] = "saga_find_parent",
+	[ST_SAGA_CHILDREN] = "saga_children", [ST_UNFINISHED_INDEXED] = "unfinished",
+	[ST_UNFINISHED_SCAN] = "unfinished_scan", [ST_STEP_PUT] = "step_put",
+	[ST_STEP_EACH] = "step_each", [ST_HISTORY_APPEND] = "history_append",
+	[ST_HISTORY_EACH] = "history_each", [ST_TIMER_PUT] = "timer_put",
+	[ST_TIMER_DELETE] = "timer_delete", [ST_TIMER_EACH] = "timer_each",
+	[ST_KEY_PUT] = "key_put", [ST_KEY_EACH] = "key_each", [ST_KEY_FIND] = "key_find",
+	[ST_LIST_KEY] = "list_key", [ST_FLOW_PUT] = "flow_put", [ST_FLOW_GET] = "flow_get",
+	[ST_OUTBOX_PUT] = "outbox_put", [ST_OUTBOX_SENT] = "outbox_sent",
+	[ST_OUTBOX_FAILED] = "outbox_failed", [ST_OUTBOX_UNSENT] = "outbox_unsent",
+	[ST_OUTBOX_COUNT] = "outbox_count", [ST_PURGE_SCAN] = "purge_scan",
+	[ST_PURGE_SAGA] = "purge_saga", [ST_PURGE_OUTBOX] = "purge_outbox",
+	/* ST_LIST + n: "list" (stmt_label()) */
+};
+
 #define SAGA_COLS "id, shard, owner_epoch, flow, flow_version, status, cursor, input, output, " \
 	"error, idempotency_key, parent_id, parent_step, cancel_requested, created_at, "         \
 	"updated_at, deadline_at"
@@ -306,6 +326,8 @@ struct store {
 	 * rows of durable commits are produced. */
 	struct store_sync *sync;
 	int64_t outbox_tx_max, outbox_committed;
+	/* Runs of each statement, folded in from SQLite's 32-bit counters (stmt_runs_fold()). */
+	uint64_t runs[ST_MAX];
 };
 
 /* --- errors ------------------------------------------------------------------------------ */
@@ -590,6 +612,34 @@ void store_read_end(struct store *st)
 	sqlite3_reset(stmt);
 }
 
+/* Adds SQLite's run counters of the statements to st->runs and resets them: they are ints,
+ * which a busy store would wrap within hours; folded every 65,536 commits and per render. */
+static void stmt_runs_fold(struct store *st)
+{
+	for (int i = 0; i < ST_MAX; i++)
+		if (st->stmt[i] != NULL)
+			st->runs[i] += (uint64_t)sqlite3_stmt_status(st->stmt[i], SQLITE_STMTSTATUS_RUN, 1);
+}
+
+void store_metrics(struct store *st, struct strbuf *b)
+{
+	uint64_t list = 0;
+	int i;
+
+	stmt_runs_fold(st);
+	strbuf_addf(b, "# HELP sagad_store_statements_total SQLite statements run, by statement.\n"
+		    "# TYPE sagad_store_statements_total counter\n");
+	for (i = 0; i < ST_MAX; i++) {
+		if (i >= ST_LIST && i <= ST_LIST_LAST)
+			list += st->runs[i];
+		else if (stmt_name[i] != NULL)
+			strbuf_addf(b, "sagad_store_statements_total{statement=\"%s\"} %llu\n",
+				    stmt_name[i], (unsigned long long)st->runs[i]);
+	}
+	strbuf_addf(b, "sagad_store_statements_total{statement=\"list\"} %llu\n",
+		    (unsigned long long)list);
+}
+
 int store_commit(struct store *st)
 {
 	sqlite3_stmt *stmt = st->stmt[ST_COMMIT];
@@ -602,6 +652,8 @@ int store_commit(struct store *st)
 	if (rc == SQLITE_DONE) {
 		sqlite3_reset(stmt);
 		st->commits++;
+		if ((st->commits & 0xffff) == 0)
+			stmt_runs_fold(st);
 		if (st->outbox_tx_max > st->outbox_committed)
 			st->outbox_committed = st->outbox_tx_max;
 		st->outbox_tx_max = 0;
