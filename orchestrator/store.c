@@ -441,10 +441,13 @@ static int64_t col_opt(sqlite3_stmt *stmt, int i, int64_t none)
 	return sqlite3_column_int64(stmt, i);
 }
 
+/* Resets a statement after use. Its bindings stay (sqlite3_clear_bindings() cost about 3,500
+ * instructions per happy saga): every use binds each parameter its statement has before
+ * stepping it (the list's key statement binds NULL to the filters it is not given), so a
+ * stale value, or a SQLITE_STATIC pointer to freed text, is never read. */
 static void finish(sqlite3_stmt *stmt)
 {
 	sqlite3_reset(stmt);
-	sqlite3_clear_bindings(stmt);
 }
 
 static void read_saga(sqlite3_stmt *stmt, struct store_saga *s)
