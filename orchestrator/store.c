@@ -226,7 +226,7 @@ static const char *const stmt_name[ST_MAX] = {
 	[ST_PURGE_STEPS] = "purge_steps", [ST_PURGE_HISTORY] = "purge_history",
 	[ST_PURGE_KEYS] = "purge_keys", [ST_PURGE_TIMERS] = "purge_timers",
 	[ST_PURGE_SAGA] = "purge_saga", [ST_PURGE_OUTBOX] = "purge_outbox",
-	/* ST_LIST + n: "list" (stmt_label()) */
+	/* ST_LIST + n: one "list" line, their sum (store_metrics()) */
 };
 
 #define SAGA_COLS "id, shard, owner_epoch, flow, flow_version, status, cursor, input, output, " \
@@ -2012,12 +2012,17 @@ int store_purge(struct store *st, int64_t before_ms, int limit, struct store_pur
 		res->more = true;
 	}
 	for (i = 0; i < n; i++) {
-		/* The saga's children, then the saga (what ON DELETE CASCADE did). */
+		/* The saga's children, then the saga (what ON DELETE CASCADE did). The rows
+		 * written (store_stats()) count the saga's only, as the cascade's did. */
 		for (int k = ST_PURGE_STEPS; rc == 0 && rows[i].del && k <= ST_PURGE_SAGA; k++) {
+			uint64_t writes = st->writes;
+
 			stmt = st->stmt[k];
 			bind_text(stmt, 1, rows[i].id);
 			rc = exec_write(st, stmt, stmt_name[k]);
-			if (rc == 0 && k == ST_PURGE_SAGA)
+			if (k != ST_PURGE_SAGA)
+				st->writes = writes;
+			else if (rc == 0)
 				res->sagas += sqlite3_changes(st->db);
 		}
 		free(rows[i].id);

@@ -29,12 +29,17 @@ is "$(q "SELECT count(*) FROM sqlite_master WHERE name = 'saga_history_saga'")" 
 is "$(q "SELECT count(*) || ' ' || max(seq) FROM saga_history")" "12 12" "every history row was kept"
 
 ids=$(q 'SELECT id FROM sagas ORDER BY id')
-i=0 same=0
-for id in $ids; do
-	i=$((i + 1))
-	[ "$(api GET "/v1/sagas/$id")" = "$(sed -n "${i}p" "$FIX/store-v5-answers.txt")" ] && same=$((same + 1))
-done
-is "$same" 3 "the old sagas' answers are byte for byte those of the sagad that wrote them"
+# same_answers: how many of the old sagas' answers are, byte for byte, the fixture's
+same_answers() {
+	local id i=0 same=0
+	for id in $ids; do
+		i=$((i + 1))
+		[ "$(api GET "/v1/sagas/$id")" = "$(sed -n "${i}p" "$FIX/store-v5-answers.txt")" ] &&
+			same=$((same + 1))
+	done
+	echo "$same"
+}
+is "$(same_answers)" 3 "the old sagas' answers are byte for byte those of the sagad that wrote them"
 is "$(api GET '/v1/sagas?flow=apply')" "$(sed -n 4p "$FIX/store-v5-answers.txt")" "... and so is the list"
 
 input='{"studentId":"s-9","classId":"c-1","amount":5}'
@@ -53,10 +58,5 @@ ok "jq -e --argjson a '$new1' '. == sort and length == 4 and .[0] > (\$a | max)'
 	"after a restart, a saga's history is numbered after every earlier row ($new2)"
 is "$(q "SELECT (SELECT value FROM meta WHERE key = 'history_seq') >= (SELECT max(seq) FROM saga_history)")" 1 \
 	"the reserved numbers (meta history_seq) cover every row"
-same=0 i=0
-for id in $ids; do
-	i=$((i + 1))
-	[ "$(api GET "/v1/sagas/$id")" = "$(sed -n "${i}p" "$FIX/store-v5-answers.txt")" ] && same=$((same + 1))
-done
-is "$same" 3 "the old sagas' answers are unchanged after the restart"
+is "$(same_answers)" 3 "the old sagas' answers are unchanged after the restart"
 done_testing
