@@ -451,14 +451,10 @@ if [ "$PREFILL" -gt 0 ]; then
 		INSERT INTO saga_steps SELECT ids.id, t.idx, t.name, t.state, t.attempt, t.comp_attempt, t.response,
 			t.error, ids.ms + (t.updated_at - t0.c0), t.maybe_applied FROM ids, saga_steps t, t0
 			WHERE t.saga_id = '$tpl' ORDER BY ids.i, t.idx;
-		CREATE TEMP TABLE s0 AS SELECT value AS s0 FROM meta WHERE key = 'history_seq';
-		INSERT INTO saga_history (saga_id, seq, step, step_name, phase, attempt, event, request, status, response,
-			error, started_at, ended_at) SELECT ids.id, s0.s0 + row_number() OVER (ORDER BY ids.i, t.seq), t.step,
-			t.step_name, t.phase, t.attempt, t.event, t.request, t.status, t.response, t.error,
-			ids.ms + (t.started_at - t0.c0), ids.ms + (t.ended_at - t0.c0)
-			FROM ids, saga_history t, t0, s0 WHERE t.saga_id = '$tpl' ORDER BY ids.i, t.seq;
-		UPDATE meta SET value = value + (SELECT count(*) FROM ids) * (SELECT count(*) FROM saga_history
-			WHERE saga_id = '$tpl') WHERE key = 'history_seq';
+		INSERT INTO saga_history (saga_id, step, step_name, phase, attempt, event, request, status, response, error,
+			started_at, ended_at) SELECT ids.id, t.step, t.step_name, t.phase, t.attempt, t.event, t.request,
+			t.status, t.response, t.error, ids.ms + (t.started_at - t0.c0), ids.ms + (t.ended_at - t0.c0)
+			FROM ids, saga_history t, t0 WHERE t.saga_id = '$tpl' ORDER BY ids.i, t.seq;
 		DELETE FROM sagas WHERE id = '$tpl';
 		COMMIT;
 		PRAGMA wal_checkpoint(TRUNCATE);

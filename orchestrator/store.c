@@ -156,34 +156,6 @@ static const char *const migrations[] = {
 	 * writes per saga (its entry at the start, moved at the end) for that filter alone. */
 	"DROP INDEX sagas_status;"
 	"CREATE INDEX sagas_finished_status ON sagas (status, id) WHERE " FINISHED_WHERE ";",
-	/* 6: the history keyed (saga_id, seq), WITHOUT ROWID: a row was a table insert plus an
-	 * index insert (saga_history_saga), a saga's read an index range plus one table look-up
-	 * per row; now one b-tree each. seq stays global and increasing (the API shows it), but
-	 * a WITHOUT ROWID table cannot number it: the store hands it out from blocks it reserves
-	 * in meta 'history_seq' (the highest number reserved; store_history_append()). */
-	"CREATE TABLE saga_history_v6 ("
-	"  saga_id TEXT NOT NULL REFERENCES sagas (id) ON DELETE CASCADE,"
-	"  seq INTEGER NOT NULL,"
-	"  step INTEGER,"
-	"  step_name TEXT,"
-	"  phase TEXT NOT NULL,"
-	"  attempt INTEGER NOT NULL DEFAULT 0,"
-	"  event TEXT NOT NULL,"
-	"  request TEXT,"
-	"  status INTEGER,"
-	"  response TEXT,"
-	"  error TEXT,"
-	"  started_at INTEGER,"
-	"  ended_at INTEGER,"
-	"  PRIMARY KEY (saga_id, seq)) WITHOUT ROWID;"
-	"INSERT INTO saga_history_v6 (saga_id, seq, step, step_name, phase, attempt, event, "
-	"  request, status, response, error, started_at, ended_at) SELECT saga_id, seq, step, "
-	"  step_name, phase, attempt, event, request, status, response, error, started_at, "
-	"  ended_at FROM saga_history;"
-	"INSERT INTO meta (key, value) SELECT 'history_seq', coalesce(max(seq), 0) "
-	"  FROM saga_history;"
-	"DROP TABLE saga_history;"
-	"ALTER TABLE saga_history_v6 RENAME TO saga_history;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -193,7 +165,7 @@ enum stmt_id {
 	ST_SAGA_FIND_KEY, ST_SAGA_FIND_PARENT, ST_SAGA_CHILDREN,
 	ST_UNFINISHED_INDEXED, ST_UNFINISHED_SCAN,
 	ST_STEP_PUT, ST_STEP_EACH,
-	ST_HISTORY_APPEND, ST_HISTORY_EACH, ST_HISTORY_SEQ_GET, ST_HISTORY_SEQ_SET,
+	ST_HISTORY_APPEND, ST_HISTORY_EACH,
 	ST_TIMER_PUT, ST_TIMER_DELETE, ST_TIMER_EACH,
 	ST_KEY_PUT, ST_KEY_EACH, ST_KEY_FIND, ST_LIST_KEY,
 	ST_FLOW_PUT, ST_FLOW_GET,
@@ -215,8 +187,7 @@ static const char *const stmt_name[ST_MAX] = {
 	[ST_SAGA_CHILDREN] = "saga_children", [ST_UNFINISHED_INDEXED] = "unfinished",
 	[ST_UNFINISHED_SCAN] = "unfinished_scan", [ST_STEP_PUT] = "step_put",
 	[ST_STEP_EACH] = "step_each", [ST_HISTORY_APPEND] = "history_append",
-	[ST_HISTORY_EACH] = "history_each", [ST_HISTORY_SEQ_GET] = "history_seq_get",
-	[ST_HISTORY_SEQ_SET] = "history_seq_set", [ST_TIMER_PUT] = "timer_put",
+	[ST_HISTORY_EACH] = "history_each", [ST_TIMER_PUT] = "timer_put",
 	[ST_TIMER_DELETE] = "timer_delete", [ST_TIMER_EACH] = "timer_each",
 	[ST_KEY_PUT] = "key_put", [ST_KEY_EACH] = "key_each", [ST_KEY_FIND] = "key_find",
 	[ST_LIST_KEY] = "list_key", [ST_FLOW_PUT] = "flow_put", [ST_FLOW_GET] = "flow_get",
@@ -270,12 +241,10 @@ static const char *const sql[ST_MAX] = {
 	[ST_STEP_PUT] = "INSERT OR REPLACE INTO saga_steps (" STEP_COLS ") VALUES "
 		"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 	[ST_STEP_EACH] = "SELECT " STEP_COLS " FROM saga_steps WHERE saga_id = ?1 ORDER BY idx",
-	[ST_HISTORY_APPEND] = "INSERT INTO saga_history (" HISTORY_COLS ", seq) VALUES "
-		"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+	[ST_HISTORY_APPEND] = "INSERT INTO saga_history (" HISTORY_COLS ") VALUES "
+		"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
 	[ST_HISTORY_EACH] = "SELECT seq, " HISTORY_COLS " FROM saga_history WHERE saga_id = ?1 "
 		"ORDER BY seq",
-	[ST_HISTORY_SEQ_GET] = "SELECT value FROM meta WHERE key = 'history_seq'",
-	[ST_HISTORY_SEQ_SET] = "UPDATE meta SET value = ?1 WHERE key = 'history_seq'",
 	[ST_TIMER_PUT] = "INSERT INTO timers (saga_id, kind, step, due_at) VALUES (?1, ?2, ?3, ?4) "
 		"ON CONFLICT (saga_id, kind, step) DO UPDATE SET due_at = excluded.due_at",
 	[ST_TIMER_DELETE] = "DELETE FROM timers WHERE saga_id = ?1 AND kind = ?2 AND step = ?3",
@@ -364,10 +333,6 @@ struct store {
 	 * rows of durable commits are produced. */
 	struct store_sync *sync;
 	int64_t outbox_tx_max, outbox_committed;
-	/* The history's numbers: the next seq, and the last of the block reserved in meta
-	 * 'history_seq' by this transaction or an earlier committed one (0, 0: none held; a
-	 * rollback forgets the block, which it may have reserved: history_seq()). */
-	int64_t hist_next, hist_last;
 	/* Runs of each statement, folded in from SQLite's 32-bit counters (stmt_runs_fold()). */
 	uint64_t runs[ST_MAX];
 };
@@ -822,7 +787,6 @@ void store_rollback(struct store *st)
 
 	st->outbox_tx_max = 0;
 	st->reading = false;
-	st->hist_next = st->hist_last = 0;   /* the block may have been reserved by this one */
 	if (sqlite3_get_autocommit(st->db))
 		return;
 	rc = sqlite3_step(stmt);
@@ -979,7 +943,6 @@ static int migrate(sqlite3 *db, const char *path, int *version, char *err, size_
 	sqlite3_stmt *stmt = NULL;
 	char what[512];
 	int rc, v = 0;
-	bool migrated = false;
 
 	rc = read_version(db, &v, err, errlen, path);
 	if (rc == 0)
@@ -1012,13 +975,7 @@ static int migrate(sqlite3 *db, const char *path, int *version, char *err, size_
 			break;
 		log_info("event=store_migrated path=%s version=%d", path, v + 1);
 		v++;
-		migrated = true;
 	}
-	/* A migration that copies a table (6: the history) leaves a WAL as large as that table,
-	 * which SQLite keeps at that size once checkpointed: empty it now, once. Best effort (a
-	 * reader may hold it; the autocheckpoint then does it later, without the truncation). */
-	if (rc == 0 && migrated)
-		sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
 	goto out;
 sqlfail:
 	snprintf(err, errlen, "%s: migration %d: %s", path, v + 1, sqlite3_errmsg(db));
@@ -1555,59 +1512,9 @@ int store_scan_steps(struct store *st, const char *saga_id, store_step_cb cb, vo
 	return ret;
 }
 
-/* History numbers reserved in meta at a time: one meta row write per 1,024 history rows
- * (about 200 happy sagas). A restart or a rollback leaves the rest of the block unused: seq
- * goes on increasing, with a gap. */
-#define HISTORY_SEQ_BLOCK 1024
-
-/* The next history seq, inside the open write transaction. The block is reserved by the
- * same transaction as the rows that use its first numbers: a rollback returns both (and
- * store_rollback() forgets the block); another node reserves its blocks after ours. */
-static int history_seq(struct store *st, int64_t *seq)
-{
-	sqlite3_stmt *stmt;
-	int64_t last;
-	int rc;
-
-	if (st->hist_next == 0 || st->hist_next > st->hist_last) {
-		stmt = st->stmt[ST_HISTORY_SEQ_GET];
-		rc = sqlite3_step(stmt);
-		last = sqlite3_column_int64(stmt, 0);
-		if (rc == SQLITE_DONE) {
-			log_error("event=store_error op=history_seq msg=\"meta has no history_seq row "
-				  "(migration 6 writes it)\"");
-			rc = SAGAD_ESTORE;
-		} else {
-			rc = rc == SQLITE_ROW ? 0 : fail(st, "history_seq", rc);
-		}
-		finish(stmt);
-		if (rc != 0)
-			return rc;
-		stmt = st->stmt[ST_HISTORY_SEQ_SET];
-		sqlite3_bind_int64(stmt, 1, last + HISTORY_SEQ_BLOCK);
-		rc = sqlite3_step(stmt);
-		rc = rc == SQLITE_DONE ? 0 : fail(st, "history_seq", rc);
-		finish(stmt);
-		if (rc != 0)
-			return rc;
-		st->hist_next = last + 1;
-		st->hist_last = last + HISTORY_SEQ_BLOCK;
-	}
-	*seq = st->hist_next++;
-	return 0;
-}
-
 int store_history_append(struct store *st, const struct store_history *h)
 {
 	sqlite3_stmt *stmt = st->stmt[ST_HISTORY_APPEND];
-	int64_t seq;
-	int rc;
-
-	rc = begin(st);
-	if (rc == 0)
-		rc = history_seq(st, &seq);
-	if (rc != 0)
-		return rc;
 
 	bind_text(stmt, 1, h->saga_id);
 	bind_opt(stmt, 2, h->step, -1);
@@ -1621,7 +1528,6 @@ int store_history_append(struct store *st, const struct store_history *h)
 	bind_text(stmt, 10, h->error);
 	bind_opt(stmt, 11, h->started_at, 0);
 	bind_opt(stmt, 12, h->ended_at, 0);
-	sqlite3_bind_int64(stmt, 13, seq);
 	return exec_write(st, stmt, "history_append");
 }
 

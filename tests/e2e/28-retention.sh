@@ -63,10 +63,9 @@ INSERT INTO sagas (id, shard, owner_epoch, flow, flow_version, status, cursor, i
 	ELSE 'compensated' END, 3, '{}', 1000 + i, CASE WHEN i <= 20300 THEN 2000 + i ELSE $now + 86400000 END FROM n;
 INSERT INTO saga_steps (saga_id, idx, name, state, attempt, updated_at)
 	SELECT id, k, 'step' || k, 'succeeded', 1, 2000 + i FROM n, (SELECT 0 AS k UNION ALL SELECT 1 UNION ALL SELECT 2);
-INSERT INTO saga_history (saga_id, seq, step, phase, attempt, event, started_at, ended_at)
-	SELECT id, 1000000000 + 5 * i + k, -1, 'saga', 0, 'e' || k, 1000 + i, 2000 + i FROM n,
-	(SELECT 0 AS k UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4);
-UPDATE meta SET value = max(value, 1000000000 + 5 * 20600 + 4) WHERE key = 'history_seq';
+INSERT INTO saga_history (saga_id, step, phase, attempt, event, started_at, ended_at)
+	SELECT id, -1, 'saga', 0, 'e' || k, 1000 + i, 2000 + i FROM n, (SELECT 0 AS k UNION ALL SELECT 1
+	UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4);
 COMMIT;
 SQL
 is "$(sqlite3 "$TMP/sagad.db" "SELECT count(*) FROM sagas WHERE id LIKE '00BACKLOG%'")" 20600 "a backlog of 20,000 purgeable sagas"

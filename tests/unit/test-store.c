@@ -704,37 +704,6 @@ static void test_history(void **state)
 	store_close(st);
 }
 
-/* The history's seq, handed out by the store from blocks reserved in meta: consecutive within
- * a block, increasing across a rollback (which forgets the block: it may have been reserved by
- * the transaction rolled back) and a reopen. */
-static void test_history_seq(void **state)
-{
-	struct store *st = open_store();
-	const char *id = "01J9H00000000000000000007";
-	struct store_history h = { .saga_id = (char *)id, .step = -1, .phase = "saga",
-				   .event = "e" };
-	struct collect c = { 0 };
-
-	insert(st, id, "apply", "running");
-	assert_int_equal(store_history_append(st, &h), 0);
-	assert_int_equal(store_commit(st), 0);
-	assert_int_equal(store_history_append(st, &h), 0);
-	store_rollback(st);
-	assert_int_equal(store_history_append(st, &h), 0);
-	assert_int_equal(store_commit(st), 0);
-	store_close(st);
-	st = open_store();
-	assert_int_equal(store_history_append(st, &h), 0);
-	assert_int_equal(store_commit(st), 0);
-	assert_int_equal(store_each_history(st, id, on_history, &c), 0);
-	assert_int_equal(c.n, 3);
-	assert_int_equal(c.nums[0], 1);
-	assert_int_equal(c.nums[1], 1 + 1024);     /* the next block, after the rollback */
-	assert_int_equal(c.nums[2], 1 + 2 * 1024); /* the next one, after the reopen */
-	assert_int_equal(raw_int("SELECT value FROM meta WHERE key = 'history_seq'"), 3 * 1024);
-	store_close(st);
-}
-
 static int on_timer(const struct store_timer *t, void *arg)
 {
 	struct collect *c = arg;
@@ -1500,7 +1469,6 @@ int main(void)
 		T(test_commit_rollback),
 		T(test_steps),
 		T(test_history),
-		T(test_history_seq),
 		T(test_timers),
 		T(test_outbox),
 		T(test_pipeline),
