@@ -118,6 +118,13 @@ total=$(awk '/PROGRAM TOTALS/ { gsub(/,/, "", $1); print $1; exit }' "$OUT/self.
 	echo "sagad $("$SAGAD_BIN" --version | head -1), tree $(git -C "$TOP" describe --always --dirty 2>/dev/null); mode $MODE, $fin sagas measured at $C clients${PREFER:+, Prefer: $PREFER}"
 	awk -v t="$total" -v n="$fin" 'BEGIN { printf "instructions per saga: %.0f (total %s)\n", t / n, t }'
 	echo
+	echo "SQLite statements per saga (sagad_store_statements_total, measured sagas only):"
+	{ sed 's/^/0 /' <<<"$m0"; sed 's/^/1 /' <<<"$m1"; } | awk -v n="$fin" '
+		$2 ~ /^sagad_store_statements_total[{]/ { k = $2; sub(/.*statement="/, "", k); sub(/".*/, "", k)
+			if ($1 == 0) a[k] = $3; else b[k] = $3 }
+		END { for (k in b) if (b[k] - a[k] > 0) { t += b[k] - a[k]; printf "%8.2f  %s\n", (b[k] - a[k]) / n, k }
+			printf "%8.2f  (all)\n", t / n }' | sort -k1,1nr
+	echo
 	echo "top $TOPN functions by own instructions per saga (share of total):"
 	awk -v n="$fin" -v t="$total" -v top="$TOPN" '
 		/^-+$/ { sep++; next }

@@ -791,6 +791,7 @@ static void answer_metrics(struct api *a, struct httpd_req *req)
 	COUNTER("store_wal_syncs_total", "fsyncs of the WAL by the sync thread (pipelined commits; "
 		"several commits share one when the disk is slower than the loop).",
 		store_syncs(a->store));
+	store_metrics(a->store, &b);
 #undef COUNTER
 #undef GAUGE
 	loopstat_render(&b);

@@ -78,6 +78,10 @@ uint64_t store_syncs(const struct store *st);
 int store_probe(struct store *st);
 /* Counters for metrics: commits done and rows written since open. */
 void store_stats(const struct store *st, uint64_t *commits, uint64_t *writes);
+/* Appends the per-statement counters to a Prometheus text (sagad_store_statements_total,
+ * one line per statement: how often each ran since open; bench/profile.sh reads them). */
+struct strbuf;
+void store_metrics(struct store *st, struct strbuf *b);
 /* Diagnostics (sagactl status, tests): the current value of one SQLite setting as text, into
  * buf. name is one of journal_mode, synchronous, foreign_keys, busy_timeout,
  * wal_autocheckpoint, page_size, page_count, freelist_count, cache_size (else SAGAD_EINVAL). */

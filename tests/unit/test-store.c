@@ -176,8 +176,9 @@ static void test_pragmas(void **state)
 	assert_string_equal(buf, "wal");
 	assert_int_equal(store_pragma(st, "synchronous", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "2");
+	/* off: the purge deletes a saga's children itself (store.c, configure()) */
 	assert_int_equal(store_pragma(st, "foreign_keys", buf, sizeof(buf)), 0);
-	assert_string_equal(buf, "1");
+	assert_string_equal(buf, "0");
 	assert_int_equal(store_pragma(st, "busy_timeout", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "5000");
 	assert_int_equal(store_pragma(st, "wal_checkpoint", buf, sizeof(buf)), SAGAD_EINVAL);
@@ -555,8 +556,9 @@ static void test_commit_rollback(void **state)
 	assert_int_equal(store_saga_get(st, "01J9T00000000000000000004", &got), SAGAD_ENOENT);
 	assert_int_equal(store_saga_get(st, "01J9T00000000000000000001", &got), SAGAD_ENOENT);
 
-	/* A failed write (no such saga: foreign key) leaves the transaction usable. */
-	struct store_step step = { .saga_id = "01J9NOPE", .idx = 0, .name = "x", .state = "s" };
+	/* A failed write (a step without a name: NOT NULL) leaves the transaction usable. */
+	struct store_step step = { .saga_id = "01J9T00000000000000000005", .idx = 0, .name = NULL,
+				   .state = "s" };
 	insert(st, "01J9T00000000000000000005", "apply", "running");
 	assert_int_equal(store_step_put(st, &step), SAGAD_ESTORE);
 	assert_true(store_pending(st));
@@ -1333,7 +1335,7 @@ static void test_wal_one_write_per_commit(void **state)
 static void test_purge(void **state)
 {
 	struct store *st = open_store();
-	char old1[27], old2[27], oldf[27], late[27], now1[27];
+	char old1[27], old2[27], oldf[27], late[27], now1[27], q[512];
 	struct store_step step = { .idx = 0, .name = "a", .state = "succeeded", .updated_at = 1 };
 	struct store_history h = { .step = -1, .phase = "saga", .event = "completed" };
 	struct store_outbox m = { .topic = "t", .value = "{}", .created_at = 1 };
@@ -1376,10 +1378,18 @@ static void test_purge(void **state)
 		s.parent_step = 0;
 		assert_int_equal(store_saga_insert(st, &s, NULL), 0);
 	}
-	step.saga_id = old1;
-	h.saga_id = old1;
-	assert_int_equal(store_step_put(st, &step), 0);
-	assert_int_equal(store_history_append(st, &h), 0);
+	/* Children of a purged saga (old1) and of a kept one (now1): foreign keys are off, the
+	 * purge deletes the first ones itself and must leave the others. */
+	for (int k = 0; k < 2; k++) {
+		struct store_timer t = { .saga_id = k ? now1 : old1, .kind = "retry", .step = 0,
+					 .due_at = 99999 };
+
+		step.saga_id = h.saga_id = k ? now1 : old1;
+		assert_int_equal(store_step_put(st, &step), 0);
+		assert_int_equal(store_history_append(st, &h), 0);
+		assert_int_equal(store_key_put(st, step.saga_id, "orderId", "o-1"), 0);
+		assert_int_equal(store_timer_put(st, &t), 0);
+	}
 	assert_int_equal(store_outbox_put(st, &m, &seq), 0);
 	assert_int_equal(store_outbox_sent(st, seq, 1500), 0);
 	assert_int_equal(store_outbox_put(st, &m, NULL), 0); /* unsent: never purged */
@@ -1403,8 +1413,15 @@ static void test_purge(void **state)
 	assert_int_equal(store_saga_get(st, now1, &s), 0);
 	store_saga_clear(&s);
 	assert_int_equal(raw_int("SELECT count(*) FROM sagas WHERE parent_id IS NOT NULL"), 1);
-	assert_int_equal(raw_int("SELECT count(*) FROM saga_steps"), 0);
-	assert_int_equal(raw_int("SELECT count(*) FROM saga_history"), 0);
+	snprintf(q, sizeof(q), "SELECT (SELECT count(*) FROM saga_steps WHERE saga_id = '%s') + "
+		 "(SELECT count(*) FROM saga_history WHERE saga_id = '%s') + (SELECT count(*) FROM "
+		 "saga_keys WHERE saga_id = '%s') + (SELECT count(*) FROM timers WHERE saga_id = "
+		 "'%s')", now1, now1, now1, now1);
+	assert_int_equal(raw_int(q), 4);
+	assert_int_equal(raw_int("SELECT count(*) FROM saga_steps"), 1);
+	assert_int_equal(raw_int("SELECT count(*) FROM saga_history"), 1);
+	assert_int_equal(raw_int("SELECT count(*) FROM saga_keys"), 1);
+	assert_int_equal(raw_int("SELECT count(*) FROM timers"), 1);
 	assert_int_equal(raw_int("SELECT count(*) FROM outbox"), 1);
 	store_close(st);
 }
