@@ -110,6 +110,11 @@ void jsonw_str(struct strbuf *b, const char *s)
 	put_str(b, s, strlen(s));
 }
 
+void jsonw_strn(struct strbuf *b, const char *s, size_t len)
+{
+	put_str(b, s, len);
+}
+
 void jsonw_str_or_null(struct strbuf *b, const char *s)
 {
 	if (s == NULL)
