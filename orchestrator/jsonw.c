@@ -139,60 +139,21 @@ void jsonw_int(struct strbuf *b, long long v)
 	strbuf_add(b, p, (size_t)(buf + sizeof(buf) - p));
 }
 
-static void put2(char *p, unsigned v)
-{
-	p[0] = (char)('0' + v / 10);
-	p[1] = (char)('0' + v % 10);
-}
-
 void jsonw_time(struct strbuf *b, int64_t ms)
 {
 	char t[26];
-	int64_t days, secs, z, era, y;
-	unsigned doe, yoe, doy, mp, d, m, msec;
 
 	if (ms <= 0) {
 		strbuf_add(b, "null", 4);
 		return;
 	}
-	/* days since 1970-01-01 to a civil date (Howard Hinnant's days_from_civil inverse) */
-	msec = (unsigned)(ms % 1000);
-	secs = ms / 1000;
-	days = secs / 86400;
-	secs %= 86400;
-	z = days + 719468;
-	era = (z >= 0 ? z : z - 146096) / 146097;
-	doe = (unsigned)(z - era * 146097);
-	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	y = (int64_t)yoe + era * 400;
-	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	mp = (5 * doy + 2) / 153;
-	d = doy - (153 * mp + 2) / 5 + 1;
-	m = mp < 10 ? mp + 3 : mp - 9;
-	y += m <= 2;
-	if (y < 0 || y > 9999) {   /* outside what the fixed format holds: the slow way */
+	if (!util_time_text(ms, t + 1)) {   /* outside what the fixed format holds */
 		char buf[40];
 		util_format_time(ms, buf, sizeof(buf));
 		jsonw_str(b, buf);
 		return;
 	}
 	t[0] = '"';
-	put2(t + 1, (unsigned)(y / 100));
-	put2(t + 3, (unsigned)(y % 100));
-	t[5] = '-';
-	put2(t + 6, m);
-	t[8] = '-';
-	put2(t + 9, d);
-	t[11] = 'T';
-	put2(t + 12, (unsigned)(secs / 3600));
-	t[14] = ':';
-	put2(t + 15, (unsigned)(secs / 60 % 60));
-	t[17] = ':';
-	put2(t + 18, (unsigned)(secs % 60));
-	t[20] = '.';
-	t[21] = (char)('0' + msec / 100);
-	put2(t + 22, msec % 100);
-	t[24] = 'Z';
 	t[25] = '"';
 	strbuf_add(b, t, sizeof(t));
 }

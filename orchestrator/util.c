@@ -95,11 +95,66 @@ int64_t util_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void put2(char *p, unsigned v)
+{
+	p[0] = (char)('0' + v / 10);
+	p[1] = (char)('0' + v % 10);
+}
+
+bool util_time_text(int64_t ms, char out[24])
+{
+	int64_t days, secs, z, era, y;
+	unsigned doe, yoe, doy, mp, d, m, msec;
+
+	if (ms < 0)
+		return false;
+	/* days since 1970-01-01 to a civil date (H. Hinnant's civil_from_days) */
+	msec = (unsigned)(ms % 1000);
+	secs = ms / 1000;
+	days = secs / 86400;
+	secs %= 86400;
+	z = days + 719468;
+	era = z / 146097;
+	doe = (unsigned)(z - era * 146097);
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	y = (int64_t)yoe + era * 400;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	d = doy - (153 * mp + 2) / 5 + 1;
+	m = mp < 10 ? mp + 3 : mp - 9;
+	y += m <= 2;
+	if (y > 9999)
+		return false;
+	put2(out, (unsigned)(y / 100));
+	put2(out + 2, (unsigned)(y % 100));
+	out[4] = '-';
+	put2(out + 5, m);
+	out[7] = '-';
+	put2(out + 8, d);
+	out[10] = 'T';
+	put2(out + 11, (unsigned)(secs / 3600));
+	out[13] = ':';
+	put2(out + 14, (unsigned)(secs / 60 % 60));
+	out[16] = ':';
+	put2(out + 17, (unsigned)(secs % 60));
+	out[19] = '.';
+	out[20] = (char)('0' + msec / 100);
+	put2(out + 21, msec % 100);
+	out[23] = 'Z';
+	return true;
+}
+
 void util_format_time(int64_t ms, char *buf, size_t len)
 {
 	int64_t rem = ms % 1000;
 	time_t secs;
 	struct tm tm;
+
+	/* without gmtime_r() and snprintf() (about 1,800 instructions) in the common case */
+	if (len >= 25 && util_time_text(ms, buf)) {
+		buf[24] = '\0';
+		return;
+	}
 
 	if (rem < 0)                    /* before 1970: floor, so the milliseconds stay positive */
 		rem += 1000;

@@ -23,6 +23,9 @@ int64_t util_now_ms(void);
 int64_t util_mono_ms(void);
 /* Writes an RFC 3339 UTC time with milliseconds ("2026-11-21T18:33:42.123Z"); buf >= 32. */
 void util_format_time(int64_t ms, char *buf, size_t len);
+/* The same 24 bytes (no NUL) in out, for 0 <= ms up to the year 9999; false (out untouched)
+ * for other times. */
+bool util_time_text(int64_t ms, char out[24]);
 /* Parses an RFC 3339 time of len bytes ("2026-11-21T18:33:42.123Z", "2026-11-21t20:33:42+02:00",
  * a space for the T, any number of fraction digits of which milliseconds are kept) or a date
  * alone ("2026-11-21", midnight UTC) into milliseconds since the epoch. Years 0001-9999; no
