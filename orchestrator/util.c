@@ -409,7 +409,7 @@ void strbuf_close(struct strbuf *b)
 	strbuf_init(b);
 }
 
-static void grow(struct strbuf *b, size_t extra)
+void strbuf_grow(struct strbuf *b, size_t extra)
 {
 	size_t need = b->len + extra + 1;
 
@@ -419,19 +419,6 @@ static void grow(struct strbuf *b, size_t extra)
 	while (b->cap < need)
 		b->cap *= 2;
 	b->data = xrealloc(b->data, b->cap);
-}
-
-void strbuf_reserve(struct strbuf *b, size_t n)
-{
-	grow(b, n);
-}
-
-void strbuf_add(struct strbuf *b, const void *p, size_t n)
-{
-	grow(b, n);
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
 }
 
 void strbuf_adds(struct strbuf *b, const char *s)
@@ -446,7 +433,7 @@ void strbuf_addf(struct strbuf *b, const char *fmt, ...)
 
 	/* Formats into the free space first; only a result that does not fit is formatted
 	 * again after growing (one pass in the common case). */
-	grow(b, 63);
+	strbuf_grow(b, 63);
 	va_start(ap, fmt);
 	n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
 	va_end(ap);
@@ -455,7 +442,7 @@ void strbuf_addf(struct strbuf *b, const char *fmt, ...)
 		return;
 	}
 	if ((size_t)n >= b->cap - b->len) {
-		grow(b, (size_t)n);
+		strbuf_grow(b, (size_t)n);
 		va_start(ap, fmt);
 		vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
 		va_end(ap);
