@@ -553,3 +553,246 @@ void jsonw_json(struct strbuf *b, const char *text)
 		b->data[mark] = '\0';
 	jsonw_str(b, text);
 }
+
+/* --- reading JSON text into jansson values ---------------------------------------------- */
+
+/* A fast reader for the common shapes of JSON text (participants' replies, saga inputs):
+ * objects, arrays, strings without escapes, literals, integers of up to 17 characters and
+ * short reals. Anything else -- an escape, deep nesting, a long number, an error of any
+ * kind -- makes it give up (NULL), and jsonw_loadb() asks jansson, which then decides and
+ * writes the error. jansson's lexer costs about 75 instructions per byte. */
+#define LOAD_MAX_DEPTH 64
+
+struct load {
+	const unsigned char *p, *end;
+	size_t flags;
+	int depth;
+};
+
+static void load_space(struct load *ld)
+{
+	while (ld->p < ld->end && (*ld->p == ' ' || *ld->p == '\t' || *ld->p == '\n' ||
+				   *ld->p == '\r'))
+		ld->p++;
+}
+
+/* A string token at ld->p ('"') without escapes: its bytes in *s, *n. */
+static int load_string(struct load *ld, const char **s, size_t *n)
+{
+	const unsigned char *p = ld->p + 1, *start = p, *end = ld->end;
+	size_t k;
+
+	while (p < end) {
+		unsigned c = *p;
+
+		if (plain[c]) {   /* as jansson, DEL is a character like any other */
+			p++;
+			continue;
+		}
+		if (c == '"') {
+			*s = (const char *)start;
+			*n = (size_t)(p - start);
+			ld->p = p + 1;
+			return 0;
+		}
+		if (c >= 0x80 && (k = utf8_len(p, (size_t)(end - p))) > 0) {
+			p += k;
+			continue;
+		}
+		return -1;   /* an escape, a control character, bytes that are not UTF-8 */
+	}
+	return -1;
+}
+
+static json_t *load_number(struct load *ld)
+{
+	const unsigned char *s = ld->p, *p = s, *end = ld->end;
+	bool real = false, neg = false;
+	char tok[64];
+	size_t len;
+
+	if (*p == '-') {
+		neg = true;
+		p++;
+	}
+	if (!digit(p, end))
+		return NULL;
+	if (*p == '0')
+		p++;
+	else
+		while (digit(p, end))
+			p++;
+	if (p < end && *p == '.') {
+		real = true;
+		p++;
+		if (!digit(p, end))
+			return NULL;
+		while (digit(p, end))
+			p++;
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		real = true;
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		if (!digit(p, end))
+			return NULL;
+		while (digit(p, end))
+			p++;
+	}
+	len = (size_t)(p - s);
+	if (!real) {
+		long long v = 0;
+
+		if (len >= 18)
+			return NULL;   /* might not fit: jansson's strtoll() decides */
+		for (const unsigned char *q = s + neg; q < p; q++)
+			v = v * 10 + (*q - '0');
+		ld->p = p;
+		return json_integer(neg ? -v : v);
+	}
+	if (len >= sizeof(tok))
+		return NULL;
+	memcpy(tok, s, len);
+	tok[len] = '\0';
+	{
+		double v;
+
+		errno = 0;
+		v = strtod(tok, NULL);
+		if (errno == ERANGE)
+			return NULL;   /* overflow (an error) or underflow: jansson decides */
+		ld->p = p;
+		return json_real(v);
+	}
+}
+
+static json_t *load_value(struct load *ld);
+
+static json_t *load_object(struct load *ld)
+{
+	json_t *o = json_object(), *v;
+	const char *key;
+	size_t n;
+
+	ld->p++;
+	load_space(ld);
+	if (ld->p < ld->end && *ld->p == '}') {
+		ld->p++;
+		return o;
+	}
+	for (;;) {
+		if (ld->p >= ld->end || *ld->p != '"' || load_string(ld, &key, &n) != 0)
+			goto fail;
+		if ((ld->flags & JSON_REJECT_DUPLICATES) && json_object_getn(o, key, n) != NULL)
+			goto fail;
+		load_space(ld);
+		if (ld->p >= ld->end || *ld->p != ':')
+			goto fail;
+		ld->p++;
+		load_space(ld);
+		if ((v = load_value(ld)) == NULL)
+			goto fail;
+		if (json_object_setn_new_nocheck(o, key, n, v) != 0)
+			goto fail;
+		load_space(ld);
+		if (ld->p < ld->end && *ld->p == ',') {
+			ld->p++;
+			load_space(ld);
+			continue;
+		}
+		if (ld->p < ld->end && *ld->p == '}') {
+			ld->p++;
+			return o;
+		}
+		goto fail;
+	}
+fail:
+	json_decref(o);
+	return NULL;
+}
+
+static json_t *load_array(struct load *ld)
+{
+	json_t *a = json_array(), *v;
+
+	ld->p++;
+	load_space(ld);
+	if (ld->p < ld->end && *ld->p == ']') {
+		ld->p++;
+		return a;
+	}
+	for (;;) {
+		if ((v = load_value(ld)) == NULL || json_array_append_new(a, v) != 0)
+			break;
+		load_space(ld);
+		if (ld->p < ld->end && *ld->p == ',') {
+			ld->p++;
+			load_space(ld);
+			continue;
+		}
+		if (ld->p < ld->end && *ld->p == ']') {
+			ld->p++;
+			return a;
+		}
+		break;
+	}
+	json_decref(a);
+	return NULL;
+}
+
+static json_t *load_literal(struct load *ld, const char *word, size_t n, json_t *v)
+{
+	if ((size_t)(ld->end - ld->p) < n || memcmp(ld->p, word, n) != 0)
+		return NULL;
+	ld->p += n;
+	return v;
+}
+
+/* One value at ld->p (no whitespace before it), or NULL: not one, or not one for this reader. */
+static json_t *load_value(struct load *ld)
+{
+	const char *s;
+	size_t n;
+	json_t *v;
+
+	if (ld->p >= ld->end)
+		return NULL;
+	switch (*ld->p) {
+	case '{':
+	case '[':
+		if (++ld->depth > LOAD_MAX_DEPTH)
+			return NULL;
+		v = *ld->p == '{' ? load_object(ld) : load_array(ld);
+		ld->depth--;
+		return v;
+	case '"':
+		return load_string(ld, &s, &n) == 0 ? json_stringn_nocheck(s, n) : NULL;
+	case 't':
+		return load_literal(ld, "true", 4, json_true());
+	case 'f':
+		return load_literal(ld, "false", 5, json_false());
+	case 'n':
+		return load_literal(ld, "null", 4, json_null());
+	default:
+		return load_number(ld);
+	}
+}
+
+json_t *jsonw_loadb(const char *text, size_t len, size_t flags, json_error_t *error)
+{
+	struct load ld = { (const unsigned char *)text, (const unsigned char *)text + len, flags,
+			   0 };
+	json_t *v = NULL;
+
+	if (text != NULL && (flags & ~(size_t)(JSON_DECODE_ANY | JSON_REJECT_DUPLICATES)) == 0) {
+		load_space(&ld);
+		if (ld.p < ld.end && ((flags & JSON_DECODE_ANY) || *ld.p == '{' || *ld.p == '['))
+			v = load_value(&ld);
+		load_space(&ld);
+		if (v != NULL && ld.p == ld.end)
+			return v;
+		json_decref(v);
+	}
+	return json_loadb(text, len, flags, error);
+}
