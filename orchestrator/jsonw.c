@@ -43,57 +43,34 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 	return 0;
 }
 
-/* True when none of the 8 bytes at p needs more than a copy: no control character, no '"',
- * no '\\', nothing above 0x7f (the UTF-8 check takes those one by one). */
-static bool plain8(const unsigned char *p)
-{
-	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-	uint64_t w, q, s;
-
-	memcpy(&w, p, 8);
-	q = w ^ (ones * '"');
-	s = w ^ (ones * '\\');
-	return ((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((s - ones) & ~s)) & highs) == 0;
-}
-
 /* Writes into the buffer's free space directly: room for the rest of the text as it is and
- * the closing quote is kept reserved, and each escape reserves its own extra bytes. Plain
- * bytes go 8 at a time (a history row's request and response summaries are JSON text, a
- * quote every few bytes and long plain runs in between). */
+ * the closing quote is kept reserved, and each escape reserves its own extra bytes (one
+ * strbuf_add() per run and escape cost about 50 instructions each; a history row's response
+ * summary is JSON, a quote every few bytes). */
 static void put_str(struct strbuf *b, const char *s, size_t left)
 {
-	const unsigned char *p = (const unsigned char *)s;
+	const unsigned char *p = (const unsigned char *)s, *run = p;
 	char *o;
 
 	strbuf_reserve(b, left + 2);
 	o = b->data + b->len;
 	*o++ = '"';
-	for (;;) {
-		unsigned c;
+	while (left > 0) {
+		unsigned c = *p;
 		size_t k;
 
-		while (left >= 8 && plain8(p)) {
-			memcpy(o, p, 8);
-			o += 8;
-			p += 8;
-			left -= 8;
-		}
-		if (left == 0)
-			break;
-		c = *p;
 		if (plain[c]) {
-			*o++ = (char)c;
 			p++;
 			left--;
 			continue;
 		}
 		if (c >= 0x80 && (k = utf8_len(p, left)) > 0) {
-			memcpy(o, p, k);
-			o += k;
 			p += k;
 			left -= k;
 			continue;
 		}
+		memcpy(o, run, (size_t)(p - run));
+		o += p - run;
 		/* this byte becomes at most 6; the left - 1 after it and the quote stay covered */
 		b->len = (size_t)(o - b->data);
 		strbuf_reserve(b, left + 6);
@@ -119,7 +96,10 @@ static void put_str(struct strbuf *b, const char *s, size_t left)
 		}
 		p++;
 		left--;
+		run = p;
 	}
+	memcpy(o, run, (size_t)(p - run));
+	o += p - run;
 	*o++ = '"';
 	*o = '\0';
 	b->len = (size_t)(o - b->data);
