@@ -143,8 +143,8 @@ static void assert_str_as_jansson(const char *s)
 	free(copy);
 }
 
-/* Plain bytes go 8 at a time: every kind of byte at every place of a word, and long plain
- * runs with a rare special byte. */
+/* Every kind of byte at every place of a longer string, and long plain runs with a rare
+ * special byte. */
 static void test_strings_by_words(void **state)
 {
 	static const char *const specials[] = {
