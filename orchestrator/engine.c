@@ -680,11 +680,19 @@ static char *summarize(const char *method, const char *url, const char *body)
 	return util_concat(method, " ", url, " ", body, NULL);
 }
 
-static void add_header(struct flow_rendered *r, char *line)
+/* "name: value" in a new string; name (n bytes) includes the ": ". */
+static char *header_line(const char *name, size_t n, const char *value, size_t len)
 {
-	r->headers = xrealloc(r->headers, (r->n_headers + 1) * sizeof(*r->headers));
-	r->headers[r->n_headers++] = line;
+	char *line = xmalloc(n + len + 1);
+
+	memcpy(line, name, n);
+	memcpy(line + n, value, len);
+	line[n + len] = '\0';
+	return line;
 }
+
+#define HEADER(r, name, value, len) \
+	((r)->headers[(r)->n_headers++] = header_line(name, sizeof(name) - 1, value, len))
 
 /* Every call lives on the engine's list from its creation to call_free(), so the engine can
  * free the ones whose step stopped waiting for them (abandoned, or dropped by a pause) when it
@@ -717,14 +725,26 @@ static int dispatch_call(struct saga *s, int i, enum phase phase, int attempt, c
 		free(fx);
 		return rc;
 	}
-	add_header(&fx->req, util_concat("Idempotency-Key: ", s->id, ":", st->name, ":",
-					 phase_names[phase], NULL));
+	/* the engine's five headers: one array growth, one allocation each */
+	fx->req.headers = xrealloc(fx->req.headers, (fx->req.n_headers + 5) *
+				   sizeof(*fx->req.headers));
+	fx->req.headers[fx->req.n_headers++] = util_concat("Idempotency-Key: ", s->id, ":",
+							   st->name, ":", phase_names[phase], NULL);
 	engine__traceparent(s, tp, sizeof(tp));
-	add_header(&fx->req, util_concat("traceparent: ", tp, NULL));
-	add_header(&fx->req, util_concat("X-Saga-Id: ", s->id, NULL));
-	add_header(&fx->req, util_concat("X-Saga-Step: ", st->name, NULL));
-	snprintf(tp, sizeof(tp), "%d", attempt);
-	add_header(&fx->req, util_concat("X-Saga-Attempt: ", tp, NULL));
+	HEADER(&fx->req, "traceparent: ", tp, strlen(tp));
+	HEADER(&fx->req, "X-Saga-Id: ", s->id, strlen(s->id));
+	HEADER(&fx->req, "X-Saga-Step: ", st->name, strlen(st->name));
+	{
+		char num[16], *d = num + sizeof(num);   /* snprintf("%d", attempt) */
+		unsigned u = attempt < 0 ? 0U - (unsigned)attempt : (unsigned)attempt;
+
+		do
+			*--d = (char)('0' + u % 10);
+		while ((u /= 10) != 0);
+		if (attempt < 0)
+			*--d = '-';
+		HEADER(&fx->req, "X-Saga-Attempt: ", d, (size_t)(num + sizeof(num) - d));
+	}
 	c = xcalloc(1, sizeof(*c));
 	c->e = s->e;
 	call_link(s->e, c);
