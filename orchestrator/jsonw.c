@@ -49,24 +49,24 @@ static size_t utf8_len(const unsigned char *p, size_t n)
  * summary is JSON, a quote every few bytes). */
 static void put_str(struct strbuf *b, const char *s, size_t left)
 {
-	const unsigned char *p = (const unsigned char *)s, *run = p;
+	const unsigned char *p = (const unsigned char *)s, *run = p, *end = p + left;
 	char *o;
 
 	strbuf_reserve(b, left + 2);
 	o = b->data + b->len;
 	*o++ = '"';
-	while (left > 0) {
-		unsigned c = *p;
+	for (;;) {
+		unsigned c;
 		size_t k;
 
-		if (plain[c]) {
+		while (p < end && plain[*p])   /* the tight loop: most bytes */
 			p++;
-			left--;
-			continue;
-		}
+		if (p == end)
+			break;
+		c = *p;
+		left = (size_t)(end - p);
 		if (c >= 0x80 && (k = utf8_len(p, left)) > 0) {
 			p += k;
-			left -= k;
 			continue;
 		}
 		memcpy(o, run, (size_t)(p - run));
@@ -95,7 +95,6 @@ static void put_str(struct strbuf *b, const char *s, size_t left)
 			}
 		}
 		p++;
-		left--;
 		run = p;
 	}
 	memcpy(o, run, (size_t)(p - run));

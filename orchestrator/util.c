@@ -103,16 +103,23 @@ static void put2(char *p, unsigned v)
 
 bool util_time_text(int64_t ms, char out[24])
 {
+	/* the date of the last day written by this thread: an answer's times share their day */
+	static __thread int64_t cached_days = -1;
+	static __thread char cached_date[11];
 	int64_t days, secs, z, era, y;
 	unsigned doe, yoe, doy, mp, d, m, msec;
 
 	if (ms < 0)
 		return false;
-	/* days since 1970-01-01 to a civil date (H. Hinnant's civil_from_days) */
 	msec = (unsigned)(ms % 1000);
 	secs = ms / 1000;
 	days = secs / 86400;
 	secs %= 86400;
+	if (days == cached_days) {
+		memcpy(out, cached_date, 11);
+		goto time_of_day;
+	}
+	/* days since 1970-01-01 to a civil date (H. Hinnant's civil_from_days) */
 	z = days + 719468;
 	era = z / 146097;
 	doe = (unsigned)(z - era * 146097);
@@ -132,6 +139,9 @@ bool util_time_text(int64_t ms, char out[24])
 	out[7] = '-';
 	put2(out + 8, d);
 	out[10] = 'T';
+	memcpy(cached_date, out, 11);
+	cached_days = days;
+time_of_day:
 	put2(out + 11, (unsigned)(secs / 3600));
 	out[13] = ':';
 	put2(out + 14, (unsigned)(secs / 60 % 60));
