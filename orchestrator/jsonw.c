@@ -59,7 +59,10 @@ static void put_str(struct strbuf *b, const char *s, size_t left)
 		unsigned c;
 		size_t k;
 
-		while (p < end && plain[*p])   /* the tight loop: most bytes */
+		/* the tight loop, where most bytes go: 4 at a time, then 1 */
+		while (end - p >= 4 && (plain[p[0]] & plain[p[1]] & plain[p[2]] & plain[p[3]]))
+			p += 4;
+		while (p < end && plain[*p])
 			p++;
 		if (p == end)
 			break;
