@@ -299,13 +299,7 @@ static int scan_string(struct scan *sc)
 	size_t k;
 
 	while (p < end) {
-		unsigned c;
-
-		while (end - p >= 4 && (plain[p[0]] & plain[p[1]] & plain[p[2]] & plain[p[3]]))
-			p += 4;   /* plain bytes 4 at a time, as put_str() */
-		if (p == end)
-			break;
-		c = *p;
+		unsigned c = *p;
 		if (c == '"') {
 			sc->p = p + 1;
 			return 0;
@@ -597,13 +591,8 @@ static int load_string(struct load *ld, const char **s, size_t *n)
 	size_t k;
 
 	while (p < end) {
-		unsigned c;
+		unsigned c = *p;
 
-		while (end - p >= 4 && (plain[p[0]] & plain[p[1]] & plain[p[2]] & plain[p[3]]))
-			p += 4;
-		if (p == end)
-			break;
-		c = *p;
 		if (plain[c]) {   /* as jansson, DEL is a character like any other */
 			p++;
 			continue;
