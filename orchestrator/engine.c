@@ -635,30 +635,28 @@ void engine__traceparent(const struct saga *s, char *buf, size_t len)
 	const char *saga_id = s->trace_root[0] ? s->trace_root : s->id;
 	static signed char value[256];   /* Crockford base32 digit -> value, 0 for others */
 	static const char hexd[] = "0123456789abcdef";
-	unsigned char span[8];
-	unsigned acc, nbits;
+	unsigned char trace[16] = { 0 }, span[8];
+	unsigned __int128 v = 0;
 	uint64_t r;
-	char out[56], *o = out + 3;
+	char out[56];
 
 	if (value['1'] == 0)
 		for (int i = 0; i < 32; i++)
 			value[(unsigned char)"0123456789ABCDEFGHJKMNPQRSTVWXYZ"[i]] = (signed char)i;
-	/* The id's 130 bits without the first 2: 32 hex digits, streamed 5 bits in, 4 out. */
-	acc = (unsigned)value[(unsigned char)saga_id[0]] & 7;
-	nbits = 3;
-	for (int i = 1; i < 26; i++) {
-		acc = (acc << 5) | (unsigned)value[(unsigned char)saga_id[i]];
-		nbits += 5;
-		while (nbits >= 4) {
-			nbits -= 4;
-			*o++ = hexd[(acc >> nbits) & 15];
-		}
-		acc &= (1u << nbits) - 1;
+	for (int i = 0; i < 26; i++)
+		v = (v << 5) | (unsigned)value[(unsigned char)saga_id[i]];
+	for (int i = 15; i >= 0; i--) {
+		trace[i] = (unsigned char)(v & 0xff);
+		v >>= 8;
 	}
 	r = util_rand64();
 	memcpy(span, &r, sizeof(span));
 	/* "00-" 32 hex "-" 16 hex "-01" */
 	memcpy(out, "00-", 3);
+	for (int i = 0; i < 16; i++) {
+		out[3 + 2 * i] = hexd[trace[i] >> 4];
+		out[4 + 2 * i] = hexd[trace[i] & 15];
+	}
 	out[35] = '-';
 	for (int i = 0; i < 8; i++) {
 		out[36 + 2 * i] = hexd[span[i] >> 4];
