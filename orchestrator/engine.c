@@ -1603,14 +1603,16 @@ static json_t *make_ctx(const struct saga *s)
 	json_t *ctx, *saga;
 
 	util_format_time(s->created_at, created, sizeof(created));
-	/* json_pack("{s:O, s:{s:s, s:s, s:i, s:s}, s:{}}", ...) without its format parsing */
+	/* json_pack("{s:O, s:{s:s, s:s, s:i, s:s}, s:{}}", ...) without its format parsing; the
+	 * id and the time are ASCII by construction */
 	if (s->input == NULL)
 		return NULL;
 	saga = json_object();
-	json_object_set_new_nocheck(saga, "id", json_string(s->id));
+	json_object_set_new_nocheck(saga, "id", json_stringn_nocheck(s->id, strlen(s->id)));
 	json_object_set_new_nocheck(saga, "flow", json_string(s->flow->name));
 	json_object_set_new_nocheck(saga, "flow_version", json_integer(s->flow->version));
-	json_object_set_new_nocheck(saga, "created_at", json_string(created));
+	json_object_set_new_nocheck(saga, "created_at", json_stringn_nocheck(created,
+									 strlen(created)));
 	ctx = json_object();
 	json_object_set_nocheck(ctx, "input", s->input);
 	json_object_set_new_nocheck(ctx, "saga", saga);

@@ -351,6 +351,19 @@ uint64_t util_rand64(void)
 	return z ^ (z >> 31);
 }
 
+size_t util_strlcpy(char *dst, const char *src, size_t size)
+{
+	size_t n = strlen(src);
+
+	if (size > 0) {
+		size_t k = n < size - 1 ? n : size - 1;
+
+		memcpy(dst, src, k);
+		dst[k] = '\0';
+	}
+	return n;
+}
+
 char *util_concat(const char *first, ...)
 {
 	va_list ap;

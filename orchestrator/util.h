@@ -39,6 +39,9 @@ int util_parse_duration(const char *s, int64_t *ms);
 /* Parses a byte count: "1048576", "64k"/"64KiB", "1M"/"1MiB", "2G"/"2GiB" (powers of 1024).
  * Returns 0 or SAGAD_EINVAL (empty, negative, fractional, unknown unit, overflow). */
 int util_parse_size(const char *s, size_t *bytes);
+/* snprintf(dst, size, "%s", src) without the formatting machinery (about 300 instructions):
+ * copies what fits, always NUL-terminates (size > 0); returns strlen(src). */
+size_t util_strlcpy(char *dst, const char *src, size_t size);
 
 /* Writes a new 26-character sortable unique id (ULID: time + randomness) plus NUL; buf >= 27. */
 void util_new_id(char *buf);

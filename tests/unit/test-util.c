@@ -223,6 +223,26 @@ static void test_time_format_as_gmtime(void **state)
 	assert_string_equal(got, "2026-11-2");
 }
 
+/* util_strlcpy() writes what snprintf(dst, size, "%s", src) writes, and returns its count. */
+static void test_strlcpy_as_snprintf(void **state)
+{
+	static const char *const srcs[] = { "", "a", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "completed",
+					    "caf\xc3\xa9" };
+	char got[32], want[32];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(srcs) / sizeof(srcs[0]); i++)
+		for (size_t size = 0; size <= 30; size++) {
+			int n;
+
+			memset(got, 'x', sizeof(got));
+			memset(want, 'x', sizeof(want));
+			n = snprintf(want, size, "%s", srcs[i]);
+			assert_int_equal(util_strlcpy(got, srcs[i], size), (size_t)n);
+			assert_memory_equal(got, want, sizeof(got));
+		}
+}
+
 static void test_time_parse(void **state)
 {
 	static const struct { const char *text; int64_t ms; } good[] = {
@@ -282,6 +302,7 @@ int main(void)
 		cmocka_unit_test(test_errors_have_names_and_text),
 		cmocka_unit_test(test_time_format),
 		cmocka_unit_test(test_time_format_as_gmtime),
+		cmocka_unit_test(test_strlcpy_as_snprintf),
 		cmocka_unit_test(test_time_parse),
 		cmocka_unit_test(test_hex_decode),
 	};
