@@ -224,12 +224,17 @@ static void answer_saga(struct pending *p, int status)
 		f = flow_set_find_version(*p->api->flows,
 			json_string_value(json_object_get(body, "flow")) ?: "",
 			(int)json_integer_value(json_object_get(body, "flow_version")));
-	} else if (answer_saga_text(p->api->store, *p->api->flows, p->id, !p->summary_only,
-				    &text, &f, st, sizeof(st)) != 0) {
-		char err[128];
-		snprintf(err, sizeof(err), "no saga with id \"%.40s\"", p->id);
-		respond_error(p->req, 404, SAGAD_ENOSAGA, err);
-		return;
+	} else {
+		strbuf_reserve(&text, 4095);   /* a saga with its history: one allocation */
+		if (answer_saga_text(p->api->store, *p->api->flows, p->id, !p->summary_only, &text,
+				     &f, st, sizeof(st)) != 0) {
+			char err[128];
+
+			strbuf_close(&text);
+			snprintf(err, sizeof(err), "no saga with id \"%.40s\"", p->id);
+			respond_error(p->req, 404, SAGAD_ENOSAGA, err);
+			return;
+		}
 	}
 	if (p->final_status && f != NULL) {
 		/* The flow may answer a saga's end with its own status (the seeds' 201 / 500). */
