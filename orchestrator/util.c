@@ -366,19 +366,24 @@ size_t util_strlcpy(char *dst, const char *src, size_t size)
 
 char *util_concat(const char *first, ...)
 {
+	size_t lens[8], n = 0, k, i = 0;   /* the first pieces' lengths, measured once */
 	va_list ap;
 	const char *p;
-	size_t n = 0, k;
 	char *out, *w;
 
 	va_start(ap, first);
-	for (p = first; p != NULL; p = va_arg(ap, const char *))
-		n += strlen(p);
+	for (p = first; p != NULL; p = va_arg(ap, const char *), i++) {
+		k = strlen(p);
+		if (i < 8)
+			lens[i] = k;
+		n += k;
+	}
 	va_end(ap);
 	out = w = xmalloc(n + 1);
 	va_start(ap, first);
-	for (p = first; p != NULL; p = va_arg(ap, const char *)) {
-		k = strlen(p);
+	i = 0;
+	for (p = first; p != NULL; p = va_arg(ap, const char *), i++) {
+		k = i < 8 ? lens[i] : strlen(p);
 		memcpy(w, p, k);
 		w += k;
 	}
@@ -511,11 +516,15 @@ char *util_utf8_sanitize(char *s)
 	unsigned char *p = (unsigned char *)s;
 
 	while (*p != '\0') {
-		int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 :
-			(*p & 0xf8) == 0xf0 ? 4 : 0;
-		int i;
+		uint32_t cp;
+		int n, i;
 
-		uint32_t cp = n == 2 ? (*p & 0x1fu) : n == 3 ? (*p & 0x0fu) : (*p & 0x07u);
+		if (*p < 0x80) {   /* ASCII, most of the text: nothing to check */
+			p++;
+			continue;
+		}
+		n = (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : (*p & 0xf8) == 0xf0 ? 4 : 0;
+		cp = n == 2 ? (*p & 0x1fu) : n == 3 ? (*p & 0x0fu) : (*p & 0x07u);
 
 		for (i = 1; i < n; i++) {
 			if ((p[i] & 0xc0) != 0x80)

@@ -223,6 +223,24 @@ static void test_time_format_as_gmtime(void **state)
 	assert_string_equal(got, "2026-11-2");
 }
 
+static void test_concat(void **state)
+{
+	char *s;
+
+	(void)state;
+	s = util_concat("", NULL);
+	assert_string_equal(s, "");
+	free(s);
+	s = util_concat("Idempotency-Key: ", "01ARZ3NDEKTSV4RRFFQ69G5FAV", ":", "pay", ":",
+			"action", NULL);
+	assert_string_equal(s, "Idempotency-Key: 01ARZ3NDEKTSV4RRFFQ69G5FAV:pay:action");
+	free(s);
+	/* more pieces than it measures once */
+	s = util_concat("a", "", "bc", "d", "", "efg", "h", "i", "jk", "", "l", "mnop", NULL);
+	assert_string_equal(s, "abcdefghijklmnop");
+	free(s);
+}
+
 /* util_strlcpy() writes what snprintf(dst, size, "%s", src) writes, and returns its count. */
 static void test_strlcpy_as_snprintf(void **state)
 {
@@ -303,6 +321,7 @@ int main(void)
 		cmocka_unit_test(test_time_format),
 		cmocka_unit_test(test_time_format_as_gmtime),
 		cmocka_unit_test(test_strlcpy_as_snprintf),
+		cmocka_unit_test(test_concat),
 		cmocka_unit_test(test_time_parse),
 		cmocka_unit_test(test_hex_decode),
 	};
