@@ -664,12 +664,13 @@ static json_t *load_number(struct load *ld)
 	memcpy(tok, s, len);
 	tok[len] = '\0';
 	{
+		char *stop;
 		double v;
 
 		errno = 0;
-		v = strtod(tok, NULL);
-		if (errno == ERANGE)
-			return NULL;   /* overflow (an error) or underflow: jansson decides */
+		v = strtod(tok, &stop);
+		if (errno == ERANGE || stop != tok + len)
+			return NULL;   /* overflow (an error), underflow, a locale's comma: jansson */
 		ld->p = p;
 		return json_real(v);
 	}
