@@ -129,16 +129,23 @@ void jsonw_str_or_null(struct strbuf *b, const char *s)
  * answer writes a dozen numbers per history row. */
 void jsonw_int(struct strbuf *b, long long v)
 {
-	char buf[24], *p = buf + sizeof(buf);
-	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, t;
+	char *o, *end;
 
+	/* straight into the buffer (at most 20 bytes): no copy, no memcpy() call */
+	strbuf_reserve(b, 20);
+	o = b->data + b->len;
+	if (v < 0)
+		*o++ = '-';
+	for (t = u, o++; t >= 10; t /= 10)
+		o++;
+	end = o;
 	do {
-		*--p = (char)('0' + u % 10);
+		*--o = (char)('0' + u % 10);
 		u /= 10;
 	} while (u != 0);
-	if (v < 0)
-		*--p = '-';
-	strbuf_add(b, p, (size_t)(buf + sizeof(buf) - p));
+	*end = '\0';
+	b->len = (size_t)(end - b->data);
 }
 
 void jsonw_time(struct strbuf *b, int64_t ms)
