@@ -353,42 +353,53 @@ static bool digit(const unsigned char *p, const unsigned char *end)
 	return p < end && *p >= '0' && *p <= '9';
 }
 
-/* A number token: integers are kept as they are (within long long, like jansson), reals are
- * written again with 15 significant digits. */
-static int scan_number(struct scan *sc)
+/* The end of the number token (JSON's grammar) at p, or NULL when there is none; *real tells
+ * whether it has a fraction or an exponent. */
+static const unsigned char *number_end(const unsigned char *p, const unsigned char *end,
+				       bool *real)
 {
-	const unsigned char *s = sc->p, *p = s, *end = sc->end;
-	bool real = false;
-	char tok[80], buf[40];
-	size_t len;
-
-	if (*p == '-')
+	*real = false;
+	if (p < end && *p == '-')
 		p++;
 	if (!digit(p, end))
-		return -1;
+		return NULL;
 	if (*p == '0')
 		p++;
 	else
 		while (digit(p, end))
 			p++;
 	if (p < end && *p == '.') {
-		real = true;
+		*real = true;
 		p++;
 		if (!digit(p, end))
-			return -1;
+			return NULL;
 		while (digit(p, end))
 			p++;
 	}
 	if (p < end && (*p == 'e' || *p == 'E')) {
-		real = true;
+		*real = true;
 		p++;
 		if (p < end && (*p == '+' || *p == '-'))
 			p++;
 		if (!digit(p, end))
-			return -1;
+			return NULL;
 		while (digit(p, end))
 			p++;
 	}
+	return p;
+}
+
+/* A number token: integers are kept as they are (within long long, like jansson), reals are
+ * written again with 15 significant digits. */
+static int scan_number(struct scan *sc)
+{
+	const unsigned char *s = sc->p, *p;
+	bool real;
+	char tok[80], buf[40];
+	size_t len;
+
+	if ((p = number_end(s, sc->end, &real)) == NULL)
+		return -1;
 	len = (size_t)(p - s);
 	if (!real && len < 18 && !(len == 2 && s[0] == '-' && s[1] == '0')) {
 		sc->p = p;      /* a small integer: as it is */
@@ -621,40 +632,13 @@ static int load_string(struct load *ld, const char **s, size_t *n)
 
 static json_t *load_number(struct load *ld)
 {
-	const unsigned char *s = ld->p, *p = s, *end = ld->end;
-	bool real = false, neg = false;
+	const unsigned char *s = ld->p, *p;
+	bool real, neg = *s == '-';
 	char tok[64];
 	size_t len;
 
-	if (*p == '-') {
-		neg = true;
-		p++;
-	}
-	if (!digit(p, end))
+	if ((p = number_end(s, ld->end, &real)) == NULL)
 		return NULL;
-	if (*p == '0')
-		p++;
-	else
-		while (digit(p, end))
-			p++;
-	if (p < end && *p == '.') {
-		real = true;
-		p++;
-		if (!digit(p, end))
-			return NULL;
-		while (digit(p, end))
-			p++;
-	}
-	if (p < end && (*p == 'e' || *p == 'E')) {
-		real = true;
-		p++;
-		if (p < end && (*p == '+' || *p == '-'))
-			p++;
-		if (!digit(p, end))
-			return NULL;
-		while (digit(p, end))
-			p++;
-	}
 	len = (size_t)(p - s);
 	if (!real) {
 		long long v = 0;
