@@ -16,7 +16,6 @@
 #include "error.h"
 #include "flow.h"
 #include "httpd.h"
-#include "jsonw.h"
 #include "log.h"
 #include "loopstat.h"
 #include "secret.h"
@@ -449,7 +448,7 @@ static void route_start(struct api *a, struct httpd_req *req, const char *flow_n
 	if (len == 0) {
 		input = json_object();
 	} else {
-		input = jsonw_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+		input = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 		if (input == NULL) {
 			snprintf(err, sizeof(err), "request body is not valid JSON: line %d, column "
 				 "%d: %s", jerr.line, jerr.column, jerr.text);

@@ -1066,7 +1066,7 @@ static json_t *parse_body(const struct http_result *res, json_t **stored)
 
 	if (res->body_len > 0 && res->content_type != NULL &&
 	    strstr(res->content_type, "json") != NULL)
-		v = jsonw_loadb(res->body, res->body_len, JSON_DECODE_ANY, NULL);
+		v = json_loadb(res->body, res->body_len, JSON_DECODE_ANY, NULL);
 	if (v != NULL)
 		*stored = json_incref(v);
 	else if (res->body_len == 0)

@@ -35,10 +35,4 @@ int jsonw_check(const char *text, size_t len);
 void jsonw_value(struct strbuf *b, const json_t *v);
 /* jsonw_value() in a new string owned by the caller (free()), or NULL when v is NULL. */
 char *jsonw_dumps(const json_t *v);
-
-/* json_loadb(text, len, flags, error), the same value or the same error, for flags 0,
- * JSON_DECODE_ANY and JSON_REJECT_DUPLICATES (other flags: jansson's own reader): plain JSON
- * text (no string escapes, no long numbers, nesting up to 64) is read here in about a quarter
- * of jansson's instructions, the rest by jansson. *error is written only on failure. */
-json_t *jsonw_loadb(const char *text, size_t len, size_t flags, json_error_t *error);
 #endif

@@ -238,104 +238,6 @@ static void test_stored_json_as_jansson(void **state)
 	}
 }
 
-/* jsonw_loadb() gives what json_loadb() gives: the same value (same types, same key order)
- * or the same error, for every flag set the engine uses. */
-static void assert_loadb_as_jansson(const char *text, size_t len, size_t flags)
-{
-	json_error_t we, je;
-	json_t *w = jsonw_loadb(text, len, flags, &we), *j = json_loadb(text, len, flags, &je);
-
-	if ((w == NULL) != (j == NULL))
-		fail_msg("\"%.*s\" flags %zu: jsonw %s, jansson %s", (int)len, text, flags,
-			 w ? "a value" : we.text, j ? "a value" : je.text);
-	if (w == NULL) {
-		assert_string_equal(we.text, je.text);
-		assert_int_equal(we.line, je.line);
-		assert_int_equal(we.column, je.column);
-		return;
-	}
-	{
-		char *a = json_dumps(w, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-		char *b = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-
-		if (!json_equal(w, j) || strcmp(a, b) != 0)
-			fail_msg("\"%.*s\" flags %zu: jsonw %s, jansson %s", (int)len, text, flags,
-				 a, b);
-		free(a);
-		free(b);
-	}
-	json_decref(w);
-	json_decref(j);
-}
-
-static void test_loadb_as_jansson(void **state)
-{
-	static const char *const cases[] = {
-		"{}", "[]", "{\"a\":1}", "[1,2,3]", "\"s\"", "true", "false", "null", "0", "-0", "12",
-		"-7", "1.5", "0.1", "-0.0", "1e2", "1E+2", "-2.5e-3", "12345678901234567",
-		"-1234567890123456", "123456789012345678", "9223372036854775807",
-		"-9223372036854775808", "9223372036854775808", "1e-400", "1e400", "-1e400",
-		"0.000000000000000000000000000000000000000000000000000000000000000000000000000000001",
-		"{\"id\":1,\"status\":\"ok\"}", " { \"a\" : [ 1 , { \"b\" : null } ] , \"c\" : \"x\" } ",
-		"\t\r\n[\n]\n", "[[[[[]]]]]", "{\"k\":\"caf\xc3\xa9\",\"e\":\"\\u00e9\"}",
-		"{\"a\":1,\"a\":2,\"b\":3}", "{\"a\":{\"x\":1},\"a\":[2]}", "[1.0,2.50,3e0]",
-		"\"del\x7f\"", "\"\xf0\x9f\x98\x80\"", "\"\xed\xa0\x80\"", "\"\xc0\xaf\"",
-		"", " ", "{", "[1,]", "{\"a\":}", "{\"a\" 1}", "{a:1}", "[1 2]", "01", "-01", "+1",
-		".5", "1.", "1e", "-", "NaN", "Infinity", "tru", "nul", "truex", "\"open", "\"ctl\x01\"",
-		"\"\\x\"", "\"\\u0000\"", "{\"\\u0000\":1}", "\"bad \xff utf8\"", "1 2", "{}x",
-		"[1]]", "{\"a\":1,}", "{,}", "[,1]", "{\"a\":1 \"b\":2}", "plain text", "[\"a\",]",
-	};
-	static const size_t flags[] = { 0, JSON_DECODE_ANY, JSON_REJECT_DUPLICATES,
-					JSON_DECODE_ANY | JSON_REJECT_DUPLICATES };
-	char deep[2 * 2100 + 1];
-
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]); f++)
-			assert_loadb_as_jansson(cases[i], strlen(cases[i]), flags[f]);
-	/* a NUL inside the buffer, and a buffer that ends inside a token */
-	assert_loadb_as_jansson("{\"a\":1}\0", 8, JSON_DECODE_ANY);
-	assert_loadb_as_jansson("\"a\0b\"", 5, JSON_DECODE_ANY);
-	assert_loadb_as_jansson("{\"a\":123}", 8, JSON_DECODE_ANY);
-	assert_loadb_as_jansson("truex", 4, JSON_DECODE_ANY);
-	/* nesting: 64 here, deeper by jansson (up to its 2048) */
-	for (size_t depth = 60; depth <= 2100; depth += depth < 70 ? 1 : 500) {
-		for (size_t k = 0; k < depth; k++) {
-			deep[k] = '[';
-			deep[2 * depth - 1 - k] = ']';
-		}
-		assert_loadb_as_jansson(deep, 2 * depth, JSON_DECODE_ANY);
-	}
-}
-
-/* Random texts: values jansson writes (with and without spaces), cut and with a byte
- * changed, read by both. */
-static json_t *random_value(unsigned *seed, int depth);
-
-static void test_random_loadb_as_jansson(void **state)
-{
-	static const char bytes[] = "{}[]\",:0123456789-+.eE truenfals\\u\x01\x7f\xc3\xa9";
-	unsigned seed = 7;
-
-	for (int i = 0; i < 4000; i++) {
-		json_t *v = random_value(&seed, 0);
-		char *text = json_dumps(v, (i & 1 ? JSON_COMPACT : JSON_INDENT(1)) | JSON_ENCODE_ANY |
-					   JSON_REAL_PRECISION(1 + rand_r(&seed) % 17));
-		size_t len = strlen(text);
-
-		assert_loadb_as_jansson(text, len, JSON_DECODE_ANY);
-		assert_loadb_as_jansson(text, len, JSON_REJECT_DUPLICATES);
-		if (len > 0) {
-			size_t at = (size_t)rand_r(&seed) % len;
-
-			assert_loadb_as_jansson(text, at, JSON_DECODE_ANY);
-			text[at] = bytes[rand_r(&seed) % (sizeof(bytes) - 1)];
-			assert_loadb_as_jansson(text, len, JSON_DECODE_ANY);
-		}
-		free(text);
-		json_decref(v);
-	}
-}
-
 /* Random values as the engine stores them (json_dumps compact, reals with 17 digits) come out
  * exactly as the API dumped them (15 digits). */
 static json_t *random_value(unsigned *seed, int depth)
@@ -512,8 +414,6 @@ int main(void)
 		cmocka_unit_test(test_strings_by_words),
 		cmocka_unit_test(test_stored_json_as_jansson),
 		cmocka_unit_test(test_random_stored_values),
-		cmocka_unit_test(test_loadb_as_jansson),
-		cmocka_unit_test(test_random_loadb_as_jansson),
 		cmocka_unit_test(test_dumps_as_jansson),
 		cmocka_unit_test(test_times_as_util_format_time),
 		cmocka_unit_test(test_ints_as_jansson),
