@@ -166,7 +166,7 @@ int answer_saga_text(struct store *st, const struct flow_set *fs, const char *id
 	if (flow != NULL)
 		*flow = so.f;
 	if (status != NULL)
-		snprintf(status, status_len, "%s", s.status);
+		util_strlcpy(status, s.status, status_len);
 	LIT(b, "{\"id\":");
 	jsonw_str(b, s.id);
 	LIT(b, ",\"flow\":");

@@ -223,12 +223,17 @@ static void answer_saga(struct pending *p, int status)
 		f = flow_set_find_version(*p->api->flows,
 			json_string_value(json_object_get(body, "flow")) ?: "",
 			(int)json_integer_value(json_object_get(body, "flow_version")));
-	} else if (answer_saga_text(p->api->store, *p->api->flows, p->id, !p->summary_only,
-				    &text, &f, st, sizeof(st)) != 0) {
-		char err[128];
-		snprintf(err, sizeof(err), "no saga with id \"%.40s\"", p->id);
-		respond_error(p->req, 404, SAGAD_ENOSAGA, err);
-		return;
+	} else {
+		strbuf_reserve(&text, 4095);   /* a saga with its history: one allocation */
+		if (answer_saga_text(p->api->store, *p->api->flows, p->id, !p->summary_only, &text,
+				     &f, st, sizeof(st)) != 0) {
+			char err[128];
+
+			strbuf_close(&text);
+			snprintf(err, sizeof(err), "no saga with id \"%.40s\"", p->id);
+			respond_error(p->req, 404, SAGAD_ENOSAGA, err);
+			return;
+		}
 	}
 	if (p->final_status && f != NULL) {
 		/* The flow may answer a saga's end with its own status (the seeds' 201 / 500). */
@@ -239,7 +244,8 @@ static void answer_saga(struct pending *p, int status)
 		if (code > 0)
 			status = code;
 	}
-	snprintf(location, sizeof(location), "/v1/sagas/%s", p->id);
+	memcpy(location, "/v1/sagas/", 10);   /* snprintf("/v1/sagas/%s"), quicker */
+	util_strlcpy(location + 10, p->id, sizeof(location) - 10);
 	headers[n++] = "Location";
 	headers[n++] = location;
 	if (p->replayed) {
@@ -522,7 +528,7 @@ static void route_cancel_retry(struct api *a, struct httpd_req *req, const char 
 	p = xcalloc(1, sizeof(*p));
 	p->api = a;
 	p->req = req;
-	snprintf(p->id, ID_LEN, "%s", id);
+	util_strlcpy(p->id, id, ID_LEN);
 	p->summary_only = wants_minimal(req);
 	p->ok_status = 202;
 	wait_saga(p, ENGINE_WAIT_COMMITTED, NULL, 0);
@@ -816,7 +822,7 @@ static int split_path(const char *path, char *buf, size_t len, char **seg, int n
 	int k = 0;
 	char *p;
 
-	snprintf(buf, len, "%s", path);
+	util_strlcpy(buf, path, len);
 	p = buf;
 	while (*p == '/')
 		p++;

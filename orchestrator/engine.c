@@ -556,8 +556,14 @@ static void set_saga_error(struct saga *s, const char *msg)
 /* A step's kept response lives at ctx.steps.<name>.response (what templates address). */
 void engine__set_response(struct saga *s, int i, json_t *kept)
 {
-	json_object_set_new(json_object_get(s->ctx, "steps"), s->flow->steps[i].name,
-			    json_pack("{s:o}", "response", kept));
+	json_t *v = NULL;
+
+	/* json_pack("{s:o}", "response", kept) without its format parsing */
+	if (kept != NULL) {
+		v = json_object();
+		json_object_set_new_nocheck(v, "response", kept);
+	}
+	json_object_set_new(json_object_get(s->ctx, "steps"), s->flow->steps[i].name, v);
 }
 
 static json_t *ctx_response(const struct saga *s, int i)
@@ -657,7 +663,12 @@ void engine__traceparent(const struct saga *s, char *buf, size_t len)
 		out[37 + 2 * i] = hexd[span[i] & 15];
 	}
 	memcpy(out + 52, "-01", 4);
-	snprintf(buf, len, "%s", out);
+	if (len > 0) {   /* snprintf(buf, len, "%s", out) */
+		size_t n = len - 1 < 55 ? len - 1 : 55;
+
+		memcpy(buf, out, n);
+		buf[n] = '\0';
+	}
 }
 
 static char *summarize(const char *method, const char *url, const char *body)
@@ -669,11 +680,19 @@ static char *summarize(const char *method, const char *url, const char *body)
 	return util_concat(method, " ", url, " ", body, NULL);
 }
 
-static void add_header(struct flow_rendered *r, char *line)
+/* "name: value" in a new string; name (n bytes) includes the ": ". */
+static char *header_line(const char *name, size_t n, const char *value, size_t len)
 {
-	r->headers = xrealloc(r->headers, (r->n_headers + 1) * sizeof(*r->headers));
-	r->headers[r->n_headers++] = line;
+	char *line = xmalloc(n + len + 1);
+
+	memcpy(line, name, n);
+	memcpy(line + n, value, len);
+	line[n + len] = '\0';
+	return line;
 }
+
+#define HEADER(r, name, value, len) \
+	((r)->headers[(r)->n_headers++] = header_line(name, sizeof(name) - 1, value, len))
 
 /* Every call lives on the engine's list from its creation to call_free(), so the engine can
  * free the ones whose step stopped waiting for them (abandoned, or dropped by a pause) when it
@@ -706,14 +725,26 @@ static int dispatch_call(struct saga *s, int i, enum phase phase, int attempt, c
 		free(fx);
 		return rc;
 	}
-	add_header(&fx->req, util_concat("Idempotency-Key: ", s->id, ":", st->name, ":",
-					 phase_names[phase], NULL));
+	/* the engine's five headers: one array growth, one allocation each */
+	fx->req.headers = xrealloc(fx->req.headers, (fx->req.n_headers + 5) *
+				   sizeof(*fx->req.headers));
+	fx->req.headers[fx->req.n_headers++] = util_concat("Idempotency-Key: ", s->id, ":",
+							   st->name, ":", phase_names[phase], NULL);
 	engine__traceparent(s, tp, sizeof(tp));
-	add_header(&fx->req, util_concat("traceparent: ", tp, NULL));
-	add_header(&fx->req, util_concat("X-Saga-Id: ", s->id, NULL));
-	add_header(&fx->req, util_concat("X-Saga-Step: ", st->name, NULL));
-	snprintf(tp, sizeof(tp), "%d", attempt);
-	add_header(&fx->req, util_concat("X-Saga-Attempt: ", tp, NULL));
+	HEADER(&fx->req, "traceparent: ", tp, strlen(tp));
+	HEADER(&fx->req, "X-Saga-Id: ", s->id, strlen(s->id));
+	HEADER(&fx->req, "X-Saga-Step: ", st->name, strlen(st->name));
+	{
+		char num[16], *d = num + sizeof(num);   /* snprintf("%d", attempt) */
+		unsigned u = attempt < 0 ? 0U - (unsigned)attempt : (unsigned)attempt;
+
+		do
+			*--d = (char)('0' + u % 10);
+		while ((u /= 10) != 0);
+		if (attempt < 0)
+			*--d = '-';
+		HEADER(&fx->req, "X-Saga-Attempt: ", d, (size_t)(num + sizeof(num) - d));
+	}
 	c = xcalloc(1, sizeof(*c));
 	c->e = s->e;
 	call_link(s->e, c);
@@ -1204,8 +1235,12 @@ static void on_http_done(const struct http_result *res, void *arg)
 		 o == OUT_SUCCESS ? "" : scrub(s, err, &scrubbed), o == OUT_SUCCESS ? "" : "\"");
 	free(scrubbed);
 
-	resp = o == OUT_SUCCESS ? json_pack("{s:i, s:O}", "status", res->status, "body", stored) :
-				  NULL;
+	resp = NULL;
+	if (o == OUT_SUCCESS && stored != NULL) {   /* json_pack("{s:i, s:O}", ...), quicker */
+		resp = json_object();
+		json_object_set_new_nocheck(resp, "status", json_integer(res->status));
+		json_object_set_nocheck(resp, "body", stored);
+	}
 	engine__apply_outcome(s, c->step, c->phase, c->attempt, o, err, resp, res->retry_after_ms);
 	json_decref(resp);
 	json_decref(body);
@@ -1565,11 +1600,24 @@ static void on_wake(uv_timer_t *t)
 static json_t *make_ctx(const struct saga *s)
 {
 	char created[40];
+	json_t *ctx, *saga;
 
 	util_format_time(s->created_at, created, sizeof(created));
-	return json_pack("{s:O, s:{s:s, s:s, s:i, s:s}, s:{}}", "input", s->input, "saga", "id",
-			 s->id, "flow", s->flow->name, "flow_version", s->flow->version,
-			 "created_at", created, "steps");
+	/* json_pack("{s:O, s:{s:s, s:s, s:i, s:s}, s:{}}", ...) without its format parsing; the
+	 * id and the time are ASCII by construction */
+	if (s->input == NULL)
+		return NULL;
+	saga = json_object();
+	json_object_set_new_nocheck(saga, "id", json_stringn_nocheck(s->id, strlen(s->id)));
+	json_object_set_new_nocheck(saga, "flow", json_string(s->flow->name));
+	json_object_set_new_nocheck(saga, "flow_version", json_integer(s->flow->version));
+	json_object_set_new_nocheck(saga, "created_at", json_stringn_nocheck(created,
+									 strlen(created)));
+	ctx = json_object();
+	json_object_set_nocheck(ctx, "input", s->input);
+	json_object_set_new_nocheck(ctx, "saga", saga);
+	json_object_set_new_nocheck(ctx, "steps", json_object());
+	return ctx;
 }
 
 /* A saga's secrets (secret.h): its sensitive input values, its flow's participant headers

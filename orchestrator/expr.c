@@ -1964,6 +1964,64 @@ json_t *tmpl_eval(const struct tmpl *t, json_t *ctx, char *err, size_t errlen)
 	return eval_node(&ev, t->root);
 }
 
+/* Writes node n as JSON text: what eval_node() would return, as jsonw_value() writes it. The
+ * nodes are visited in eval_node()'s order, so the first error is the same one. scratch holds
+ * an interpolated string while it is escaped. */
+static int write_node(struct ev *ev, const struct node *n, struct strbuf *b, struct strbuf *scratch)
+{
+	json_t *v;
+	size_t i;
+	int r;
+
+	switch (n->kind) {
+	case T_CONST:
+		jsonw_value(b, n->value);
+		return EV_OK;
+	case T_STRING:
+		if (n->typed) {
+			if ((r = eval_expr(ev, n->pieces[0].expr, &v)) != EV_OK)
+				return r;
+			jsonw_value(b, v);
+			json_decref(v);
+			return EV_OK;
+		}
+		scratch->len = 0;
+		if ((r = eval_pieces(ev, n, scratch)) != EV_OK)
+			return r;
+		jsonw_strn(b, scratch->data != NULL ? scratch->data : "", scratch->len);
+		return EV_OK;
+	case T_OBJECT:
+	case T_ARRAY:
+		strbuf_add(b, n->kind == T_OBJECT ? "{" : "[", 1);
+		for (i = 0; i < n->n_kids; i++) {
+			if (i > 0)
+				strbuf_add(b, ",", 1);
+			if (n->kind == T_OBJECT) {
+				jsonw_strn(b, n->keys[i], n->key_lens[i]);
+				strbuf_add(b, ":", 1);
+			}
+			if ((r = write_node(ev, n->kids[i], b, scratch)) != EV_OK)
+				return r;
+		}
+		strbuf_add(b, n->kind == T_OBJECT ? "}" : "]", 1);
+		return EV_OK;
+	}
+	fatalx("tmpl: bad node kind %d", (int)n->kind);
+}
+
+int tmpl_eval_json(const struct tmpl *t, json_t *ctx, struct strbuf *out, char *err,
+		   size_t errlen)
+{
+	struct ev ev = { .ctx = ctx, .err = err, .errlen = errlen };
+	struct strbuf scratch;
+	int r;
+
+	strbuf_init(&scratch);
+	r = write_node(&ev, t->root, out, &scratch);
+	strbuf_close(&scratch);
+	return r == EV_OK ? 0 : -1;
+}
+
 char *tmpl_eval_string(const struct tmpl *t, json_t *ctx, char *err, size_t errlen)
 {
 	struct ev ev = { .ctx = ctx, .err = err, .errlen = errlen };

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 struct tmpl;
+struct strbuf;
 
 /* A reference found in a template, for static checks: the path's segments as written
  * ("steps", "pay", "response", "body", "id"; an index is the segment "[0]", a quoted key
@@ -57,6 +58,12 @@ void tmpl_visit_refs(const struct tmpl *t, tmpl_ref_cb cb, void *arg);
  * share parts with the template's constants and with ctx: treat it as read-only
  * (json_deep_copy() it before changing it). */
 json_t *tmpl_eval(const struct tmpl *t, json_t *ctx, char *err, size_t errlen);
+/* Evaluates t into JSON text appended to out: the bytes json_dumps(tmpl_eval(...),
+ * JSON_COMPACT | JSON_ENCODE_ANY) would make, written without building the value (a request
+ * body). Returns 0, or -1 with the message tmpl_eval() gives in err (out then holds a partial
+ * text: the caller drops it). */
+int tmpl_eval_json(const struct tmpl *t, json_t *ctx, struct strbuf *out, char *err,
+		   size_t errlen);
 /* Evaluates t and converts the result to a string (strings as is, numbers and booleans in
  * their JSON text, null as "", objects and arrays as compact JSON). New malloc()ed string or
  * NULL with err. */

@@ -333,17 +333,25 @@ static void add_urlencoded(struct strbuf *b, const char *s)
 static void add_path(struct strbuf *b, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	const unsigned char *p;
+	const unsigned char *p = (const unsigned char *)s, *run = p;
 	char esc[3] = { '%' };
 
-	for (p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p <= 0x20 || *p >= 0x7f || strchr("\"<>\\^`{|}", *p) != NULL) {
-			esc[1] = hex[*p >> 4];
-			esc[2] = hex[*p & 15];
-			strbuf_add(b, esc, 3);
-		} else {
-			strbuf_add(b, p, 1);
-		}
+	/* runs of plain bytes in one strbuf_add() each: a per-byte add and strchr() cost about
+	 * 400 instructions per request */
+	for (;; p++) {
+		unsigned c = *p;
+
+		if (c > 0x20 && c < 0x7f && c != '"' && c != '<' && c != '>' && c != '\\' &&
+		    c != '^' && c != '`' && c != '{' && c != '|' && c != '}')
+			continue;
+		if (p > run)
+			strbuf_add(b, run, (size_t)(p - run));
+		if (c == '\0')
+			return;
+		esc[1] = hex[c >> 4];
+		esc[2] = hex[c & 15];
+		strbuf_add(b, esc, 3);
+		run = p + 1;
 	}
 }
 
@@ -409,21 +417,21 @@ static int render_body(const struct flow_request *req, json_t *ctx, char **text,
 		       char *err, size_t errlen)
 {
 	char msg[512];
-	json_t *body;
+	struct strbuf b;
 
 	*text = NULL;
 	*len = 0;
 	if (req->body == NULL)
 		return 0;
-	if ((body = tmpl_eval(req->body, ctx, msg, sizeof(msg))) == NULL) {
+	/* Straight to text: a third of the instructions of tmpl_eval() and json_dumps(). */
+	strbuf_init(&b);
+	if (tmpl_eval_json(req->body, ctx, &b, msg, sizeof(msg)) != 0) {
+		strbuf_close(&b);
 		snprintf(err, errlen, "body: %s", msg);
 		return SAGAD_ETEMPLATE;
 	}
-	*text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-	json_decref(body);
-	if (*text == NULL)
-		fatalx("flow: json_dumps failed");
-	*len = strlen(*text);
+	*len = b.len;
+	*text = strbuf_detach(&b);
 	return 0;
 }
 

@@ -49,24 +49,27 @@ static size_t utf8_len(const unsigned char *p, size_t n)
  * summary is JSON, a quote every few bytes). */
 static void put_str(struct strbuf *b, const char *s, size_t left)
 {
-	const unsigned char *p = (const unsigned char *)s, *run = p;
+	const unsigned char *p = (const unsigned char *)s, *run = p, *end = p + left;
 	char *o;
 
 	strbuf_reserve(b, left + 2);
 	o = b->data + b->len;
 	*o++ = '"';
-	while (left > 0) {
-		unsigned c = *p;
+	for (;;) {
+		unsigned c;
 		size_t k;
 
-		if (plain[c]) {
+		/* the tight loop, where most bytes go: 4 at a time, then 1 */
+		while (end - p >= 4 && (plain[p[0]] & plain[p[1]] & plain[p[2]] & plain[p[3]]))
+			p += 4;
+		while (p < end && plain[*p])
 			p++;
-			left--;
-			continue;
-		}
+		if (p == end)
+			break;
+		c = *p;
+		left = (size_t)(end - p);
 		if (c >= 0x80 && (k = utf8_len(p, left)) > 0) {
 			p += k;
-			left -= k;
 			continue;
 		}
 		memcpy(o, run, (size_t)(p - run));
@@ -95,7 +98,6 @@ static void put_str(struct strbuf *b, const char *s, size_t left)
 			}
 		}
 		p++;
-		left--;
 		run = p;
 	}
 	memcpy(o, run, (size_t)(p - run));
@@ -110,6 +112,11 @@ void jsonw_str(struct strbuf *b, const char *s)
 	put_str(b, s, strlen(s));
 }
 
+void jsonw_strn(struct strbuf *b, const char *s, size_t len)
+{
+	put_str(b, s, len);
+}
+
 void jsonw_str_or_null(struct strbuf *b, const char *s)
 {
 	if (s == NULL)
@@ -122,72 +129,40 @@ void jsonw_str_or_null(struct strbuf *b, const char *s)
  * answer writes a dozen numbers per history row. */
 void jsonw_int(struct strbuf *b, long long v)
 {
-	char buf[24], *p = buf + sizeof(buf);
-	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, t;
+	char *o, *end;
 
+	/* straight into the buffer (at most 20 bytes): no copy, no memcpy() call */
+	strbuf_reserve(b, 20);
+	o = b->data + b->len;
+	if (v < 0)
+		*o++ = '-';
+	for (t = u, o++; t >= 10; t /= 10)
+		o++;
+	end = o;
 	do {
-		*--p = (char)('0' + u % 10);
+		*--o = (char)('0' + u % 10);
 		u /= 10;
 	} while (u != 0);
-	if (v < 0)
-		*--p = '-';
-	strbuf_add(b, p, (size_t)(buf + sizeof(buf) - p));
-}
-
-static void put2(char *p, unsigned v)
-{
-	p[0] = (char)('0' + v / 10);
-	p[1] = (char)('0' + v % 10);
+	*end = '\0';
+	b->len = (size_t)(end - b->data);
 }
 
 void jsonw_time(struct strbuf *b, int64_t ms)
 {
 	char t[26];
-	int64_t days, secs, z, era, y;
-	unsigned doe, yoe, doy, mp, d, m, msec;
 
 	if (ms <= 0) {
 		strbuf_add(b, "null", 4);
 		return;
 	}
-	/* days since 1970-01-01 to a civil date (Howard Hinnant's days_from_civil inverse) */
-	msec = (unsigned)(ms % 1000);
-	secs = ms / 1000;
-	days = secs / 86400;
-	secs %= 86400;
-	z = days + 719468;
-	era = (z >= 0 ? z : z - 146096) / 146097;
-	doe = (unsigned)(z - era * 146097);
-	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	y = (int64_t)yoe + era * 400;
-	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	mp = (5 * doy + 2) / 153;
-	d = doy - (153 * mp + 2) / 5 + 1;
-	m = mp < 10 ? mp + 3 : mp - 9;
-	y += m <= 2;
-	if (y < 0 || y > 9999) {   /* outside what the fixed format holds: the slow way */
+	if (!util_time_text(ms, t + 1)) {   /* outside what the fixed format holds */
 		char buf[40];
 		util_format_time(ms, buf, sizeof(buf));
 		jsonw_str(b, buf);
 		return;
 	}
 	t[0] = '"';
-	put2(t + 1, (unsigned)(y / 100));
-	put2(t + 3, (unsigned)(y % 100));
-	t[5] = '-';
-	put2(t + 6, m);
-	t[8] = '-';
-	put2(t + 9, d);
-	t[11] = 'T';
-	put2(t + 12, (unsigned)(secs / 3600));
-	t[14] = ':';
-	put2(t + 15, (unsigned)(secs / 60 % 60));
-	t[17] = ':';
-	put2(t + 18, (unsigned)(secs % 60));
-	t[20] = '.';
-	t[21] = (char)('0' + msec / 100);
-	put2(t + 22, msec % 100);
-	t[24] = 'Z';
 	t[25] = '"';
 	strbuf_add(b, t, sizeof(t));
 }
@@ -378,42 +353,53 @@ static bool digit(const unsigned char *p, const unsigned char *end)
 	return p < end && *p >= '0' && *p <= '9';
 }
 
-/* A number token: integers are kept as they are (within long long, like jansson), reals are
- * written again with 15 significant digits. */
-static int scan_number(struct scan *sc)
+/* The end of the number token (JSON's grammar) at p, or NULL when there is none; *real tells
+ * whether it has a fraction or an exponent. */
+static const unsigned char *number_end(const unsigned char *p, const unsigned char *end,
+				       bool *real)
 {
-	const unsigned char *s = sc->p, *p = s, *end = sc->end;
-	bool real = false;
-	char tok[80], buf[40];
-	size_t len;
-
-	if (*p == '-')
+	*real = false;
+	if (p < end && *p == '-')
 		p++;
 	if (!digit(p, end))
-		return -1;
+		return NULL;
 	if (*p == '0')
 		p++;
 	else
 		while (digit(p, end))
 			p++;
 	if (p < end && *p == '.') {
-		real = true;
+		*real = true;
 		p++;
 		if (!digit(p, end))
-			return -1;
+			return NULL;
 		while (digit(p, end))
 			p++;
 	}
 	if (p < end && (*p == 'e' || *p == 'E')) {
-		real = true;
+		*real = true;
 		p++;
 		if (p < end && (*p == '+' || *p == '-'))
 			p++;
 		if (!digit(p, end))
-			return -1;
+			return NULL;
 		while (digit(p, end))
 			p++;
 	}
+	return p;
+}
+
+/* A number token: integers are kept as they are (within long long, like jansson), reals are
+ * written again with 15 significant digits. */
+static int scan_number(struct scan *sc)
+{
+	const unsigned char *s = sc->p, *p;
+	bool real;
+	char tok[80], buf[40];
+	size_t len;
+
+	if ((p = number_end(s, sc->end, &real)) == NULL)
+		return -1;
 	len = (size_t)(p - s);
 	if (!real && len < 18 && !(len == 2 && s[0] == '-' && s[1] == '0')) {
 		sc->p = p;      /* a small integer: as it is */
@@ -461,17 +447,23 @@ static int scan_literal(struct scan *sc, const char *word, size_t n)
 	return 0;
 }
 
-static void skip_space(struct scan *sc)
+static void skip_space_run(struct scan *sc)
 {
 	const unsigned char *p = sc->p;
 
-	if (p < sc->end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
-		flush_run(sc);
-		while (p < sc->end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-			p++;
-		sc->p = p;
-		sc->run = p;
-	}
+	flush_run(sc);
+	while (p < sc->end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	sc->p = p;
+	sc->run = p;
+}
+
+/* Inline: stored JSON text is compact, so there is almost never a space to skip. */
+static inline void skip_space(struct scan *sc)
+{
+	if (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' || *sc->p == '\n' ||
+				*sc->p == '\r'))
+		skip_space_run(sc);
 }
 
 /* One JSON value, then nothing but whitespace. */

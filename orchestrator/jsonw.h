@@ -15,6 +15,8 @@
 /* A JSON string: s quoted and escaped. Bytes that are not valid UTF-8 become '?', as
  * util_utf8_sanitize() makes them. */
 void jsonw_str(struct strbuf *b, const char *s);
+/* The same for len bytes at s (NULs in them written as \u0000). */
+void jsonw_strn(struct strbuf *b, const char *s, size_t len);
 /* jsonw_str(), or null when s is NULL. */
 void jsonw_str_or_null(struct strbuf *b, const char *s);
 void jsonw_int(struct strbuf *b, long long v);
@@ -33,5 +35,4 @@ int jsonw_check(const char *text, size_t len);
 void jsonw_value(struct strbuf *b, const json_t *v);
 /* jsonw_value() in a new string owned by the caller (free()), or NULL when v is NULL. */
 char *jsonw_dumps(const json_t *v);
-
 #endif

@@ -36,6 +36,7 @@ struct fake_participant {
 	struct rule rules[16];
 	int n_rules;
 	char calls[64][128];          /* "POST /a key" in arrival order */
+	char saga_headers[64][160];   /* "X-Saga-Id X-Saga-Step X-Saga-Attempt traceparent" */
 	int n_calls;
 };
 
@@ -74,8 +75,16 @@ static void participant_handle(struct httpd_req *req, void *arg)
 	const char *m = httpd_req_method(req), *p = httpd_req_path(req);
 	const char *key = httpd_req_header(req, "Idempotency-Key");
 
-	if (P.n_calls < 64)
+	if (P.n_calls < 64) {
+		const char *sid = httpd_req_header(req, "X-Saga-Id");
+		const char *step = httpd_req_header(req, "X-Saga-Step");
+		const char *attempt = httpd_req_header(req, "X-Saga-Attempt");
+		const char *tp = httpd_req_header(req, "traceparent");
+
+		snprintf(P.saga_headers[P.n_calls], 160, "%s %s %s %s", sid ? sid : "-",
+			 step ? step : "-", attempt ? attempt : "-", tp ? tp : "-");
 		snprintf(P.calls[P.n_calls++], 128, "%s %s %s", m, p, key ? key : "-");
+	}
 	for (int i = 0; i < P.n_rules; i++) {
 		struct rule *r = &P.rules[i];
 		int k, status;
@@ -383,6 +392,36 @@ static void test_retry_then_success(void **state)
 	assert_string_equal(calls(), "POST /a, POST /b, POST /b, POST /b, POST /c");
 	/* Every attempt of one step carries the same idempotency key. */
 	assert_string_equal(strchr(P.calls[1], ' ') + 3, strchr(P.calls[3], ' ') + 3);
+	/* The saga's headers: its id, the step, the attempt, and a W3C traceparent whose trace
+	 * id is the saga's (the same on every call) and whose span id is new on each. */
+	for (int i = 0; i < 5; i++) {
+		char sid[32], step[16], tp[64], want[64];
+		int attempt = 0, n = 0;
+		const char *x = "0123456789abcdef";
+
+		assert_int_equal(sscanf(P.saga_headers[i], "%31s %15s %d %63s%n", sid, step, &attempt,
+					tp, &n), 4);
+		assert_string_equal(sid, id);
+		assert_string_equal(step, i == 0 ? "a" : i == 4 ? "c" : "b");
+		assert_int_equal(attempt, i == 0 || i == 4 ? 1 : i);
+		assert_int_equal(strlen(tp), 55);
+		assert_true(strncmp(tp, "00-", 3) == 0 && tp[35] == '-' && strcmp(tp + 52, "-01") == 0);
+		assert_int_equal(strspn(tp + 3, x), 32);
+		assert_int_equal(strspn(tp + 36, x), 16);
+		{   /* the trace id: the low 128 bits of the saga id's 130 */
+			unsigned __int128 v = 0;
+			const char *a = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+			for (int k = 0; k < 26; k++)
+				v = (v << 5) | (unsigned)(strchr(a, id[k]) - a);
+			snprintf(want, sizeof(want), "00-%016llx%016llx-",
+				 (unsigned long long)(uint64_t)(v >> 64),
+				 (unsigned long long)(uint64_t)v);
+		}
+		assert_int_equal(strncmp(tp, want, 36), 0);
+		if (i > 0)
+			assert_string_not_equal(tp + 36, strrchr(P.saga_headers[i - 1], ' ') + 37);
+	}
 }
 
 static void test_retries_exhausted_compensate(void **state)

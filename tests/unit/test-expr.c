@@ -251,6 +251,22 @@ static const struct {
 	{ "\"${date_diff_ms(now(), input.when) > 0}\"", "true" },
 };
 
+static void assert_eval_json_same(const struct tmpl *t, json_t *ctx, const json_t *value)
+{
+	char *want = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY), err[256];
+	struct strbuf b;
+
+	assert_non_null(want);
+	strbuf_init(&b);
+	if (tmpl_eval_json(t, ctx, &b, err, sizeof(err)) != 0)
+		fail_msg("tmpl_eval_json: %s (want %s)", err, want);
+	assert_non_null(b.data);
+	assert_int_equal(b.len, strlen(want));
+	assert_string_equal(b.data, want);
+	strbuf_close(&b);
+	free(want);
+}
+
 static void test_eval_table(void **state)
 {
 	json_t *ctx = *state;
@@ -266,6 +282,39 @@ static void test_eval_table(void **state)
 		if (got == NULL)
 			fail_msg("case %zu %s: eval: %s", i, eval_cases[i].tmpl, err);
 		assert_json_eq(got, eval_cases[i].want);
+		assert_eval_json_same(t, ctx, got);
+		json_decref(got);
+		tmpl_free(t);
+		json_decref(tv);
+	}
+}
+
+/* tmpl_eval_json() writes what json_dumps() makes of tmpl_eval()'s value, byte for byte
+ * (request bodies go out as that text). */
+static void test_eval_json_bodies(void **state)
+{
+	static const char *const bodies[] = {
+		"{\"studentId\": \"${input.name}\", \"classId\": \"${input.classId}\", \"item\": \"textbook\"}",
+		"{\"a\": [1, 2.5, \"x\", null, true, {\"b\": \"${input.obj}\"}], \"c\": {}, \"d\": []}",
+		"{\"q\": \"say \\\"${input.name}\\\" \\\\ \\n\\t\\u0001 \\u00e9 \\u20ac\", \"p\": \"${input.price}\"}",
+		"{\"s\": \"${steps.pay.response.body}\", \"t\": \"id ${steps.pay.response.body.items[0].id}!\"}",
+		"{\"big\": \"${input.bigId}\", \"r\": 0.1, \"e\": 1e300, \"n\": -0.0, \"k \\\"q\\\"\": 1}",
+		"\"${input.tags}\"", "\"plain\"", "42", "[\"${input.nothing}\", \"x${input.nothing}y\"]",
+		"{\"weird\": \"${env['weird key']}\", \"d\": \"${default(input.missing, 'dflt')}\"}",
+	};
+	json_t *ctx = *state;
+	char err[256];
+	size_t i, off;
+
+	for (i = 0; i < N(bodies); i++) {
+		json_t *tv = J(bodies[i]), *got;
+		struct tmpl *t = tmpl_compile(tv, err, sizeof(err), &off);
+		if (t == NULL)
+			fail_msg("body %zu %s: compile: %s", i, bodies[i], err);
+		got = tmpl_eval(t, ctx, err, sizeof(err));
+		if (got == NULL)
+			fail_msg("body %zu %s: eval: %s", i, bodies[i], err);
+		assert_eval_json_same(t, ctx, got);
 		json_decref(got);
 		tmpl_free(t);
 		json_decref(tv);
@@ -438,6 +487,15 @@ static void test_eval_errors(void **state)
 		s = tmpl_eval_string(t, *state, err, sizeof(err));
 		assert_null(s);
 		assert_string_equal(err, eval_err_cases[i].err);
+		{
+			struct strbuf b;
+
+			err[0] = '\0';
+			strbuf_init(&b);
+			assert_int_equal(tmpl_eval_json(t, *state, &b, err, sizeof(err)), -1);
+			assert_string_equal(err, eval_err_cases[i].err);
+			strbuf_close(&b);
+		}
 		tmpl_free(t);
 	}
 }
@@ -898,6 +956,25 @@ static void test_render_request(void **state)
 	assert_int_equal(r.n_headers, 2);
 	assert_string_equal(r.headers[1], "content-TYPE: text/plain");
 	flow_rendered_close(&r);
+
+	/* every byte a path escapes, at the start, in the middle and at the end */
+	tmpl_free(req.path);
+	req.path = T("/e/\"a<b>c\\\\d^e`f{g|h}i\x7fj\x01 \u00e9/%41?x=1#");
+	req.n_query = 0;
+	rc = flow_render_request(&p, &req, ctx, &r, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	assert_string_equal(r.url, "http://h:1/e/%22a%3Cb%3Ec%5C%5Cd%5Ee%60f%7Bg%7Ch%7Di%7Fj%01%20%C3%A9"
+			    "/%41?x=1#");
+	flow_rendered_close(&r);
+	tmpl_free(req.path);
+	req.path = T("/z ");
+	rc = flow_render_request(&p, &req, ctx, &r, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	assert_string_equal(r.url, "http://h:1/z%20");
+	flow_rendered_close(&r);
+	req.n_query = 1;
+	tmpl_free(req.path);
+	req.path = T("/x?a=1");
 
 	/* no body: no content type */
 	tmpl_free(req.body);
@@ -1360,6 +1437,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_eval_table, setup_ctx, teardown_ctx),
+		cmocka_unit_test_setup_teardown(test_eval_json_bodies, setup_ctx, teardown_ctx),
 		cmocka_unit_test_setup_teardown(test_eval_string, setup_ctx, teardown_ctx),
 		cmocka_unit_test_setup_teardown(test_functions_time, setup_ctx, teardown_ctx),
 		cmocka_unit_test_setup_teardown(test_constant, setup_ctx, teardown_ctx),

@@ -125,6 +125,54 @@ static void test_invalid_utf8_becomes_question_marks(void **state)
 	strbuf_close(&b);
 }
 
+/* What util_utf8_sanitize() and jansson make of s, beside what jsonw_str() writes. */
+static void assert_str_as_jansson(const char *s)
+{
+	char *copy = util_utf8_sanitize(strdup(s)), *want;
+	json_t *v = json_string(copy);
+	struct strbuf b;
+
+	want = json_dumps(v, API_FLAGS);
+	strbuf_init(&b);
+	jsonw_str(&b, s);
+	if (strcmp(b.data, want) != 0)
+		fail_msg("jsonw %s, jansson %s", b.data, want);
+	strbuf_close(&b);
+	free(want);
+	json_decref(v);
+	free(copy);
+}
+
+/* Every kind of byte at every place of a longer string, and long plain runs with a rare
+ * special byte. */
+static void test_strings_by_words(void **state)
+{
+	static const char *const specials[] = {
+		"\x01", "\x1f", "\n", "\"", "\\", "\x7f", " ", "!", "#", "[", "]", "~", "\x20",
+		"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xff", "\xc3", "\xed\xa0\x80",
+	};
+	char s[64];
+
+	for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++)
+		for (size_t at = 0; at <= 40; at++) {
+			memset(s, 'a', at);
+			strcpy(s + at, specials[k]);
+			strcat(s, "bcdefghijklmnopqrstu");
+			assert_str_as_jansson(s);
+		}
+	for (unsigned seed = 1; seed <= 3000; seed++) {
+		unsigned r = seed;
+		char raw[200];
+		size_t n = (size_t)(rand_r(&r) % (sizeof(raw) - 1));
+
+		for (size_t i = 0; i < n; i++)
+			raw[i] = rand_r(&r) % 16 == 0 ? (char)(rand_r(&r) % 255 + 1) :
+							(char)(' ' + rand_r(&r) % 95);
+		raw[n] = '\0';
+		assert_str_as_jansson(raw);
+	}
+}
+
 static void test_stored_json_as_jansson(void **state)
 {
 	static const char *const cases[] = {
@@ -363,6 +411,7 @@ int main(void)
 		cmocka_unit_test(test_strings_as_jansson),
 		cmocka_unit_test(test_long_escaped_strings_as_jansson),
 		cmocka_unit_test(test_invalid_utf8_becomes_question_marks),
+		cmocka_unit_test(test_strings_by_words),
 		cmocka_unit_test(test_stored_json_as_jansson),
 		cmocka_unit_test(test_random_stored_values),
 		cmocka_unit_test(test_dumps_as_jansson),

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 #include <jansson.h>
 
@@ -172,6 +173,94 @@ static void test_time_format(void **state)
 	assert_string_equal(buf, "9999-12-31T23:59:59.999Z");
 }
 
+/* What util_format_time() wrote with gmtime_r() and snprintf() for every time. */
+static void reference_time(int64_t ms, char *buf, size_t len)
+{
+	int64_t rem = ms % 1000;
+	time_t secs;
+	struct tm tm;
+
+	if (rem < 0)
+		rem += 1000;
+	secs = (time_t)((ms - rem) / 1000);
+	gmtime_r(&secs, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)rem);
+}
+
+static void test_time_format_as_gmtime(void **state)
+{
+	static const int64_t fixed[] = {
+		0, 1, 999, 1000, 59999, 60000, 3599999, 3600000, 86399999, 86400000,
+		951782400000LL, 951868799999LL, 951868800000LL,  /* 2000-02-29, 2000-03-01 */
+		4107456000000LL, 4107542400000LL,                /* 2100-02-28, 2100-03-01 */
+		1795286022123LL, 253402300799999LL, 253402300800000LL, 300000000000000LL,
+		-1, -1000, -86400001, -62135596800000LL,
+	};
+	char want[64], got[64];
+	uint64_t x = 88172645463325252ULL;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		reference_time(fixed[i], want, sizeof(want));
+		util_format_time(fixed[i], got, sizeof(got));
+		assert_string_equal(got, want);
+	}
+	for (int i = 0; i < 200000; i++) {   /* xorshift64 over 1970..9999 */
+		int64_t ms;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		ms = (int64_t)(x % 253402300800000ULL);
+		reference_time(ms, want, sizeof(want));
+		util_format_time(ms, got, sizeof(got));
+		if (strcmp(got, want) != 0)
+			fail_msg("ms %lld: got %s, want %s", (long long)ms, got, want);
+	}
+	/* a buffer too small for the fast path: snprintf() cuts it as before */
+	util_format_time(1795286022123LL, got, 10);
+	assert_string_equal(got, "2026-11-2");
+}
+
+static void test_concat(void **state)
+{
+	char *s;
+
+	(void)state;
+	s = util_concat("", NULL);
+	assert_string_equal(s, "");
+	free(s);
+	s = util_concat("Idempotency-Key: ", "01ARZ3NDEKTSV4RRFFQ69G5FAV", ":", "pay", ":",
+			"action", NULL);
+	assert_string_equal(s, "Idempotency-Key: 01ARZ3NDEKTSV4RRFFQ69G5FAV:pay:action");
+	free(s);
+	/* more pieces than it measures once */
+	s = util_concat("a", "", "bc", "d", "", "efg", "h", "i", "jk", "", "l", "mnop", NULL);
+	assert_string_equal(s, "abcdefghijklmnop");
+	free(s);
+}
+
+/* util_strlcpy() writes what snprintf(dst, size, "%s", src) writes, and returns its count. */
+static void test_strlcpy_as_snprintf(void **state)
+{
+	static const char *const srcs[] = { "", "a", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "completed",
+					    "caf\xc3\xa9" };
+	char got[32], want[32];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(srcs) / sizeof(srcs[0]); i++)
+		for (size_t size = 0; size <= 30; size++) {
+			int n;
+
+			memset(got, 'x', sizeof(got));
+			memset(want, 'x', sizeof(want));
+			n = snprintf(want, size, "%s", srcs[i]);
+			assert_int_equal(util_strlcpy(got, srcs[i], size), (size_t)n);
+			assert_memory_equal(got, want, sizeof(got));
+		}
+}
+
 static void test_time_parse(void **state)
 {
 	static const struct { const char *text; int64_t ms; } good[] = {
@@ -230,6 +319,9 @@ int main(void)
 		cmocka_unit_test(test_log_quote),
 		cmocka_unit_test(test_errors_have_names_and_text),
 		cmocka_unit_test(test_time_format),
+		cmocka_unit_test(test_time_format_as_gmtime),
+		cmocka_unit_test(test_strlcpy_as_snprintf),
+		cmocka_unit_test(test_concat),
 		cmocka_unit_test(test_time_parse),
 		cmocka_unit_test(test_hex_decode),
 	};
