@@ -103,6 +103,7 @@ struct url_entry {
 	int cached;                     /* in the table; else freed when refs drops to 0 */
 	uint32_t hash;
 	CURLU *uh;
+	char *text;                     /* uh's URL as libcurl writes it (curl_url_get()) */
 	char url[];
 };
 
@@ -247,6 +248,7 @@ static void url_lru_unlink(struct http_client *c, struct url_entry *u)
 static void url_entry_free(struct url_entry *u)
 {
 	curl_url_cleanup(u->uh);
+	curl_free(u->text);
 	free(u);
 }
 
@@ -270,6 +272,7 @@ static struct url_entry *url_get(struct http_client *c, const char *url)
 	struct url_entry **bucket = &c->url_buckets[h & (HTTP_URL_BUCKETS - 1)], *u;
 	size_t len;
 	CURLU *uh;
+	char *text = NULL;
 
 	for (u = *bucket; u != NULL; u = u->hnext) {
 		if (u->hash == h && strcmp(u->url, url) == 0) {
@@ -281,7 +284,7 @@ static struct url_entry *url_get(struct http_client *c, const char *url)
 	if ((uh = curl_url()) == NULL)
 		fatalx("http: curl_url failed");
 	if (curl_url_set(uh, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) !=
-	    CURLUE_OK) {
+	    CURLUE_OK || curl_url_get(uh, CURLUPART_URL, &text, 0) != CURLUE_OK) {
 		curl_url_cleanup(uh);
 		return NULL;
 	}
@@ -289,6 +292,7 @@ static struct url_entry *url_get(struct http_client *c, const char *url)
 	u = xmalloc(sizeof(*u) + len + 1);
 	memcpy(u->url, url, len + 1);
 	u->uh = uh;
+	u->text = text;
 	u->hash = h;
 	u->refs = 1;
 	u->lprev = u->lnext = NULL;
@@ -325,16 +329,20 @@ static void url_put(struct http_client *c, struct url_entry *u)
 /* Points the handle at url, parsed (CURLOPT_CURLU) when it parses. The text is set too
  * (CURLOPT_URL): CURLOPT_CURLU overrides it for the transfer (as documented), and with the
  * text set libcurl does not rebuild it from the parsed URL per transfer (Curl_pretransfer());
- * it keeps the text for what needs one (a retry on a dead reused connection parses it again,
- * to the same URL). The call holds the entry until it is recycled (call_put()). Returns the
- * CURLOPT_URL result. */
+ * it keeps the text for what needs one. The text is the parsed URL as libcurl writes it, not
+ * the caller's: with CURLOPT_URL alone libcurl replaced the text with that normalized form
+ * (parseurlandfillconn()), and a retry on a dead reused connection parses the text again
+ * without guessing a scheme (Curl_follow(), FOLLOW_RETRY), so "127.0.0.1:8081/x" as given
+ * would read as the scheme "127.0.0.1" there. The call holds the entry until it is recycled
+ * (call_put()). Returns the CURLOPT_URL result. */
 static CURLcode set_url(struct http_client *c, struct http_call *call, const char *url)
 {
 	assert(call->url == NULL);
 	call->url = url_get(c, url);
-	if (call->url != NULL)
-		curl_easy_setopt(call->easy, CURLOPT_CURLU, call->url->uh);
-	return curl_easy_setopt(call->easy, CURLOPT_URL, url);
+	if (call->url == NULL)
+		return curl_easy_setopt(call->easy, CURLOPT_URL, url);
+	curl_easy_setopt(call->easy, CURLOPT_CURLU, call->url->uh);
+	return curl_easy_setopt(call->easy, CURLOPT_URL, call->url->text);
 }
 
 /* The handle lets go of its parsed URL: the entry may be evicted and freed from now on. */
