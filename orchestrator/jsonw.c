@@ -209,7 +209,7 @@ void jsonw_value(struct strbuf *b, const json_t *v)
 	char buf[64];
 	const char *key;
 	json_t *item;
-	size_t i;
+	size_t i, key_len;
 	int n;
 
 	switch (json_typeof(v)) {
@@ -217,11 +217,12 @@ void jsonw_value(struct strbuf *b, const json_t *v)
 		strbuf_add(b, "{", 1);
 		i = 0;
 		/* json_object_foreach() walks in insertion order, as json_dumps() without
-		 * JSON_SORT_KEYS does. */
-		json_object_foreach((json_t *)v, key, item) {
+		 * JSON_SORT_KEYS does; a key is key_len bytes (it may hold a NUL, from a YAML
+		 * "\0"), as json_dumps() writes it. */
+		json_object_keylen_foreach((json_t *)v, key, key_len, item) {
 			if (i++ > 0)
 				strbuf_add(b, ",", 1);
-			put_str(b, key, strlen(key));
+			put_str(b, key, key_len);
 			strbuf_add(b, ":", 1);
 			jsonw_value(b, item);
 		}

@@ -321,6 +321,39 @@ static void test_eval_json_bodies(void **state)
 	}
 }
 
+/* A key may hold a NUL (YAML's "\0" in a flow's body, a fallback value): the body keeps the
+ * whole key, as json_dumps() wrote it ("a\u0000b"), whether the object is a constant of the
+ * template, written beside an expression, or a value of the context. */
+static void test_eval_json_nul_in_keys(void **state)
+{
+	json_t *ctx = json_deep_copy(*state), *inner = json_object(), *tv, *got;
+	struct tmpl *t;
+	char err[256];
+	size_t off;
+
+	json_object_setn_new(inner, "a\0b", 3, json_integer(1));
+	json_object_set(json_object_get(ctx, "input"), "nul", inner);
+	tv = json_pack("{s:O, s:s, s:s}", "c", inner, "v", "${input.classId}", "x", "${input.nul}");
+	json_object_setn_new(tv, "k\0z", 3, json_string("${input.name}"));
+	t = tmpl_compile(tv, err, sizeof(err), &off);
+	if (t == NULL)
+		fail_msg("compile: %s", err);
+	got = tmpl_eval(t, ctx, err, sizeof(err));
+	assert_non_null(got);
+	assert_eval_json_same(t, ctx, got);
+	json_decref(got);
+	tmpl_free(t);
+	json_decref(tv);
+	/* the whole body a constant */
+	t = tmpl_compile(inner, err, sizeof(err), &off);
+	got = tmpl_eval(t, ctx, err, sizeof(err));
+	assert_eval_json_same(t, ctx, got);
+	json_decref(got);
+	tmpl_free(t);
+	json_decref(inner);
+	json_decref(ctx);
+}
+
 static void test_eval_string(void **state)
 {
 	static const struct { const char *tmpl, *want; } cases[] = {
@@ -1438,6 +1471,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_eval_table, setup_ctx, teardown_ctx),
 		cmocka_unit_test_setup_teardown(test_eval_json_bodies, setup_ctx, teardown_ctx),
+		cmocka_unit_test_setup_teardown(test_eval_json_nul_in_keys, setup_ctx, teardown_ctx),
 		cmocka_unit_test_setup_teardown(test_eval_string, setup_ctx, teardown_ctx),
 		cmocka_unit_test_setup_teardown(test_functions_time, setup_ctx, teardown_ctx),
 		cmocka_unit_test_setup_teardown(test_constant, setup_ctx, teardown_ctx),

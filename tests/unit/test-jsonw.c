@@ -289,6 +289,26 @@ static void test_random_stored_values(void **state)
 	}
 }
 
+/* Object keys are written whole: jansson keeps a key's length, so a NUL in it (a YAML "\0")
+ * is "\u0000", not the key's end. */
+static void test_dumps_key_with_nul(void **state)
+{
+	json_t *v = json_object(), *o = json_object();
+	char *want, *got;
+
+	(void)state;
+	json_object_setn_new(o, "a\0b", 3, json_integer(1));
+	json_object_setn_new(v, "k\0\n", 3, o);
+	json_object_set_new(v, "x", json_true());
+	want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	got = jsonw_dumps(v);
+	assert_string_equal(want, "{\"k\\u0000\\n\":{\"a\\u0000b\":1},\"x\":true}");
+	assert_string_equal(got, want);
+	free(want);
+	free(got);
+	json_decref(v);
+}
+
 /* jsonw_dumps() writes what the engine stored with json_dumps(JSON_COMPACT | JSON_ENCODE_ANY):
  * the same bytes for random trees, reals of every size (17 digits, exponents, integral reals),
  * UTF-8, escapes and an object whose keys were deleted and set again (insertion order). */
@@ -415,6 +435,7 @@ int main(void)
 		cmocka_unit_test(test_stored_json_as_jansson),
 		cmocka_unit_test(test_random_stored_values),
 		cmocka_unit_test(test_dumps_as_jansson),
+		cmocka_unit_test(test_dumps_key_with_nul),
 		cmocka_unit_test(test_times_as_util_format_time),
 		cmocka_unit_test(test_ints_as_jansson),
 		cmocka_unit_test(test_deep_nesting),
