@@ -21,7 +21,8 @@
  *     full   every write and truncation fails with SQLITE_FULL (disk full)
  *     full N every write of N bytes or more fails with SQLITE_FULL (a disk with a little room
  *            left: small commits still fit, SQLite spilling its page cache to the WAL does
- *            not; sagad's VFS writes the WAL in pieces of at most 131071 bytes)
+ *            not; sagad's VFS writes the WAL in pieces of at most 131071 bytes); truncations
+ *            succeed
  *     ioerr  writes fail with SQLITE_IOERR_WRITE, syncs with SQLITE_IOERR_FSYNC
  *     busy   taking the WAL write lock fails with SQLITE_BUSY (another writer holds it; the
  *            connection's busy handler retries until its busy_timeout, then gives up)
@@ -85,6 +86,8 @@ static enum fault current_fault_min(long *min)
 	ssize_t n;
 	int fd;
 
+	if (min != NULL)
+		*min = 0;
 	if (control_path == NULL)
 		return FAULT_NONE;
 	fd = open(control_path, O_RDONLY | O_CLOEXEC);
@@ -95,8 +98,6 @@ static enum fault current_fault_min(long *min)
 	if (n <= 0)
 		return FAULT_NONE;
 	buf[n] = '\0';
-	if (min != NULL)
-		*min = 0;
 	if (strncmp(buf, "full", 4) == 0) {
 		if (min != NULL && buf[4] == ' ')
 			*min = atol(buf + 5);
