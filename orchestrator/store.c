@@ -328,6 +328,11 @@ struct store {
 	bool busy_fast;
 	bool full;               /* synchronous=FULL configured (the shipped setting) */
 	bool reading;            /* the open transaction is store_read_begin()'s (no writes) */
+	bool writing;            /* begin() opened the grouped write transaction */
+	/* SQLite rolled the grouped transaction back by itself after an error in some writer's
+	 * statement (lost()): the sagad code that store_commit() returns, until it or
+	 * store_rollback() ends the transaction; 0 otherwise. */
+	int lost;
 	/* Pipelined commits (store_pipeline_start): the tickets are the commit count; the
 	 * outbox's highest sequence number at each commit travels with its sync, so that only
 	 * rows of durable commits are produced. */
@@ -357,6 +362,24 @@ static int map_rc(int rc)
 	}
 }
 
+/* Notices that the grouped transaction is gone though nobody ended it. After some errors
+ * (a full disk or an I/O error while SQLite spills its page cache, no memory) SQLite rolls
+ * back the whole transaction, not only the failed statement; the statement may be any
+ * writer's (the purge, the outbox's marks), and the engine's earlier writes of the turn went
+ * with it. The error stays until store_commit() returns it (so the engine pauses instead of
+ * acting on writes that never reach the disk) or store_rollback() drops it. */
+static void lost(struct store *st, const char *op, int rc)
+{
+	if (!st->writing || !sqlite3_get_autocommit(st->db))
+		return;
+	st->writing = false;
+	/* rc 0: found at the next begin or commit, the error unseen: the engine pauses (EIO) */
+	if (st->lost == 0)
+		st->lost = rc != SQLITE_OK ? map_rc(rc) : SAGAD_EIO;
+	log_error("event=store_error op=%s code=%d msg=\"the grouped transaction was rolled back: "
+		  "every write since the last commit is lost; the commit fails\"", op, rc);
+}
+
 /* Logs the connection's error message for op and returns rc as a sagad code. Call it before
  * resetting the statement that failed. */
 static int fail(struct store *st, const char *op, int rc)
@@ -365,6 +388,7 @@ static int fail(struct store *st, const char *op, int rc)
 
 	log_error("event=store_error op=%s code=%d msg=%s", op, rc,
 		  log_quote(sqlite3_errmsg(st->db), q, sizeof(q)));
+	lost(st, op, rc);
 	return map_rc(rc);
 }
 
@@ -521,13 +545,18 @@ static int begin(struct store *st)
 
 	if (st->reading)
 		store_read_end(st);   /* a write ends the reads' snapshot: it starts from the newest */
+	lost(st, "begin", SQLITE_OK);   /* after an error fail() did not see */
+	if (st->lost != 0)
+		return st->lost;      /* no write joins a new transaction before the commit fails */
 	if (!sqlite3_get_autocommit(st->db))
 		return 0;
 	rc = sqlite3_step(stmt);
-	if (rc != SQLITE_DONE)
+	if (rc != SQLITE_DONE) {
 		rc = fail(st, "begin", rc);
-	else
+	} else {
 		rc = 0;
+		st->writing = true;
+	}
 	sqlite3_reset(stmt);
 	if (rc == SAGAD_EBUSY && !st->busy_fast) {
 		/* The lock stayed taken for a whole busy_timeout: the next writes (of this loop
@@ -584,7 +613,7 @@ static int exec_write(struct store *st, sqlite3_stmt *stmt, const char *op)
 
 bool store_pending(const struct store *st)
 {
-	return !sqlite3_get_autocommit(st->db) && !st->reading;
+	return st->writing || st->lost != 0 || (!sqlite3_get_autocommit(st->db) && !st->reading);
 }
 
 bool store_read_begin(struct store *st)
@@ -592,7 +621,7 @@ bool store_read_begin(struct store *st)
 	sqlite3_stmt *stmt = st->stmt[ST_BEGIN_READ];
 	int rc;
 
-	if (!sqlite3_get_autocommit(st->db))
+	if (!sqlite3_get_autocommit(st->db) || st->writing || st->lost != 0)
 		return false;
 	rc = sqlite3_step(stmt);
 	sqlite3_reset(stmt);
@@ -656,8 +685,15 @@ int store_commit(struct store *st)
 	int rc, err;
 
 	store_read_end(st);
+	lost(st, "commit", SQLITE_OK);  /* after an error fail() did not see */
+	if (st->lost != 0) {
+		err = st->lost;
+		store_rollback(st); /* what was written since (nothing should have been) */
+		return err;
+	}
 	if (sqlite3_get_autocommit(st->db))
 		return 0;
+	st->writing = false;  /* ended by COMMIT, or by the rollback below (not "lost") */
 	rc = sqlite3_step(stmt);
 	if (rc == SQLITE_DONE) {
 		sqlite3_reset(stmt);
@@ -787,6 +823,8 @@ void store_rollback(struct store *st)
 
 	st->outbox_tx_max = 0;
 	st->reading = false;
+	st->writing = false;
+	st->lost = 0;
 	if (sqlite3_get_autocommit(st->db))
 		return;
 	rc = sqlite3_step(stmt);

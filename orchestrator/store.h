@@ -36,7 +36,10 @@ int64_t store_epoch(const struct store *st);
 int store_shard(const struct store *st);
 int store_schema_version(const struct store *st);
 
-/* True while writes are waiting for store_commit(). */
+/* True while writes are waiting for store_commit(), and also once SQLite has rolled the
+ * open transaction back by itself after an error (some errors end the whole transaction, not
+ * only their statement, whichever writer's it was): then every write fails with that error
+ * and the next store_commit() returns it. */
 bool store_pending(const struct store *st);
 /* Reads in one snapshot: when no transaction is open, opens a read transaction and returns
  * true; the reads until store_read_end() see the store as it was at the first of them, and
@@ -48,9 +51,11 @@ bool store_read_begin(struct store *st);
 /* Ends store_read_begin()'s transaction, if it is still open. */
 void store_read_end(struct store *st);
 /* Commits the open transaction (if any): 0, or an error (SAGAD_EBUSY, SAGAD_EFULL,
- * SAGAD_EIO) after which the transaction has been rolled back. */
+ * SAGAD_EIO) after which the transaction has been rolled back. Also the error after which
+ * SQLite rolled the transaction back by itself (store_pending()): its writes never reach the
+ * disk, and nothing they allow may be done. */
 int store_commit(struct store *st);
-/* Rolls the open transaction back (if any). */
+/* Rolls the open transaction back (if any) and forgets a transaction SQLite rolled back. */
 void store_rollback(struct store *st);
 
 /* Durability tickets. Every commit gets the next ticket (store_committed() is the last one);
@@ -149,8 +154,9 @@ struct store_timer {
 };
 void store_timer_clear(struct store_timer *t);
 
-/* Write errors: SAGAD_EBUSY, SAGAD_EFULL, SAGAD_EIO or SAGAD_ESTORE. After EBUSY, EFULL or
- * EIO SQLite may have rolled back the whole open transaction (store_pending() tells). */
+/* Write errors: SAGAD_EBUSY, SAGAD_EFULL, SAGAD_EIO or SAGAD_ESTORE. After EFULL, EIO or
+ * ENOMEM SQLite may have rolled back the whole open transaction, every writer's writes since
+ * the last commit: then store_commit() fails with that error. */
 
 /* Inserts a new saga; its shard and owner_epoch are the store's, not s->shard/owner_epoch.
  * SAGAD_EEXIST when (flow, idempotency_key) or (parent_id, parent_step) or the id

@@ -19,6 +19,10 @@
  *   and WAL write-lock attempt; its first word selects the fault (a missing or empty file:
  *   none), so a test switches faults on and off while the process runs:
  *     full   every write and truncation fails with SQLITE_FULL (disk full)
+ *     full N every write of N bytes or more fails with SQLITE_FULL (a disk with a little room
+ *            left: small commits still fit, SQLite spilling its page cache to the WAL does
+ *            not; sagad's VFS writes the WAL in pieces of at most 131071 bytes); truncations
+ *            succeed
  *     ioerr  writes fail with SQLITE_IOERR_WRITE, syncs with SQLITE_IOERR_FSYNC
  *     busy   taking the WAL write lock fails with SQLITE_BUSY (another writer holds it; the
  *            connection's busy handler retries until its busy_timeout, then gives up)
@@ -75,12 +79,15 @@ static pthread_mutex_t undo_mu = PTHREAD_MUTEX_INITIALIZER;
 enum fault { FAULT_NONE, FAULT_FULL, FAULT_IOERR, FAULT_BUSY, FAULT_SYNCERR };
 static const char *const fault_names[] = { "none", "full", "ioerr", "busy", "syncerr" };
 
-static enum fault current_fault(void)
+/* The fault in the control file; *min (if not NULL) gets the "full N" size (0: every write). */
+static enum fault current_fault_min(long *min)
 {
 	char buf[32];
 	ssize_t n;
 	int fd;
 
+	if (min != NULL)
+		*min = 0;
 	if (control_path == NULL)
 		return FAULT_NONE;
 	fd = open(control_path, O_RDONLY | O_CLOEXEC);
@@ -91,8 +98,11 @@ static enum fault current_fault(void)
 	if (n <= 0)
 		return FAULT_NONE;
 	buf[n] = '\0';
-	if (strncmp(buf, "full", 4) == 0)
+	if (strncmp(buf, "full", 4) == 0) {
+		if (min != NULL && buf[4] == ' ')
+			*min = atol(buf + 5);
 		return FAULT_FULL;
+	}
 	if (strncmp(buf, "ioerr", 5) == 0)
 		return FAULT_IOERR;
 	if (strncmp(buf, "busy", 4) == 0)
@@ -100,6 +110,11 @@ static enum fault current_fault(void)
 	if (strncmp(buf, "syncerr", 7) == 0)
 		return FAULT_SYNCERR;
 	return FAULT_NONE;
+}
+
+static enum fault current_fault(void)
+{
+	return current_fault_min(NULL);
 }
 
 /* Returns rc after counting the injection (reported at most once a second). */
@@ -217,10 +232,11 @@ static int fv_read(sqlite3_file *p, void *buf, int n, sqlite3_int64 off)
 static int fv_write(sqlite3_file *p, const void *buf, int n, sqlite3_int64 off)
 {
 	struct fv_file *f = (struct fv_file *)p;
-	enum fault fault = current_fault();
+	long min;
+	enum fault fault = current_fault_min(&min);
 	int rc;
 
-	if (fault == FAULT_FULL)
+	if (fault == FAULT_FULL && n >= min)
 		return injected(fault, "write", SQLITE_FULL);
 	if (fault == FAULT_IOERR)
 		return injected(fault, "write", SQLITE_IOERR_WRITE);
@@ -237,11 +253,12 @@ static int fv_write(sqlite3_file *p, const void *buf, int n, sqlite3_int64 off)
 static int fv_truncate(sqlite3_file *p, sqlite3_int64 size)
 {
 	struct fv_file *f = (struct fv_file *)p;
-	enum fault fault = current_fault();
+	long min;
+	enum fault fault = current_fault_min(&min);
 	sqlite3_int64 cur = 0;
 	int rc;
 
-	if (fault == FAULT_FULL)
+	if (fault == FAULT_FULL && min == 0)
 		return injected(fault, "truncate", SQLITE_FULL);
 	if (fault == FAULT_IOERR)
 		return injected(fault, "truncate", SQLITE_IOERR_TRUNCATE);

@@ -1,4 +1,5 @@
 /* test-store.c: the SQLite store on real database files in a temporary folder. */
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -20,6 +21,9 @@
 static char dir[64];
 static char path[128];          /* this test's database file */
 static int test_no;
+/* tests/fault/faultvfs.so, loaded by main() under the store's VFS, and its control file. */
+static bool faultvfs;
+static char fault_ctl[64];
 
 /* A 26-character id: prefix then i, zero-padded (a few results live at once). */
 static const char *ID(const char *prefix, int i)
@@ -1452,6 +1456,90 @@ static void test_purge_keeps_newest_outbox_row(void **state)
 	store_close(st);
 }
 
+/* fault_set("full"): every write of the store fails with SQLITE_FULL; NULL: none. */
+static void fault_set(const char *fault)
+{
+	FILE *f;
+
+	if (fault == NULL) {
+		unlink(fault_ctl);
+		return;
+	}
+	f = fopen(fault_ctl, "w");
+	assert_non_null(f);
+	fputs(fault, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* The grouped transaction has more than one writer. A write that fails while SQLite spills
+ * its page cache (a full disk) makes SQLite roll back the whole transaction, whoever's
+ * statement it was: here the purge's (deleting 64 sagas of 128 KiB frees 4,096 overflow
+ * pages, each zeroed with Debian's SQLITE_SECURE_DELETE: far more than the 2 MB cache holds),
+ * after the engine's insert of a new saga. That insert is gone: the store must say so
+ * (pending, and the commit fails) instead of finding nothing to commit and succeeding, which
+ * let the engine answer and dispatch for a saga that was never stored. */
+static void test_lost_transaction(void **state)
+{
+	enum { N = 64, BIG = 128 * 1024 };
+	struct store *st;
+	struct store_purge_result r;
+	struct store_saga s, got;
+	char *big = malloc(BIG + 1), id[27];
+
+	assert_true(faultvfs);
+	assert_non_null(big);
+	memset(big, 'x', BIG);
+	big[0] = big[BIG - 1] = '"';
+	big[BIG] = '\0';
+	st = open_store();
+	for (int i = 0; i < N; i++) {
+		util_ulid_at(1000 + i, id);
+		s = saga(id, "f", "completed");
+		s.input = big;
+		s.updated_at = 2000 + i;
+		assert_int_equal(store_saga_insert(st, &s, NULL), 0);
+	}
+	assert_int_equal(store_commit(st), 0);
+
+	insert(st, ID("01J9L", 1), "apply", "running");   /* the engine's write of the turn */
+	/* (A batch larger than the backlog: the scan reaches the cutoff, so the next call reads
+	 * from the oldest again.) */
+	fault_set("full");
+	assert_int_equal(store_purge(st, 5000, N + 1, &r), SAGAD_EFULL);
+	fault_set(NULL);
+	assert_true(store_pending(st));
+	/* No write starts a new transaction that the commit would then report as done. */
+	s = saga(ID("01J9L", 2), "apply", "running");
+	assert_int_equal(store_saga_insert(st, &s, NULL), SAGAD_EFULL);
+	assert_int_equal(store_commit(st), SAGAD_EFULL);
+	assert_false(store_pending(st));
+	assert_int_equal(store_saga_get(st, ID("01J9L", 1), &got), SAGAD_ENOENT);
+	assert_int_equal(store_saga_get(st, ID("01J9L", 2), &got), SAGAD_ENOENT);
+	assert_int_equal(raw_int("SELECT count(*) FROM sagas"), N);   /* nothing purged either */
+
+	/* The commit's error cleared the state: the store works again. */
+	insert(st, ID("01J9L", 3), "apply", "running");
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(store_saga_get(st, ID("01J9L", 3), &got), 0);
+	store_saga_clear(&got);
+	/* So does a rollback (what the paused engine does). */
+	insert(st, ID("01J9L", 4), "apply", "running");
+	fault_set("full");
+	assert_int_equal(store_purge(st, 5000, N + 1, &r), SAGAD_EFULL);
+	fault_set(NULL);
+	assert_true(store_pending(st));
+	store_rollback(st);
+	assert_false(store_pending(st));
+	insert(st, ID("01J9L", 5), "apply", "running");
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(store_saga_get(st, ID("01J9L", 4), &got), SAGAD_ENOENT);
+	assert_int_equal(store_saga_get(st, ID("01J9L", 5), &got), 0);
+	store_saga_clear(&got);
+	assert_int_equal(raw_int("SELECT count(*) FROM sagas"), N + 2);
+	store_close(st);
+	free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1476,6 +1564,7 @@ int main(void)
 		T(test_read_transaction),
 		T(test_purge),
 		T(test_purge_keeps_newest_outbox_row),
+		T(test_lost_transaction),
 		T(test_purge_plans),
 		T(test_flows),
 		T(test_list),
@@ -1484,6 +1573,20 @@ int main(void)
 		T(test_each_unfinished_batches),
 	};
 
+	const char *so = getenv("FAULTVFS_SO");   /* make check sets it */
+	int rc;
+
+	/* Before the first store_open(): the store's VFS wraps the default VFS it finds then.
+	 * Without a fault in the control file the shim only passes the calls on. */
+	snprintf(fault_ctl, sizeof(fault_ctl), "/tmp/test-store.%d.fault", (int)getpid());
+	setenv("FAULTVFS_CONTROL", fault_ctl, 1);
+	faultvfs = dlopen(so != NULL ? so : TEST_SRCDIR "/tests/fault/faultvfs.so",
+			  RTLD_NOW) != NULL;
+	if (!faultvfs)
+		fprintf(stderr, "# cannot load faultvfs.so (make tests/fault/faultvfs.so): %s\n",
+			dlerror());
 	cmocka_set_message_output(CM_OUTPUT_TAP);
-	return cmocka_run_group_tests_name("store", tests, group_setup, group_teardown);
+	rc = cmocka_run_group_tests_name("store", tests, group_setup, group_teardown);
+	unlink(fault_ctl);
+	return rc;
 }
