@@ -151,7 +151,7 @@ static void test_strings_by_words(void **state)
 		"\x01", "\x1f", "\n", "\"", "\\", "\x7f", " ", "!", "#", "[", "]", "~", "\x20",
 		"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xff", "\xc3", "\xed\xa0\x80",
 	};
-	char s[64];
+	char s[80];   /* 40 + 4 + 20 + 1 */
 
 	for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++)
 		for (size_t at = 0; at <= 40; at++) {
