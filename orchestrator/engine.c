@@ -735,15 +735,12 @@ static int dispatch_call(struct saga *s, int i, enum phase phase, int attempt, c
 	HEADER(&fx->req, "X-Saga-Id: ", s->id, strlen(s->id));
 	HEADER(&fx->req, "X-Saga-Step: ", st->name, strlen(st->name));
 	{
-		char num[16], *d = num + sizeof(num);   /* snprintf("%d", attempt) */
-		unsigned u = attempt < 0 ? 0U - (unsigned)attempt : (unsigned)attempt;
+		struct strbuf line;   /* "X-Saga-Attempt: N", the number by jsonw_int() */
 
-		do
-			*--d = (char)('0' + u % 10);
-		while ((u /= 10) != 0);
-		if (attempt < 0)
-			*--d = '-';
-		HEADER(&fx->req, "X-Saga-Attempt: ", d, (size_t)(num + sizeof(num) - d));
+		strbuf_init(&line);
+		strbuf_add(&line, "X-Saga-Attempt: ", 16);
+		jsonw_int(&line, attempt);
+		fx->req.headers[fx->req.n_headers++] = line.data;
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->e = s->e;
