@@ -70,7 +70,7 @@ IDS_W=()
 start_ships W 1
 wait_until 20 all_completed "${IDS_W[@]}"
 ok $? "warm-up saga completed"
-wait_until 5 metric_is outbox_unsent 0
+wait_until 20 metric_is outbox_unsent 0
 is "$(unsent)" 0 "warm-up: every outbox row is acknowledged (sagad_outbox_unsent 0)"
 U0=$(unsent)
 
@@ -97,7 +97,10 @@ is "$(applied_per_key B "${IDS_B[@]}")" "$(ones 3)" \
 is "$(kafka_consume delivery-commands | jq -r --arg a "${IDS_B[0]}" --arg b "${IDS_B[1]}" --arg c "${IDS_B[2]}" \
 	'select(.headers["saga-id"] | IN($a, $b, $c)) | .headers["saga-id"]' | sort -u | grep -c .)" 3 \
 	"1: the three commands are on delivery-commands"
-wait_until 5 metric_is outbox_unsent 0
+# The sagas completing shows the brokers of delivery-commands are reached again; the lifecycle
+# events wait for the producer to reconnect to every broker, and librdkafka's reconnect backoff
+# grows during the outage up to reconnect.backoff.max.ms (10 s by default): allow for it.
+wait_until 30 metric_is outbox_unsent 0
 is "$(unsent)" 0 "1: the outbox is empty again (sagad_outbox_unsent 0)"
 diag "1: $(( $(date +%s) - T0 )) s"
 
@@ -120,7 +123,7 @@ ok $? "2: sagad restarted on the same database"
 wait_until 45 all_completed "${IDS_K[@]}"
 is "$(statuses "${IDS_K[@]}")" "completed completed completed" "2: the pending commands were delivered: the sagas complete"
 is "$(applied_per_key K "${IDS_K[@]}")" "$(ones 3)" "2: each command applied once, one delivery per application"
-wait_until 5 metric_is outbox_unsent 0
+wait_until 20 metric_is outbox_unsent 0
 is "$(unsent)" 0 "2: the outbox is empty after the restart (sagad_outbox_unsent 0)"
 # Messages acknowledged well before the crash must not be produced again: every lifecycle
 # event of the warm-up saga and of part 1 is on saga-events once.
