@@ -42,6 +42,8 @@ static void on_purge(uv_timer_t *t)
 	do {
 		rc = store_purge(p->store, before, BATCH, &r);
 		if (rc != 0) {
+			/* Nothing of that batch was deleted, and the store's cursor did not move:
+			 * the next pass tries the same sagas again. */
 			log_warn("event=purge_failed err=\"%s\"", sagad_strerror(rc));
 			uv_timer_start(t, on_purge, idle_ms(p), 0);
 			return;

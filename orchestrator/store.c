@@ -171,7 +171,7 @@ enum stmt_id {
 	ST_FLOW_PUT, ST_FLOW_GET,
 	ST_OUTBOX_PUT, ST_OUTBOX_SENT, ST_OUTBOX_FAILED, ST_OUTBOX_UNSENT, ST_OUTBOX_COUNT,
 	ST_PURGE_SCAN, ST_PURGE_STEPS, ST_PURGE_HISTORY, ST_PURGE_KEYS, ST_PURGE_TIMERS,
-	ST_PURGE_SAGA, ST_PURGE_OUTBOX,
+	ST_PURGE_SAGA, ST_PURGE_OUTBOX, ST_PURGE_SAVEPOINT, ST_PURGE_RELEASE, ST_PURGE_UNDO,
 	/* store_saga_list: one statement per filter combination, so each can use its index */
 	ST_LIST, ST_LIST_LAST = ST_LIST + 15,
 	ST_MAX
@@ -197,6 +197,7 @@ static const char *const stmt_name[ST_MAX] = {
 	[ST_PURGE_STEPS] = "purge_steps", [ST_PURGE_HISTORY] = "purge_history",
 	[ST_PURGE_KEYS] = "purge_keys", [ST_PURGE_TIMERS] = "purge_timers",
 	[ST_PURGE_SAGA] = "purge_saga", [ST_PURGE_OUTBOX] = "purge_outbox",
+	/* (the purge's savepoint statements have none: the metrics stay as they were) */
 	/* ST_LIST + n: one "list" line, their sum (store_metrics()) */
 };
 
@@ -291,6 +292,10 @@ static const char *const sql[ST_MAX] = {
 	[ST_PURGE_OUTBOX] = "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
 		"WHERE sent_at IS NOT NULL AND sent_at < ?1 "
 		"AND seq < (SELECT max(seq) FROM outbox) ORDER BY seq LIMIT ?2)",
+	/* A pass's batch is all or nothing inside the grouped transaction (store_purge()). */
+	[ST_PURGE_SAVEPOINT] = "SAVEPOINT purge",
+	[ST_PURGE_RELEASE] = "RELEASE purge",
+	[ST_PURGE_UNDO] = "ROLLBACK TO purge",
 	[ST_LIST] = LIST_SQL(""),
 	[ST_LIST + LIST_FLOW] = LIST_SQL("WHERE flow = ?1"),
 	[ST_LIST + LIST_BEFORE] = LIST_SQL("WHERE id < ?3"),
@@ -1915,16 +1920,65 @@ int store_outbox_unsent(struct store *st, int64_t *count)
 
 /* --- retention ----------------------------------------------------------------------- */
 
+/* Steps one of the purge's savepoint statements. */
+static int savepoint_step(struct store *st, enum stmt_id id, const char *op)
+{
+	sqlite3_stmt *stmt = st->stmt[id];
+	int rc = sqlite3_step(stmt);
+
+	rc = rc == SQLITE_DONE ? 0 : fail(st, op, rc);
+	finish(stmt);
+	return rc;
+}
+
+/* Undoes a failed batch: back to its savepoint, which then goes; the writes made before it
+ * (the engine's, this loop turn) stay. When SQLite rolled the whole transaction back itself
+ * (lost()), the savepoint went with it and there is nothing to undo. When the undo fails, the
+ * whole transaction goes, as lost (the next commit fails and the engine recovers from the
+ * store): committing half a batch is not an option. */
+static void purge_undo(struct store *st)
+{
+	sqlite3_stmt *stmt;
+
+	lost(st, "purge", SQLITE_OK);   /* after an error fail() did not see */
+	if (!st->writing)
+		return;
+	if (savepoint_step(st, ST_PURGE_UNDO, "purge_undo") == 0 &&
+	    savepoint_step(st, ST_PURGE_RELEASE, "purge_release") == 0)
+		return;
+	if (!st->writing)
+		return;               /* lost() saw SQLite end it */
+	stmt = st->stmt[ST_ROLLBACK];
+	if (sqlite3_step(stmt) != SQLITE_DONE)
+		fail(st, "rollback", sqlite3_errcode(st->db));
+	sqlite3_reset(stmt);
+	st->writing = false;
+	if (st->lost == 0)
+		st->lost = SAGAD_EIO;
+	log_error("event=store_error op=purge_undo msg=\"the grouped transaction was rolled back: "
+		  "every write since the last commit is lost; the commit fails\"");
+}
+
 int store_purge(struct store *st, int64_t before_ms, int limit, struct store_purge_result *res)
 {
 	sqlite3_stmt *stmt;
 	struct { char *id; bool del; } *rows;
 	char cutoff[27];
-	int rc, n = 0, i;
+	int64_t updated_at = st->purge_updated_at;   /* the cursor once this batch is done */
+	uint64_t writes = st->writes;
+	int rc, n = 0, i, sagas = 0, messages = 0;
 
 	memset(res, 0, sizeof(*res));
 	if (limit < 1)
 		limit = 1;
+	/* The batch is all or nothing: its scan and deletes run in a savepoint inside the grouped
+	 * transaction, rolled back to on any error (purge_undo()), and the cursor moves only
+	 * when the savepoint is released. */
+	rc = begin(st);
+	if (rc == 0)
+		rc = savepoint_step(st, ST_PURGE_SAVEPOINT, "purge_savepoint");
+	if (rc != 0)
+		return rc;
 	rows = xcalloc((size_t)limit, sizeof(*rows));
 	/* The smallest ULID of the cutoff's millisecond: its time part, then zeros. */
 	util_ulid_at(before_ms, cutoff);
@@ -1938,50 +1992,62 @@ int store_purge(struct store *st, int64_t before_ms, int limit, struct store_pur
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		rows[n].id = col_text(stmt, 0);
 		rows[n].del = sqlite3_column_int(stmt, 2) != 0;
-		st->purge_updated_at = sqlite3_column_int64(stmt, 1);
+		updated_at = sqlite3_column_int64(stmt, 1);
 		n++;
 	}
 	rc = rc == SQLITE_DONE ? 0 : fail(st, "purge_scan", rc);
 	finish(stmt);
-	res->scanned = n;
-	if (rc == 0 && n < limit) {
-		/* The sweep reached the cutoff: the next one starts from the oldest again, for the
-		 * children whose parent has finished since. */
-		st->purge_updated_at = 0;
-		free(st->purge_id);
-		st->purge_id = NULL;
-	} else if (n > 0) {
-		free(st->purge_id);
-		st->purge_id = xstrdup(rows[n - 1].id);
-		res->more = true;
-	}
-	for (i = 0; i < n; i++) {
+	for (i = 0; rc == 0 && i < n; i++) {
 		/* The saga's children, then the saga (what ON DELETE CASCADE did). The rows
 		 * written (store_stats()) count the saga's only, as the cascade's did. */
 		for (int k = ST_PURGE_STEPS; rc == 0 && rows[i].del && k <= ST_PURGE_SAGA; k++) {
-			uint64_t writes = st->writes;
+			uint64_t before = st->writes;
 
 			stmt = st->stmt[k];
 			bind_text(stmt, 1, rows[i].id);
 			rc = exec_write(st, stmt, stmt_name[k]);
 			if (k != ST_PURGE_SAGA)
-				st->writes = writes;
+				st->writes = before;
 			else if (rc == 0)
-				res->sagas += sqlite3_changes(st->db);
+				sagas += sqlite3_changes(st->db);
 		}
-		free(rows[i].id);
 	}
-	free(rows);
-	if (rc != 0)
-		return rc;
-	stmt = st->stmt[ST_PURGE_OUTBOX];
-	sqlite3_bind_int64(stmt, 1, before_ms);
-	sqlite3_bind_int(stmt, 2, limit);
-	rc = exec_write(st, stmt, "purge_outbox");
 	if (rc == 0) {
-		res->messages = sqlite3_changes(st->db);
-		res->more = res->more || res->messages == limit;
+		stmt = st->stmt[ST_PURGE_OUTBOX];
+		sqlite3_bind_int64(stmt, 1, before_ms);
+		sqlite3_bind_int(stmt, 2, limit);
+		rc = exec_write(st, stmt, "purge_outbox");
+		if (rc == 0)
+			messages = sqlite3_changes(st->db);
 	}
+	if (rc == 0)
+		rc = savepoint_step(st, ST_PURGE_RELEASE, "purge_release");
+	if (rc != 0) {
+		purge_undo(st);
+		st->writes = writes;
+		goto out;
+	}
+	res->sagas = sagas;
+	res->messages = messages;
+	res->scanned = n;
+	res->more = messages == limit;
+	if (n < limit) {
+		/* The sweep reached the cutoff: the next one starts from the oldest again, for the
+		 * children whose parent has finished since. */
+		st->purge_updated_at = 0;
+		free(st->purge_id);
+		st->purge_id = NULL;
+	} else {
+		st->purge_updated_at = updated_at;
+		free(st->purge_id);
+		st->purge_id = rows[n - 1].id;
+		rows[n - 1].id = NULL;
+		res->more = true;
+	}
+out:
+	for (i = 0; i < n; i++)
+		free(rows[i].id);
+	free(rows);
 	return rc;
 }
 

@@ -224,7 +224,9 @@ int64_t store_outbox_durable(const struct store *st);
  * before_ms and children of a saga that is not finished (they are looked at again in the
  * next sweep); then up to limit outbox rows sent before before_ms. failed sagas are never
  * purged. A pass reads at most limit sagas whatever the store holds (index sagas_finished),
- * and runs in the open transaction like every write. */
+ * and runs in the open transaction like every write, as one savepoint: on an error it deletes
+ * nothing (the transaction's earlier writes stay, unless SQLite rolled it all back, see
+ * store_pending()) and the cursor stays, so the next pass reads the same sagas again. */
 struct store_purge_result {
 	int sagas;                /* deleted */
 	int messages;             /* outbox rows deleted */
