@@ -37,8 +37,8 @@
  * only its URL, timeout, headers and method, each of them every time, and its proxy when its
  * URL's scheme differs from the handle's last one, so nothing of a previous call carries over
  * (no curl_easy_reset(), which re-creates every default per call). The URL goes parsed, from a
- * table of parsed URLs (url_get()), and the proxy settings come from the environment as read
- * once at creation (proxy_env_read()): both spare libcurl work it would redo per transfer
+ * table of parsed URLs (http_url.c), and the proxy settings come from the environment as read
+ * once at creation (http_proxy.c): both spare libcurl work it would redo per transfer
  * (docs/performance.md, "libcurl per call"). Connections stay in the multi's cache and are
  * reused (keep-alive, CURLMOPT_MAX_HOST_CONNECTIONS per host).
  *
@@ -58,6 +58,8 @@
 #include <curl/curl.h>
 #include "error.h"
 #include "http.h"
+#include "http_proxy.h"
+#include "http_url.h"
 #include "log.h"
 #include "util.h"
 
@@ -72,39 +74,12 @@
 /* A recycled call keeps buffers up to this size; larger ones are released. */
 #define HTTP_KEEP_BUFFER (64 * 1024)
 
-/* The parsed-URL cache (see url_get()): entries no call holds beyond this many are evicted,
- * least recently used first. */
-#define HTTP_URL_CACHE_MAX 1024
-#define HTTP_URL_BUCKETS 2048           /* a power of two */
-
-/* Which proxy option a handle carries (see proxy_env_read()). */
-enum call_proxy {
-	PROXY_CURL_ENV,     /* CURLOPT_PROXY unset: libcurl reads the environment per transfer */
-	PROXY_HTTP,         /* the client's proxy for http:// URLs ("" for none) */
-	PROXY_HTTPS,        /* the client's proxy for https:// URLs ("" for none) */
-};
-
 /* Where a call is; under the client's mutex. */
 enum call_where {
 	CALL_FREE,          /* on the caller's free list */
 	CALL_SUBMITTED,     /* on the submit list: the client thread has not taken it yet */
 	CALL_WORKER,        /* the client thread's (in the multi, normally) */
 	CALL_DONE,          /* given back: on the done list, or in the batch being dispatched */
-};
-
-/* A URL parsed once by curl_url_set() and given to the handles of the calls that use it
- * (CURLOPT_CURLU); the caller's thread's. refs counts the calls that hold it: from the send
- * until the call is recycled, when its handle lets go of it (CURLOPT_CURLU NULL). An entry with
- * refs 0 is pointed at by no handle and may be freed; those are on the LRU list. */
-struct url_entry {
-	struct url_entry *hnext;        /* the bucket's chain */
-	struct url_entry *lprev, *lnext; /* the LRU list, most recent first, refs == 0 only */
-	unsigned refs;
-	int cached;                     /* in the table; else freed when refs drops to 0 */
-	uint32_t hash;
-	CURLU *uh;
-	char *text;                     /* uh's URL as libcurl writes it (curl_url_get()) */
-	char url[];
 };
 
 struct http_call {
@@ -127,7 +102,7 @@ struct http_call {
 	size_t hdr_nodes_cap;
 	char *hdr_text;
 	size_t hdr_text_cap;
-	struct url_entry *url;          /* the handle's CURLOPT_CURLU while the caller holds it */
+	struct http_url *url;           /* the handle's CURLOPT_CURLU while the caller holds it */
 	/* the client thread's while it holds the call; read by the caller after it came back */
 	CURL *easy;                     /* options set by the caller before the submit */
 	struct http_call *wprev, *wnext; /* the client thread's transfers in the multi */
@@ -135,7 +110,7 @@ struct http_call {
 	int in_multi;
 	int to_add;                     /* taken from the submit list, not cancelled */
 	int too_big;
-	enum call_proxy proxy;          /* the handle's CURLOPT_PROXY (caller's thread) */
+	enum http_proxy_scheme proxy;   /* the handle's CURLOPT_PROXY (caller's thread) */
 	struct strbuf resp;             /* response body, reused */
 	int error;                      /* the result (see finish()) */
 	int status;
@@ -159,9 +134,7 @@ struct http_client {
 	/* fixed at creation */
 	size_t max_response;
 	char *user_agent;
-	char *proxy_http;               /* from the environment at creation; "" for none */
-	char *proxy_https;
-	char *no_proxy;
+	struct http_proxy proxy;        /* from the environment at creation */
 
 	/* the caller's loop thread */
 	uv_loop_t *loop;
@@ -169,9 +142,7 @@ struct http_client {
 	struct http_call *all_calls;
 	struct http_call *free_calls;
 	size_t n_active;
-	struct url_entry *url_buckets[HTTP_URL_BUCKETS];
-	struct url_entry *url_lru_head, *url_lru_tail;
-	size_t n_urls;                  /* in the table */
+	struct http_url_table *urls;
 	int dispatching;                /* inside on_done_wake(): defer the teardown */
 	int closing;
 
@@ -211,120 +182,10 @@ static void easy_init_fixed(struct http_client *c, struct http_call *call)
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, call);
-	curl_easy_setopt(e, CURLOPT_NOPROXY, c->no_proxy);
+	curl_easy_setopt(e, CURLOPT_NOPROXY, c->proxy.no_proxy);
 }
 
 /* --- parsed URLs (caller's thread) ------------------------------------------------------ */
-
-/* libcurl (7.88) parses the URL given with CURLOPT_URL on every transfer (curl_url_set() and
- * a curl_url_get() of the normalized URL: some 6,000 instructions per call). A handle given a
- * parsed URL with CURLOPT_CURLU only copies it (curl_url_dup()). Participant URLs repeat, so
- * the client parses each one once, with the flags libcurl uses for CURLOPT_URL (url.c,
- * parseurlandfillconn(): guess the scheme, accept any scheme; the protocol check comes later,
- * per transfer, as before), and keeps it in a table. A URL that does not parse is not kept:
- * that call goes with CURLOPT_URL and fails in libcurl exactly as before. */
-static uint32_t url_hash(const char *s)
-{
-	uint32_t h = 2166136261u;               /* FNV-1a */
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
-
-static void url_lru_unlink(struct http_client *c, struct url_entry *u)
-{
-	if (u->lprev != NULL)
-		u->lprev->lnext = u->lnext;
-	else
-		c->url_lru_head = u->lnext;
-	if (u->lnext != NULL)
-		u->lnext->lprev = u->lprev;
-	else
-		c->url_lru_tail = u->lprev;
-	u->lprev = u->lnext = NULL;
-}
-
-static void url_entry_free(struct url_entry *u)
-{
-	curl_url_cleanup(u->uh);
-	curl_free(u->text);
-	free(u);
-}
-
-/* Takes the least recently used entry that no handle points at out of the table. */
-static void url_evict(struct http_client *c)
-{
-	struct url_entry *u = c->url_lru_tail, **pp;
-
-	url_lru_unlink(c, u);
-	for (pp = &c->url_buckets[u->hash & (HTTP_URL_BUCKETS - 1)]; *pp != u; pp = &(*pp)->hnext)
-		;
-	*pp = u->hnext;
-	c->n_urls--;
-	url_entry_free(u);
-}
-
-/* Returns the entry for url with one more reference, or NULL when url does not parse. */
-static struct url_entry *url_get(struct http_client *c, const char *url)
-{
-	uint32_t h = url_hash(url);
-	struct url_entry **bucket = &c->url_buckets[h & (HTTP_URL_BUCKETS - 1)], *u;
-	size_t len;
-	CURLU *uh;
-	char *text = NULL;
-
-	for (u = *bucket; u != NULL; u = u->hnext) {
-		if (u->hash == h && strcmp(u->url, url) == 0) {
-			if (u->refs++ == 0)
-				url_lru_unlink(c, u);
-			return u;
-		}
-	}
-	if ((uh = curl_url()) == NULL)
-		fatalx("http: curl_url failed");
-	if (curl_url_set(uh, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) !=
-	    CURLUE_OK || curl_url_get(uh, CURLUPART_URL, &text, 0) != CURLUE_OK) {
-		curl_url_cleanup(uh);
-		return NULL;
-	}
-	len = strlen(url);
-	u = xmalloc(sizeof(*u) + len + 1);
-	memcpy(u->url, url, len + 1);
-	u->uh = uh;
-	u->text = text;
-	u->hash = h;
-	u->refs = 1;
-	u->lprev = u->lnext = NULL;
-	u->hnext = NULL;
-	if (c->n_urls >= HTTP_URL_CACHE_MAX && c->url_lru_tail != NULL)
-		url_evict(c);
-	/* Full of entries that handles point at: this one lives only as long as its call. */
-	u->cached = c->n_urls < HTTP_URL_CACHE_MAX;
-	if (u->cached) {
-		u->hnext = *bucket;
-		*bucket = u;
-		c->n_urls++;
-	}
-	return u;
-}
-
-static void url_put(struct http_client *c, struct url_entry *u)
-{
-	if (u == NULL || --u->refs > 0)
-		return;
-	if (!u->cached) {
-		url_entry_free(u);
-		return;
-	}
-	u->lprev = NULL;
-	u->lnext = c->url_lru_head;
-	if (c->url_lru_head != NULL)
-		c->url_lru_head->lprev = u;
-	else
-		c->url_lru_tail = u;
-	c->url_lru_head = u;
-}
 
 /* Points the handle at url, parsed (CURLOPT_CURLU) when it parses. The text is set too
  * (CURLOPT_URL): CURLOPT_CURLU overrides it for the transfer (as documented), and with the
@@ -338,11 +199,11 @@ static void url_put(struct http_client *c, struct url_entry *u)
 static CURLcode set_url(struct http_client *c, struct http_call *call, const char *url)
 {
 	assert(call->url == NULL);
-	call->url = url_get(c, url);
+	call->url = http_url_get(c->urls, url);
 	if (call->url == NULL)
 		return curl_easy_setopt(call->easy, CURLOPT_URL, url);
-	curl_easy_setopt(call->easy, CURLOPT_CURLU, call->url->uh);
-	return curl_easy_setopt(call->easy, CURLOPT_URL, call->url->text);
+	curl_easy_setopt(call->easy, CURLOPT_CURLU, http_url_curlu(call->url));
+	return curl_easy_setopt(call->easy, CURLOPT_URL, http_url_text(call->url));
 }
 
 /* The handle lets go of its parsed URL: the entry may be evicted and freed from now on. */
@@ -351,23 +212,8 @@ static void call_url_release(struct http_client *c, struct http_call *call)
 	if (call->url == NULL)
 		return;
 	curl_easy_setopt(call->easy, CURLOPT_CURLU, NULL);
-	url_put(c, call->url);
+	http_url_put(c->urls, call->url);
 	call->url = NULL;
-}
-
-static void url_cache_free(struct http_client *c)
-{
-	for (size_t i = 0; i < HTTP_URL_BUCKETS; i++) {
-		struct url_entry *u, *next;
-
-		for (u = c->url_buckets[i]; u != NULL; u = next) {
-			next = u->hnext;
-			url_entry_free(u);
-		}
-		c->url_buckets[i] = NULL;
-	}
-	c->url_lru_head = c->url_lru_tail = NULL;
-	c->n_urls = 0;
 }
 
 static struct http_call *call_get(struct http_client *c)
@@ -906,68 +752,14 @@ static void on_done_wake(uv_async_t *h)
 		client_teardown(c);
 }
 
-/* libcurl (7.88) looks up the proxy variables on every transfer when CURLOPT_PROXY and
- * CURLOPT_NOPROXY are unset: up to five getenv() calls and copies per call. A daemon's
- * environment does not change, so the client reads it once here, with libcurl's rules (url.c,
- * detect_proxy() and create_conn_helper_init_proxy()), and sets the options to what libcurl
- * would have found:
- *   - no proxy for hosts in no_proxy, else NO_PROXY;
- *   - http:// URLs: http_proxy (never HTTP_PROXY, which a CGI request's "Proxy:" header can
- *     set), else all_proxy, else ALL_PROXY;
- *   - https:// URLs: https_proxy, else HTTPS_PROXY, else all_proxy, else ALL_PROXY.
- * A variable set to the empty string counts as unset (curl_getenv()). "" for the options means
- * none, as for libcurl: an empty proxy is no proxy, an empty no-proxy list matches nothing. A
- * URL of any other form (no scheme, or another one) keeps CURLOPT_PROXY unset, and libcurl
- * decides per transfer, as before. */
-static char *env_get(const char *name)
-{
-	const char *v = getenv(name);
-
-	return v != NULL && v[0] != '\0' ? xstrdup(v) : NULL;
-}
-
-static char *env_first(const char *const *names)
-{
-	char *v = NULL;
-
-	for (; *names != NULL && v == NULL; names++)
-		v = env_get(*names);
-	return v != NULL ? v : xstrdup("");
-}
-
-static void proxy_env_read(struct http_client *c)
-{
-	static const char *const http[] = { "http_proxy", "all_proxy", "ALL_PROXY", NULL };
-	static const char *const https[] = {
-		"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL,
-	};
-	static const char *const no[] = { "no_proxy", "NO_PROXY", NULL };
-
-	c->proxy_http = env_first(http);
-	c->proxy_https = env_first(https);
-	c->no_proxy = env_first(no);
-}
-
-static void proxy_env_free(struct http_client *c)
-{
-	free(c->proxy_http);
-	free(c->proxy_https);
-	free(c->no_proxy);
-}
-
-/* Sets the handle's proxy for the URL's scheme (see proxy_env_read()); only when it changes. */
+/* Sets the handle's proxy for the URL's scheme (http_proxy.h); only when it changes. */
 static void set_proxy(struct http_client *c, struct http_call *call, const char *url)
 {
-	enum call_proxy want = PROXY_CURL_ENV;
+	enum http_proxy_scheme want = http_proxy_scheme(url);
 
-	if (strncasecmp(url, "http://", 7) == 0)
-		want = PROXY_HTTP;
-	else if (strncasecmp(url, "https://", 8) == 0)
-		want = PROXY_HTTPS;
 	if (want == call->proxy)
 		return;
-	curl_easy_setopt(call->easy, CURLOPT_PROXY, want == PROXY_HTTP ? c->proxy_http
-						    : want == PROXY_HTTPS ? c->proxy_https : NULL);
+	curl_easy_setopt(call->easy, CURLOPT_PROXY, http_proxy_for(&c->proxy, want));
 	call->proxy = want;
 }
 
@@ -994,7 +786,8 @@ int http_client_new(uv_loop_t *loop, const struct http_client_options *opt,
 		max_host = opt->max_host_connections;
 	c->user_agent = xstrdup(opt != NULL && opt->user_agent != NULL ? opt->user_agent
 								      : HTTP_USER_AGENT);
-	proxy_env_read(c);
+	http_proxy_init(&c->proxy);
+	c->urls = http_url_table_new();
 	c->multi = curl_multi_init();
 	if (c->multi == NULL)
 		goto fail;
@@ -1034,7 +827,8 @@ int http_client_new(uv_loop_t *loop, const struct http_client_options *opt,
 
 fail:
 	free(c->user_agent);
-	proxy_env_free(c);
+	http_proxy_close(&c->proxy);
+	http_url_table_free(c->urls);
 	free(c);
 	curl_global_cleanup();
 	return SAGAD_EIO;
@@ -1045,7 +839,7 @@ static void on_client_closed(uv_handle_t *h)
 	struct http_client *c = h->data;
 
 	free(c->user_agent);
-	proxy_env_free(c);
+	http_proxy_close(&c->proxy);
 	free(c);
 	curl_global_cleanup();
 }
@@ -1068,7 +862,8 @@ static void client_teardown(struct http_client *c)
 		c->all_calls = call->all_next;
 		call_destroy(call);
 	}
-	url_cache_free(c);
+	http_url_table_free(c->urls);
+	c->urls = NULL;
 	c->free_calls = NULL;
 	c->n_active = 0;
 	uv_close((uv_handle_t *)&c->done_wake, on_client_closed);

@@ -1,7 +1,9 @@
 /* test-http.c: the HTTP server (orchestrator/httpd.c) and the HTTP client (adapters/http.c)
  * talking to each other: the server on the test's loop, the client's transfers on its own
- * thread, its callbacks on the test's loop. The concurrency tests also use a second server on
- * a thread of its own (the peer), which answers while the test's loop does not run. */
+ * thread, its callbacks on the test's loop; and the client's URL table and proxy settings on
+ * their own (adapters/http_url.c, adapters/http_proxy.c). The concurrency tests also use a
+ * second server on a thread of its own (the peer), which answers while the test's loop does
+ * not run. */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -21,6 +23,8 @@
 #include <uv.h>
 #include "error.h"
 #include "http.h"
+#include "http_proxy.h"
+#include "http_url.h"
 #include "httpd.h"
 #include "util.h"
 
@@ -1193,7 +1197,8 @@ static void test_loop_alive(void **state)
  * table holds, all in flight at once (the last ones are not kept), then as many new ones one
  * by one (the table evicts), each call reaching its own URL; URLs that do not parse fail as
  * before, on a handle that goes on with parsed URLs afterwards. */
-#define URL_CALLS 1100                  /* > HTTP_URL_CACHE_MAX in adapters/http.c */
+#define URL_CALLS 1100                  /* > HTTP_URL_CACHE_MAX (adapters/http_url.h) */
+_Static_assert(URL_CALLS > HTTP_URL_CACHE_MAX, "more URLs than the table keeps");
 
 static void test_url_cache(void **state)
 {
@@ -1237,6 +1242,62 @@ static void test_url_cache(void **state)
 		assert_string_equal(one.body, "after");
 	}
 	outcome_clear(&one);
+}
+
+/* The table on its own (adapters/http_url.c): an entry is shared while it is held and kept
+ * after its last release; the text is libcurl's normalized form (a guessed scheme); a URL that
+ * does not parse has no entry; a table full of held entries still hands out (unkept) entries;
+ * releasing them all and filling the table again evicts. The ASan run checks that every path
+ * frees what it must, exactly once. */
+static void test_url_table(void **state)
+{
+	enum { N = HTTP_URL_CACHE_MAX };
+	static struct http_url *held[N];
+	struct http_url_table *t = http_url_table_new();
+	struct http_url *a, *b, *extra;
+	char url[64];
+
+	a = http_url_get(t, "127.0.0.1:8081/x?y=1");
+	assert_non_null(a);
+	assert_string_equal(http_url_text(a), "http://127.0.0.1:8081/x?y=1");
+	assert_non_null(http_url_curlu(a));
+	b = http_url_get(t, "127.0.0.1:8081/x?y=1");
+	assert_ptr_equal(a, b);
+	http_url_put(t, a);
+	http_url_put(t, b);
+	b = http_url_get(t, "127.0.0.1:8081/x?y=1");     /* kept with no holder */
+	assert_ptr_equal(a, b);
+	http_url_put(t, b);
+	assert_null(http_url_get(t, "http://[::1/x"));
+	http_url_put(t, NULL);
+
+	/* N held entries (the last one evicts a, the only unheld one), then one more */
+	for (int i = 0; i < N; i++) {
+		snprintf(url, sizeof(url), "http://h/%d", i);
+		held[i] = http_url_get(t, url);
+		assert_non_null(held[i]);
+		assert_string_equal(http_url_text(held[i]), url);
+	}
+	extra = http_url_get(t, "http://h/extra");
+	assert_non_null(extra);
+	assert_string_equal(http_url_text(extra), "http://h/extra");
+	b = http_url_get(t, "http://h/extra");           /* not kept: a second, separate entry */
+	assert_ptr_not_equal(extra, b);
+	http_url_put(t, b);
+	http_url_put(t, extra);
+	for (int i = 0; i < N; i++)
+		http_url_put(t, held[i]);
+	b = http_url_get(t, "http://h/0");                /* still kept */
+	assert_ptr_equal(b, held[0]);
+	http_url_put(t, b);
+	for (int i = 0; i < N; i++) {                     /* new URLs: each evicts one */
+		snprintf(url, sizeof(url), "http://g/%d", i);
+		b = http_url_get(t, url);
+		assert_non_null(b);
+		http_url_put(t, b);
+	}
+	http_url_table_free(t);
+	http_url_table_free(NULL);
 }
 
 /* The header list is built in the call's own buffers, reused by the next call on the same
@@ -1496,6 +1557,52 @@ static void test_proxy_env(void **state)
 	}
 }
 
+/* The settings on their own (adapters/http_proxy.c): which variable wins for each scheme, ""
+ * for none, and the scheme of a URL. */
+static void test_proxy_settings(void **state)
+{
+	static const struct {
+		const char *env[4][2];
+		const char *http, *https, *no;
+	} cases[] = {
+		{ { { NULL } }, "", "", "" },
+		{ { { "http_proxy", "a" }, { "HTTP_PROXY", "b" }, { "all_proxy", "c" } },
+		  "a", "c", "" },
+		{ { { "HTTP_PROXY", "b" }, { "ALL_PROXY", "d" }, { "HTTPS_PROXY", "e" } },
+		  "d", "e", "" },
+		{ { { "http_proxy", "" }, { "all_proxy", "c" }, { "https_proxy", "f" },
+		    { "HTTPS_PROXY", "e" } }, "c", "f", "" },
+		{ { { "no_proxy", "x" }, { "NO_PROXY", "y" } }, "", "", "x" },
+		{ { { "no_proxy", "" }, { "NO_PROXY", "y" } }, "", "", "y" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct http_proxy p;
+
+		for (size_t j = 0; j < sizeof(proxy_vars) / sizeof(proxy_vars[0]); j++)
+			unsetenv(proxy_vars[j]);
+		for (int j = 0; j < 4 && cases[i].env[j][0] != NULL; j++)
+			assert_int_equal(setenv(cases[i].env[j][0], cases[i].env[j][1], 1), 0);
+		http_proxy_init(&p);
+		assert_string_equal(p.http, cases[i].http);
+		assert_string_equal(p.https, cases[i].https);
+		assert_string_equal(p.no_proxy, cases[i].no);
+		assert_string_equal(http_proxy_for(&p, HTTP_PROXY_HTTP), cases[i].http);
+		assert_string_equal(http_proxy_for(&p, HTTP_PROXY_HTTPS), cases[i].https);
+		assert_null(http_proxy_for(&p, HTTP_PROXY_OTHER));
+		http_proxy_close(&p);
+	}
+	for (size_t j = 0; j < sizeof(proxy_vars) / sizeof(proxy_vars[0]); j++)
+		unsetenv(proxy_vars[j]);
+	assert_int_equal(http_proxy_scheme("http://h/"), HTTP_PROXY_HTTP);
+	assert_int_equal(http_proxy_scheme("HTTP://h/"), HTTP_PROXY_HTTP);
+	assert_int_equal(http_proxy_scheme("https://h/"), HTTP_PROXY_HTTPS);
+	assert_int_equal(http_proxy_scheme("HttpS://h/"), HTTP_PROXY_HTTPS);
+	assert_int_equal(http_proxy_scheme("h:80/x"), HTTP_PROXY_OTHER);
+	assert_int_equal(http_proxy_scheme("ftp://h/"), HTTP_PROXY_OTHER);
+	assert_int_equal(http_proxy_scheme("http:/h"), HTTP_PROXY_OTHER);
+}
+
 /* --- fixture ---------------------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -1571,9 +1678,11 @@ int main(void)
 		cmocka_unit_test(test_many_concurrent),
 		cmocka_unit_test(test_loop_alive),
 		cmocka_unit_test(test_url_cache),
+		cmocka_unit_test(test_url_table),
 		cmocka_unit_test(test_header_list),
 		cmocka_unit_test(test_retry_dead_connection),
 		cmocka_unit_test(test_proxy_env),
+		cmocka_unit_test(test_proxy_settings),
 	};
 
 	cmocka_set_message_output(CM_OUTPUT_TAP);
