@@ -883,6 +883,15 @@ size_t http_client_active(const struct http_client *c)
 	return c->n_active;
 }
 
+size_t http_client_idle_calls(const struct http_client *c)
+{
+	size_t n = 0;
+
+	for (const struct http_call *call = c->free_calls; call != NULL; call = call->free_next)
+		n++;
+	return n;
+}
+
 /* The request's header lines and "Expect:" (no "Expect: 100-continue" round trip before a
  * body) as a curl_slist built in the call's own buffers: libcurl only reads the list, so it
  * needs no curl_slist_append() (a node and a copy allocated per line, freed per call). */

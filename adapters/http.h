@@ -71,5 +71,8 @@ void http_call_cancel(struct http_call *call);
 
 /* Calls in flight: sent, not cancelled, callback not run yet. */
 size_t http_client_active(const struct http_client *c);
+/* Diagnostics (tests): calls given back (after their callback or cancel) and waiting on the
+ * client's free list for reuse. Walks the list. */
+size_t http_client_idle_calls(const struct http_client *c);
 
 #endif
