@@ -18,7 +18,7 @@ like "$KAFKA_BOOTSTRAP" '^127\.0\.0\.1:[0-9]+,127\.0\.0\.1:[0-9]+,127\.0\.0\.1:[
 "${SAGAD_KAFKA_MOCK:-$TOP_SRCDIR/sagad-kafka-mock}" --brokers 1 >"$TMP/mock2.out" 2>"$TMP/mock2.err" &
 m2=$!
 e2e_track_pid "$m2"
-wait_until 10 test -s "$TMP/mock2.out"
+wait_until 60 test -s "$TMP/mock2.out"
 like "$(head -n 1 "$TMP/mock2.out")" '^127\.0\.0\.1:[0-9]+$' "stdout's first line is the bootstrap server"
 kill -TERM "$m2"
 wait "$m2"
@@ -31,7 +31,7 @@ is "$HTTP_STATUS $(jget "$body" '"\(.bootstrap) \(.brokers)"')" "200 $KAFKA_BOOT
 # ---- produce and consume ----------------------------------------------------------------------
 kafka_produce orders k1 '{"n":1}' traceparent=00-abc-def-01 kind=test
 ok $? "kcat produced a message with headers"
-msg=$(kafka_consume orders 1 10)
+msg=$(kafka_consume orders 1 30)
 is "$(jget "$msg" '"\(.key) \(.payload) \(.headers.traceparent) \(.headers.kind)"')" \
 	'k1 {"n":1} 00-abc-def-01 test' "kcat consumed it: key, payload and headers"
 kafka_produce orders k2 $'two\nlines'

@@ -108,7 +108,7 @@ is "$(header_value "$TMP/h2" Location)" "/v1/sagas/$sid" "Location header on the
 aid=$(jget "$body" '.steps[0].response.body.id')
 pays=$(pcall payment GET "/payments/search/findByApplyId?applyId=$aid")
 is "$(jget "$pays" '._embedded.payments[0].payStaus')" PaymentAprroved "the payment is approved when the answer comes"
-body=$(wait_status "$sid" completed 15)
+body=$(wait_status "$sid" completed 60)
 ok $? "the saga then completes"
 dels=$(pcall delivery GET "/deliveries/search/findByApplyId?applyId=$aid")
 is "$(jget "$dels" '._embedded.deliveries[0].deliveryStatus')" DeliveryStart "delivery DeliveryStart after the delay"

@@ -27,7 +27,7 @@
 e2e_init
 command -v sqlite3 >/dev/null 2>&1 || skip_all "sqlite3 is not installed"
 
-FINAL_WAIT=${FINAL_WAIT:-20}     # seconds a recovered saga may take to reach its final state
+FINAL_WAIT=${FINAL_WAIT:-60}     # seconds a recovered saga may take to reach its final state
 PAID=1234-2334-4556-7890
 DECLINED=0000-1111-2222-3333
 SEEN_REPLAYS=0                   # replayed entries already counted (logs accumulate)
@@ -238,7 +238,7 @@ seq_scenario() {
 		[ "$HTTP_STATUS" = 202 ] || break   # the crash came before the answer
 		id=$(jget "$body" .id)
 		echo "$id $kind $tag-$i" >>"$TMP/$tag.expect"
-		wait_until 10 _saga_done_or_sagad_dead "$id"
+		wait_until 60 _saga_done_or_sagad_dead "$id"
 		sagad_alive || break
 	done
 	_crashed "$tag" "$cp"
@@ -277,7 +277,7 @@ load_scenario() {
 	# The kill comes from a timer while the starts still stream in (one every ~10 ms): a random
 	# moment once a quarter of them were acknowledged (so that there is something to check).
 	delay=$((RANDOM % 250))
-	( trap - DEBUG; wait_until 10 _acks_at_least "$tag" $((n / 4))
+	( trap - DEBUG; wait_until 60 _acks_at_least "$tag" $((n / 4))
 	  sleep "$(printf '0.%03d' "$delay")"; kill -KILL "$SAGAD_PID" ) >/dev/null 2>&1 &
 	killer=$!
 	for i in $(seq 1 "$n"); do

@@ -189,7 +189,7 @@ is "$RC" 0 "saga cancel ID: exit 0"
 like "$OUT$ERR" 'compensating' "... says the saga is compensating"
 ctl saga cancel "$sid"
 is "$RC" 0 "saga cancel again while compensating: exit 0"
-body=$(wait_status "$sid" compensated 15)
+body=$(wait_status "$sid" compensated 60)
 ok $? "the cancelled saga is compensated"
 aid=$(jget "$body" '.steps[0].response.body.id')
 is "$(pcall class GET "/classes/$aid" | jq -r .applyStatus)" CLASS_CANCELED "the class was cancelled"

@@ -71,9 +71,9 @@ fault payment '{"method":"POST","path":"/payments","status":503,"times":1}' >/de
 body=$(api POST '/v1/flows/apply/sagas?wait=none' "$(input_for retry-1)")
 is "$HTTP_STATUS" 202 "timer: saga started (202)"
 id=$(jget "$body" .id)
-wait_until 10 _has_child "$id" pay
+wait_until 60 _has_child "$id" pay
 pid=$(child_of "$id" pay)
-wait_until 10 _is_state "$pid" 0 retry_wait
+wait_until 60 _is_state "$pid" 0 retry_wait
 ok $? "timer: the payment answered 503, the pay step is in retry_wait"
 due=$(sqlite3 "$TMP/sagad.db" "SELECT due_at FROM timers WHERE saga_id = '$pid' AND kind = 'retry'" 2>/dev/null)
 sleep 0.5
@@ -81,7 +81,7 @@ kill9_sagad
 is "$SAGAD_EXIT" 137 "timer: kill -9 during the backoff"
 start_sagad
 ok $? "timer: sagad restarted"
-body=$(wait_status "$id" completed 15)
+body=$(wait_status "$id" completed 60)
 ok $? "timer: the saga completed after the restart"
 e=$(key_entries payment "$pid:pay:action")
 f=$(jq '[.[] | select(.outcome == "fault")][0].mono_ns // 0' <<<"$e")
@@ -99,16 +99,16 @@ is "$hist" '["action:1:failed","action:2:succeeded"]' "timer: pay history: attem
 fault payment '{"method":"POST","path":"/payments","status":503,"times":1}' >/dev/null
 body=$(api POST '/v1/flows/apply/sagas?wait=none' "$(input_for retry-2)")
 id=$(jget "$body" .id)
-wait_until 10 _has_child "$id" pay
+wait_until 60 _has_child "$id" pay
 pid=$(child_of "$id" pay)
-wait_until 10 _is_state "$pid" 0 retry_wait
+wait_until 60 _is_state "$pid" 0 retry_wait
 ok $? "timer due while down: the pay step is in retry_wait"
 kill9_sagad
 sleep $((BACKOFF_MS / 1000)).3
 restart_ns=$(mono_now)
 start_sagad
 ok $? "timer due while down: sagad restarted after the due time"
-wait_status "$id" completed 15 >/dev/null
+wait_status "$id" completed 60 >/dev/null
 ok $? "timer due while down: the saga completed"
 e=$(key_entries payment "$pid:pay:action")
 r=$(jq '[.[] | select(.outcome == "applied")][0].mono_ns // 0' <<<"$e")
@@ -124,10 +124,10 @@ is "$HTTP_STATUS" 202 "deadline: saga started (202)"
 id=$(jget "$body" .id)
 deadline=$(jget "$body" .deadline_at)
 ok '[ -n "$deadline" ]' "deadline: deadline_at is set ($deadline)"
-wait_until 10 _has_child "$id" ship
+wait_until 60 _has_child "$id" ship
 sid=$(child_of "$id" ship)
 pid=$(child_of "$id" pay)
-wait_until 10 _logged delivery "$sid:ship:action"
+wait_until 60 _logged delivery "$sid:ship:action"
 ok $? "deadline: the delivery call is in flight"
 kill9_sagad
 kill_ms=$(date +%s%3N)
@@ -135,7 +135,7 @@ start_sagad
 ok $? "deadline: sagad restarted"
 dl_ms=$(iso_ms "$deadline")
 ok "[ $kill_ms -lt $dl_ms ]" "deadline: the kill came before the deadline ($((dl_ms - kill_ms)) ms left)"
-body=$(wait_status "$id" compensated 20)
+body=$(wait_status "$id" compensated 60)
 ok $? "deadline: the saga compensated after the restart"
 saga_ev=$(jq -c '[.history[] | select(.phase == "saga") | .event]' <<<"$body")
 diag "deadline: saga events $saga_ev; error: $(jget "$body" .error)"
@@ -168,10 +168,10 @@ fault delivery '{"method":"POST","path":"/deliveries","status":503,"times":-1}' 
 body=$(api POST '/v1/flows/apply_dl/sagas?wait=none' "$(input_for deadline-2)")
 id=$(jget "$body" .id)
 dl_ms=$(iso_ms "$(jget "$body" .deadline_at)")
-wait_until 10 _has_child "$id" ship
+wait_until 60 _has_child "$id" ship
 sid=$(child_of "$id" ship)
 pid=$(child_of "$id" pay)
-wait_until 10 _logged delivery "$sid:ship:action"
+wait_until 60 _logged delivery "$sid:ship:action"
 kill9_sagad
 now_ms=$(date +%s%3N)
 ok "[ $now_ms -lt $dl_ms ]" "deadline while down: killed $((dl_ms - now_ms)) ms before the deadline"
@@ -179,7 +179,7 @@ sleep "$(awk -v d=$((dl_ms - now_ms + 300)) 'BEGIN { printf "%.3f", (d > 0 ? d :
 restart_ms=$(date +%s%3N)
 start_sagad
 ok $? "deadline while down: sagad restarted after the deadline"
-body=$(wait_status "$id" compensated 15)
+body=$(wait_status "$id" compensated 60)
 ok $? "deadline while down: the saga compensated"
 ev=$(jq -r '[.history[] | select(.event == "deadline_exceeded") | .started_at] | join(" ")' <<<"$body")
 is "$(wc -w <<<"$ev")" 1 "deadline while down: one deadline_exceeded event"
@@ -205,7 +205,7 @@ b2=$(api POST '/v1/flows/apply/sagas?wait=none' "$(input_for idem-1)" -H 'Idempo
 like "$HTTP_STATUS" '^20[02]$' "idempotent start: the repeat is answered ($HTTP_STATUS)"
 is "$(jget "$b2" .id)" "$id1" "idempotent start: the repeat returns the same saga"
 ok 'grep -qi "^Idempotent-Replayed: *true" "$TMP/idem.headers"' "idempotent start: Idempotent-Replayed: true"
-wait_status "$id1" completed 15 >/dev/null
+wait_status "$id1" completed 60 >/dev/null
 ok $? "idempotent start: the saga completed"
 is "$(api GET '/v1/sagas?flow=apply&limit=1000' | jq '[.sagas[] | select(.idempotency_key == "restart-idem-1")] | length')" 1 \
 	"idempotent start: one saga with that key"
@@ -226,7 +226,7 @@ b2=$(api POST '/v1/flows/apply/sagas?wait=none' "$(input_for idem-2)" -H 'Idempo
 	-D "$TMP/idem2.headers")
 id2=$(jget "$b2" .id)
 ok 'grep -qi "^Idempotent-Replayed: *true" "$TMP/idem2.headers"' "lost answer: the retry is answered with the committed saga (Idempotent-Replayed: true)"
-wait_status "$id2" completed 15 >/dev/null
+wait_status "$id2" completed 60 >/dev/null
 ok $? "lost answer: that saga completed"
 is "$(api GET '/v1/sagas?flow=apply&limit=1000' | jq '[.sagas[] | select(.idempotency_key == "restart-idem-2")] | length')" 1 \
 	"lost answer: one saga with that key"
@@ -238,11 +238,11 @@ is "$(participant_log class | jq '[.[] | select(.method == "POST" and .applied =
 fault class '{"method":"PATCH","path":"/classes/*","status":503,"times":2}' >/dev/null
 body=$(api POST '/v1/flows/apply/sagas?wait=none' "$(input_for comp-retry-1 | sed 's/"1234-2334-4556-7890"/"0000-1111"/')")
 id=$(jget "$body" .id)
-wait_until 10 _is_state "$id" 0 compensation_wait
+wait_until 60 _is_state "$id" 0 compensation_wait
 ok $? "compensation timer: apply's compensation is waiting to retry (compensation_wait)"
 kill9_sagad
 start_sagad
-body=$(wait_status "$id" compensated 15)
+body=$(wait_status "$id" compensated 60)
 ok $? "compensation timer: the saga compensated after the restart"
 e=$(key_entries class "$id:apply:compensation")
 is "$(jq -c 'map(.outcome)' <<<"$e")" '["fault","fault","applied"]' \
@@ -256,9 +256,9 @@ ok $? "sigterm: sagad started with --shutdown-grace 500ms"
 fault delivery '{"method":"POST","path":"/deliveries","status":0,"delay_ms":4000,"times":1}' >/dev/null
 body=$(api POST '/v1/flows/apply/sagas?wait=none' "$(input_for term-1)")
 id=$(jget "$body" .id)
-wait_until 10 _has_child "$id" ship
+wait_until 60 _has_child "$id" ship
 sid=$(child_of "$id" ship)
-wait_until 10 _logged delivery "$sid:ship:action"
+wait_until 60 _logged delivery "$sid:ship:action"
 ok $? "sigterm: the delivery call is in flight"
 t0=$(date +%s%N)
 stop_sagad 10
@@ -268,7 +268,7 @@ ok "[ $stop_ms -lt 2500 ]" "sigterm: ... promptly (${stop_ms} ms; grace 500 ms, 
 like "$(grep 'event=shutdown' "$TMP/sagad.log" | tail -n 1)" 'calls_in_flight=1' "sigterm: the log says one call was in flight"
 start_sagad
 ok $? "sigterm: sagad restarted"
-body=$(wait_status "$id" completed 15)
+body=$(wait_status "$id" completed 60)
 ok $? "sigterm: the saga completed after the restart"
 e=$(key_entries delivery "$sid:ship:action")
 is "$(jq -c 'map(.outcome)' <<<"$e")" '["applied","replayed"]' "sigterm: the call was re-sent with the same key and replayed (applied once)"

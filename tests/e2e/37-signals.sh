@@ -99,7 +99,7 @@ _all_completed() {
 		[ "$(curl -s --max-time 2 "$SAGAD_URL/v1/sagas/$id" | jq -r .status)" = completed ] || return 1
 	done
 }
-wait_until 30 _all_completed
+wait_until 60 _all_completed
 ok $? "every acknowledged saga ($n_acked) completed after the restart"
 is "$(oplog_dup_applied "$(oplog_all)" | tr '\n' ' ')" "" "no participant applied an idempotency key twice"
 for p in class payment delivery; do clear_faults "$p"; done
@@ -111,7 +111,7 @@ reload() {   # waits for the next reload's outcome line; prints it
 	local n0
 	n0=$(sagad_log_count 'event=reload(ed|_failed)')
 	kill -HUP "$SAGAD_PID"
-	wait_until 10 _more_reloads "$n0"
+	wait_until 60 _more_reloads "$n0"
 	grep -E 'event=reload(ed|_failed)' "$TMP/sagad.log" | tail -1
 }
 _more_reloads() { [ "$(sagad_log_count 'event=reload(ed|_failed)')" -gt "$1" ]; }

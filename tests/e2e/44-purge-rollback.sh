@@ -67,7 +67,7 @@ for c in $(seq 1 "$CLIENTS"); do
 	e2e_track_pid "$!"
 done
 _logged() { [ "$(sagad_log_count "$1")" -gt 0 ]; }
-wait_until 30 _logged 'event=purge_failed '
+wait_until 60 _logged 'event=purge_failed '
 ok $? "the purge's first pass failed (disk full) while clients were starting sagas"
 rm -f "$CONTROL"
 sleep 1
@@ -82,7 +82,7 @@ ok $? "the store noticed that SQLite rolled the grouped transaction back"
 _logged 'event=store_paused err="disk full"'
 ok $? "the engine paused"
 _ready() { [ "$(_e2e_http_code "$SAGAD_URL/readyz")" = 200 ]; }
-wait_until 20 _ready
+wait_until 60 _ready
 ok $? "the engine resumed (/readyz is 200)"
 ok sagad_alive "sagad is still running"
 stop_sagad

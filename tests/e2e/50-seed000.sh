@@ -33,9 +33,9 @@ start_participants || bail_out "class/payment/delivery did not start"
 start_kafka_participant notification notification || bail_out "notification did not start"
 start_kafka_participant kdelivery delivery || bail_out "delivery (Kafka) did not start"
 start_sagad_kafka || bail_out "sagad did not start"
-kp_wait_assigned 30 notification kdelivery
+kp_wait_assigned 60 notification kdelivery
 ok $? "setup: notification and the Kafka delivery joined their groups"
-sagad_wait_assigned 30
+sagad_wait_assigned 60
 
 # helpers
 # apply_saga JQ-FILTER: starts class-apply with the seed's input (changed by the filter), waits
@@ -60,7 +60,7 @@ is "$(states "$body")" "apply=succeeded,pay=succeeded,decline_payment=skipped,de
 	"A: the decline branch is skipped (when), the forward branch ran"
 is "$(cls_of "$A") $(pay_of "$A") $(dlv_of "$A")" 'ApplyRequest ["PaymentAprroved"] ["DeliveryStart"]' \
 	"A: the services hold class ApplyRequest, payment PaymentAprroved, delivery DeliveryStart"
-wait_until 10 eval '[ "$(events_of "$A")" = "ClassRegisted,PaymentAppoved,DeliveryStarted" ]'
+wait_until 60 eval '[ "$(events_of "$A")" = "ClassRegisted,PaymentAppoved,DeliveryStarted" ]'
 is "$(events_of "$A")" "ClassRegisted,PaymentAppoved,DeliveryStarted" \
 	"A: class-events: ClassRegisted, PaymentAppoved, DeliveryStarted keyed by applyId (verbatim names)"
 ev=$(kafka_topic_json class-events | jq -c --arg k "$A" 'select(.key == $k) | .value')
@@ -90,7 +90,7 @@ is "$(cls_of "$A") $(pay_of "$A") $(dlv_of "$A")" 'CLASS_CANCELED ["PaymentCance
 	"C: class CLASS_CANCELED, payment PaymentCancelled, delivery DELIVERY_CANCEL"
 ml=$(merged_log | jq -c --arg a "$A" '[.[] | select(.method == "PATCH" and (.path | test("applyId=\($a)$|/classes/\($a)$"))) | .service]')
 is "$ml" '["delivery","payment","class"]' "C: undone in reverse order: delivery, payment, class (merged op logs)"
-wait_until 10 eval '[ "$(events_of "$A")" = "ClassRegisted,PaymentAppoved,DeliveryStarted,ClassCanceled,PaymentCanceled" ]'
+wait_until 60 eval '[ "$(events_of "$A")" = "ClassRegisted,PaymentAppoved,DeliveryStarted,ClassCanceled,PaymentCanceled" ]'
 is "$(events_of "$A")" "ClassRegisted,PaymentAppoved,DeliveryStarted,ClassCanceled,PaymentCanceled" \
 	"C: ClassCanceled and PaymentCanceled published after the forward events"
 v=$(api GET "/v1/sagas?key.applyId=$A")
@@ -128,7 +128,7 @@ fault delivery '{"method":"POST","path":"/deliveries","status":0,"delay_ms":2500
 body=$(api POST '/v1/flows/class-apply/sagas?wait=none' "$(seed_input '.studentName = "running"')")
 IDE=$(jget "$body" .id)
 ship_running() { [ "$(api GET "/v1/sagas/$IDE" | jq -r '.steps[] | select(.name == "ship") | .state')" = running ]; }
-wait_until 10 ship_running
+wait_until 60 ship_running
 ok $? "E: the application is running, its delivery call in flight"
 E=$(api GET "/v1/sagas/$IDE" | jq -r .keys.applyId)
 body=$(api POST '/v1/flows/apply-cancel/sagas?wait=completion' "{\"applyId\":\"$E\"}")
@@ -139,7 +139,7 @@ is "$(cls_of "$E") $(pay_of "$E") $(dlv_of "$E")" 'CLASS_CANCELED ["PaymentCance
 api GET "/v1/sagas/$IDE" >/dev/null
 is "$(jq -r '[.steps[] | select(.name | test("class_registed|payment_appoved|delivery_started")) | .state] | unique | join(",")' <<<"$API_BODY")" \
 	"pending" "E: the forward events were never published (steps pending)"
-wait_until 10 eval '[ "$(events_of "$E")" = "ClassCanceled,PaymentCanceled" ]'
+wait_until 60 eval '[ "$(events_of "$E")" = "ClassCanceled,PaymentCanceled" ]'
 is "$(events_of "$E")" "ClassCanceled,PaymentCanceled" "E: class-events for it: only ClassCanceled, PaymentCanceled"
 clear_faults delivery
 
@@ -160,7 +160,7 @@ is "$(jget "$body" .status) $(jq -c '.output | {applyStatus, payApproved, delive
 	"G: declined payment: the application is not accepted (CLASS_CANCELED), payApproved false"
 is "$(cls_of "$G") $(pay_of "$G") $(dlv_of "$G")" 'CLASS_CANCELED [] []' \
 	"G: class CLASS_CANCELED, no payment, no delivery (NFR 1.1)"
-wait_until 10 eval '[ "$(events_of "$G")" = "ClassCanceled" ]'
+wait_until 60 eval '[ "$(events_of "$G")" = "ClassCanceled" ]'
 is "$(events_of "$G")" "ClassCanceled" "G: only ClassCanceled published"
 
 # ---- H: Hystrix timeout 1000 ms -------------------------------------------------------------------
@@ -175,7 +175,7 @@ is "$(jq -r '[.history[] | select(.step == "pay") | .event] | join(",")' <<<"$bo
 	fallback "H: the pay step's history records the fallback"
 ms=$(( (t2 - t1) / 1000000 ))
 ok '[ "$ms" -ge 1000 ] && [ "$ms" -lt 2000 ]' "H: answered in ${ms} ms: the call was cut at 1000 ms, not waited 2500 ms"
-wait_until 5 eval '[ "$(pay_of "$H")" = "[\"PaymentCancelled\"]" ]'
+wait_until 60 eval '[ "$(pay_of "$H")" = "[\"PaymentCancelled\"]" ]'
 is "$(cls_of "$H") $(pay_of "$H")" 'CLASS_CANCELED ["PaymentCancelled"]' \
 	"H: the payment the slow call made anyway was cancelled (decline_payment)"
 clear_faults payment
@@ -232,7 +232,7 @@ is "$(jq -r '"\(.status) \(.output.payApproved) \(.output.applyStatus)"' "$TMP/j
 lev=$(lifecycle_events "$IDA")
 nev=$(grep -c . <<<"$lev")
 msgs() { kp_get notification "/messages?sagaId=$1"; }
-wait_until 15 eval '[ "$(msgs "$IDA" | jq "._embedded.messages | length")" = "$nev" ]'
+wait_until 60 eval '[ "$(msgs "$IDA" | jq "._embedded.messages | length")" = "$nev" ]'
 m=$(msgs "$IDA")
 is "$(jq '._embedded.messages | length' <<<"$m")" "$nev" "K: one notification per lifecycle event of the application ($nev)"
 is "$(jq -r '[._embedded.messages[].eventId] | sort | join(",")' <<<"$m")" \
@@ -244,9 +244,9 @@ body=$(apply_saga '.studentName = "k"')
 IDK=$(jget "$body" .id)
 is "$(msgs "$IDK")" "" "K: notification is down"
 start_kafka_participant notification notification
-wait_until 10 eval '[[ "$(lifecycle_summary "$IDK")" == *saga:completed ]]'
+wait_until 60 eval '[[ "$(lifecycle_summary "$IDK")" == *saga:completed ]]'
 nk=$(lifecycle_events "$IDK" | grep -c .)
-wait_until 10 eval '[ "$(msgs "$IDK" | jq "._embedded.messages | length")" = "$nk" ]'
+wait_until 60 eval '[ "$(msgs "$IDK" | jq "._embedded.messages | length")" = "$nk" ]'
 is "$(msgs "$IDK" | jq '._embedded.messages | length')" "$nk" \
 	"K: back up, it caught up with the $nk events it missed"
 
