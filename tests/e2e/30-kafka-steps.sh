@@ -242,9 +242,10 @@ ID7=$(jget "$body" .id)
 is "$HTTP_STATUS $(jget "$body" .status) $(jget "$body" .steps[0].state)" "200 compensated compensated" \
 	"G1: a reply slower than both deadlines: compensated"
 wait_until 60 eval '[ "$(oplog_of "$ID7" | jq "[.[] | select(.eventType == \"DeliveryRequested\")] | length")" -ge 2 ]'
-sleep 1
+late_action_replies() { replies_of "$ID7" | jq -r 'select(.headers["correlation-id"] | endswith(":action")) | .offset' | grep -c .; }
+wait_until 60 eval '[ "$(late_action_replies)" -ge 2 ]'   # the second one is produced after the log entry
 n_rep=$(replies_of "$ID7" | grep -c .)
-n_late=$(replies_of "$ID7" | jq -r 'select(.headers["correlation-id"] | endswith(":action")) | .offset' | grep -c .)
+n_late=$(late_action_replies)
 is "$n_late" 2 "G1: two DeliveryStarted replies to the action arrived after its deadline"
 wait_until 60 metric_is kafka_replies_unmatched_total $(( M0[kafka_replies_unmatched_total] + n_rep - $(metric_delta kafka_replies_total) ))
 is "$(metric_delta kafka_replies_unmatched_total)" "$(( n_rep - $(metric_delta kafka_replies_total) ))" \

@@ -90,7 +90,7 @@ is "$(kp_log delivery | jq --arg a "${IDS_B[0]}" --arg b "${IDS_B[1]}" --arg c "
 	"1: the participant has seen none of their commands"
 kafka_ctl POST /brokers/all/up >/dev/null
 is "$HTTP_STATUS" 200 "1: every broker is up again"
-wait_until 45 all_completed "${IDS_B[@]}"
+wait_until 90 all_completed "${IDS_B[@]}"
 is "$(statuses "${IDS_B[@]}")" "completed completed completed" "1: after up the sagas complete"
 is "$(applied_per_key B "${IDS_B[@]}")" "$(ones 3)" \
 	"1: each command applied once by the participant, one delivery per application"
@@ -120,7 +120,7 @@ is "$pending" 3 "2: the database holds the 3 commands unsent"
 kafka_ctl POST /brokers/all/up >/dev/null
 start_sagad_kafka
 ok $? "2: sagad restarted on the same database"
-wait_until 45 all_completed "${IDS_K[@]}"
+wait_until 90 all_completed "${IDS_K[@]}"
 is "$(statuses "${IDS_K[@]}")" "completed completed completed" "2: the pending commands were delivered: the sagas complete"
 is "$(applied_per_key K "${IDS_K[@]}")" "$(ones 3)" "2: each command applied once, one delivery per application"
 wait_until 60 metric_is outbox_unsent 0
@@ -146,7 +146,7 @@ is "$(statuses "${IDS_P[@]}")" "running running running" "3: 3 sagas wait; their
 start_kafka_participant delivery delivery
 ok $? "3: the participant restarted (same database and group)"
 NEWPID=${E2E_KPID[delivery]}
-wait_until 45 all_completed "${IDS_P[@]}"
+wait_until 90 all_completed "${IDS_P[@]}"
 is "$(statuses "${IDS_P[@]}")" "completed completed completed" "3: it caught up: the sagas complete"
 is "$(applied_per_key P "${IDS_P[@]}")" "$(ones 3)" "3: each command applied once"
 is "$(kp_log delivery | jq -r --arg a "${IDS_P[0]}" --arg b "${IDS_P[1]}" --arg c "${IDS_P[2]}" \
@@ -164,7 +164,7 @@ two_replicas_split() {
 	[ -n "$a" ] && [ -n "$b" ] && [ -z "$(comm -12 <(echo "$a") <(echo "$b"))" ] &&
 		[ "$(printf '%s\n%s\n' "$a" "$b" | grep -c .)" = 3 ]
 }
-wait_until 40 two_replicas_split
+wait_until 90 two_replicas_split
 ok $? "4: the group split delivery-commands' 3 partitions between them ($(kp_assigned delivery | tr '\n' ' ')| $(kp_assigned delivery2 | tr '\n' ' '))"
 PID1=${E2E_KPID[delivery]} PID2=${E2E_KPID[delivery2]}
 declare -A OWNER=()
@@ -172,7 +172,7 @@ for p in $(kp_assigned delivery); do OWNER[$p]=$PID1; done
 for p in $(kp_assigned delivery2); do OWNER[$p]=$PID2; done
 IDS_R=()
 start_ships R 20
-wait_until 45 all_completed "${IDS_R[@]}"
+wait_until 90 all_completed "${IDS_R[@]}"
 is "$(statuses "${IDS_R[@]}" | tr ' ' '\n' | sort | uniq -c | awk '{print $2 "=" $1}')" "completed=20" \
 	"4: 20 sagas completed"
 is "$(applied_per_key R "${IDS_R[@]}")" "$(ones 20)" "4: each command applied once, one delivery per application"
