@@ -65,7 +65,10 @@ ts = [threading.Thread(target=client) for _ in range(4)]
 PY
 loader=$!
 e2e_track_pid "$loader"
-sleep 0.8
+# SIGTERM once the clients are under way (8 starts acknowledged; calls are in flight from the
+# first one on), however long the loader took to start.
+_acked_at_least() { [ "$(jq -r 'select(.status == 202) | .id' "$TMP/load.jsonl" 2>/dev/null | grep -c .)" -ge "$1" ]; }
+wait_until 60 _acked_at_least 8
 term_ms=$(date +%s%3N)
 kill -TERM "$SAGAD_PID"
 touch "$TMP/stop"

@@ -82,7 +82,8 @@ IDM=$(jget "$body" .id)
 OM=$(jget "$body" .keys.orderId)
 is "$HTTP_STATUS:$(jget "$body" '[.steps[0:5][] | .state] | unique | join(",")')" "200:succeeded" \
 	"A2: message down: order, delivery, coupon and DeliveryStarted done without it"
-sleep 1
+msg_step_tried() { [[ "$(jget "$(api GET "/v1/sagas/$IDM")" '"\(.status) \(.steps[5].state)"')" =~ ^running\ (retry_wait|running)$ ]]; }
+wait_until 60 msg_step_tried
 like "$(jget "$(api GET "/v1/sagas/$IDM")" '"\(.status) \(.steps[5].state)"')" "^running (retry_wait|running)$" \
 	"A2: the background message step is retrying"
 shop_start message || bail_out "message did not restart"

@@ -257,7 +257,9 @@ S8=$(order 18 1)
 O8=$(order_id_of "$S8")
 kp_fault delivery '{"eventType":"HTTP GET","delay_ms":900,"times":2}' >/dev/null
 R8=$(api POST '/v1/flows/pizza-refund/sagas?wait=completion' "{\"orderId\":$O8,\"reason\":\"slow\"}")
-like "$(jget "$R8" .status) $(jget "$R8" .error)" '^compensated step "refund_delivery" failed.*timed out after 5[0-9][0-9] milliseconds' \
+# (libcurl's message gives the time it measured when it noticed the timeout: 500 ms or a little
+# more on a loaded machine; under the 900 ms the answer takes)
+like "$(jget "$R8" .status) $(jget "$R8" .error)" '^compensated step "refund_delivery" failed.*timed out after [5-8][0-9][0-9] milliseconds' \
 	"J2: delivery answering after 900 ms: the refund fails on the 500 ms timeout"
 is "$(kp_log delivery | jq -r --argjson o "$O8" '[.[] | select(.eventType | startswith("HTTP")) | select((.request_body.orderId == $o) or (.topic | endswith("orderId=\($o)"))) | "\(.eventType):\(.outcome)"] | join(" ")')" \
 	"HTTP GET:applied HTTP GET:replayed HTTP PATCH:applied" \
