@@ -13,7 +13,8 @@ states() { jget "$1" '.steps | map("\(.name)=\(.state)") | join(",")'; }
 delivery_posts() { [ "$(participant_log delivery | jq '[.[] | select(.method == "POST")] | length')" -ge "$1" ]; }
 
 # ---- cancel a running saga while ship is slow --------------------------------------------------
-fault delivery '{"method":"POST","path":"/deliveries","status":0,"delay_ms":2000,"times":1}' >/dev/null
+# (4 s: the delivery is still in flight when the cancel comes, on a loaded machine too)
+fault delivery '{"method":"POST","path":"/deliveries","status":0,"delay_ms":4000,"times":1}' >/dev/null
 body=$(api POST '/v1/flows/apply/sagas?wait=step:pay' "$(seed_input '.studentName = "cancelme"')")
 id=$(jget "$body" .id)
 aid=$(jget "$body" '.steps[0].response.body.id')

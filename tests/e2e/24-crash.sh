@@ -169,7 +169,7 @@ check_invariants() {
 # _crashed TAG CP: sagad died by SIGKILL at crash point CP (one more event=crashpoint line).
 _crashed() {
 	local tag=$1 point=${2%%:*}
-	wait_sagad_exit 15
+	wait_sagad_exit 60
 	is "$SAGAD_EXIT" 137 "$tag: sagad died by SIGKILL"
 	is "$(($(sagad_log_count "event=crashpoint point=$point ") - CRASH_LINES))" 1 \
 		"$tag: ... at $point (event=crashpoint in the log)"
@@ -285,7 +285,7 @@ load_scenario() {
 		sleep 0.01
 	done
 	wait "$killer"
-	wait_sagad_exit 5
+	wait_sagad_exit 60
 	is "$SAGAD_EXIT" 137 "$tag: kill -9 under load (${delay} ms after a quarter was acknowledged)"
 	wait_bg
 	for i in $(seq 1 "$n"); do

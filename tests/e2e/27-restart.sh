@@ -233,7 +233,7 @@ SAGAD_CRASHPOINT=after_commit:1 start_sagad
 ok $? "lost answer: sagad started with SAGAD_CRASHPOINT=after_commit:1"
 API_MAX_TIME=10 api POST '/v1/flows/apply/sagas?wait=none' "$(input_for idem-2)" -H 'Idempotency-Key: restart-idem-2' >/dev/null
 is "$HTTP_STATUS" 000 "lost answer: sagad died before answering the start"
-wait_sagad_exit 10
+wait_sagad_exit 60
 is "$SAGAD_EXIT" 137 "lost answer: ... by SIGKILL at after_commit"
 start_sagad
 b2=$(api POST '/v1/flows/apply/sagas?wait=none' "$(input_for idem-2)" -H 'Idempotency-Key: restart-idem-2' \

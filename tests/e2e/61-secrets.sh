@@ -234,13 +234,14 @@ db_check "after a clean stop"
 SAGAD_CRASHPOINT=before_dispatch:3 FLOWS_DIR=$TMP/flows start_sagad_kafka --log-level debug \
 	--secrets-key "$TMP/secrets.key" || bail_out "sagad did not start"
 api_bg "$TMP/f.out" POST '/v1/flows/card/sagas?wait=completion' "$(jq -c '.holder = "holder-f"' <<<"$INPUT")"
-wait_sagad_exit 30
+wait_sagad_exit 60
 is "$SAGAD_EXIT" 137 "F: sagad was killed before dispatching confirm"
 wait_bg
 F=$(sqlite3 "$TMP/sagad.db" "SELECT id FROM sagas WHERE flow = 'card' AND status = 'running'")
 like "$F" '^[0-9A-Z]{26}$' "F: the saga is running in the store"
 is "$(bank_got /confirm | wc -l)" 0 "F: confirm was not sent"
 FLOWS_DIR=$TMP/flows start_sagad_kafka --log-level debug || bail_out "sagad did not start"
+wait_until 60 grep -q "saga=$F .*event=resume_failed" "$TMP/sagad.log"
 like "$(grep "saga=$F .*event=resume_failed" "$TMP/sagad.log")" 'sealed and sagad has no secrets key.*--secrets-key' \
 	"F: restarted without the key: the saga is not resumed, with a clear error"
 sleep 1

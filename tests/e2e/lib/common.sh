@@ -921,7 +921,7 @@ kafka_produce() {
 #     {"topic":"t","partition":0,"offset":0,"tstype":"create","ts":...,"broker":1,
 #      "headers":{"h":"v"},"key":"k","payload":"v"}
 # Without N: what is there now (kcat -e).  With N: waits until N messages were read or
-# timeout_s (default 10) passed; status 1 if fewer than N arrived.
+# timeout_s (default 30) passed; status 1 if fewer than N arrived.
 kafka_consume() {
 	local opts=() topic n t out rc
 	while [ $# -gt 0 ]; do
@@ -930,7 +930,7 @@ kafka_consume() {
 		*) break ;;
 		esac
 	done
-	topic=$1 n=${2:-} t=${3:-10}
+	topic=$1 n=${2:-} t=${3:-30}
 	if [ -n "$n" ]; then
 		opts+=(-c "$n")
 	else
@@ -948,14 +948,14 @@ kafka_consume() {
 
 # kafka_leader TOPIC PARTITION: prints the partition's leader broker id (from kcat -L).
 kafka_leader() {
-	timeout 10 kcat -b "$KAFKA_BOOTSTRAP" -L -J -t "$1" 2>/dev/null |
+	timeout 30 kcat -b "$KAFKA_BOOTSTRAP" -L -J -t "$1" 2>/dev/null |
 		jq -r --argjson p "$2" '.topics[0].partitions[] | select(.partition == $p) | .leader'
 }
 
 # kafka_partitions TOPIC: prints the topic's partition count (from kcat -L; asking for the
 # metadata of an unknown topic auto-creates it with 4 partitions).
 kafka_partitions() {
-	timeout 10 kcat -b "$KAFKA_BOOTSTRAP" -L -J -t "$1" 2>/dev/null | jq -r '.topics[0].partitions | length'
+	timeout 30 kcat -b "$KAFKA_BOOTSTRAP" -L -J -t "$1" 2>/dev/null | jq -r '.topics[0].partitions | length'
 }
 
 # ---------------------------------------------------------------------------------------------
