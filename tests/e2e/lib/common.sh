@@ -1199,6 +1199,12 @@ sagad_wrapper() {
 	echo "$f"
 }
 
+# sagad_sanitized: true when $SAGAD_REAL is an ASan build (./configure --enable-sanitizers),
+# which runs 2-3x slower: tests that assert a latency bound scale it for such a build.
+sagad_sanitized() {
+	ldd "$SAGAD_REAL" 2>/dev/null | grep -q 'libasan'
+}
+
 # need_faultvfs: skips the whole script when the shim is not built (make check builds it).
 need_faultvfs() {
 	[ -f "$FAULTVFS_SO" ] && [ -x "$FAULTVFS_REVERT" ] ||
