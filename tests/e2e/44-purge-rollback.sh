@@ -48,7 +48,7 @@ echo 'full 131071' >"$CONTROL"
 # The clients start 8.5 s after sagad was launched, about 1.5 s before its first purge pass
 # (10 s after its start): measured from the launch, not from the end of start_sagad, which
 # comes later on a loaded machine (an ASan build, other tests running).
-sleep "$(awk -v l="$launch_ns" -v n="$(date +%s%N)" 'BEGIN { d = (l + 8.5e9 - n) / 1e9; printf "%.3f", d > 0 ? d : 0 }')"
+sleep "$(awk -v l="$launch_ns" -v n="$(date +%s%N)" 'BEGIN { d = (l + 8.5e9 - n) / 1e9; printf "%.3f", (d > 0 ? d : 0) }')"
 diag "the clients start $(( ($(date +%s%N) - launch_ns) / 1000000 )) ms after sagad's launch"
 
 # client N: starts sagas one after the other until $TMP/stop exists; each answer's status and
