@@ -45,10 +45,10 @@ launch_ns=$(date +%s%N)
 SAGAD=$(sagad_wrapper sagad-faults LD_PRELOAD="$FAULTVFS_SO" FAULTVFS_CONTROL="$CONTROL") \
 	start_sagad --retention 20s || bail_out "sagad did not start with the fault shim"
 echo 'full 131071' >"$CONTROL"
-# The clients start 8.5 s after sagad was launched, about 1.5 s before its first purge pass
+# The clients start 8 s after sagad was launched, about 2 s before its first purge pass
 # (10 s after its start): measured from the launch, not from the end of start_sagad, which
 # comes later on a loaded machine (an ASan build, other tests running).
-sleep "$(awk -v l="$launch_ns" -v n="$(date +%s%N)" 'BEGIN { d = (l + 8.5e9 - n) / 1e9; printf "%.3f", (d > 0 ? d : 0) }')"
+sleep "$(awk -v l="$launch_ns" -v n="$(date +%s%N)" 'BEGIN { d = (l + 8e9 - n) / 1e9; printf "%.3f", (d > 0 ? d : 0) }')"
 diag "the clients start $(( ($(date +%s%N) - launch_ns) / 1000000 )) ms after sagad's launch"
 
 # client N: starts sagas one after the other until $TMP/stop exists; each answer's status and
