@@ -345,13 +345,13 @@ _crashed brcb before_reply_commit:5
 _end brcb any any
 
 # Twice: pay's reply is lost (after_dispatch:2); the restart re-sends it and dies again on its
-# reply (the participant answers 0.5 s late, after /readyz); the second restart re-sends it
-# once more.  One key, applied once, replayed twice.
+# reply (the participant answers 3 s late, after /readyz, on a loaded machine too); the second
+# restart re-sends it once more.  One key, applied once, replayed twice.
 _begin tw after_dispatch:2
 API_MAX_TIME=10 api POST '/v1/flows/apply/sagas?wait=none' "$(input_json tw-1 "$PAID")" >"$TMP/tw.1"
 [ "$HTTP_STATUS" = 202 ] && echo "$(jq -r .id "$TMP/tw.1") ok tw-1" >>"$TMP/tw.expect"
 _crashed tw after_dispatch:2
-fault payment '{"method":"POST","path":"/payments","status":0,"delay_ms":500,"times":1}' >/dev/null
+fault payment '{"method":"POST","path":"/payments","status":0,"delay_ms":3000,"times":1}' >/dev/null
 CRASH_LINES=$(sagad_log_count "event=crashpoint point=after_dispatch ")
 SAGAD_CRASHPOINT=after_dispatch:1 start_sagad
 ok $? "tw: restarted with SAGAD_CRASHPOINT=after_dispatch:1"

@@ -27,6 +27,11 @@ sed -i -e 's/initial_backoff: 100ms/initial_backoff: 2s\n      jitter: 0/' \
 	-e 's/max_backoff: 1s/max_backoff: 4s/' "$TMP/flows/pay.yaml"
 sed -e 's/^name: apply$/name: apply_dl/' -e 's/^version: 1$/version: 1\ndeadline: 5s/' \
 	"$TOP_SRCDIR/flows/apply.yaml" >"$TMP/flows/apply_dl.yaml"
+# apply's compensation retries after 2 s (not 200 ms): 3c must see it waiting to retry, and
+# kill sagad then, on a loaded machine too.
+sed -i 's/retry: { max_attempts: 10, initial_backoff: 200ms, max_backoff: 30s }/retry: { max_attempts: 10, initial_backoff: 2s, max_backoff: 30s }/' \
+	"$TMP/flows/apply.yaml"
+grep -q 'initial_backoff: 2s, max_backoff: 30s' "$TMP/flows/apply.yaml" || bail_out "cannot edit the apply flow copy"
 FLOWS_DIR=$TMP/flows
 export FLOWS_DIR
 

@@ -124,7 +124,9 @@ is "$(saga_status "$IDD2") $(cls_of "$D2") $(pay_of "$D2") $(kp_get kdelivery "/
 	"D2: apply-async compensated: DELIVERY_CANCEL over Kafka, PaymentCancelled, CLASS_CANCELED"
 
 # ---- E: cancel a running application ------------------------------------------------------------
-fault delivery '{"method":"POST","path":"/deliveries","status":0,"delay_ms":2500}' >/dev/null
+# The delivery answers 4 s late (under its 5 s timeout): the cancel comes while it is in
+# flight, on a loaded machine too.
+fault delivery '{"method":"POST","path":"/deliveries","status":0,"delay_ms":4000}' >/dev/null
 body=$(api POST '/v1/flows/class-apply/sagas?wait=none' "$(seed_input '.studentName = "running"')")
 IDE=$(jget "$body" .id)
 ship_running() { [ "$(api GET "/v1/sagas/$IDE" | jq -r '.steps[] | select(.name == "ship") | .state')" = running ]; }

@@ -141,12 +141,14 @@ wait_until 60 field_eq statusview statusviews "$O3" orderStatus OrderCancelled
 ok $? "C: statusview: OrderCancelled"
 
 # ---- D: order cancel while running -----------------------------------------------------------
-kp_fault delivery '{"eventType":"Paid","delay_ms":3000}' >/dev/null
+# (6 s, under the delivery's 10 s timeout: the cancel comes while the order waits, on a loaded
+# machine too)
+kp_fault delivery '{"eventType":"Paid","delay_ms":6000}' >/dev/null
 S4=$(order 13 1 none)
 ID4=$(jget "$S4" .id)
 d_waiting() { api GET "/v1/sagas/$ID4" | jq -e '.steps[] | select(.name == "deliver" and .state == "running")' >/dev/null; }
 wait_until 60 d_waiting
-ok $? "D: the order saga waits for Delivered (delivery held 3 s)"
+ok $? "D: the order saga waits for Delivered (delivery held 6 s)"
 O4=$(api GET "/v1/sagas/$ID4" | jq -r .keys.orderId)
 C4=$(api POST '/v1/flows/pizza-order-cancel/sagas?wait=completion' "{\"orderId\":\"$O4\"}")
 is "$(jget "$C4" .status) $(api GET "/v1/sagas/$ID4" | jq -r .status)" "completed compensated" \
