@@ -87,6 +87,9 @@ fault payment '{"method":"POST","path":"/payments","status":0,"delay_ms":1500,"t
 pcall payment POST /payments '{"applyId":"5","payAccount":"1"}' -H 'Idempotency-Key: slow-1' \
 	--max-time 0.4 >/dev/null
 is "$HTTP_STATUS" 000 "status 0 + delay: the caller times out"
+# It applies before it sleeps; on a loaded machine that may come after the caller gave up.
+payments_of_5() { [ "$(pcall payment GET '/payments/search/findByApplyId?applyId=5' | jq '._embedded.payments | length')" = "$1" ]; }
+wait_until 60 payments_of_5 1
 body=$(pcall payment GET '/payments/search/findByApplyId?applyId=5')
 is "$(jget "$body" '._embedded.payments | length')" 1 "... but the slow participant applied it"
 t0=$(date +%s%N)

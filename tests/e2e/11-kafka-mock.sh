@@ -18,7 +18,7 @@ like "$KAFKA_BOOTSTRAP" '^127\.0\.0\.1:[0-9]+,127\.0\.0\.1:[0-9]+,127\.0\.0\.1:[
 "${SAGAD_KAFKA_MOCK:-$TOP_SRCDIR/sagad-kafka-mock}" --brokers 1 >"$TMP/mock2.out" 2>"$TMP/mock2.err" &
 m2=$!
 e2e_track_pid "$m2"
-wait_until 10 test -s "$TMP/mock2.out"
+wait_until 60 test -s "$TMP/mock2.out"
 like "$(head -n 1 "$TMP/mock2.out")" '^127\.0\.0\.1:[0-9]+$' "stdout's first line is the bootstrap server"
 kill -TERM "$m2"
 wait "$m2"
@@ -31,7 +31,7 @@ is "$HTTP_STATUS $(jget "$body" '"\(.bootstrap) \(.brokers)"')" "200 $KAFKA_BOOT
 # ---- produce and consume ----------------------------------------------------------------------
 kafka_produce orders k1 '{"n":1}' traceparent=00-abc-def-01 kind=test
 ok $? "kcat produced a message with headers"
-msg=$(kafka_consume orders 1 10)
+msg=$(kafka_consume orders 1 30)
 is "$(jget "$msg" '"\(.key) \(.payload) \(.headers.traceparent) \(.headers.kind)"')" \
 	'k1 {"n":1} 00-abc-def-01 test' "kcat consumed it: key, payload and headers"
 kafka_produce orders k2 $'two\nlines'
@@ -113,17 +113,17 @@ bootstrap, control = sys.argv[1], sys.argv[2]
 def ctl(method, path, body=None):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(control + path, data=data, method=method)
-    return json.loads(urllib.request.urlopen(req, timeout=5).read())
+    return json.loads(urllib.request.urlopen(req, timeout=30).read())
 
 ctl('POST', '/topics', {'name': 'idem', 'partitions': 1})
 p = Producer({'bootstrap.servers': bootstrap, 'enable.idempotence': True,
               'message.timeout.ms': 20000, 'reconnect.backoff.max.ms': 300})
-md = p.list_topics('idem', timeout=5)
+md = p.list_topics('idem', timeout=30)
 leader = md.topics['idem'].partitions[0].leader
 dr = []
 cb = lambda err, msg: dr.append((str(err) if err else None, msg.offset()))
 p.produce('idem', key='a', value='0', on_delivery=cb)
-p.flush(10)
+p.flush(30)
 ok_before = dr == [(None, 0)]
 ctl('POST', '/brokers/%d/down' % leader)
 for i in (1, 2, 3):
@@ -133,18 +133,18 @@ while time.time() - t < 1.5:
     p.poll(0.1)
 while_down = len(dr) - 1
 ctl('POST', '/brokers/%d/up' % leader)
-p.flush(15)
+p.flush(60)
 
 c = Consumer({'bootstrap.servers': bootstrap, 'group.id': 'e2e', 'auto.offset.reset': 'earliest',
               'enable.auto.commit': False, 'session.timeout.ms': 6000})
 c.subscribe(['idem'])
 values, t = [], time.time()
-while len(values) < 4 and time.time() - t < 15:
+while len(values) < 4 and time.time() - t < 60:
     m = c.poll(0.2)
     if m is not None and not m.error():
         values.append(m.value().decode())
 c.commit(asynchronous=False)
-committed = c.committed([TopicPartition('idem', 0)], timeout=5)[0].offset
+committed = c.committed([TopicPartition('idem', 0)], timeout=30)[0].offset
 c.close()
 print(json.dumps({'ok_before': ok_before, 'while_down': while_down,
                   'delivered': [o for e, o in dr if e is None], 'values': values,

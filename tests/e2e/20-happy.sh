@@ -95,12 +95,14 @@ is "$(jget "$body" '[.history[] | select(.phase == "saga") | .event] | join(",")
 ok "jq -e '[.history[].seq] | . == sort' <<<'$body'" "history is in seq order"
 
 # ---- wait=step:pay answers once the payment (pivot) succeeded, shipping still slow ---------------
-fault delivery '{"method":"POST","path":"/deliveries","status":0,"delay_ms":2000,"times":1}' >/dev/null
+# The delivery answers 3 s late (under ship's 5 s timeout): the answer at step:pay comes well
+# before it, on a loaded machine too.
+fault delivery '{"method":"POST","path":"/deliveries","status":0,"delay_ms":3000,"times":1}' >/dev/null
 t0=$(date +%s%N)
 body=$(api POST '/v1/flows/apply/sagas?wait=step:pay' "$(seed_input '.studentName = "slow"')" -D "$TMP/h2")
 ms=$((($(date +%s%N) - t0) / 1000000))
 is "$HTTP_STATUS" 200 "wait=step:pay answers 200"
-ok "[ $ms -lt 1500 ]" "... before the slow delivery answers (${ms} ms < 1500)"
+ok "[ $ms -lt 2500 ]" "... before the slow delivery answers (${ms} ms < 2500)"
 sid=$(jget "$body" .id)
 is "$(jget "$body" '"\(.status) " + (.steps | map("\(.name)=\(.state)") | join(","))')" \
 	"running apply=succeeded,pay=succeeded,ship=running" "saga still running: pay succeeded, ship running"
@@ -108,14 +110,14 @@ is "$(header_value "$TMP/h2" Location)" "/v1/sagas/$sid" "Location header on the
 aid=$(jget "$body" '.steps[0].response.body.id')
 pays=$(pcall payment GET "/payments/search/findByApplyId?applyId=$aid")
 is "$(jget "$pays" '._embedded.payments[0].payStaus')" PaymentAprroved "the payment is approved when the answer comes"
-body=$(wait_status "$sid" completed 15)
+body=$(wait_status "$sid" completed 60)
 ok $? "the saga then completes"
 dels=$(pcall delivery GET "/deliveries/search/findByApplyId?applyId=$aid")
 is "$(jget "$dels" '._embedded.deliveries[0].deliveryStatus')" DeliveryStart "delivery DeliveryStart after the delay"
-# The ship step's outcome row must cover the child saga's duration (the delivery took 2 s).
+# The ship step's outcome row must cover the child saga's duration (the delivery took 3 s).
 shiprow=$(jq -c '[.history[] | select(.step == "ship" and .phase == "action" and .event == "succeeded")][0]' <<<"$body")
-ok "jq -e '.ms >= 1900 and .ended_at > .started_at' <<<'$shiprow'" \
-	"history: the ship attempt's timing covers the 2 s child saga (got $(jget "$shiprow" '"ms=\(.ms) \(.started_at)..\(.ended_at)"'))"
+ok "jq -e '.ms >= 2900 and .ended_at > .started_at' <<<'$shiprow'" \
+	"history: the ship attempt's timing covers the 3 s child saga (got $(jget "$shiprow" '"ms=\(.ms) \(.started_at)..\(.ended_at)"'))"
 
 # ---- the sub-flows run on their own -------------------------------------------------------------
 body=$(api POST '/v1/flows/pay/sagas?wait=completion' \

@@ -96,7 +96,7 @@ is "$(jget "$ship" '"\(.status) \(.steps[0].state) \(.steps[0].attempt)"')" "com
 is "$(jget "$ship" '[.history[] | select(.phase == "action") | .event] | join(",")')" "timed_out,timed_out" \
 	"ship history: two timed_out attempts"
 # wait for the late (delayed) answers to drain before reading the logs
-wait_until 5 bash -c "[ \$(curl -s '$DELIVERY_URL/_control/log' | jq '[.[] | select(.method == \"POST\")] | length') -ge 2 ]"
+wait_until 60 bash -c "[ \$(curl -s '$DELIVERY_URL/_control/log' | jq '[.[] | select(.method == \"POST\")] | length') -ge 2 ]"
 clear_faults delivery
 l=$(merged_log | jq -c --arg a "$id:" --arg p "$pay_id:" --arg s "$ship_id:" \
 	'[.[] | select(.idempotency_key // "" | startswith($a) or startswith($p) or startswith($s))]')
@@ -132,7 +132,7 @@ clear_faults class
 out=$("$SAGACTL" saga retry "$id" 2>"$TMP/retry.err"); rc=$?
 is "$rc" 0 "sagactl saga retry ID exits 0"
 like "$out" "$id.*compensating" "sagactl says the compensation resumed"
-body=$(wait_status "$id" compensated 15)
+body=$(wait_status "$id" compensated 60)
 ok $? "after the retry the saga is compensated"
 is "$(jget "$body" '.steps[0].state')" compensated "apply: compensated"
 is "$(pcall class GET "/classes/$aid" | jq -r .applyStatus)" CLASS_CANCELED "class row CLASS_CANCELED"

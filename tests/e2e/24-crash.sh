@@ -27,7 +27,7 @@
 e2e_init
 command -v sqlite3 >/dev/null 2>&1 || skip_all "sqlite3 is not installed"
 
-FINAL_WAIT=${FINAL_WAIT:-20}     # seconds a recovered saga may take to reach its final state
+FINAL_WAIT=${FINAL_WAIT:-60}     # seconds a recovered saga may take to reach its final state
 PAID=1234-2334-4556-7890
 DECLINED=0000-1111-2222-3333
 SEEN_REPLAYS=0                   # replayed entries already counted (logs accumulate)
@@ -169,7 +169,7 @@ check_invariants() {
 # _crashed TAG CP: sagad died by SIGKILL at crash point CP (one more event=crashpoint line).
 _crashed() {
 	local tag=$1 point=${2%%:*}
-	wait_sagad_exit 15
+	wait_sagad_exit 60
 	is "$SAGAD_EXIT" 137 "$tag: sagad died by SIGKILL"
 	is "$(($(sagad_log_count "event=crashpoint point=$point ") - CRASH_LINES))" 1 \
 		"$tag: ... at $point (event=crashpoint in the log)"
@@ -238,7 +238,7 @@ seq_scenario() {
 		[ "$HTTP_STATUS" = 202 ] || break   # the crash came before the answer
 		id=$(jget "$body" .id)
 		echo "$id $kind $tag-$i" >>"$TMP/$tag.expect"
-		wait_until 10 _saga_done_or_sagad_dead "$id"
+		wait_until 60 _saga_done_or_sagad_dead "$id"
 		sagad_alive || break
 	done
 	_crashed "$tag" "$cp"
@@ -277,7 +277,7 @@ load_scenario() {
 	# The kill comes from a timer while the starts still stream in (one every ~10 ms): a random
 	# moment once a quarter of them were acknowledged (so that there is something to check).
 	delay=$((RANDOM % 250))
-	( trap - DEBUG; wait_until 10 _acks_at_least "$tag" $((n / 4))
+	( trap - DEBUG; wait_until 60 _acks_at_least "$tag" $((n / 4))
 	  sleep "$(printf '0.%03d' "$delay")"; kill -KILL "$SAGAD_PID" ) >/dev/null 2>&1 &
 	killer=$!
 	for i in $(seq 1 "$n"); do
@@ -285,7 +285,7 @@ load_scenario() {
 		sleep 0.01
 	done
 	wait "$killer"
-	wait_sagad_exit 5
+	wait_sagad_exit 60
 	is "$SAGAD_EXIT" 137 "$tag: kill -9 under load (${delay} ms after a quarter was acknowledged)"
 	wait_bg
 	for i in $(seq 1 "$n"); do
@@ -345,13 +345,13 @@ _crashed brcb before_reply_commit:5
 _end brcb any any
 
 # Twice: pay's reply is lost (after_dispatch:2); the restart re-sends it and dies again on its
-# reply (the participant answers 0.5 s late, after /readyz); the second restart re-sends it
-# once more.  One key, applied once, replayed twice.
+# reply (the participant answers 3 s late, after /readyz, on a loaded machine too); the second
+# restart re-sends it once more.  One key, applied once, replayed twice.
 _begin tw after_dispatch:2
 API_MAX_TIME=10 api POST '/v1/flows/apply/sagas?wait=none' "$(input_json tw-1 "$PAID")" >"$TMP/tw.1"
 [ "$HTTP_STATUS" = 202 ] && echo "$(jq -r .id "$TMP/tw.1") ok tw-1" >>"$TMP/tw.expect"
 _crashed tw after_dispatch:2
-fault payment '{"method":"POST","path":"/payments","status":0,"delay_ms":500,"times":1}' >/dev/null
+fault payment '{"method":"POST","path":"/payments","status":0,"delay_ms":3000,"times":1}' >/dev/null
 CRASH_LINES=$(sagad_log_count "event=crashpoint point=after_dispatch ")
 SAGAD_CRASHPOINT=after_dispatch:1 start_sagad
 ok $? "tw: restarted with SAGAD_CRASHPOINT=after_dispatch:1"

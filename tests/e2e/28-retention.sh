@@ -36,7 +36,7 @@ failed_kid=$(api GET '/v1/sagas?flow=pay' | jq -r --arg p "$failed_id" '[.sagas[
 ok "[ -n '$failed_kid' ] && [ '$failed_kid' != null ]" "the failed saga has a pay child"
 
 gone() { api GET "/v1/sagas/$1" >/dev/null; [ "$HTTP_STATUS" = 404 ]; }
-wait_until 15 gone "$done_id"
+wait_until 60 gone "$done_id"
 ok $? "the completed saga is deleted after the retention"
 ok "gone $kids" "... and its completed child saga"
 api GET "/v1/sagas/$failed_id" >/dev/null
@@ -84,7 +84,7 @@ purged_since_start() {
 		sed -n 's/.*event=purged sagas=\([0-9]*\) .*/\1/p' | awk '{ n += $1 } END { print n + 0 }'
 }
 logged_all() { [ "$(purged_since_start)" -ge 20000 ]; }
-wait_until 15 logged_all
+wait_until 60 logged_all
 is "$(purged_since_start)" 20000 "sagad logs the 20,000 sagas it purged"
 passes=$(sed -n '/=== start_sagad/h; /=== start_sagad/!H; ${x;p}' "$TMP/sagad.log" |
 	sed -n 's/.*event=purged .* passes=\([0-9]*\) .*/\1/p' | awk '{ n += $1 } END { print n + 0 }')

@@ -117,14 +117,16 @@ posts() { # SERVICE: number of POST requests the participant logged
 delivery_posts_at_least() { [ "$(posts delivery)" -ge "$1" ]; }
 
 # ---- a parallel group: both in flight at once, the join waits for both ------------------------
-fault payment '{"method":"POST","path":"/payments","status":0,"delay_ms":1500,"times":1}' >/dev/null
+# The payment answers 5 s late: time enough to see the delivery call leave and pay still running
+# on a loaded machine.
+fault payment '{"method":"POST","path":"/payments","status":0,"delay_ms":5000,"times":1}' >/dev/null
 d0=$(posts delivery)
 body=$(api POST '/v1/flows/feat-par/sagas?wait=none' '{"student":"par-1"}')
 id=$(jget "$body" .id)
-wait_until 5 delivery_posts_at_least $((d0 + 1))
+wait_until 60 delivery_posts_at_least $((d0 + 1))
 ok $? "the delivery request left while the payment was still being answered"
 is "$(jget "$(api GET "/v1/sagas/$id")" '.steps[1].state')" running "... pay still running then (parallel, not in turn)"
-body=$(wait_status "$id" completed 15)
+body=$(wait_status "$id" completed 60)
 ok $? "the saga completes once both steps of the group succeeded"
 is "$(states "$body")" "apply=succeeded,pay=succeeded,ship=succeeded,notify=succeeded" \
 	"every step succeeded; the background notify too"
@@ -202,11 +204,14 @@ rid=$(jget "$body" .id)
 raid=$(jget "$body" '.steps[0].response.body.id')
 body=$(api POST '/v1/flows/feat-cancel/sagas?wait=none' "{\"applyId\":\"$raid\"}")
 cid=$(jget "$body" .id)
-sleep 0.5
+# The cancel saga's step reached the target once it is compensating (its payment answers 6 s
+# late: it is still in flight then).
+saga_status_is() { [ "$(jget "$(api GET "/v1/sagas/$1")" .status)" = "$2" ]; }
+wait_until 60 saga_status_is "$rid" compensating
 is "$(jget "$(api GET "/v1/sagas/$cid")" '"\(.status) \(.steps[0].state)"')" "running running" \
 	"cancel of a running saga: the saga step waits"
 is "$(jget "$(api GET "/v1/sagas/$rid")" .status)" compensating "... the target is compensating, its payment still in flight"
-body=$(wait_status "$cid" completed 20)
+body=$(wait_status "$cid" completed 60)
 ok $? "the cancel saga completes once the target is compensated"
 target=$(api GET "/v1/sagas/$rid")
 is "$(jget "$target" .status):$(states "$target")" "compensated:apply=compensated,pay=compensated,ship=compensated,notify=pending" \
@@ -219,10 +224,10 @@ kid=$(jget "$body" .id)
 kaid=$(jget "$body" '.steps[0].response.body.id')
 body=$(api POST '/v1/flows/feat-cancel/sagas?wait=none' "{\"applyId\":\"$kaid\"}")
 kcid=$(jget "$body" .id)
-sleep 0.3
+wait_until 60 saga_status_is "$kid" compensating   # the cancel saga's step is waiting on it
 kill9_sagad
 start_sagad || bail_out "sagad did not restart"
-body=$(wait_status "$kcid" completed 30)
+body=$(wait_status "$kcid" completed 60)
 ok $? "after kill -9 the cancel saga's step waits again and completes"
 is "$(jget "$(api GET "/v1/sagas/$kid")" .status)" compensated "... and its target is compensated"
 

@@ -34,9 +34,9 @@ start_participant class && start_participant payment || bail_out "HTTP participa
 start_kafka_participant delivery delivery || bail_out "delivery (Kafka) did not start"
 start_kafka_participant notification notification || bail_out "notification did not start"
 FLOWS_DIR=$TMP/flows start_sagad_kafka || bail_out "sagad did not start"
-kp_wait_assigned 30 delivery notification
+kp_wait_assigned 60 delivery notification
 ok $? "the Kafka participants joined their groups"
-sagad_wait_assigned 30
+sagad_wait_assigned 60
 ok $? "sagad's consumer was assigned its reply and trigger partitions"
 
 # metric deltas
@@ -95,7 +95,7 @@ is "$HTTP_STATUS $(jget "$body" .status)" "200 completed" "B: apply-async comple
 APPLY2=$(jget "$body" .output.applyId)
 SHIP2=$(child_saga "$body" ship)
 PAY2=$(child_saga "$body" pay)
-wait_until 10 eval '[ "$(kafka_consume class-events | jq -r --arg id "$ID2" "select(.headers[\"saga-id\"] == \$id) | .offset" | grep -c .)" -ge 1 ]'
+wait_until 60 eval '[ "$(kafka_consume class-events | jq -r --arg id "$ID2" "select(.headers[\"saga-id\"] == \$id) | .offset" | grep -c .)" -ge 1 ]'
 ev=$(kafka_consume class-events | jq -c --arg id "$ID2" 'select(.headers["saga-id"] == $id) | . + {value: (.payload | fromjson)}')
 is "$(grep -c . <<<"$ev")" 1 "B: one event on class-events for the saga"
 cls=$(pcall class GET "/classes/$APPLY2")
@@ -123,7 +123,7 @@ is "$(kp_get delivery "/deliveries?applyId=$APPLY2" | jq -c '[._embedded.deliver
 	'["DeliveryStart"]' "B: the delivery service shipped that application once"
 
 # ---- C: lifecycle events and the notification participant --------------------------------------
-wait_until 10 eval '[ "$(lifecycle_summary "$ID1")" = "saga:running step:ship:running step:ship:succeeded saga:completed" ]'
+wait_until 60 eval '[ "$(lifecycle_summary "$ID1")" = "saga:running step:ship:running step:ship:succeeded saga:completed" ]'
 is "$(lifecycle_summary "$ID1")" "saga:running step:ship:running step:ship:succeeded saga:completed" \
 	"C: ship-async's events: saga running, step running, step succeeded, saga completed"
 lev=$(lifecycle_events "$ID1")
@@ -151,7 +151,7 @@ like "$(lifecycle_summary "$ID2")" \
 is "$(lifecycle_events "$SHIP2" | jq -r .parent_id | sort -u)" "$ID2" \
 	"C: the ship-async sub-saga's events name their parent"
 want_ev=$(jq -r .event_id <<<"$lev" | tr '\n' ' ')
-wait_until 15 eval '[ "$(kp_get notification "/messages?sagaId=$ID1" | jq -r "._embedded.messages[].eventId" | tr "\n" " ")" = "$want_ev" ]'
+wait_until 60 eval '[ "$(kp_get notification "/messages?sagaId=$ID1" | jq -r "._embedded.messages[].eventId" | tr "\n" " ")" = "$want_ev" ]'
 msgs=$(kp_get notification "/messages?sagaId=$ID1")
 is "$(jq -r '._embedded.messages[].eventId' <<<"$msgs" | tr '\n' ' ')" "$want_ev" \
 	"C: notification recorded one message per lifecycle event, in order"
@@ -223,7 +223,7 @@ ID6=$(jget "$body" .id)
 is "$HTTP_STATUS $(jget "$body" .status)" "200 completed" "F: a saga whose reply is sent twice completes"
 is "$(replies_of "$ID6" | jq -r '.headers["correlation-id"]' | tr '\n' ' ')" \
 	"$ID6:ship:action $ID6:ship:action " "F: delivery-events holds the reply twice"
-wait_until 10 metric_is kafka_replies_unmatched_total $(( M0[kafka_replies_unmatched_total] + 1 ))
+wait_until 60 metric_is kafka_replies_unmatched_total $(( M0[kafka_replies_unmatched_total] + 1 ))
 is "$(metric_delta kafka_replies_total) $(metric_delta kafka_replies_unmatched_total)" "1 1" \
 	"F: the first is matched, the duplicate counted in sagad_kafka_replies_unmatched_total"
 s=$(api GET "/v1/sagas/$ID6")
@@ -241,12 +241,13 @@ body=$(api POST '/v1/flows/ship-fast/sagas?wait=completion' '{"applyId":"G-1"}')
 ID7=$(jget "$body" .id)
 is "$HTTP_STATUS $(jget "$body" .status) $(jget "$body" .steps[0].state)" "200 compensated compensated" \
 	"G1: a reply slower than both deadlines: compensated"
-wait_until 10 eval '[ "$(oplog_of "$ID7" | jq "[.[] | select(.eventType == \"DeliveryRequested\")] | length")" -ge 2 ]'
-sleep 1
+wait_until 60 eval '[ "$(oplog_of "$ID7" | jq "[.[] | select(.eventType == \"DeliveryRequested\")] | length")" -ge 2 ]'
+late_action_replies() { replies_of "$ID7" | jq -r 'select(.headers["correlation-id"] | endswith(":action")) | .offset' | grep -c .; }
+wait_until 60 eval '[ "$(late_action_replies)" -ge 2 ]'   # the second one is produced after the log entry
 n_rep=$(replies_of "$ID7" | grep -c .)
-n_late=$(replies_of "$ID7" | jq -r 'select(.headers["correlation-id"] | endswith(":action")) | .offset' | grep -c .)
+n_late=$(late_action_replies)
 is "$n_late" 2 "G1: two DeliveryStarted replies to the action arrived after its deadline"
-wait_until 10 metric_is kafka_replies_unmatched_total $(( M0[kafka_replies_unmatched_total] + n_rep - $(metric_delta kafka_replies_total) ))
+wait_until 60 metric_is kafka_replies_unmatched_total $(( M0[kafka_replies_unmatched_total] + n_rep - $(metric_delta kafka_replies_total) ))
 is "$(metric_delta kafka_replies_unmatched_total)" "$(( n_rep - $(metric_delta kafka_replies_total) ))" \
 	"G1: every reply of this saga that was not matched ($n_rep on the topic) is counted as unmatched"
 s7=$(api GET "/v1/sagas/$ID7")
@@ -260,7 +261,7 @@ kafka_produce delivery-events G-1 '{"eventType":"DeliveryStarted","id":99,"apply
 	"correlation-id=$ID7:ship:action" eventType=DeliveryStarted
 kafka_produce delivery-events X-1 '{"eventType":"DeliveryStarted","id":98,"deliveryStatus":"DeliveryStart"}' \
 	"correlation-id=01NOSUCHSAGA0000000000000:ship:action" eventType=DeliveryStarted
-wait_until 10 metric_is kafka_replies_unmatched_total $(( M0[kafka_replies_unmatched_total] + 2 ))
+wait_until 60 metric_is kafka_replies_unmatched_total $(( M0[kafka_replies_unmatched_total] + 2 ))
 is "$(metric_delta kafka_replies_unmatched_total) $(metric_delta kafka_replies_total)" "2 0" \
 	"G2: a reply after compensation and a foreign reply: both unmatched"
 s=$(api GET "/v1/sagas/$ID7")
@@ -271,15 +272,15 @@ kp_fault delivery '{"eventType":"DeliveryRequested","delay_ms":2500,"times":1}' 
 metrics_mark
 body=$(api POST '/v1/flows/ship-async/sagas?wait=none' '{"applyId":"G-3"}')
 ID8=$(jget "$body" .id)
-wait_until 10 eval '[ "$(commands_of "$ID8" | grep -c .)" -ge 1 ]'
+wait_until 60 eval '[ "$(commands_of "$ID8" | grep -c .)" -ge 1 ]'
 kafka_produce delivery-events G-3 '{"eventType":"DeliveryProgress","applyId":"G-3"}' \
 	"correlation-id=$ID8:ship:action" eventType=DeliveryProgress
-wait_until 10 metric_is kafka_replies_ignored_total $(( M0[kafka_replies_ignored_total] + 1 ))
+wait_until 60 metric_is kafka_replies_ignored_total $(( M0[kafka_replies_ignored_total] + 1 ))
 is "$(metric_delta kafka_replies_ignored_total) $(jget "$(api GET "/v1/sagas/$ID8")" '"\(.status) \(.steps[0].state)"')" \
 	"1 running running" "G3: DeliveryProgress for the waiting step: ignored (not mine), the step keeps waiting"
 is "$(metric_delta kafka_replies_unmatched_total)" 0 \
 	"G3: ... and counted only as ignored, not also as unmatched (it did match a waiting step)"
-s=$(wait_status "$ID8" completed 15)
+s=$(wait_status "$ID8" completed 60)
 is "$(jget "$s" '"\(.status) \(.steps[0].response.type) \(.steps[0].attempt)"')" \
 	"completed DeliveryStarted 1" "G3: then the real reply completes it"
 kp_clear_faults delivery

@@ -19,8 +19,8 @@ start_kafka delivery-commands:3 delivery-events:3 saga-events:3 class-events:1 \
 	class-applications:1 || bail_out "sagad-kafka-mock did not start"
 start_kafka_participant delivery delivery || bail_out "delivery (Kafka) did not start"
 start_sagad_kafka || bail_out "sagad did not start"
-kp_wait_assigned 30 delivery
-sagad_wait_assigned 30
+kp_wait_assigned 60 delivery
+sagad_wait_assigned 60
 ok $? "sagad and the delivery participant joined their groups"
 
 # start_ships TAG N: starts N ship-async sagas (applyId TAG-i, wait=none); appends their ids to
@@ -68,9 +68,9 @@ unsent() { sagad_metric outbox_unsent; }
 # ---- warm-up: one saga, and the outbox empties ---------------------------------------------------
 IDS_W=()
 start_ships W 1
-wait_until 20 all_completed "${IDS_W[@]}"
+wait_until 60 all_completed "${IDS_W[@]}"
 ok $? "warm-up saga completed"
-wait_until 20 metric_is outbox_unsent 0
+wait_until 60 metric_is outbox_unsent 0
 is "$(unsent)" 0 "warm-up: every outbox row is acknowledged (sagad_outbox_unsent 0)"
 U0=$(unsent)
 
@@ -80,7 +80,7 @@ is "$HTTP_STATUS $(jget "$body" '.down | tostring')" "200 [1,2,3]" "1: every bro
 IDS_B=()
 start_ships B 3
 is "$(statuses "${IDS_B[@]}")" "running running running" "1: sagad accepts 3 sagas while Kafka is down"
-wait_until 5 eval '[ "$(unsent)" -ge $((U0 + 3)) ]'
+wait_until 60 eval '[ "$(unsent)" -ge $((U0 + 3)) ]'
 sleep 2
 n=$(unsent)
 ok '[ "$n" -ge $((U0 + 3)) ]' "1: their commands (and lifecycle events) wait in the outbox (sagad_outbox_unsent $n, was $U0)"
@@ -90,7 +90,7 @@ is "$(kp_log delivery | jq --arg a "${IDS_B[0]}" --arg b "${IDS_B[1]}" --arg c "
 	"1: the participant has seen none of their commands"
 kafka_ctl POST /brokers/all/up >/dev/null
 is "$HTTP_STATUS" 200 "1: every broker is up again"
-wait_until 45 all_completed "${IDS_B[@]}"
+wait_until 90 all_completed "${IDS_B[@]}"
 is "$(statuses "${IDS_B[@]}")" "completed completed completed" "1: after up the sagas complete"
 is "$(applied_per_key B "${IDS_B[@]}")" "$(ones 3)" \
 	"1: each command applied once by the participant, one delivery per application"
@@ -100,7 +100,7 @@ is "$(kafka_consume delivery-commands | jq -r --arg a "${IDS_B[0]}" --arg b "${I
 # The sagas completing shows the brokers of delivery-commands are reached again; the lifecycle
 # events wait for the producer to reconnect to every broker, and librdkafka's reconnect backoff
 # grows during the outage up to reconnect.backoff.max.ms (10 s by default): allow for it.
-wait_until 30 metric_is outbox_unsent 0
+wait_until 60 metric_is outbox_unsent 0
 is "$(unsent)" 0 "1: the outbox is empty again (sagad_outbox_unsent 0)"
 diag "1: $(( $(date +%s) - T0 )) s"
 
@@ -108,7 +108,7 @@ diag "1: $(( $(date +%s) - T0 )) s"
 kafka_ctl POST /brokers/all/down >/dev/null
 IDS_K=()
 start_ships K 3
-wait_until 5 eval '[ "$(unsent)" -ge 3 ]'
+wait_until 60 eval '[ "$(unsent)" -ge 3 ]'
 sleep 1
 n=$(unsent)
 ok '[ "$n" -ge 3 ]' "2: 3 sagas started while Kafka is down; the outbox holds their commands ($n unsent)"
@@ -120,10 +120,10 @@ is "$pending" 3 "2: the database holds the 3 commands unsent"
 kafka_ctl POST /brokers/all/up >/dev/null
 start_sagad_kafka
 ok $? "2: sagad restarted on the same database"
-wait_until 45 all_completed "${IDS_K[@]}"
+wait_until 90 all_completed "${IDS_K[@]}"
 is "$(statuses "${IDS_K[@]}")" "completed completed completed" "2: the pending commands were delivered: the sagas complete"
 is "$(applied_per_key K "${IDS_K[@]}")" "$(ones 3)" "2: each command applied once, one delivery per application"
-wait_until 20 metric_is outbox_unsent 0
+wait_until 60 metric_is outbox_unsent 0
 is "$(unsent)" 0 "2: the outbox is empty after the restart (sagad_outbox_unsent 0)"
 # Messages acknowledged well before the crash must not be produced again: every lifecycle
 # event of the warm-up saga and of part 1 is on saga-events once.
@@ -140,13 +140,13 @@ stop_kafka_participant delivery
 is "$PARTICIPANT_EXIT" 0 "3: the delivery participant stopped cleanly (SIGTERM)"
 IDS_P=()
 start_ships P 3
-wait_until 10 eval '[ "$(kafka_consume delivery-commands | jq -r --arg a "${IDS_P[2]}" "select(.headers[\"saga-id\"] == \$a) | .offset" | grep -c .)" -ge 1 ]'
+wait_until 60 eval '[ "$(kafka_consume delivery-commands | jq -r --arg a "${IDS_P[2]}" "select(.headers[\"saga-id\"] == \$a) | .offset" | grep -c .)" -ge 1 ]'
 sleep 1
 is "$(statuses "${IDS_P[@]}")" "running running running" "3: 3 sagas wait; their commands are on delivery-commands"
 start_kafka_participant delivery delivery
 ok $? "3: the participant restarted (same database and group)"
 NEWPID=${E2E_KPID[delivery]}
-wait_until 45 all_completed "${IDS_P[@]}"
+wait_until 90 all_completed "${IDS_P[@]}"
 is "$(statuses "${IDS_P[@]}")" "completed completed completed" "3: it caught up: the sagas complete"
 is "$(applied_per_key P "${IDS_P[@]}")" "$(ones 3)" "3: each command applied once"
 is "$(kp_log delivery | jq -r --arg a "${IDS_P[0]}" --arg b "${IDS_P[1]}" --arg c "${IDS_P[2]}" \
@@ -164,7 +164,7 @@ two_replicas_split() {
 	[ -n "$a" ] && [ -n "$b" ] && [ -z "$(comm -12 <(echo "$a") <(echo "$b"))" ] &&
 		[ "$(printf '%s\n%s\n' "$a" "$b" | grep -c .)" = 3 ]
 }
-wait_until 40 two_replicas_split
+wait_until 90 two_replicas_split
 ok $? "4: the group split delivery-commands' 3 partitions between them ($(kp_assigned delivery | tr '\n' ' ')| $(kp_assigned delivery2 | tr '\n' ' '))"
 PID1=${E2E_KPID[delivery]} PID2=${E2E_KPID[delivery2]}
 declare -A OWNER=()
@@ -172,7 +172,7 @@ for p in $(kp_assigned delivery); do OWNER[$p]=$PID1; done
 for p in $(kp_assigned delivery2); do OWNER[$p]=$PID2; done
 IDS_R=()
 start_ships R 20
-wait_until 45 all_completed "${IDS_R[@]}"
+wait_until 90 all_completed "${IDS_R[@]}"
 is "$(statuses "${IDS_R[@]}" | tr ' ' '\n' | sort | uniq -c | awk '{print $2 "=" $1}')" "completed=20" \
 	"4: 20 sagas completed"
 is "$(applied_per_key R "${IDS_R[@]}")" "$(ones 20)" "4: each command applied once, one delivery per application"

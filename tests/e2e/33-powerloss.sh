@@ -76,7 +76,7 @@ round() {
 		api_bg "$TMP/$tag.$i" POST '/v1/flows/apply/sagas?wait=none' \
 			"$(seed_input ".studentName = \"$tag-$i\"")"
 	done
-	wait_until 20 _half_acked "$tag"
+	wait_until 60 _half_acked "$tag"
 	delay=$((RANDOM % 200))
 	sleep "$(printf '0.%03d' "$delay")"
 	kill9_sagad
@@ -94,7 +94,7 @@ round() {
 	start_sagad
 	ok $? "$tag: sagad restarted on the database as the power cut left it"
 	while read -r id; do
-		wait_until 20 _final "$id"
+		wait_until 60 _final "$id"
 		body=$(api GET "/v1/sagas/$id")
 		if [ "$HTTP_STATUS" = 404 ]; then
 			MISSING="$MISSING $id"

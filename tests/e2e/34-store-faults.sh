@@ -55,15 +55,15 @@ scenario() {
 	a=$(jget "$body" .id)
 	is "$HTTP_STATUS" 202 "$f: saga A started"
 	# A's delivery call has reached the participant (applied, answer held for 2 s)
-	wait_until 10 _child_ship "$a"
+	wait_until 60 _child_ship "$a"
 	ship=$(child_saga "$(api GET "/v1/sagas/$a")" ship)
-	wait_until 10 _delivery_has "$ship:"
+	wait_until 60 _delivery_has "$ship:"
 	ok $? "$f: A's delivery was applied; its answer is late"
 
 	echo "$f" >"$CONTROL"
 	if [ "$f" = busy ]; then
 		# The next write waits for the lock up to busy_timeout (5 s), then the engine pauses.
-		wait_until 15 _logged 'event=store_paused ' "$pauses"
+		wait_until 60 _logged 'event=store_paused ' "$pauses"
 		ok $? "$f: the engine paused (event=store_paused)"
 	else
 		b=$(API_MAX_TIME=10 api POST '/v1/flows/apply/sagas?wait=none' \
@@ -83,22 +83,22 @@ scenario() {
 	is "$(header_value "$TMP/$f.hdr" Retry-After)" 1 "$f: ... with Retry-After: 1"
 	like "$(jq -r .error.message "$TMP/$f.c")" "retry later" "$f: ... and a message saying so"
 	if [ "$f" != busy ]; then   # (busy: that answer's own write is what waited and failed)
-		wait_until 15 _logged 'event=late_reply ' "$late"
+		wait_until 60 _logged 'event=late_reply ' "$late"
 		ok $? "$f: A's delivery answer, arriving during the pause, was ignored (late_reply)"
 	fi
 
 	rm -f "$CONTROL"
-	wait_until 15 _ready_is 200
+	wait_until 60 _ready_is 200
 	ok $? "$f: /readyz is 200 again once the fault is gone"
 	ok '[ "$(sagad_log_count "event=store_resumed ")" -gt '"$resumes"' ]' "$f: event=store_resumed"
-	wait_until 20 _status_is "$a" completed
+	wait_until 60 _status_is "$a" completed
 	ok $? "$f: saga A completed after the pause"
 	key="$ship:ship:action"
 	is "$(participant_log delivery | jq -r --arg k "$key" \
 		'[.[] | select(.idempotency_key == $k) | .outcome] | join(",")')" "applied,replayed" \
 		"$f: A's delivery: applied once, then re-sent with the same key and replayed"
 	if [ "$f" = syncerr ]; then
-		wait_until 20 _status_is_input "$f-b" completed
+		wait_until 60 _status_is_input "$f-b" completed
 		ok $? "$f: the start that got 503 was committed (not durable, never acknowledged) and ran to its end after the resume"
 	elif [ "$f" != busy ]; then
 		is "$(sqlite3 "$TMP/sagad.db" "SELECT count(*) FROM sagas WHERE input LIKE '%$f-b%'")" 0 \

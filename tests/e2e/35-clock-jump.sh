@@ -83,7 +83,7 @@ x=$(jget "$(api POST '/v1/flows/payslow/sagas?wait=none' "$(pay_input clock-x)")
 y=$(jget "$(api POST '/v1/flows/pay/sagas?wait=none' "$(pay_input clock-y)")" .id)
 t0=$(now_ms)
 d1=$(jget "$(api POST '/v1/flows/apply_dl/sagas?wait=none' "$(seed_input '.studentName = "clock-d1"')")" .id)
-wait_until 10 _retry_wait "$x" && wait_until 10 _retry_wait "$y" && wait_until 10 _delivering "$d1"
+wait_until 60 _retry_wait "$x" && wait_until 60 _retry_wait "$y" && wait_until 60 _delivering "$d1"
 ok $? "+1h: X and Y wait to retry, D1 waits for its delivery"
 echo "+3600" >"$CLOCK"
 sleep 0.2
@@ -92,13 +92,13 @@ created=$(python3 -c 'import sys, datetime; print(int(datetime.datetime.fromisof
 ok "[ $((created - $(date +%s))) -ge 3500 ]" "+1h: sagad's wall clock jumped (a new saga's created_at is $((created - $(date +%s))) s ahead)"
 dl=$(compensating_after "$d1" "$t0" 10)
 ok "between '$dl' 2800 5000" "+1h: D1 compensates 3 s after its start, deadline measured on the monotonic clock (${dl} ms)"
-wait_status "$y" completed 15 >/dev/null && wait_status "$x" completed 15 >/dev/null
+wait_status "$y" completed 60 >/dev/null && wait_status "$x" completed 60 >/dev/null
 ok $? "+1h: X and Y completed"
 gy=$(retry_gap "$y")
 gx=$(retry_gap "$x")
 ok "between $gy 1800 3000" "+1h: Y retried after its 2 s backoff (${gy} ms)"
 ok "between $gx 5600 7500" "+1h: X retried after its 6 s backoff, not when Y's timer fired (${gx} ms)"
-wait_status "$d1" compensated 15 >/dev/null
+wait_status "$d1" compensated 60 >/dev/null
 ok $? "+1h: D1 compensated"
 is "$(deadline_events "$d1")" 1 "+1h: D1's deadline fired once"
 
@@ -107,16 +107,16 @@ fault payment '{"method":"POST","path":"/payments","status":503,"times":1}' >/de
 z=$(jget "$(api POST '/v1/flows/pay/sagas?wait=none' "$(pay_input clock-z)")" .id)
 t0=$(now_ms)
 d2=$(jget "$(api POST '/v1/flows/apply_dl/sagas?wait=none' "$(seed_input '.studentName = "clock-d2"')")" .id)
-wait_until 10 _retry_wait "$z" && wait_until 10 _delivering "$d2"
+wait_until 60 _retry_wait "$z" && wait_until 60 _delivering "$d2"
 ok $? "-1h: Z waits to retry, D2 waits for its delivery"
 echo "+0" >"$CLOCK"
 dl=$(compensating_after "$d2" "$t0" 10)
 ok "between '$dl' 2800 5000" "-1h: D2 compensates 3 s after its start, not an hour later (${dl} ms)"
-wait_status "$z" completed 15 >/dev/null
+wait_status "$z" completed 60 >/dev/null
 ok $? "-1h: Z completed"
 gz=$(retry_gap "$z")
 ok "between $gz 1800 3000" "-1h: Z retried after its 2 s backoff (${gz} ms)"
-wait_status "$d2" compensated 15 >/dev/null
+wait_status "$d2" compensated 60 >/dev/null
 ok $? "-1h: D2 compensated"
 is "$(deadline_events "$d2")" 1 "-1h: D2's deadline fired once"
 

@@ -65,7 +65,10 @@ ts = [threading.Thread(target=client) for _ in range(4)]
 PY
 loader=$!
 e2e_track_pid "$loader"
-sleep 0.8
+# SIGTERM once the clients are under way (8 starts acknowledged; calls are in flight from the
+# first one on), however long the loader took to start.
+_acked_at_least() { [ "$(jq -r 'select(.status == 202) | .id' "$TMP/load.jsonl" 2>/dev/null | grep -c .)" -ge "$1" ]; }
+wait_until 60 _acked_at_least 8
 term_ms=$(date +%s%3N)
 kill -TERM "$SAGAD_PID"
 touch "$TMP/stop"
@@ -99,7 +102,7 @@ _all_completed() {
 		[ "$(curl -s --max-time 2 "$SAGAD_URL/v1/sagas/$id" | jq -r .status)" = completed ] || return 1
 	done
 }
-wait_until 30 _all_completed
+wait_until 60 _all_completed
 ok $? "every acknowledged saga ($n_acked) completed after the restart"
 is "$(oplog_dup_applied "$(oplog_all)" | tr '\n' ' ')" "" "no participant applied an idempotency key twice"
 for p in class payment delivery; do clear_faults "$p"; done
@@ -111,7 +114,7 @@ reload() {   # waits for the next reload's outcome line; prints it
 	local n0
 	n0=$(sagad_log_count 'event=reload(ed|_failed)')
 	kill -HUP "$SAGAD_PID"
-	wait_until 10 _more_reloads "$n0"
+	wait_until 60 _more_reloads "$n0"
 	grep -E 'event=reload(ed|_failed)' "$TMP/sagad.log" | tail -1
 }
 _more_reloads() { [ "$(sagad_log_count 'event=reload(ed|_failed)')" -gt "$1" ]; }

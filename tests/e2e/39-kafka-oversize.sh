@@ -16,7 +16,7 @@ start_kafka delivery-commands:3 delivery-events:3 saga-events:3 class-events:1 "
 	bail_out "sagad-kafka-mock did not start"
 start_participant class && start_participant payment || bail_out "HTTP participants did not start"
 start_sagad_kafka --kafka-max-message 4KiB || bail_out "sagad did not start"
-sagad_wait_assigned 30
+sagad_wait_assigned 60
 ok $? "sagad's consumer was assigned its topics"
 
 pad=$(head -c $((LIMIT + 100)) /dev/zero | tr '\0' p)
@@ -40,16 +40,16 @@ saga_of_offset_exists() { [ "$(sagas_of_offset "$1" | jq length)" -ge 1 ]; }
 # ---- 1 an oversized trigger event ---------------------------------------------------------------
 produce "$TOPIC" big "$(event big "$(printf '.pad = "%s"' "$pad")")"
 O1=$OFFSET
-wait_until 15 metric_is kafka_records_refused_total 1
+wait_until 60 metric_is kafka_records_refused_total 1
 ok $? "1: an event of $((LIMIT + 100))+ bytes is refused (sagad_kafka_records_refused_total 1)"
 is "$(sagad_log_count "event=record_refused topic=$TOPIC partition=0 offset=$O1 bytes=[0-9]+ limit=$LIMIT")" 1 \
 	"1: record_refused is logged with its topic, partition, offset, size and the limit"
 produce "$TOPIC" small "$(event after-big)"
 O2=$OFFSET
-wait_until 15 saga_of_offset_exists "$O2"
+wait_until 60 saga_of_offset_exists "$O2"
 ok $? "1: the next event on the partition starts its saga"
 is "$(sagas_of_offset "$O1" | jq length)" 0 "1: the refused event started nothing"
-lag=$(ktool wait-group-lag --group sagad --topic "$TOPIC" --timeout 15)
+lag=$(ktool wait-group-lag --group sagad --topic "$TOPIC" --timeout 60)
 is "$(jget "$lag" .lag)" 0 "1: the group's offset is at the end of $TOPIC: the refused record did not stall it"
 
 # ---- 2 an oversized reply ------------------------------------------------------------------------
@@ -62,7 +62,7 @@ has_command() {
 }
 # (30 s: each look is a kcat read of the whole topic from the beginning, slow on a busy
 # machine; CI once missed it within 15 s)
-wait_until 30 has_command
+wait_until 60 has_command
 ok $? "2: its DeliveryRequested command was produced" ||
 	diag "outbox rows for delivery-commands (seq created_at sent_at attempts error): $(sqlite3 \
 		"$TMP/sagad.db" "SELECT seq, created_at, sent_at, attempts, last_error FROM outbox WHERE
@@ -73,16 +73,16 @@ reply() {   # reply BODY-JQ: a DeliveryStarted reply correlated to the saga's sh
 		--header eventType=DeliveryStarted
 }
 reply "$(printf '.pad = "%s"' "$pad")"
-wait_until 15 metric_is kafka_records_refused_total 2
+wait_until 60 metric_is kafka_records_refused_total 2
 ok $? "2: a reply of $((LIMIT + 100))+ bytes is refused (sagad_kafka_records_refused_total 2)"
 sleep 0.5
 s=$(api GET "/v1/sagas/$ID")
 is "$(jget "$s" .status):$(jget "$s" '.steps[0].state')" "running:running" "2: the saga still waits for its reply"
 reply .
-s=$(wait_status "$ID" completed 30)
+s=$(wait_status "$ID" completed 60)
 ok $? "2: the proper reply that follows completes it"
 is "$(jget "$s" '.output | "\(.deliveryId) \(.deliveryStatus)"')" "7 DeliveryStart" "2: its output is the proper reply's"
-lag=$(ktool wait-group-lag --group sagad --topic delivery-events --timeout 15)
+lag=$(ktool wait-group-lag --group sagad --topic delivery-events --timeout 60)
 is "$(jget "$lag" .lag)" 0 "2: the group's offset is at the end of delivery-events"
 is "$(grep -cE 'AddressSanitizer|runtime error|level=fatal' "$TMP/sagad.log")" 0 "no sanitizer report or fatal in sagad's log"
 done_testing

@@ -62,7 +62,7 @@ EOF
 : >"$TMP/proxy.log"
 python3 "$TMP/proxy.py" "$TMP/proxy.log" "$TMP/proxy.port" >"$TMP/proxy.out" 2>&1 </dev/null &
 e2e_track_pid "$!"
-wait_until 10 test -s "$TMP/proxy.port" || bail_out "the proxy did not start"
+wait_until 60 test -s "$TMP/proxy.port" || bail_out "the proxy did not start"
 PROXY="http://127.0.0.1:$(cat "$TMP/proxy.port")"
 DEAD="http://127.0.0.1:$(free_port)"
 

@@ -41,10 +41,15 @@ SQL
 is "$(sqlite3 "$TMP/sagad.db" "SELECT count(*) FROM sagas WHERE id LIKE '00PURGE%'")" 300 \
 	"a backlog of 300 finished sagas of 64 KiB"
 
+launch_ns=$(date +%s%N)
 SAGAD=$(sagad_wrapper sagad-faults LD_PRELOAD="$FAULTVFS_SO" FAULTVFS_CONTROL="$CONTROL") \
 	start_sagad --retention 20s || bail_out "sagad did not start with the fault shim"
 echo 'full 131071' >"$CONTROL"
-sleep 9   # the clients start about a second before the first purge pass
+# The clients start 8 s after sagad was launched, about 2 s before its first purge pass
+# (10 s after its start): measured from the launch, not from the end of start_sagad, which
+# comes later on a loaded machine (an ASan build, other tests running).
+sleep "$(awk -v l="$launch_ns" -v n="$(date +%s%N)" 'BEGIN { d = (l + 8e9 - n) / 1e9; printf "%.3f", (d > 0 ? d : 0) }')"
+diag "the clients start $(( ($(date +%s%N) - launch_ns) / 1000000 )) ms after sagad's launch"
 
 # client N: starts sagas one after the other until $TMP/stop exists; each answer's status and
 # body go to $TMP/c.N.I.code and $TMP/c.N.I.
@@ -67,7 +72,7 @@ for c in $(seq 1 "$CLIENTS"); do
 	e2e_track_pid "$!"
 done
 _logged() { [ "$(sagad_log_count "$1")" -gt 0 ]; }
-wait_until 30 _logged 'event=purge_failed '
+wait_until 60 _logged 'event=purge_failed '
 ok $? "the purge's first pass failed (disk full) while clients were starting sagas"
 rm -f "$CONTROL"
 sleep 1
@@ -82,7 +87,7 @@ ok $? "the store noticed that SQLite rolled the grouped transaction back"
 _logged 'event=store_paused err="disk full"'
 ok $? "the engine paused"
 _ready() { [ "$(_e2e_http_code "$SAGAD_URL/readyz")" = 200 ]; }
-wait_until 20 _ready
+wait_until 60 _ready
 ok $? "the engine resumed (/readyz is 200)"
 ok sagad_alive "sagad is still running"
 stop_sagad

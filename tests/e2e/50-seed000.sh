@@ -33,9 +33,9 @@ start_participants || bail_out "class/payment/delivery did not start"
 start_kafka_participant notification notification || bail_out "notification did not start"
 start_kafka_participant kdelivery delivery || bail_out "delivery (Kafka) did not start"
 start_sagad_kafka || bail_out "sagad did not start"
-kp_wait_assigned 30 notification kdelivery
+kp_wait_assigned 60 notification kdelivery
 ok $? "setup: notification and the Kafka delivery joined their groups"
-sagad_wait_assigned 30
+sagad_wait_assigned 60
 
 # helpers
 # apply_saga JQ-FILTER: starts class-apply with the seed's input (changed by the filter), waits
@@ -60,7 +60,7 @@ is "$(states "$body")" "apply=succeeded,pay=succeeded,decline_payment=skipped,de
 	"A: the decline branch is skipped (when), the forward branch ran"
 is "$(cls_of "$A") $(pay_of "$A") $(dlv_of "$A")" 'ApplyRequest ["PaymentAprroved"] ["DeliveryStart"]' \
 	"A: the services hold class ApplyRequest, payment PaymentAprroved, delivery DeliveryStart"
-wait_until 10 eval '[ "$(events_of "$A")" = "ClassRegisted,PaymentAppoved,DeliveryStarted" ]'
+wait_until 60 eval '[ "$(events_of "$A")" = "ClassRegisted,PaymentAppoved,DeliveryStarted" ]'
 is "$(events_of "$A")" "ClassRegisted,PaymentAppoved,DeliveryStarted" \
 	"A: class-events: ClassRegisted, PaymentAppoved, DeliveryStarted keyed by applyId (verbatim names)"
 ev=$(kafka_topic_json class-events | jq -c --arg k "$A" 'select(.key == $k) | .value')
@@ -90,7 +90,7 @@ is "$(cls_of "$A") $(pay_of "$A") $(dlv_of "$A")" 'CLASS_CANCELED ["PaymentCance
 	"C: class CLASS_CANCELED, payment PaymentCancelled, delivery DELIVERY_CANCEL"
 ml=$(merged_log | jq -c --arg a "$A" '[.[] | select(.method == "PATCH" and (.path | test("applyId=\($a)$|/classes/\($a)$"))) | .service]')
 is "$ml" '["delivery","payment","class"]' "C: undone in reverse order: delivery, payment, class (merged op logs)"
-wait_until 10 eval '[ "$(events_of "$A")" = "ClassRegisted,PaymentAppoved,DeliveryStarted,ClassCanceled,PaymentCanceled" ]'
+wait_until 60 eval '[ "$(events_of "$A")" = "ClassRegisted,PaymentAppoved,DeliveryStarted,ClassCanceled,PaymentCanceled" ]'
 is "$(events_of "$A")" "ClassRegisted,PaymentAppoved,DeliveryStarted,ClassCanceled,PaymentCanceled" \
 	"C: ClassCanceled and PaymentCanceled published after the forward events"
 v=$(api GET "/v1/sagas?key.applyId=$A")
@@ -124,11 +124,13 @@ is "$(saga_status "$IDD2") $(cls_of "$D2") $(pay_of "$D2") $(kp_get kdelivery "/
 	"D2: apply-async compensated: DELIVERY_CANCEL over Kafka, PaymentCancelled, CLASS_CANCELED"
 
 # ---- E: cancel a running application ------------------------------------------------------------
-fault delivery '{"method":"POST","path":"/deliveries","status":0,"delay_ms":2500}' >/dev/null
+# The delivery answers 4 s late (under its 5 s timeout): the cancel comes while it is in
+# flight, on a loaded machine too.
+fault delivery '{"method":"POST","path":"/deliveries","status":0,"delay_ms":4000}' >/dev/null
 body=$(api POST '/v1/flows/class-apply/sagas?wait=none' "$(seed_input '.studentName = "running"')")
 IDE=$(jget "$body" .id)
 ship_running() { [ "$(api GET "/v1/sagas/$IDE" | jq -r '.steps[] | select(.name == "ship") | .state')" = running ]; }
-wait_until 10 ship_running
+wait_until 60 ship_running
 ok $? "E: the application is running, its delivery call in flight"
 E=$(api GET "/v1/sagas/$IDE" | jq -r .keys.applyId)
 body=$(api POST '/v1/flows/apply-cancel/sagas?wait=completion' "{\"applyId\":\"$E\"}")
@@ -139,7 +141,7 @@ is "$(cls_of "$E") $(pay_of "$E") $(dlv_of "$E")" 'CLASS_CANCELED ["PaymentCance
 api GET "/v1/sagas/$IDE" >/dev/null
 is "$(jq -r '[.steps[] | select(.name | test("class_registed|payment_appoved|delivery_started")) | .state] | unique | join(",")' <<<"$API_BODY")" \
 	"pending" "E: the forward events were never published (steps pending)"
-wait_until 10 eval '[ "$(events_of "$E")" = "ClassCanceled,PaymentCanceled" ]'
+wait_until 60 eval '[ "$(events_of "$E")" = "ClassCanceled,PaymentCanceled" ]'
 is "$(events_of "$E")" "ClassCanceled,PaymentCanceled" "E: class-events for it: only ClassCanceled, PaymentCanceled"
 clear_faults delivery
 
@@ -160,11 +162,13 @@ is "$(jget "$body" .status) $(jq -c '.output | {applyStatus, payApproved, delive
 	"G: declined payment: the application is not accepted (CLASS_CANCELED), payApproved false"
 is "$(cls_of "$G") $(pay_of "$G") $(dlv_of "$G")" 'CLASS_CANCELED [] []' \
 	"G: class CLASS_CANCELED, no payment, no delivery (NFR 1.1)"
-wait_until 10 eval '[ "$(events_of "$G")" = "ClassCanceled" ]'
+wait_until 60 eval '[ "$(events_of "$G")" = "ClassCanceled" ]'
 is "$(events_of "$G")" "ClassCanceled" "G: only ClassCanceled published"
 
 # ---- H: Hystrix timeout 1000 ms -------------------------------------------------------------------
-fault payment '{"method":"POST","path":"/payments","status":0,"delay_ms":2500}' >/dev/null
+# The payment answers 6 s late: a saga that waited for it would take 6 s or more, one that cut
+# the call at 1000 ms well under 4 s even on a loaded machine.
+fault payment '{"method":"POST","path":"/payments","status":0,"delay_ms":6000}' >/dev/null
 t1=$(date +%s%N)
 body=$(apply_saga '.studentName = "slow"')
 t2=$(date +%s%N)
@@ -174,22 +178,31 @@ is "$(jget "$body" .status) $(jget "$body" .output.applyStatus) $(jq -r .output.
 is "$(jq -r '[.history[] | select(.step == "pay") | .event] | join(",")' <<<"$body" | grep -o 'fallback')" \
 	fallback "H: the pay step's history records the fallback"
 ms=$(( (t2 - t1) / 1000000 ))
-ok '[ "$ms" -ge 1000 ] && [ "$ms" -lt 2000 ]' "H: answered in ${ms} ms: the call was cut at 1000 ms, not waited 2500 ms"
-wait_until 5 eval '[ "$(pay_of "$H")" = "[\"PaymentCancelled\"]" ]'
+ok '[ "$ms" -ge 1000 ] && [ "$ms" -lt 4000 ]' "H: answered in ${ms} ms: the call was cut at 1000 ms, not waited 6000 ms"
+wait_until 60 eval '[ "$(pay_of "$H")" = "[\"PaymentCancelled\"]" ]'
 is "$(cls_of "$H") $(pay_of "$H")" 'CLASS_CANCELED ["PaymentCancelled"]' \
 	"H: the payment the slow call made anyway was cancelled (decline_payment)"
 clear_faults payment
 
 # ---- I: circuit breaker ----------------------------------------------------------------------------
 fault payment '{"method":"POST","path":"/payments","status":500,"times":-1}' >/dev/null
-code=""; n=0; fb=0
+# Two starts at a time (both sent before either ends, so the breaker answers both alike): the
+# breaker counts the calls of a 10 s window, and one start after the other took up to 9 s for
+# 20 on a loaded machine (ASan, other tests running).
+code=""; n=0; fb=0; ti=$(date +%s%3N)
 while [ $n -lt 30 ]; do
-	n=$((n + 1))
-	body=$(apply_saga ".studentName = \"cb$n\"")
-	code=$HTTP_STATUS
-	[ "$code" = 200 ] || break
-	if [ "$(jq -r .output.payApproved <<<"$body")" = false ]; then fb=$((fb + 1)); else diag "start $n: $(jq -c "{status, output, steps: [.steps[] | {name, state, error}]}" <<<"$body")"; fi
+	for i in $((n + 1)) $((n + 2)); do
+		api_bg "$TMP/cb.$i" POST '/v1/flows/class-apply/sagas?wait=completion' "$(seed_input ".studentName = \"cb$i\"")"
+	done
+	wait_bg
+	for i in $((n + 1)) $((n + 2)); do
+		n=$i
+		read -r code <"$TMP/cb.$i.code"
+		[ "$code" = 200 ] || break 2
+		if [ "$(jq -r .output.payApproved "$TMP/cb.$i")" = false ]; then fb=$((fb + 1)); else diag "start $n: $(jq -c "{status, output, steps: [.steps[] | {name, state, error}]}" "$TMP/cb.$i")"; fi
+	done
 done
+diag "I: $n starts in $(( $(date +%s%3N) - ti )) ms"
 is "$code" 503 "I: after payment failures the breaker opened: a new application gets 503 (start $n)"
 is "$fb" $((n - 1)) "I: every application before it completed with the fallback false"
 ok '[ "$n" -ge 11 ] && [ "$n" -le 21 ]' "I: it opened after the Hystrix volume (20 calls in 10 s) at >= 50 % failures (start $n)"
@@ -216,7 +229,7 @@ J=$(jget "$body" .output.applyId)
 stop_participant payment
 api_bg "$TMP/j.out" POST '/v1/flows/apply-cancel/sagas?wait=completion' "{\"applyId\":\"$J\"}"
 api_bg "$TMP/j2.out" POST '/v1/flows/class-apply/sagas?wait=completion' "$(seed_input '.studentName = "j2"')"
-sleep 2
+wait_until 60 eval '[ "$(dlv_of "$J")" = "[\"DELIVERY_CANCEL\"]" ]'
 is "$(cls_of "$J") $(dlv_of "$J")" 'ApplyRequest ["DELIVERY_CANCEL"]' \
 	"J: payment down: delivery cancelled, the payment compensation retries (class waits its turn)"
 start_participant payment
@@ -232,7 +245,7 @@ is "$(jq -r '"\(.status) \(.output.payApproved) \(.output.applyStatus)"' "$TMP/j
 lev=$(lifecycle_events "$IDA")
 nev=$(grep -c . <<<"$lev")
 msgs() { kp_get notification "/messages?sagaId=$1"; }
-wait_until 15 eval '[ "$(msgs "$IDA" | jq "._embedded.messages | length")" = "$nev" ]'
+wait_until 60 eval '[ "$(msgs "$IDA" | jq "._embedded.messages | length")" = "$nev" ]'
 m=$(msgs "$IDA")
 is "$(jq '._embedded.messages | length' <<<"$m")" "$nev" "K: one notification per lifecycle event of the application ($nev)"
 is "$(jq -r '[._embedded.messages[].eventId] | sort | join(",")' <<<"$m")" \
@@ -244,9 +257,9 @@ body=$(apply_saga '.studentName = "k"')
 IDK=$(jget "$body" .id)
 is "$(msgs "$IDK")" "" "K: notification is down"
 start_kafka_participant notification notification
-wait_until 10 eval '[[ "$(lifecycle_summary "$IDK")" == *saga:completed ]]'
+wait_until 60 eval '[[ "$(lifecycle_summary "$IDK")" == *saga:completed ]]'
 nk=$(lifecycle_events "$IDK" | grep -c .)
-wait_until 10 eval '[ "$(msgs "$IDK" | jq "._embedded.messages | length")" = "$nk" ]'
+wait_until 60 eval '[ "$(msgs "$IDK" | jq "._embedded.messages | length")" = "$nk" ]'
 is "$(msgs "$IDK" | jq '._embedded.messages | length')" "$nk" \
 	"K: back up, it caught up with the $nk events it missed"
 

@@ -45,8 +45,8 @@ done
 start_kafka_participant notification notification || bail_out "notification did not start"
 mkdir -p "$TMP/flows" && cp "$TOP_SRCDIR"/flows/shop-*.yaml "$TMP/flows/"
 FLOWS_DIR="$TMP/flows" start_sagad_kafka || bail_out "sagad did not start"
-sagad_wait_assigned 30
-kp_wait_assigned 30 notification
+sagad_wait_assigned 60
+kp_wait_assigned 60 notification
 
 # ---- A: happy path -------------------------------------------------------------------------------
 body=$(api POST '/v1/flows/shop-order/sagas?wait=completion' "$(order_input)")
@@ -67,7 +67,7 @@ is "$(by_order message messages "$O1" | jq -r 'map(.messageStatus) | join(",")')
 	"Message Sended" "A: message 'Message Sended' (sic)"
 is "$(sget orderstatus "/orderStatus/search/findByOrderId?orderId=$O1" | jq -r '._embedded.orderStatus[0] | "\(.orderStatus) \(.payStatus) \(.deliveryStatus) \(.couponStatus)"')" \
 	"OrderPlaced Y delivery Started issued" "A: orderstatus view updated (background)"
-wait_until 10 eval '[ "$(shop_events "$O1")" = "OrderPlaced DeliveryStarted" ]'
+wait_until 60 eval '[ "$(shop_events "$O1")" = "OrderPlaced DeliveryStarted" ]'
 is "$(shop_events "$O1")" "OrderPlaced DeliveryStarted" "A: OrderPlaced then DeliveryStarted on the shop topic"
 seq1=$({ slog order; slog productdelivery; slog marketing; slog message; } | jq -s -r --arg s "$ID1:" \
 	'add | map(select((.idempotency_key // "") | startswith($s))) | sort_by(.mono_ns) | map("\(.service) \(.path)") | join(",")')
@@ -82,11 +82,12 @@ IDM=$(jget "$body" .id)
 OM=$(jget "$body" .keys.orderId)
 is "$HTTP_STATUS:$(jget "$body" '[.steps[0:5][] | .state] | unique | join(",")')" "200:succeeded" \
 	"A2: message down: order, delivery, coupon and DeliveryStarted done without it"
-sleep 1
+msg_step_tried() { [[ "$(jget "$(api GET "/v1/sagas/$IDM")" '"\(.status) \(.steps[5].state)"')" =~ ^running\ (retry_wait|running)$ ]]; }
+wait_until 60 msg_step_tried
 like "$(jget "$(api GET "/v1/sagas/$IDM")" '"\(.status) \(.steps[5].state)"')" "^running (retry_wait|running)$" \
 	"A2: the background message step is retrying"
 shop_start message || bail_out "message did not restart"
-body=$(wait_status "$IDM" completed 30)
+body=$(wait_status "$IDM" completed 60)
 ok $? "A2: after the restart the message was sent and the saga completed"
 is "$(by_order message messages "$OM" | jq -r 'map(.messageStatus) | join(",")')" "Message Sended" "A2: message 'Message Sended'"
 
@@ -128,7 +129,7 @@ is "$(by_order productdelivery stockDeliveries "$O1" | jq -r '.[0].deliveryStatu
 is "$(sget order "/orders/$O1" | jq -r .orderStatus)" "Order Canceled" "C: order 'Order Canceled'"
 is "$(sget orderstatus "/orderStatus/search/findByOrderId?orderId=$O1" | jq -r '._embedded.orderStatus[0] | "\(.orderStatus)/\(.deliveryStatus)/\(.couponStatus)/\(.messageStatus)"')" \
 	"Order Canceled/delivery Canceled/canceled/Message Canceled" "C: orderstatus view shows the cancellation"
-wait_until 10 eval '[ "$(shop_events "$O1")" = "OrderPlaced DeliveryStarted DeliveryCanceled OrderCanceled" ]'
+wait_until 60 eval '[ "$(shop_events "$O1")" = "OrderPlaced DeliveryStarted DeliveryCanceled OrderCanceled" ]'
 is "$(shop_events "$O1")" "OrderPlaced DeliveryStarted DeliveryCanceled OrderCanceled" "C: DeliveryCanceled, then OrderCanceled"
 
 # ---- D: one cancel answers false: the other branch is undone, the delivery stays -----------------------
@@ -167,7 +168,7 @@ OR=$(jget "$body" .keys.orderId)
 body=$(api POST '/v1/flows/shop-order-cancel/sagas?wait=completion' "{\"orderId\":\"$OR\"}")
 like "$(jget "$body" .status):$(jget "$body" '.steps[0].error // ""')" "^compensated:.*running" \
 	"E: cancel of an order still running (its message in flight): refused at find_order"
-wait_status "$IDR" completed 15 >/dev/null
+wait_status "$IDR" completed 60 >/dev/null
 is "$(by_order marketing promotes "$OR" | jq -r '.[0].couponUseYn'):$(by_order productdelivery stockDeliveries "$OR" | jq -r '.[0].deliveryStatus')" \
 	"Y:delivery Started" "E: ... nothing was cancelled; the order completed"
 
@@ -190,7 +191,7 @@ is "$HTTP_STATUS:$(jget "$body" .status)" "200:completed" "F: after the open per
 # ---- G: notifications for every state change --------------------------------------------------------
 want=$(lifecycle_summary "$ID1")
 like "$want" "^saga:running .*step:publish_coupon:succeeded.* saga:completed$" "G: lifecycle events of the order saga"
-wait_until 15 eval '[ "$(kp_get notification "/messages?sagaId=$ID1" | jq "._embedded.messages | length")" = "$(lifecycle_events "$ID1" | grep -c .)" ]'
+wait_until 60 eval '[ "$(kp_get notification "/messages?sagaId=$ID1" | jq "._embedded.messages | length")" = "$(lifecycle_events "$ID1" | grep -c .)" ]'
 got=$(kp_get notification "/messages?sagaId=$ID1" | jq -r '._embedded.messages[] | if .eventType == "saga" then "saga:\(.status)" else "step:\(.step):\(.stepState)" end' | tr '\n' ' ' | sed 's/ $//')
 is "$got" "$want" "G: the notification participant recorded one message per state change"
 is "$(kp_get notification "/messages?sagaId=$C1" | jq -r '[._embedded.messages[] | select(.eventType == "saga") | .status] | join(",")')" \

@@ -51,8 +51,8 @@ kstart myreservation pre-myreservation || bail_out "myreservation did not start"
 start_kafka_participant notification notification || bail_out "notification did not start"
 mkdir -p "$TMP/flows" && cp "$TOP_SRCDIR"/flows/prereservation*.yaml "$TMP/flows/"
 FLOWS_DIR="$TMP/flows" start_sagad_kafka || bail_out "sagad did not start"
-sagad_wait_assigned 30
-kp_wait_assigned 30 receipt myreservation notification
+sagad_wait_assigned 60
+kp_wait_assigned 60 receipt myreservation notification
 
 # ---- A: happy path ---------------------------------------------------------------------------------
 body=$(api POST '/v1/flows/prereservation/sagas?wait=completion' "$(seed_in)")
@@ -72,7 +72,7 @@ is "$(jget "$rc" .paidId)" "$PAY1" "A: Receipt paidId = the payment id"
 want_eda=$(jq -rn --arg c "$(jget "$pay" .createdAt)" '$c | capture("^(?<s>[^.]+)\\.(?<ms>[0-9]{3})Z$") | ((.s + "Z" | fromdate) + 21 * 86400 | todate | sub("Z$"; "")) + "." + .ms + "Z"')
 is "$(jget "$rc" .expectedDeliveryAt)" "$want_eda" "A: receipt expectedDeliveryAt = payment createdAt + 21 days ($want_eda)"
 is "$(jget "$body" .output.expectedDeliveryAt)" "$want_eda" "A: the flow's date_add(createdAt, '21d') gives the same date"
-wait_until 10 eval '[ -n "$(myres_of "$R1" | jq -r ".receiptId // empty")" ]'
+wait_until 60 eval '[ -n "$(myres_of "$R1" | jq -r ".receiptId // empty")" ]'
 is "$(myres_of "$R1" | jq -r '"\(.status) \(.paymentId) \(.expectedDeliveryAt)"')" "order $PAY1 $want_eda" \
 	"A: myReservations: status, payment and receipt from the events"
 is "$(events_of "$R1")" "ReservationCreated PaymentCreated receiptCreated" \
@@ -92,11 +92,11 @@ is "$(states "$body")" "create_reservation=compensated,reservation_created=compe
 	"B1: the reservation and its event compensated"
 pget reservation "/preReservations/$R2" >/dev/null
 is "$(curl -s -o /dev/null -w '%{http_code}' "$(purl reservation)/preReservations/$R2")" 404 "B1: the reservation was deleted"
-wait_until 10 eval '[ "$(events_of "$R2")" = "ReservationCreated ReservationCancelled" ]'
+wait_until 60 eval '[ "$(events_of "$R2")" = "ReservationCreated ReservationCancelled" ]'
 is "$(events_of "$R2")" "ReservationCreated ReservationCancelled" "B1: ReservationCreated, then ReservationCancelled"
 is "$(kafka_consume prereservation | jq -s -r --arg k "$R2" 'map(select(.key == $k) | .payload | fromjson | select(.eventType == "ReservationCancelled"))[0].status')" \
 	reservation_cancelled "B1: ReservationCancelled carries status reservation_cancelled"
-wait_until 10 eval '[ "$(myres_of "$R2" | jq -r .status)" = reservation_cancelled ]'
+wait_until 60 eval '[ "$(myres_of "$R2" | jq -r .status)" = reservation_cancelled ]'
 is "$(myres_of "$R2" | jq -r .status)" reservation_cancelled "B1: myReservations shows it cancelled"
 is "$(payments_of "$R2" | jq length)" 0 "B1: no payment"
 
@@ -116,10 +116,10 @@ C1=$(jget "$body" .id)
 is "$HTTP_STATUS:$(jget "$body" .status)" "200:completed" "C: the cancel saga completed"
 is "$(jget "$body" '"\(.output.reservationSaga) \(.output.status)"')" "$ID1 compensated" "C: it compensated the reservation saga"
 is "$(payments_of "$R1" | jq length)" 0 "C: payments deleted"
-wait_until 10 eval '[ "$(receipts_of "$R1" | jq length)" = 0 ]'
+wait_until 60 eval '[ "$(receipts_of "$R1" | jq length)" = 0 ]'
 is "$(receipts_of "$R1" | jq length)" 0 "C: receipts deleted"
 is "$(curl -s -o /dev/null -w '%{http_code}' "$(purl reservation)/preReservations/$R1")" 404 "C: the reservation was deleted"
-wait_until 10 eval '[ "$(myres_of "$R1" | jq -r .status)" = reservation_cancelled ]'
+wait_until 60 eval '[ "$(myres_of "$R1" | jq -r .status)" = reservation_cancelled ]'
 is "$(myres_of "$R1" | jq -r .status)" reservation_cancelled "C: myReservations shows it cancelled (cancelled orders stay visible)"
 is "$(events_of "$R1")" "ReservationCreated PaymentCreated receiptCreated ReservationCancelled" "C: ReservationCancelled published"
 
@@ -161,10 +161,10 @@ is "$(jget "$body" .status):$(jget "$(api GET "/v1/sagas/$ID6")" .status)" "comp
 	"E: cancel while the receipt is down: done in $((t1 - t0)) s, the reservation saga compensated"
 ok '[ $((t1 - t0)) -le 12 ]' "E: ... within one receipt attempt's timeout (5 s) and the compensations"
 kstart receipt pre-receipt || bail_out "receipt did not restart"
-body=$(wait_status "$ID5" completed 30)
+body=$(wait_status "$ID5" completed 60)
 ok $? "E: after the restart the receipt caught up and the saga completed"
 is "$(receipts_of "$R5" | jq -r '.[0].paidId')" "$(payments_of "$R5" | jq -r '.[0].id')" "E: the receipt exists (paidId)"
-wait_until 20 eval '[ "$(kp_log receipt | jq --arg r "$R6" "[.[] | select(.eventType == \"ReservationCancelled\" and (.request_body.id | tostring) == \$r)] | length")" = 1 ]'
+wait_until 60 eval '[ "$(kp_log receipt | jq --arg r "$R6" "[.[] | select(.eventType == \"ReservationCancelled\" and (.request_body.id | tostring) == \$r)] | length")" = 1 ]'
 is "$(kp_log receipt | jq -r --arg r "$R6" '[.[] | select((.request_body.preReservationId // .request_body.id | tostring) == $r and (.eventType == "PaymentCreated" or .eventType == "ReservationCancelled")) | "\(.eventType):\(.outcome)"] | join(",")')" \
 	"PaymentCreated:applied,ReservationCancelled:applied" "E: the receipt caught up with the cancelled reservation's events, in order"
 is "$(receipts_of "$R6" | jq length)" 0 "E: ... and keeps no receipt for it"
@@ -207,14 +207,14 @@ is "$HTTP_STATUS:$(jget "$API_BODY" .error.code)" "503:EOPEN" "F2: three timeout
 sleep "$(header_value "$TMP/h503b" Retry-After)"
 body=$(api POST '/v1/flows/prereservation/sagas?wait=completion' "$(seed_in '.userId = "75"')")
 is "$(jget "$body" .status)" completed "F2: payment fast again: the half-open probe closes the breaker"
-wait_until 10 eval '[ "$(pget payment /payments | jq "[._embedded.payments[] | select(.userId >= 71 and .userId <= 73)] | length")" = 0 ]'
+wait_until 60 eval '[ "$(pget payment /payments | jq "[._embedded.payments[] | select(.userId >= 71 and .userId <= 73)] | length")" = 0 ]'
 is "$(pget payment /payments | jq '[._embedded.payments[] | select(.userId >= 71 and .userId <= 73)] | length')" 0 \
 	"F2: the payments that committed after the timeout were deleted"
 
 # ---- G: notifications ---------------------------------------------------------------------------------
 want=$(lifecycle_summary "$ID1")
 like "$want" "^saga:running .*step:pay:succeeded.* saga:completed .*saga:compensated$" "G: lifecycle events of the reservation saga (completed, then cancelled)"
-wait_until 15 eval '[ "$(kp_get notification "/messages?sagaId=$ID1" | jq "._embedded.messages | length")" = "$(lifecycle_events "$ID1" | grep -c .)" ]'
+wait_until 60 eval '[ "$(kp_get notification "/messages?sagaId=$ID1" | jq "._embedded.messages | length")" = "$(lifecycle_events "$ID1" | grep -c .)" ]'
 got=$(kp_get notification "/messages?sagaId=$ID1" | jq -r '._embedded.messages[] | if .eventType == "saga" then "saga:\(.status)" else "step:\(.step):\(.stepState)" end' | tr '\n' ' ' | sed 's/ $//')
 is "$got" "$want" "G: the notification participant recorded one message per state change"
 

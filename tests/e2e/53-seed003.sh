@@ -41,12 +41,12 @@ ph_start() {
 	python3 "$SEED/pizza_http.py" "pizza-$n" --port "${PH_PORT[$n]:-0}" --db "$TMP/$n.db" \
 		--port-file "$TMP/$n.port" >>"$TMP/$n.participant.log" 2>&1 </dev/null &
 	e2e_track_pid "$!"
-	wait_until 10 test -s "$TMP/$n.port" || { diag "pizza-$n did not start"; return 1; }
+	wait_until 60 test -s "$TMP/$n.port" || { diag "pizza-$n did not start"; return 1; }
 	read -r port <"$TMP/$n.port"
 	PH_PORT[$n]=$port
 	printf -v "$var" 'http://127.0.0.1:%s' "$port"
 	export "${var?}"
-	wait_until 10 _e2e_healthy "${!var}"
+	wait_until 60 _e2e_healthy "${!var}"
 }
 ph_url() { local var="PIZZA_${1^^}_URL"; echo "${!var}"; }
 ph_get() { curl -s --max-time 10 "$(ph_url "$1")$2"; }
@@ -85,9 +85,9 @@ KAFKA_PARTICIPANT_PY=$KP_ORIG start_kafka_participant notification notification 
 PIZZA_DELIVERY_URL=$(kp_url delivery)
 export PIZZA_DELIVERY_URL
 start_sagad_kafka || bail_out "sagad did not start"
-kp_wait_assigned 30 delivery coupon statusview notification
+kp_wait_assigned 60 delivery coupon statusview notification
 ok $? "setup: the Kafka participants joined their groups"
-sagad_wait_assigned 30
+sagad_wait_assigned 60
 ok $? "setup: sagad's consumer was assigned its reply partitions"
 
 # ---- A: happy path ----------------------------------------------------------------------------
@@ -104,9 +104,9 @@ is "$(ph_get order "/orders/$O1" | jq -c '[.pizzaId, .qty, .status]')" '[10,1,"O
 is "$(ph_get payment "/payments/search/findByOrderId?orderId=$O1" | jq -c '[._embedded.payments[] | .status]')" \
 	'["Paid"]' "A: payment service: one payment of that orderId, Paid"
 is "$(pk_field delivery deliveries "$O1" deliveryStatus)" Finished "A: delivery service: Finished"
-wait_until 15 coupons_eq "$O1" '["published"]'
+wait_until 60 coupons_eq "$O1" '["published"]'
 ok $? "A: coupon service: one coupon of the orderId, status published"
-wait_until 15 field_eq statusview statusviews "$O1" deliveryStatus Finished
+wait_until 60 field_eq statusview statusviews "$O1" deliveryStatus Finished
 ok $? "A: statusview: delivery Finished"
 is "$(pk_row statusview statusviews "$O1" | jq -c '[.orderStatus, .pizzaId, .qty]')" '["Paid",10,1]' \
 	"A: statusview: order Paid, pizzaId and qty"
@@ -121,7 +121,7 @@ O2=$(order_id_of "$S2")
 is "$(jget "$S2" .status) $(jget "$S2" .output.deliveryStatus)" "completed Delivering" \
 	"B: an order whose delivery did not finish completes (deliveryStatus Delivering)"
 is "$(step_state "$S2" coupon)" skipped "B: the coupon step is skipped (when: deliveryStatus == 'Finished')"
-wait_until 15 field_eq statusview statusviews "$O2" deliveryStatus Delivering
+wait_until 60 field_eq statusview statusviews "$O2" deliveryStatus Delivering
 ok $? "B: statusview: delivery Delivering"
 is "$(topic_events pizza-coupon "$O2")" "" "B: nothing was published to the coupon service"
 is "$(coupons "$O2")" '[]' "B: coupon service: no coupon for that order"
@@ -135,25 +135,27 @@ is "$(api GET "/v1/sagas/$(jget "$S3" .id)" | jq -r .status)" compensated "C: th
 is "$(ph_get order "/orders/$O3" | jq -r .status)" OrderCancelled "C: order service: OrderCancelled"
 is "$(ph_get payment "/payments/search/findByOrderId?orderId=$O3" | jq -r '._embedded.payments[0].status')" \
 	PaymentCancelled "C: payment service: PaymentCancelled (FR5)"
-wait_until 15 field_eq delivery deliveries "$O3" deliveryStatus DeliveryCancelled
+wait_until 60 field_eq delivery deliveries "$O3" deliveryStatus DeliveryCancelled
 ok $? "C: delivery service: DeliveryCancelled"
-wait_until 15 field_eq statusview statusviews "$O3" orderStatus OrderCancelled
+wait_until 60 field_eq statusview statusviews "$O3" orderStatus OrderCancelled
 ok $? "C: statusview: OrderCancelled"
 
 # ---- D: order cancel while running -----------------------------------------------------------
-kp_fault delivery '{"eventType":"Paid","delay_ms":3000}' >/dev/null
+# (6 s, under the delivery's 10 s timeout: the cancel comes while the order waits, on a loaded
+# machine too)
+kp_fault delivery '{"eventType":"Paid","delay_ms":6000}' >/dev/null
 S4=$(order 13 1 none)
 ID4=$(jget "$S4" .id)
 d_waiting() { api GET "/v1/sagas/$ID4" | jq -e '.steps[] | select(.name == "deliver" and .state == "running")' >/dev/null; }
-wait_until 10 d_waiting
-ok $? "D: the order saga waits for Delivered (delivery held 3 s)"
+wait_until 60 d_waiting
+ok $? "D: the order saga waits for Delivered (delivery held 6 s)"
 O4=$(api GET "/v1/sagas/$ID4" | jq -r .keys.orderId)
 C4=$(api POST '/v1/flows/pizza-order-cancel/sagas?wait=completion' "{\"orderId\":\"$O4\"}")
 is "$(jget "$C4" .status) $(api GET "/v1/sagas/$ID4" | jq -r .status)" "completed compensated" \
 	"D: the cancel completed after the running order saga was compensated"
 is "$(ph_get payment "/payments/search/findByOrderId?orderId=$O4" | jq -r '._embedded.payments[0].status')" \
 	PaymentCancelled "D: payment cancelled"
-wait_until 15 field_eq delivery deliveries "$O4" deliveryStatus DeliveryCancelled
+wait_until 60 field_eq delivery deliveries "$O4" deliveryStatus DeliveryCancelled
 ok $? "D: the delivery that finished meanwhile was cancelled too"
 is "$(coupons "$O4")" '[]' "D: no coupon for the cancelled order"
 kp_clear_faults delivery
@@ -194,9 +196,9 @@ is "$(kp_log delivery | jq -r --argjson o "$O1" '[.[] | select(.eventType == "HT
 	refunded "G: delivery got the seed's GET /deliveries with a JSON body {orderId, deliveryStatus: refunded}"
 is "$(ph_get refund "/refunds/search/findByOrderId?orderId=$O1" | jq -c '[._embedded.refunds[] | [.reason, .status]]')" \
 	'[["delivery error","Refunded"]]' "G: refund service: the refund with its reason"
-wait_until 15 coupons_eq "$O1" '["couponRefunded"]'
+wait_until 60 coupons_eq "$O1" '["couponRefunded"]'
 ok $? "G: coupon service: the order's coupon is couponRefunded"
-wait_until 15 field_eq statusview statusviews "$O1" reason "delivery error"
+wait_until 60 field_eq statusview statusviews "$O1" reason "delivery error"
 ok $? "G: statusview: the refund reason (FR12)"
 V1=$(api GET "/v1/sagas?key.orderId=$O1")
 is "$(jq -r '[.sagas[].flow] | sort | join(",")' <<<"$V1")" "pizza-order,pizza-refund" \
@@ -210,7 +212,7 @@ like "$CTL" "pizza-refund.*completed" "G: ... and the refund"
 # ---- H: refund before any coupon (compensation before the forward action) --------------------
 R2=$(api POST '/v1/flows/pizza-refund/sagas?wait=completion' "{\"orderId\":$O2,\"reason\":\"cold pizza\"}")
 is "$(jget "$R2" .status)" completed "H: refund of the order without a coupon completed"
-wait_until 15 coupons_eq "$O2" '["couponRefunded"]'
+wait_until 60 coupons_eq "$O2" '["couponRefunded"]'
 ok $? "H: coupon service: a coupon was created with status couponRefunded"
 kafka_produce pizza-coupon "$O2" "{\"eventType\":\"Delivered\",\"orderId\":$O2,\"deliveryStatus\":\"Finished\"}" eventType=Delivered
 ktool wait-group-lag --group pizza-coupon --topic pizza-coupon >/dev/null 2>&1
@@ -224,12 +226,12 @@ is "$(jget "$X1" .status) $(api GET "/v1/sagas/$RID1" | jq -r .status)" "complet
 is "$(pk_field delivery deliveries "$O1" deliveryStatus)" Finished "I: delivery status restored (Finished)"
 is "$(ph_get refund "/refunds/search/findByOrderId?orderId=$O1" | jq -r '._embedded.refunds[0].status')" \
 	RefundCancelled "I: refund service: RefundCancelled"
-wait_until 15 coupons_eq "$O1" '["published"]'
+wait_until 60 coupons_eq "$O1" '["published"]'
 ok $? "I: coupon restored to published"
-wait_until 15 field_eq statusview statusviews "$O1" refundStatus RefundCancelled
+wait_until 60 field_eq statusview statusviews "$O1" refundStatus RefundCancelled
 ok $? "I: statusview: RefundCancelled"
 api POST '/v1/flows/pizza-refund-cancel/sagas?wait=completion' "{\"orderId\":\"$O2\"}" >/dev/null
-wait_until 15 coupons_eq "$O2" '[]'
+wait_until 60 coupons_eq "$O2" '[]'
 ok $? "I: cancelling the refund that created the couponRefunded coupon removes it"
 is "$(pk_field delivery deliveries "$O2" deliveryStatus)" Delivering "I: ... and restores Delivering"
 
@@ -247,7 +249,7 @@ curl -s -D "$TMP/j.h" -o "$TMP/j.b" -X POST -H 'Content-Type: application/json' 
 is "$(head -1 "$TMP/j.h" | awk '{print $2}')" 503 "J: delivery breaker open: a new refund is refused at once (503)"
 ok '[ -n "$(header_value "$TMP/j.h" Retry-After)" ]' "J: ... with Retry-After (ask to refund later)"
 pk_start delivery || bail_out "delivery did not restart"
-kp_wait_assigned 30 delivery
+kp_wait_assigned 60 delivery
 sleep 3.2
 R4=$(api POST '/v1/flows/pizza-refund/sagas?wait=completion' "{\"orderId\":$O1,\"reason\":\"again\"}")
 is "$(jget "$R4" .status)" completed "J: delivery back, open period over: refunds accepted again"
@@ -257,7 +259,9 @@ S8=$(order 18 1)
 O8=$(order_id_of "$S8")
 kp_fault delivery '{"eventType":"HTTP GET","delay_ms":900,"times":2}' >/dev/null
 R8=$(api POST '/v1/flows/pizza-refund/sagas?wait=completion' "{\"orderId\":$O8,\"reason\":\"slow\"}")
-like "$(jget "$R8" .status) $(jget "$R8" .error)" '^compensated step "refund_delivery" failed.*timed out after 5[0-9][0-9] milliseconds' \
+# (libcurl's message gives the time it measured when it noticed the timeout: 500 ms or a little
+# more on a loaded machine; under the 900 ms the answer takes)
+like "$(jget "$R8" .status) $(jget "$R8" .error)" '^compensated step "refund_delivery" failed.*timed out after [5-8][0-9][0-9] milliseconds' \
 	"J2: delivery answering after 900 ms: the refund fails on the 500 ms timeout"
 is "$(kp_log delivery | jq -r --argjson o "$O8" '[.[] | select(.eventType | startswith("HTTP")) | select((.request_body.orderId == $o) or (.topic | endswith("orderId=\($o)"))) | "\(.eventType):\(.outcome)"] | join(" ")')" \
 	"HTTP GET:applied HTTP GET:replayed HTTP PATCH:applied" \
@@ -275,14 +279,14 @@ R7=$(api POST '/v1/flows/pizza-refund/sagas?wait=completion' "{\"orderId\":$O7,\
 is "$(jget "$R7" .status)" completed "K: coupon down: refunds still accepted (NFR 2.3)"
 is "$(topic_events pizza-coupon "$O7")" "Delivered Refunded" "K: Delivered and Refunded wait on the coupon topic"
 pk_start coupon || bail_out "coupon did not restart"
-wait_until 30 coupons_eq "$O7" '["couponRefunded"]'
+wait_until 60 coupons_eq "$O7" '["couponRefunded"]'
 ok $? "K: the coupon service caught up after its restart: issued, then refunded"
 
 # ---- L: notifications for every state change ------------------------------------------------
 n_life() { lifecycle_events "$ID1" | grep -c .; }
 n_notes() { kp_get notification "/messages?sagaId=$ID1" | jq '._embedded.messages | length'; }
 notes_match() { [ "$(n_notes)" = "$(n_life)" ] && [ "$(n_life)" -gt 0 ]; }
-wait_until 15 notes_match
+wait_until 60 notes_match
 ok $? "L: the notification service has one message per lifecycle event of the order saga"
 is "$(lifecycle_summary "$ID1")" "saga:running step:order:running step:order:succeeded step:pay:running step:pay:succeeded step:paid:succeeded step:deliver:running step:deliver:succeeded step:delivered:succeeded step:coupon:succeeded saga:completed" \
 	"L: every saga and step state change of the order was published"

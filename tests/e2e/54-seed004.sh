@@ -48,7 +48,7 @@ s5_start reservation reservation SSAK5_RESERVATION_URL || bail_out "reservation 
 KAFKA_PARTICIPANT_PY="$TOP_SRCDIR/examples/seed004/ssak5_message.py" \
 	start_kafka_participant message message || bail_out "message did not start"
 start_sagad_kafka || bail_out "sagad did not start"
-kp_wait_assigned 30 message
+kp_wait_assigned 60 message
 ok $? "setup: the message service joined its group"
 
 msgs() { kp_get message "/messages?requestId=$1" | jq -c '[._embedded.messages[] | .status]'; }
@@ -73,7 +73,7 @@ is "$(pm_of 101)" "[{\"id\":$PM,\"kind\":\"credit\",\"number\":40095003,\"reques
 	"A: paymethod holds the registration (kind credit, number, requestId 101)"
 is "$(pays_of "$PM")" '[{"requestId":'"$PM"',"price":null,"status":"Payment kind Registered","payKind":"credit"}]' \
 	"A: payment got payKindChange: requestId = the paymethod's id, payKind, status 'Payment kind Registered'"
-wait_until 10 eval '[ "$(msgs 101)" = "[\"KindRegistered\"]" ]'
+wait_until 60 eval '[ "$(msgs 101)" = "[\"KindRegistered\"]" ]'
 is "$(msgs 101)" '["KindRegistered"]' "A: message stored Message(101, KindRegistered) from the KindRegistered event"
 is "$(kafka_topic_json ssak5-events | jq -c 'select(.key == "101") | .value | {eventType, id, kind, number, requestId}')" \
 	"{\"eventType\":\"KindRegistered\",\"id\":$PM,\"kind\":\"credit\",\"number\":40095003,\"requestId\":101}" \
@@ -87,7 +87,7 @@ is "$(jget "$body" .status) $(jget "$body" .output.previousKind) $(jget "$body" 
 is "$(jget "$body" '.steps[0].response.body.id')" "$IDA" "B: the registration found is the saga of A"
 is "$(pm_of 101)" "[{\"id\":$PM,\"kind\":\"bank\",\"number\":13212,\"requestId\":101}]" \
 	"B: paymethod row changed in place (PATCH /paymethods/$PM)"
-wait_until 10 eval '[ "$(msgs 101)" = "[\"KindRegistered\",\"KindChanged\"]" ]'
+wait_until 60 eval '[ "$(msgs 101)" = "[\"KindRegistered\",\"KindChanged\"]" ]'
 is "$(msgs 101)" '["KindRegistered","KindChanged"]' "B: the customer was told: KindChanged message"
 is "$(events_of 101)" "KindRegistered,KindChanged" "B: ssak5-events for 101: KindRegistered, KindChanged"
 
@@ -126,7 +126,7 @@ is "$(s5 reservation GET "/cleaningReservations/$R" | jq -c '{status, price, cus
 	"E: the reservation row (ReservationApply)"
 is "$(rpays_of "$R")" "[{\"requestId\":$R,\"price\":300000,\"status\":\"PaymentApproved\",\"payKind\":null}]" \
 	"E: payment: requestId = the reservation id, price, PaymentApproved"
-wait_until 10 eval '[ "$(msgs "$R")" = "[\"PaymentCompleted\"]" ]'
+wait_until 60 eval '[ "$(msgs "$R")" = "[\"PaymentCompleted\"]" ]'
 is "$(msgs "$R")" '["PaymentCompleted"]' "E: message stored Message($R, PaymentCompleted)"
 is "$(kafka_topic_json ssak5-events | jq -c --arg k "$R" 'select(.key == $k) | .value | [.eventType, .status]')" \
 	'["PayConfirmed","PaymentCompleted"]' "E: PayConfirmed with status PaymentCompleted"
@@ -137,7 +137,7 @@ is "$(jget "$body" .status) $(states "$body")" \
 	"completed reservation=succeeded,pay_cancel=succeeded,pay_confirmed=skipped,pay_cancel_confirmed=succeeded" \
 	"F: cleaning-cancel: the payment's status PaymentCancel chose PayCancelConfirmed"
 is "$(rpays_of "$R" | jq -c '[.[].status]')" '["PaymentApproved","PaymentCancel"]' "F: payment recorded PaymentCancel"
-wait_until 10 eval '[ "$(msgs "$R")" = "[\"PaymentCompleted\",\"PaymentCancelCompleted\"]" ]'
+wait_until 60 eval '[ "$(msgs "$R")" = "[\"PaymentCompleted\",\"PaymentCancelCompleted\"]" ]'
 is "$(msgs "$R")" '["PaymentCompleted","PaymentCancelCompleted"]' "F: Message($R, PaymentCancelCompleted)"
 is "$(events_of "$R")" "PayConfirmed,PayCancelConfirmed" "F: ssak5-events: PayConfirmed, PayCancelConfirmed"
 
@@ -187,7 +187,7 @@ R6=$(jget "$b1" .output.requestId); R7=$(jget "$b2" .output.requestId)
 is "$(jget "$b1" .status) $(jget "$b2" .status)" "completed completed" \
 	"I: message down: reservations still complete (NFR 2a)"
 KAFKA_PARTICIPANT_PY="$TOP_SRCDIR/examples/seed004/ssak5_message.py" start_kafka_participant message message
-wait_until 20 eval '[ "$(msgs "$R7")" = "[\"PaymentCompleted\"]" ]'
+wait_until 60 eval '[ "$(msgs "$R6") $(msgs "$R7")" = "[\"PaymentCompleted\"] [\"PaymentCompleted\"]" ]'
 is "$(msgs "$R6") $(msgs "$R7")" '["PaymentCompleted"] ["PaymentCompleted"]' \
 	"I: back up, the message service consumed the events it missed (requestId $R6, $R7)"
 dups=$(kp_get message /messages | jq -r '[._embedded.messages[] | "\(.requestId)/\(.status)"] | group_by(.) | map(select(length > 1)) | length')

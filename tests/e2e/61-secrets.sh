@@ -62,7 +62,7 @@ s.serve_forever()
 EOF
 /usr/bin/python3 "$TMP/bank.py" "$TMP/bank.jsonl" "$TMP/bank.port" >"$TMP/bank.participant.log" 2>&1 &
 e2e_track_pid $!
-wait_until 10 test -s "$TMP/bank.port" || bail_out "the bank did not start"
+wait_until 60 test -s "$TMP/bank.port" || bail_out "the bank did not start"
 export BANK_URL="http://127.0.0.1:$(cat "$TMP/bank.port")"
 touch "$TMP/bank.jsonl"
 
@@ -160,7 +160,7 @@ is "$(jq -r '.query.card' <<<"$charge")|$(jq -r .body.card <<<"$charge")|$(jq -r
 	"$CARD|$CARD|$PIN" "B: ... and the real card number (query and body) and PIN"
 is "$(bank_got /audit | jq -r .body.note)" "charged $CARD" "B: the sub-flow sent the real value too"
 is "$(bank_got /confirm | jq -r .body.card)" "$CARD" "B: so did the last step"
-msg=$(kafka_consume card-events 1 10)
+msg=$(kafka_consume card-events 1 30)
 is "$(jq -r '.payload | fromjson | .card' <<<"$msg" 2>/dev/null)" "$CARD" \
 	"B: the Kafka message (through the sealed outbox row) carries the real card number"
 is "$(jq -r '.headers["X-Api-Key"]' <<<"$msg" 2>/dev/null)" "$BANK_API_KEY" "B: ... and the real header"
@@ -171,7 +171,7 @@ no_secret_in "$body" "C: the answer from memory shows no secret"
 is "$(jget "$body" .input.cardNumber)|$(jget "$body" .input.pin)|$(jget "$body" .input.holder)" \
 	"***|***|holder-two" "C: ... its input shows *** for the sensitive fields"
 B2=$(jget "$body" .id)
-wait_status "$B2" completed 30 >/dev/null
+wait_status "$B2" completed 60 >/dev/null
 ok $? "B: the second saga completed"
 
 # ---- C: the API and sagactl -------------------------------------------------------------------
@@ -234,13 +234,14 @@ db_check "after a clean stop"
 SAGAD_CRASHPOINT=before_dispatch:3 FLOWS_DIR=$TMP/flows start_sagad_kafka --log-level debug \
 	--secrets-key "$TMP/secrets.key" || bail_out "sagad did not start"
 api_bg "$TMP/f.out" POST '/v1/flows/card/sagas?wait=completion' "$(jq -c '.holder = "holder-f"' <<<"$INPUT")"
-wait_sagad_exit 30
+wait_sagad_exit 60
 is "$SAGAD_EXIT" 137 "F: sagad was killed before dispatching confirm"
 wait_bg
 F=$(sqlite3 "$TMP/sagad.db" "SELECT id FROM sagas WHERE flow = 'card' AND status = 'running'")
 like "$F" '^[0-9A-Z]{26}$' "F: the saga is running in the store"
 is "$(bank_got /confirm | wc -l)" 0 "F: confirm was not sent"
 FLOWS_DIR=$TMP/flows start_sagad_kafka --log-level debug || bail_out "sagad did not start"
+wait_until 60 grep -q "saga=$F .*event=resume_failed" "$TMP/sagad.log"
 like "$(grep "saga=$F .*event=resume_failed" "$TMP/sagad.log")" 'sealed and sagad has no secrets key.*--secrets-key' \
 	"F: restarted without the key: the saga is not resumed, with a clear error"
 sleep 1
@@ -248,7 +249,7 @@ is "$(bank_got /confirm | wc -l)" 0 "F: ... and nothing is sent"
 stop_sagad
 FLOWS_DIR=$TMP/flows start_sagad_kafka --log-level debug --secrets-key "$TMP/secrets.key" ||
 	bail_out "sagad did not start"
-saga=$(wait_status "$F" completed 30)
+saga=$(wait_status "$F" completed 60)
 ok $? "F: restarted with the key: the saga resumes and completes"
 is "$(bank_got /confirm | jq -r '"\(.body.card)|\(.body.pin)|\(.apiKey)"')" "$CARD|$PIN|$BANK_API_KEY" \
 	"F: ... and the bank got the real values after the restart (unsealed, not ***)"

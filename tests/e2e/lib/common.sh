@@ -18,7 +18,13 @@
 # It prints TAP on stdout (automake's tap-driver.sh reads it).  Environment (from `make check`):
 # SAGAD, SAGACTL (binaries), TOP_SRCDIR.  Run one by hand with
 #     TOP_SRCDIR=$PWD SAGAD=$PWD/sagad bash tests/e2e/NN-name.sh
-# E2E_KEEP=1 keeps the temporary directory; E2E_TIMEOUT (default 300 s) bounds a whole script.
+# E2E_KEEP=1 keeps the temporary directory; E2E_TIMEOUT (default 600 s) bounds a whole script.
+#
+# Waits for an eventual state (a process is ready, a saga reached a status, a message arrived)
+# use wide windows (E2E_READY_S, 60 s, for readiness): wait_until returns as soon as the
+# condition holds, so a wide window costs nothing when the test passes, and CI runs these
+# scripts two at a time under ASan (2-3x slower) on 2 cores.  A bound the product promises
+# (a timer fires within X, nothing happens during N s) is asserted as such, with its reason.
 #
 # Notes
 # * Start processes (start_participants, start_sagad, ...) directly, never inside $(...): a
@@ -51,6 +57,7 @@ declare -gA E2E_PPID=()       # participant name -> pid
 declare -gA E2E_PPORT=()      # participant name -> port (kept across restarts)
 E2E_PIDS=()                  # every process started by this library
 E2E_WATCHDOG_PID=""
+E2E_READY_S=${E2E_READY_S:-60}     # how long a started process may take to be ready
 
 _TAP_N=0
 _TAP_FAILED=0
@@ -80,7 +87,7 @@ e2e_init() {
 	trap '{ read -r HTTP_STATUS < "$E2E_TMP/.http_status"; } 2>/dev/null || :' DEBUG
 	# Watchdog: a hung test must not hang `make check`.  Its output goes nowhere, so that no
 	# stray process keeps the TAP pipe open.
-	local limit=${E2E_TIMEOUT:-300} main=$$
+	local limit=${E2E_TIMEOUT:-600} main=$$
 	(
 		trap '' DEBUG
 		trap 'kill "$sp" 2>/dev/null; exit 0' TERM
@@ -179,6 +186,21 @@ wait_until() {
 	done
 }
 
+# _e2e_wait_ready TIMEOUT_S CMD [ARGS...]: wait_until for the readiness checks below, whose CMD
+# returns 2 when the process it waits for has exited: then it gives up at once (status 1).
+_e2e_wait_ready() {
+	local timeout=$1 rc; shift
+	local end=$(( $(date +%s%N) + ${timeout%.*} * 1000000000 ))
+	while :; do
+		"$@"
+		rc=$?
+		[ "$rc" = 0 ] && return 0
+		[ "$rc" = 2 ] && return 1
+		[ "$(date +%s%N)" -ge "$end" ] && return 1
+		sleep 0.1
+	done
+}
+
 # Prints a free TCP port on 127.0.0.1 (racy by nature: use soon).
 free_port() {
 	python3 -c 'import socket
@@ -238,7 +260,7 @@ _e2e_launch_participant() {
 _e2e_await_participant() {
 	local name=$1 var port
 	var=$(_participant_var "$name") || return 1
-	if ! wait_until 10 test -s "$E2E_TMP/$name.port"; then
+	if ! wait_until "$E2E_READY_S" test -s "$E2E_TMP/$name.port"; then
 		diag "participant $name did not start (see $name.participant.log)"
 		tail -n 5 "$E2E_TMP/$name.participant.log" | diag_stdin
 		return 1
@@ -247,7 +269,7 @@ _e2e_await_participant() {
 	E2E_PPORT[$name]=$port
 	printf -v "$var" 'http://127.0.0.1:%s' "$port"
 	export "${var?}"
-	if ! wait_until 10 _e2e_healthy "${!var}"; then
+	if ! wait_until "$E2E_READY_S" _e2e_healthy "${!var}"; then
 		diag "participant $name is not healthy at ${!var}"
 		return 1
 	fi
@@ -341,7 +363,7 @@ start_sagad() {
 	SAGAD_PID=$pid
 	SAGAD_EXIT=""
 	e2e_track_pid "$pid"
-	if ! wait_until 15 _e2e_sagad_port_ready "$pid"; then
+	if ! _e2e_wait_ready "$E2E_READY_S" _e2e_sagad_port_ready "$pid"; then
 		diag "sagad did not write its port file"
 		tail -n 20 "$E2E_TMP/sagad.log" | diag_stdin
 		return 1
@@ -349,7 +371,7 @@ start_sagad() {
 	read -r port <"$E2E_TMP/sagad.port"
 	SAGAD_URL="http://127.0.0.1:$port"
 	export SAGAD_URL
-	if ! wait_until 15 _e2e_sagad_ready "$pid"; then
+	if ! _e2e_wait_ready "$E2E_READY_S" _e2e_sagad_ready "$pid"; then
 		diag "sagad is not ready at $SAGAD_URL/readyz"
 		tail -n 20 "$E2E_TMP/sagad.log" | diag_stdin
 		return 1
@@ -721,12 +743,12 @@ start_service() {
 		--port-file "$E2E_TMP/$name.port" "$@" >>"$E2E_TMP/$name.participant.log" 2>&1 </dev/null &
 	E2E_SVC_PID[$name]=$!
 	e2e_track_pid "$!"
-	wait_until 10 test -s "$E2E_TMP/$name.port" || return 1
+	wait_until "$E2E_READY_S" test -s "$E2E_TMP/$name.port" || return 1
 	read -r port <"$E2E_TMP/$name.port"
 	E2E_SVC_PORT[$name]=$port
 	printf -v "$var" 'http://127.0.0.1:%s' "$port"
 	export "${var?}"
-	wait_until 10 _e2e_healthy "${!var}"
+	wait_until "$E2E_READY_S" _e2e_healthy "${!var}"
 }
 
 # stop_service NAME [timeout_s]: SIGTERM and wait (SIGKILL after the timeout, default 15 s).
@@ -825,7 +847,7 @@ start_kafka() {
 	KAFKA_PID=$pid
 	KAFKA_EXIT=""
 	e2e_track_pid "$pid"
-	if ! wait_until 10 _e2e_kafka_ready "$pid"; then
+	if ! _e2e_wait_ready "$E2E_READY_S" _e2e_kafka_ready "$pid"; then
 		diag "sagad-kafka-mock did not write its bootstrap file"
 		tail -n 20 "$E2E_TMP/kafka.log" | diag_stdin
 		return 1
@@ -899,7 +921,7 @@ kafka_produce() {
 #     {"topic":"t","partition":0,"offset":0,"tstype":"create","ts":...,"broker":1,
 #      "headers":{"h":"v"},"key":"k","payload":"v"}
 # Without N: what is there now (kcat -e).  With N: waits until N messages were read or
-# timeout_s (default 10) passed; status 1 if fewer than N arrived.
+# timeout_s (default 30) passed; status 1 if fewer than N arrived.
 kafka_consume() {
 	local opts=() topic n t out rc
 	while [ $# -gt 0 ]; do
@@ -908,7 +930,7 @@ kafka_consume() {
 		*) break ;;
 		esac
 	done
-	topic=$1 n=${2:-} t=${3:-10}
+	topic=$1 n=${2:-} t=${3:-30}
 	if [ -n "$n" ]; then
 		opts+=(-c "$n")
 	else
@@ -926,14 +948,14 @@ kafka_consume() {
 
 # kafka_leader TOPIC PARTITION: prints the partition's leader broker id (from kcat -L).
 kafka_leader() {
-	timeout 10 kcat -b "$KAFKA_BOOTSTRAP" -L -J -t "$1" 2>/dev/null |
+	timeout 30 kcat -b "$KAFKA_BOOTSTRAP" -L -J -t "$1" 2>/dev/null |
 		jq -r --argjson p "$2" '.topics[0].partitions[] | select(.partition == $p) | .leader'
 }
 
 # kafka_partitions TOPIC: prints the topic's partition count (from kcat -L; asking for the
 # metadata of an unknown topic auto-creates it with 4 partitions).
 kafka_partitions() {
-	timeout 10 kcat -b "$KAFKA_BOOTSTRAP" -L -J -t "$1" 2>/dev/null | jq -r '.topics[0].partitions | length'
+	timeout 30 kcat -b "$KAFKA_BOOTSTRAP" -L -J -t "$1" 2>/dev/null | jq -r '.topics[0].partitions | length'
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -993,14 +1015,14 @@ start_kafka_participant() {
 	pid=$!
 	E2E_KPID[$name]=$pid
 	e2e_track_pid "$pid"
-	if ! wait_until 15 _e2e_kport_ready "$name" "$pid"; then
+	if ! _e2e_wait_ready "$E2E_READY_S" _e2e_kport_ready "$name" "$pid"; then
 		diag "kafka participant $name did not start (see $name.kafka.participant.log)"
 		tail -n 5 "$E2E_TMP/$name.kafka.participant.log" | diag_stdin
 		return 1
 	fi
 	read -r port <"$E2E_TMP/$name.kport"
 	E2E_KPORT[$name]=$port
-	if ! wait_until 10 _e2e_healthy "http://127.0.0.1:$port"; then
+	if ! wait_until "$E2E_READY_S" _e2e_healthy "http://127.0.0.1:$port"; then
 		diag "kafka participant $name is not healthy on port $port"
 		return 1
 	fi
@@ -1175,6 +1197,12 @@ sagad_wrapper() {
 	} >"$f"
 	chmod +x "$f"
 	echo "$f"
+}
+
+# sagad_sanitized: true when $SAGAD_REAL is an ASan build (./configure --enable-sanitizers),
+# which runs 2-3x slower: tests that assert a latency bound scale it for such a build.
+sagad_sanitized() {
+	ldd "$SAGAD_REAL" 2>/dev/null | grep -q 'libasan'
 }
 
 # need_faultvfs: skips the whole script when the shim is not built (make check builds it).
