@@ -147,76 +147,91 @@ static void write_input(struct strbuf *b, const struct flow *f, const char *inpu
 	json_decref(v);
 }
 
-int answer_saga_text(struct store *st, const struct flow_set *fs, const char *id, bool history,
-		     struct strbuf *b, const struct flow **flow, char *status, size_t status_len)
+struct saga_out {
+	struct store *st;
+	const struct flow_set *fs;
+	bool history;
+	struct strbuf *b;
+	const struct flow **flow;
+	char *status;
+	size_t status_len;
+};
+
+/* Writes the saga from its row, borrowed from the store (store_scan_saga()): no copy of its
+ * strings, the input and output JSON included. */
+static int on_saga_row(const struct store_saga *s, void *arg)
 {
-	struct store_saga s;
+	struct saga_out *o = arg;
+	struct strbuf *b = o->b;
 	struct steps_out so;
 	struct keys_out ko = { b, true };
-	/* The rows of one snapshot, and SQLite's read locks taken once, not per read (unless
-	 * the caller holds a transaction open: engine.c's release() for a batch of answers). */
-	bool reading = store_read_begin(st);
 
-	if (store_saga_get(st, id, &s) != 0) {
-		if (reading)
-			store_read_end(st);
-		return SAGAD_ENOENT;
-	}
-	so.f = fs != NULL ? flow_set_find_version(fs, s.flow, s.flow_version) : NULL;
-	if (flow != NULL)
-		*flow = so.f;
-	if (status != NULL)
-		util_strlcpy(status, s.status, status_len);
+	so.f = o->fs != NULL ? flow_set_find_version(o->fs, s->flow, s->flow_version) : NULL;
+	if (o->flow != NULL)
+		*o->flow = so.f;
+	if (o->status != NULL)
+		util_strlcpy(o->status, s->status, o->status_len);
 	LIT(b, "{\"id\":");
-	jsonw_str(b, s.id);
+	jsonw_str(b, s->id);
 	LIT(b, ",\"flow\":");
-	jsonw_str(b, s.flow);
+	jsonw_str(b, s->flow);
 	LIT(b, ",\"flow_version\":");
-	jsonw_int(b, s.flow_version);
+	jsonw_int(b, s->flow_version);
 	LIT(b, ",\"status\":");
-	jsonw_str(b, s.status);
+	jsonw_str(b, s->status);
 	LIT(b, ",\"error\":");
-	jsonw_str_or_null(b, s.error);
-	if (s.cancel_requested)
+	jsonw_str_or_null(b, s->error);
+	if (s->cancel_requested)
 		LIT(b, ",\"cancel_requested\":true");
 	else
 		LIT(b, ",\"cancel_requested\":false");
 	LIT(b, ",\"parent_id\":");
-	jsonw_str_or_null(b, s.parent_id);
+	jsonw_str_or_null(b, s->parent_id);
 	LIT(b, ",\"idempotency_key\":");
-	jsonw_str_or_null(b, s.idempotency_key);
+	jsonw_str_or_null(b, s->idempotency_key);
 	LIT(b, ",\"created_at\":");
-	jsonw_time(b, s.created_at);
+	jsonw_time(b, s->created_at);
 	LIT(b, ",\"updated_at\":");
-	jsonw_time(b, s.updated_at);
+	jsonw_time(b, s->updated_at);
 	LIT(b, ",\"deadline_at\":");
-	jsonw_time(b, s.deadline_at);
+	jsonw_time(b, s->deadline_at);
 	LIT(b, ",\"keys\":{");
 	/* Only a flow's keys: write key rows, and a flow version never changes: none to read
 	 * for a version without keys. */
 	if (so.f == NULL || so.f->n_keys > 0)
-		store_each_key(st, id, on_key_row, &ko);
+		store_each_key(o->st, s->id, on_key_row, &ko);
 	LIT(b, "},\"input\":");
-	write_input(b, so.f, s.input);
+	write_input(b, so.f, s->input);
 	LIT(b, ",\"output\":");
-	jsonw_json(b, s.output);
+	jsonw_json(b, s->output);
 	LIT(b, ",\"steps\":[");
 	so.b = b;
 	so.next = 0;
-	store_scan_steps(st, id, on_step_row, &so);
+	store_scan_steps(o->st, s->id, on_step_row, &so);
 	while (so.f != NULL && so.next < so.f->n_steps)
 		pending_step(&so, so.next);
 	LIT(b, "]");
-	if (history) {
+	if (o->history) {
 		struct history_out ho = { b, true };
 
 		LIT(b, ",\"history\":[");
-		store_scan_history(st, id, on_history_row, &ho);
+		store_scan_history(o->st, s->id, on_history_row, &ho);
 		LIT(b, "]");
 	}
 	LIT(b, "}");
+	return 0;
+}
+
+int answer_saga_text(struct store *st, const struct flow_set *fs, const char *id, bool history,
+		     struct strbuf *b, const struct flow **flow, char *status, size_t status_len)
+{
+	struct saga_out o = { st, fs, history, b, flow, status, status_len };
+	/* The rows of one snapshot, and SQLite's read locks taken once, not per read (unless
+	 * the caller holds a transaction open: engine.c's release() for a batch of answers). */
+	bool reading = store_read_begin(st);
+	int rc = store_scan_saga(st, id, on_saga_row, &o);
+
 	if (reading)
 		store_read_end(st);
-	store_saga_clear(&s);
-	return 0;
+	return rc != 0 ? SAGAD_ENOENT : 0;   /* as before: a read error answers "no such saga" */
 }

@@ -464,6 +464,28 @@ static void read_saga(sqlite3_stmt *stmt, struct store_saga *s)
 	s->deadline_at = col_opt(stmt, 16, 0);
 }
 
+/* The borrowed form of read_saga(): the strings point into the statement's current row. */
+static void borrow_saga(sqlite3_stmt *stmt, struct store_saga *s)
+{
+	s->id = (char *)sqlite3_column_text(stmt, 0);
+	s->shard = sqlite3_column_int(stmt, 1);
+	s->owner_epoch = sqlite3_column_int64(stmt, 2);
+	s->flow = (char *)sqlite3_column_text(stmt, 3);
+	s->flow_version = sqlite3_column_int(stmt, 4);
+	s->status = (char *)sqlite3_column_text(stmt, 5);
+	s->cursor = sqlite3_column_int(stmt, 6);
+	s->input = (char *)sqlite3_column_text(stmt, 7);
+	s->output = (char *)sqlite3_column_text(stmt, 8);
+	s->error = (char *)sqlite3_column_text(stmt, 9);
+	s->idempotency_key = (char *)sqlite3_column_text(stmt, 10);
+	s->parent_id = (char *)sqlite3_column_text(stmt, 11);
+	s->parent_step = (int)col_opt(stmt, 12, -1);
+	s->cancel_requested = sqlite3_column_int(stmt, 13) != 0;
+	s->created_at = sqlite3_column_int64(stmt, 14);
+	s->updated_at = sqlite3_column_int64(stmt, 15);
+	s->deadline_at = col_opt(stmt, 16, 0);
+}
+
 static void read_step(sqlite3_stmt *stmt, struct store_step *s)
 {
 	s->saga_id = col_text(stmt, 0);
@@ -1534,6 +1556,24 @@ int store_each_step(struct store *st, const char *saga_id, store_step_cb cb, voi
 		store_step_clear(&rows[i]);
 	}
 	free(rows);
+	return rc;
+}
+
+int store_scan_saga(struct store *st, const char *id, store_saga_cb cb, void *arg)
+{
+	sqlite3_stmt *stmt = st->stmt[ST_SAGA_GET];
+	struct store_saga row;
+	int rc;
+
+	bind_text(stmt, 1, id);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW) {
+		borrow_saga(stmt, &row);
+		rc = cb(&row, arg);
+	} else {
+		rc = rc == SQLITE_DONE ? SAGAD_ENOENT : fail(st, "scan_saga", rc);
+	}
+	finish(stmt);
 	return rc;
 }
 

@@ -259,6 +259,12 @@ int store_each_history(struct store *st, const char *saga_id, store_history_cb c
  * it must not call the store. */
 int store_scan_steps(struct store *st, const char *saga_id, store_step_cb cb, void *arg);
 int store_scan_history(struct store *st, const char *saga_id, store_history_cb cb, void *arg);
+/* The saga's row the same way, with one difference: the callback may run the store's other
+ * reads (store_each_key(), store_scan_steps(), store_scan_history(); no write, no
+ * store_saga_get() or store_scan_saga()), as answer.c does to write the whole saga while its
+ * row's strings are still SQLite's. Returns the callback's value, SAGAD_ENOENT, or a store
+ * error. */
+int store_scan_saga(struct store *st, const char *id, store_saga_cb cb, void *arg);
 int store_each_timer(struct store *st, store_timer_cb cb, void *arg);
 
 /* Fills *out (overwritten, not cleared first); SAGAD_ENOENT when missing. */

@@ -300,6 +300,113 @@ static void test_saga_roundtrip(void **state)
 	store_close(st);
 }
 
+/* store_scan_saga(): the row store_saga_get() reads, borrowed; the callback may run the
+ * other reads (answer.c writes the whole saga from inside it) and the row's strings stay
+ * valid through them. */
+struct scan_saga {
+	struct store *st;
+	int calls;
+	int ret;
+	int steps, history, keys;
+	char seen[512];
+};
+
+static int count_step(const struct store_step *s, void *arg) { (*(int *)arg)++; return 0; }
+static int count_history(const struct store_history *h, void *arg) { (*(int *)arg)++; return 0; }
+static int count_key(const char *n, const char *v, void *arg) { (*(int *)arg)++; return 0; }
+
+static void saga_text(const struct store_saga *s, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s|%d|%lld|%s|%d|%s|%d|%s|%s|%s|%s|%s|%d|%d|%lld|%lld|%lld", s->id,
+		 s->shard, (long long)s->owner_epoch, s->flow, s->flow_version, s->status,
+		 s->cursor, s->input ? s->input : "-", s->output ? s->output : "-",
+		 s->error ? s->error : "-", s->idempotency_key ? s->idempotency_key : "-",
+		 s->parent_id ? s->parent_id : "-", s->parent_step, s->cancel_requested,
+		 (long long)s->created_at, (long long)s->updated_at, (long long)s->deadline_at);
+}
+
+static int on_scan_saga(const struct store_saga *s, void *arg)
+{
+	struct scan_saga *o = arg;
+	char again[512];
+
+	o->calls++;
+	saga_text(s, o->seen, sizeof(o->seen));
+	assert_int_equal(store_scan_steps(o->st, s->id, count_step, &o->steps), 0);
+	assert_int_equal(store_scan_history(o->st, s->id, count_history, &o->history), 0);
+	assert_int_equal(store_each_key(o->st, s->id, count_key, &o->keys), 0);
+	saga_text(s, again, sizeof(again));
+	assert_string_equal(again, o->seen);
+	return o->ret;
+}
+
+static void test_scan_saga(void **state)
+{
+	struct store *st = open_store();
+	struct store_saga s = {
+		.id = "01J9ZZZZZZZZZZZZZZZZZZZZZB", .flow = "apply", .flow_version = 3,
+		.status = "running", .cursor = 2, .input = "{\"studentName\":\"Kim\"}",
+		.output = "{\"ok\":true}", .error = "boom", .idempotency_key = "k-1",
+		.parent_id = "01J9PARENT0000000000000001", .parent_step = 4,
+		.cancel_requested = true, .created_at = 1700000000123, .updated_at = 1700000000456,
+		.deadline_at = 1700000060000,
+	};
+	struct store_saga p = saga("01J9PARENT0000000000000001", "parent", "running"), got;
+	struct store_step step = { .saga_id = s.id, .idx = 0, .name = "pay", .state = "running",
+				   .attempt = 1, .updated_at = 10 };
+	struct store_history h = { .saga_id = s.id, .step = -1, .phase = "saga",
+				   .event = "started", .started_at = 5 };
+	const char *ids[] = { s.id, p.id };
+	char want[512];
+
+	assert_int_equal(store_saga_insert(st, &p, NULL), 0);
+	assert_int_equal(store_saga_insert(st, &s, NULL), 0);
+	assert_int_equal(store_step_put(st, &step), 0);
+	assert_int_equal(store_history_append(st, &h), 0);
+	assert_int_equal(store_key_put(st, s.id, "studentName", "Kim"), 0);
+	for (int pass = 0; pass < 2; pass++) {          /* in the open transaction, then committed */
+		for (size_t i = 0; i < 2; i++) {
+			struct scan_saga o = { .st = st };
+
+			assert_int_equal(store_saga_get(st, ids[i], &got), 0);
+			saga_text(&got, want, sizeof(want));
+			store_saga_clear(&got);
+			assert_int_equal(store_scan_saga(st, ids[i], on_scan_saga, &o), 0);
+			assert_int_equal(o.calls, 1);
+			assert_string_equal(o.seen, want);
+			assert_int_equal(o.steps, i == 0 ? 1 : 0);
+			assert_int_equal(o.history, i == 0 ? 1 : 0);
+			assert_int_equal(o.keys, i == 0 ? 1 : 0);
+		}
+		assert_int_equal(store_commit(st), 0);
+	}
+	/* the optional fields absent read as NULL, -1 and 0, as store_saga_get() has them */
+	{
+		struct scan_saga o = { .st = st };
+
+		assert_int_equal(store_scan_saga(st, p.id, on_scan_saga, &o), 0);
+		assert_non_null(strstr(o.seen, "|{}|-|-|-|-|-1|0|1000|1000|0"));
+	}
+	/* the callback's value comes back; a missing saga is SAGAD_ENOENT, no call */
+	{
+		struct scan_saga o = { .st = st, .ret = 7 };
+
+		assert_int_equal(store_scan_saga(st, s.id, on_scan_saga, &o), 7);
+		o.calls = 0;
+		assert_int_equal(store_scan_saga(st, "01J9MISSING000000000000000", on_scan_saga, &o),
+				 SAGAD_ENOENT);
+		assert_int_equal(o.calls, 0);
+	}
+	/* the statement was reset: a write and a commit go on */
+	s.status = "completed";
+	assert_int_equal(store_saga_update(st, &s), 0);
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(store_saga_get(st, s.id, &got), 0);
+	assert_string_equal(got.status, "completed");
+	store_saga_clear(&got);
+	store_close(st);
+}
+
 static void test_saga_update(void **state)
 {
 	struct store *st = open_store();
@@ -1674,6 +1781,7 @@ int main(void)
 		T(test_not_a_database),
 		T(test_saga_roundtrip),
 		T(test_saga_update),
+		T(test_scan_saga),
 		T(test_idempotency_conflict),
 		T(test_parent_unique),
 		T(test_fencing),
