@@ -102,7 +102,9 @@ t0=$(date +%s%N)
 body=$(api POST '/v1/flows/apply/sagas?wait=step:pay' "$(seed_input '.studentName = "slow"')" -D "$TMP/h2")
 ms=$((($(date +%s%N) - t0) / 1000000))
 is "$HTTP_STATUS" 200 "wait=step:pay answers 200"
-ok "[ $ms -lt 2500 ]" "... before the slow delivery answers (${ms} ms < 2500)"
+# That it answered before the delivery did is shown by the steps below (ship still running); a
+# time bound would only measure how loaded the machine is.
+diag "wait=step:pay answered after ${ms} ms (the delivery answers after 3 s)"
 sid=$(jget "$body" .id)
 is "$(jget "$body" '"\(.status) " + (.steps | map("\(.name)=\(.state)") | join(","))')" \
 	"running apply=succeeded,pay=succeeded,ship=running" "saga still running: pay succeeded, ship running"
