@@ -968,6 +968,12 @@ static int configure(sqlite3 *db, const struct store_options *opt, char *err, si
 	 * REFERENCES clauses, for a tool that opens the file with foreign keys on. */
 	if (rc == 0)
 		rc = exec(db, "PRAGMA foreign_keys = OFF", err, errlen, opt->path);
+	/* The purge's savepoint journals every page its batch changes (store_purge()): past
+	 * 64 KiB SQLite spills that sub-journal to a file in its temporary directory, and where
+	 * none is writable every such batch fails with an I/O error that rolls back the engine's
+	 * whole transaction. In memory it is bounded by the batch. */
+	if (rc == 0)
+		rc = exec(db, "PRAGMA temp_store = MEMORY", err, errlen, opt->path);
 	return rc;
 }
 
