@@ -1847,6 +1847,43 @@ static void test_purge_no_temp_file(void **state)
 	assert_int_equal(created, 0);
 }
 
+/* Two batches of one pass in one grouped transaction: the first is released (the cursor moves
+ * past it), the second fails on a full disk and SQLite rolls back the whole transaction, the
+ * first batch's deletes with it. The first batch's sagas are all still in the store, but the
+ * cursor stays past them: the next pass purges the batch after, and the first batch waits for
+ * the sweep to reach the cutoff and start again from the oldest. */
+static void test_purge_pass_lost(void **state)
+{
+	enum { N = 48, B = 16, BIG = 128 * 1024 };
+	struct store *st;
+	struct store_purge_result r;
+	char ids[N][27], *big = malloc(BIG + 1);
+
+	assert_true(faultvfs);
+	assert_non_null(big);
+	memset(big, 'x', BIG);
+	big[0] = big[BIG - 1] = '"';
+	big[BIG] = '\0';
+	st = open_store();
+	purge_backlog(st, N, ids, big);
+
+	purge_pass(st, 5000, B, B, B, true);          /* batch 1, released */
+	fault_set("full");
+	assert_int_equal(store_purge(st, 5000, B, &r), SAGAD_EFULL);   /* batch 2: all lost */
+	fault_set(NULL);
+	assert_true(store_pending(st));
+	store_rollback(st);                          /* what the paused engine does */
+	for (int i = 0; i < N; i++)
+		assert_int_equal(saga_rows(ids[i]), 10004);
+
+	purge_pass(st, 5000, B, B, B, true);
+	assert_int_equal(store_commit(st), 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(saga_rows(ids[i]), i < B ? 0 : 10004);   /* the oldest first */
+	store_close(st);
+	free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1876,6 +1913,7 @@ int main(void)
 		T(test_purge_batch_atomic),
 		T(test_purge_batch_lost),
 		T(test_purge_no_temp_file),
+		T(test_purge_pass_lost),
 		T(test_purge_plans),
 		T(test_flows),
 		T(test_list),
