@@ -329,6 +329,12 @@ struct store {
 	 * goes on from there until a pass reaches the cutoff, then starts again (id ""). */
 	int64_t purge_updated_at;
 	char *purge_id;          /* NULL: from the start */
+	/* The cursor as of the last commit: a rollback of the grouped transaction (a failed
+	 * commit, a transaction SQLite rolled back) undoes the deletes of every batch released in
+	 * it, so the cursor goes back there too (purge_cursor_back()). */
+	int64_t purge_kept_updated_at;
+	char *purge_kept_id;
+	bool purge_moved;        /* the cursor moved since the last commit */
 	int busy_timeout_ms;     /* configured; 0 is in force after a busy BEGIN (busy_fast) */
 	bool busy_fast;
 	bool full;               /* synchronous=FULL configured (the shipped setting) */
@@ -706,6 +712,28 @@ void store_metrics(struct store *st, struct strbuf *b)
 		    (unsigned long long)list);
 }
 
+/* The purge's cursor after a commit: what it read is gone for good. */
+static void purge_cursor_keep(struct store *st)
+{
+	if (!st->purge_moved)
+		return;
+	st->purge_moved = false;
+	st->purge_kept_updated_at = st->purge_updated_at;
+	free(st->purge_kept_id);
+	st->purge_kept_id = st->purge_id != NULL ? xstrdup(st->purge_id) : NULL;
+}
+
+/* The purge's cursor after a rollback: back to where the last commit left it. */
+static void purge_cursor_back(struct store *st)
+{
+	if (!st->purge_moved)
+		return;
+	st->purge_moved = false;
+	st->purge_updated_at = st->purge_kept_updated_at;
+	free(st->purge_id);
+	st->purge_id = st->purge_kept_id != NULL ? xstrdup(st->purge_kept_id) : NULL;
+}
+
 int store_commit(struct store *st)
 {
 	sqlite3_stmt *stmt = st->stmt[ST_COMMIT];
@@ -725,6 +753,7 @@ int store_commit(struct store *st)
 	if (rc == SQLITE_DONE) {
 		sqlite3_reset(stmt);
 		st->commits++;
+		purge_cursor_keep(st);
 		if ((st->commits & 0xffff) == 0)
 			stmt_runs_fold(st);
 		if (st->outbox_tx_max > st->outbox_committed)
@@ -852,6 +881,7 @@ void store_rollback(struct store *st)
 	st->reading = false;
 	st->writing = false;
 	st->lost = 0;
+	purge_cursor_back(st);
 	if (sqlite3_get_autocommit(st->db))
 		return;
 	rc = sqlite3_step(stmt);
@@ -968,6 +998,12 @@ static int configure(sqlite3 *db, const struct store_options *opt, char *err, si
 	 * REFERENCES clauses, for a tool that opens the file with foreign keys on. */
 	if (rc == 0)
 		rc = exec(db, "PRAGMA foreign_keys = OFF", err, errlen, opt->path);
+	/* The purge's savepoint journals every page its batch changes (store_purge()): past
+	 * 64 KiB SQLite spills that sub-journal to a file in its temporary directory, and where
+	 * none is writable every such batch fails with an I/O error that rolls back the engine's
+	 * whole transaction. In memory it is bounded by the batch. */
+	if (rc == 0)
+		rc = exec(db, "PRAGMA temp_store = MEMORY", err, errlen, opt->path);
 	return rc;
 }
 
@@ -1197,6 +1233,7 @@ void store_close(struct store *st)
 	if (rc != SQLITE_OK)
 		log_error("event=store_error op=close code=%d msg=%s", rc, sqlite3_errstr(rc));
 	free(st->purge_id);
+	free(st->purge_kept_id);
 	free(st);
 }
 
@@ -2071,6 +2108,7 @@ int store_purge(struct store *st, int64_t before_ms, int limit, struct store_pur
 	res->messages = messages;
 	res->scanned = n;
 	res->more = messages == limit;
+	st->purge_moved = true;
 	if (n < limit) {
 		/* The sweep reached the cutoff: the next one starts from the oldest again, for the
 		 * children whose parent has finished since. */

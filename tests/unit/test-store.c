@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <cmocka.h>
 #include <sqlite3.h>
@@ -40,7 +41,9 @@ static const char *const finals[] = { "completed", "compensated", NULL };
 
 static int group_setup(void **state)
 {
-	snprintf(dir, sizeof(dir), "/tmp/test-store.XXXXXX");
+	/* TEST_STORE_BASE: the folder for the databases (/tmp by default) */
+	snprintf(dir, sizeof(dir), "%s/test-store.XXXXXX",
+		 getenv("TEST_STORE_BASE") ? getenv("TEST_STORE_BASE") : "/tmp");
 	if (mkdtemp(dir) == NULL)
 		return -1;
 	log_min_level = LOG_ERROR;
@@ -1772,6 +1775,115 @@ static void test_purge_batch_lost(void **state)
 	free(big);
 }
 
+
+/* A purge batch of sagas of a realistic size (4 steps, 10 history rows with a request and a
+ * response) in its savepoint: the savepoint's sub-journal holds every page the batch changes,
+ * which passes SQLite's 64 KiB in-memory limit (SQLITE_STMTJRNL_SPILL) and spills to a file
+ * in the temporary directory, unless temp_store is MEMORY. Without a writable temporary
+ * directory (a read-only root file system, no TMPDIR) every such batch fails with
+ * SQLITE_IOERR_GETTEMPPATH, which rolls back the engine's whole transaction. The test watches
+ * sqlite3_temp_directory (checked first) for a file created there (it is unlinked at once). */
+static void test_purge_no_temp_file(void **state)
+{
+	enum { N = 64 };
+	struct store *st = open_store();
+	struct store_purge_result r;
+	char ids[N][27], tmp[128], body[301], buf[4096];
+	int fd, wd, created = 0;
+	ssize_t len;
+
+	memset(body, 'x', 300);
+	body[0] = body[299] = '"';
+	body[300] = '\0';
+	for (int i = 0; i < N; i++) {
+		struct store_saga s;
+
+		util_ulid_at(1000 + i, ids[i]);
+		s = saga(ids[i], "f", "completed");
+		s.updated_at = 2000 + i;
+		assert_int_equal(store_saga_insert(st, &s, NULL), 0);
+		for (int k = 0; k < 4; k++) {
+			struct store_step step = { .saga_id = ids[i], .idx = k, .name = "a",
+						   .state = "succeeded", .response = body,
+						   .updated_at = 1 };
+			assert_int_equal(store_step_put(st, &step), 0);
+		}
+		for (int k = 0; k < 10; k++) {
+			struct store_history h = { .saga_id = ids[i], .step = k % 4, .phase = "action",
+						   .event = "succeeded", .request = body,
+						   .response = body };
+			assert_int_equal(store_history_append(st, &h), 0);
+		}
+	}
+	assert_int_equal(store_commit(st), 0);
+
+	snprintf(tmp, sizeof(tmp), "%s/tmp", dir);
+	assert_int_equal(mkdir(tmp, 0700), 0);
+	sqlite3_temp_directory = sqlite3_mprintf("%s", tmp);
+	fd = inotify_init1(IN_NONBLOCK);
+	assert_true(fd >= 0);
+	wd = inotify_add_watch(fd, tmp, IN_CREATE);
+	assert_true(wd >= 0);
+
+	if (getenv("TEST_STORE_NO_TEMPDIR") != NULL) {
+		/* Run where no temporary directory is writable (unshare -m, read-only mounts):
+		 * shows what a user sees. */
+		sqlite3_free(sqlite3_temp_directory);
+		sqlite3_temp_directory = NULL;
+	}
+	insert(st, ID("01J9L", 1), "apply", "running");   /* the engine's write of the turn */
+	assert_int_equal(store_purge(st, 5000, N, &r), 0);
+	assert_int_equal(r.sagas, N);
+	assert_int_equal(store_commit(st), 0);
+	while ((len = read(fd, buf, sizeof(buf))) > 0)
+		for (char *p = buf; p < buf + len;
+		     p += sizeof(struct inotify_event) + ((struct inotify_event *)p)->len)
+			created++;
+	close(fd);
+	sqlite3_free(sqlite3_temp_directory);
+	sqlite3_temp_directory = NULL;
+	rmdir(tmp);
+	store_close(st);
+	assert_int_equal(created, 0);
+}
+
+/* Two batches of one pass in one grouped transaction: the first is released (the cursor moves
+ * past it), the second fails on a full disk and SQLite rolls back the whole transaction, the
+ * first batch's deletes with it. The first batch's sagas are all still in the store, but the
+ * cursor stays past them: the next pass purges the batch after, and the first batch waits for
+ * the sweep to reach the cutoff and start again from the oldest. */
+static void test_purge_pass_lost(void **state)
+{
+	enum { N = 48, B = 16, BIG = 128 * 1024 };
+	struct store *st;
+	struct store_purge_result r;
+	char ids[N][27], *big = malloc(BIG + 1);
+
+	assert_true(faultvfs);
+	assert_non_null(big);
+	memset(big, 'x', BIG);
+	big[0] = big[BIG - 1] = '"';
+	big[BIG] = '\0';
+	st = open_store();
+	purge_backlog(st, N, ids, big);
+
+	purge_pass(st, 5000, B, B, B, true);          /* batch 1, released */
+	fault_set("full");
+	assert_int_equal(store_purge(st, 5000, B, &r), SAGAD_EFULL);   /* batch 2: all lost */
+	fault_set(NULL);
+	assert_true(store_pending(st));
+	store_rollback(st);                          /* what the paused engine does */
+	for (int i = 0; i < N; i++)
+		assert_int_equal(saga_rows(ids[i]), 10004);
+
+	purge_pass(st, 5000, B, B, B, true);
+	assert_int_equal(store_commit(st), 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(saga_rows(ids[i]), i < B ? 0 : 10004);   /* the oldest first */
+	store_close(st);
+	free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1800,6 +1912,8 @@ int main(void)
 		T(test_lost_transaction),
 		T(test_purge_batch_atomic),
 		T(test_purge_batch_lost),
+		T(test_purge_no_temp_file),
+		T(test_purge_pass_lost),
 		T(test_purge_plans),
 		T(test_flows),
 		T(test_list),
