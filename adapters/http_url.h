@@ -16,8 +16,8 @@ struct http_url;
 
 /* Returns a new, empty table owned by the caller; free it with http_url_table_free(). */
 struct http_url_table *http_url_table_new(void);
-/* Frees the table and every entry it keeps. Release every held entry first (http_url_put()):
- * an entry still held is not freed. NULL is a no-op. */
+/* Frees every entry the table keeps, held or not; release every held entry first
+ * (http_url_put()): a holder must not use or put an entry after this. NULL is a no-op. */
 void http_url_table_free(struct http_url_table *t);
 
 /* Returns the entry for url with one more reference, or NULL when url does not parse (the

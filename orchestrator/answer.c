@@ -149,6 +149,7 @@ static void write_input(struct strbuf *b, const struct flow *f, const char *inpu
 
 struct saga_out {
 	struct store *st;
+	const char *id;            /* the caller's: the reads below bind it, not the borrowed row's */
 	const struct flow_set *fs;
 	bool history;
 	struct strbuf *b;
@@ -199,7 +200,7 @@ static int on_saga_row(const struct store_saga *s, void *arg)
 	/* Only a flow's keys: write key rows, and a flow version never changes: none to read
 	 * for a version without keys. */
 	if (so.f == NULL || so.f->n_keys > 0)
-		store_each_key(o->st, s->id, on_key_row, &ko);
+		store_each_key(o->st, o->id, on_key_row, &ko);
 	LIT(b, "},\"input\":");
 	write_input(b, so.f, s->input);
 	LIT(b, ",\"output\":");
@@ -207,7 +208,7 @@ static int on_saga_row(const struct store_saga *s, void *arg)
 	LIT(b, ",\"steps\":[");
 	so.b = b;
 	so.next = 0;
-	store_scan_steps(o->st, s->id, on_step_row, &so);
+	store_scan_steps(o->st, o->id, on_step_row, &so);
 	while (so.f != NULL && so.next < so.f->n_steps)
 		pending_step(&so, so.next);
 	LIT(b, "]");
@@ -215,7 +216,7 @@ static int on_saga_row(const struct store_saga *s, void *arg)
 		struct history_out ho = { b, true };
 
 		LIT(b, ",\"history\":[");
-		store_scan_history(o->st, s->id, on_history_row, &ho);
+		store_scan_history(o->st, o->id, on_history_row, &ho);
 		LIT(b, "]");
 	}
 	LIT(b, "}");
@@ -225,7 +226,7 @@ static int on_saga_row(const struct store_saga *s, void *arg)
 int answer_saga_text(struct store *st, const struct flow_set *fs, const char *id, bool history,
 		     struct strbuf *b, const struct flow **flow, char *status, size_t status_len)
 {
-	struct saga_out o = { st, fs, history, b, flow, status, status_len };
+	struct saga_out o = { st, id, fs, history, b, flow, status, status_len };
 	/* The rows of one snapshot, and SQLite's read locks taken once, not per read (unless
 	 * the caller holds a transaction open: engine.c's release() for a batch of answers). */
 	bool reading = store_read_begin(st);
