@@ -1581,6 +1581,19 @@ static void fault_set(const char *fault)
 	assert_int_equal(fclose(f), 0);
 }
 
+/* A JSON string of n bytes, quotes included ("xxx...x"): big enough to spill SQLite's page
+ * cache. The caller frees it. */
+static char *big_json_string(size_t n)
+{
+	char *big = malloc(n + 1);
+
+	assert_non_null(big);
+	memset(big, 'x', n);
+	big[0] = big[n - 1] = '"';
+	big[n] = '\0';
+	return big;
+}
+
 /* The grouped transaction has more than one writer. A write that fails while SQLite spills
  * its page cache (a full disk) makes SQLite roll back the whole transaction, whoever's
  * statement it was: here the purge's (deleting 64 sagas of 128 KiB frees 4,096 overflow
@@ -1594,13 +1607,9 @@ static void test_lost_transaction(void **state)
 	struct store *st;
 	struct store_purge_result r;
 	struct store_saga s, got;
-	char *big = malloc(BIG + 1), id[27];
+	char *big = big_json_string(BIG), id[27];
 
 	assert_true(faultvfs);
-	assert_non_null(big);
-	memset(big, 'x', BIG);
-	big[0] = big[BIG - 1] = '"';
-	big[BIG] = '\0';
 	st = open_store();
 	for (int i = 0; i < N; i++) {
 		util_ulid_at(1000 + i, id);
@@ -1748,13 +1757,9 @@ static void test_purge_batch_lost(void **state)
 	enum { N = 32, B = 16, BIG = 128 * 1024 };
 	struct store *st;
 	struct store_purge_result r;
-	char ids[N][27], *big = malloc(BIG + 1);
+	char ids[N][27], *big = big_json_string(BIG);
 
 	assert_true(faultvfs);
-	assert_non_null(big);
-	memset(big, 'x', BIG);
-	big[0] = big[BIG - 1] = '"';
-	big[BIG] = '\0';
 	st = open_store();
 	purge_backlog(st, N, ids, big);
 
@@ -1849,21 +1854,17 @@ static void test_purge_no_temp_file(void **state)
 
 /* Two batches of one pass in one grouped transaction: the first is released (the cursor moves
  * past it), the second fails on a full disk and SQLite rolls back the whole transaction, the
- * first batch's deletes with it. The first batch's sagas are all still in the store, but the
- * cursor stays past them: the next pass purges the batch after, and the first batch waits for
- * the sweep to reach the cutoff and start again from the oldest. */
+ * first batch's deletes with it. The rollback puts the cursor back where the last commit left
+ * it, so the next pass purges the first batch again, the oldest sagas (without that it went on
+ * from the batch after, and the first batch waited for the sweep to start again). */
 static void test_purge_pass_lost(void **state)
 {
 	enum { N = 48, B = 16, BIG = 128 * 1024 };
 	struct store *st;
 	struct store_purge_result r;
-	char ids[N][27], *big = malloc(BIG + 1);
+	char ids[N][27], *big = big_json_string(BIG);
 
 	assert_true(faultvfs);
-	assert_non_null(big);
-	memset(big, 'x', BIG);
-	big[0] = big[BIG - 1] = '"';
-	big[BIG] = '\0';
 	st = open_store();
 	purge_backlog(st, N, ids, big);
 
