@@ -712,26 +712,30 @@ void store_metrics(struct store *st, struct strbuf *b)
 		    (unsigned long long)list);
 }
 
+/* Copies a purge cursor (updated_at, id) over another. */
+static void purge_cursor_copy(int64_t *to_at, char **to_id, int64_t at, const char *id)
+{
+	*to_at = at;
+	free(*to_id);
+	*to_id = id != NULL ? xstrdup(id) : NULL;
+}
+
 /* The purge's cursor after a commit: what it read is gone for good. */
 static void purge_cursor_keep(struct store *st)
 {
-	if (!st->purge_moved)
-		return;
+	if (st->purge_moved)
+		purge_cursor_copy(&st->purge_kept_updated_at, &st->purge_kept_id,
+				  st->purge_updated_at, st->purge_id);
 	st->purge_moved = false;
-	st->purge_kept_updated_at = st->purge_updated_at;
-	free(st->purge_kept_id);
-	st->purge_kept_id = st->purge_id != NULL ? xstrdup(st->purge_id) : NULL;
 }
 
 /* The purge's cursor after a rollback: back to where the last commit left it. */
 static void purge_cursor_back(struct store *st)
 {
-	if (!st->purge_moved)
-		return;
+	if (st->purge_moved)
+		purge_cursor_copy(&st->purge_updated_at, &st->purge_id,
+				  st->purge_kept_updated_at, st->purge_kept_id);
 	st->purge_moved = false;
-	st->purge_updated_at = st->purge_kept_updated_at;
-	free(st->purge_id);
-	st->purge_id = st->purge_kept_id != NULL ? xstrdup(st->purge_kept_id) : NULL;
 }
 
 int store_commit(struct store *st)
