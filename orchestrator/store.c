@@ -373,6 +373,18 @@ static int map_rc(int rc)
 	}
 }
 
+/* Records that the grouped write transaction is gone with its writes: every write fails and
+ * the next store_commit() returns the error (rc 0: found at the next begin or commit, the
+ * error unseen: the engine pauses, EIO). */
+static void mark_lost(struct store *st, const char *op, int rc)
+{
+	st->writing = false;
+	if (st->lost == 0)
+		st->lost = rc != SQLITE_OK ? map_rc(rc) : SAGAD_EIO;
+	log_error("event=store_error op=%s code=%d msg=\"the grouped transaction was rolled back: "
+		  "every write since the last commit is lost; the commit fails\"", op, rc);
+}
+
 /* Notices that the grouped transaction is gone though nobody ended it. After some errors
  * (a full disk or an I/O error while SQLite spills its page cache, no memory) SQLite rolls
  * back the whole transaction, not only the failed statement; the statement may be any
@@ -381,14 +393,8 @@ static int map_rc(int rc)
  * acting on writes that never reach the disk) or store_rollback() drops it. */
 static void lost(struct store *st, const char *op, int rc)
 {
-	if (!st->writing || !sqlite3_get_autocommit(st->db))
-		return;
-	st->writing = false;
-	/* rc 0: found at the next begin or commit, the error unseen: the engine pauses (EIO) */
-	if (st->lost == 0)
-		st->lost = rc != SQLITE_OK ? map_rc(rc) : SAGAD_EIO;
-	log_error("event=store_error op=%s code=%d msg=\"the grouped transaction was rolled back: "
-		  "every write since the last commit is lost; the commit fails\"", op, rc);
+	if (st->writing && sqlite3_get_autocommit(st->db))
+		mark_lost(st, op, rc);
 }
 
 /* Logs the connection's error message for op and returns rc as a sagad code. Call it before
@@ -2033,11 +2039,7 @@ static void purge_undo(struct store *st)
 	if (sqlite3_step(stmt) != SQLITE_DONE)
 		fail(st, "rollback", sqlite3_errcode(st->db));
 	sqlite3_reset(stmt);
-	st->writing = false;
-	if (st->lost == 0)
-		st->lost = SAGAD_EIO;
-	log_error("event=store_error op=purge_undo msg=\"the grouped transaction was rolled back: "
-		  "every write since the last commit is lost; the commit fails\"");
+	mark_lost(st, "purge_undo", SQLITE_OK);
 }
 
 int store_purge(struct store *st, int64_t before_ms, int limit, struct store_purge_result *res)
