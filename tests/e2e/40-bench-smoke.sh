@@ -97,4 +97,15 @@ for p in "$BENCH_HAPPY_PORT" "$BENCH_FAIL_PORT" "$BENCH_SAGAD_PORT"; do
 	ok "! ss -ltnH 'sport = :$p' | grep -q ." "port $p is free again"
 done
 
+# bench/floor.sh (libcurl and nginx alone, without sagad): it builds, runs and every call
+# succeeds (its exit status); the figures themselves are not checked
+BENCH_FLOOR_PORT=$(free_port)
+while [ "$((BENCH_FLOOR_PORT + 1))" = "$BENCH_HAPPY_PORT" ]; do BENCH_FLOOR_PORT=$(free_port); done
+BENCH_FLOOR_PORT=$BENCH_FLOOR_PORT "$TOP_SRCDIR/bench/floor.sh" --calls 2000 --concs 4 >"$TMP/floor.out" 2>&1
+is "$?" 0 "floor.sh exits 0 (every call answered 2xx)"
+is "$(grep -c '^libcurl .*, 4 in flight: 1996 calls in .* 0 failed; nginx [0-9.]* us per call$' "$TMP/floor.out")" 2 \
+	"floor.sh: a line for sagad's headers and one without ($(head -c 300 "$TMP/floor.out"))"
+like "$(cat "$TMP/floor.out")" "wrk, 4 connections: [0-9.]+ req/s" "floor.sh: wrk's line"
+ok "! ss -ltnH 'sport = :$BENCH_FLOOR_PORT' | grep -q ." "floor.sh's port is free again"
+
 done_testing
