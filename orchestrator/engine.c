@@ -8,7 +8,9 @@
  *
  * Memory: every unfinished saga is in memory (sagas map); finished ones are evicted after the
  * commit that finished them and reloaded from the store when needed (operator retry, a
- * parent compensating a completed child). */
+ * parent compensating a completed child). A saga whose client waits for its full answer
+ * (engine_start_answered()) also keeps that answer's pieces (answer.h) while the client waits:
+ * the saga and each decided waiter hold a reference, the last one frees them. */
 #include <assert.h>
 #include <signal.h>
 #include <stdio.h>
