@@ -2,7 +2,6 @@
  * libcurl client and an in-process participant (httpd) on one loop. Each test scripts the
  * participant's answers per path and checks the saga's states, attempts, the order of the
  * calls the participant saw, and what recovery does with the store a "crashed" engine left. */
-#include <dlfcn.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,6 +16,7 @@
 #include "dsl.h"
 #include "engine.h"
 #include "error.h"
+#include "fault.h"
 #include "flow.h"
 #include "http.h"
 #include "httpd.h"
@@ -695,25 +695,6 @@ static void test_loaded_sagas_are_evicted(void **state)
 
 /* ---- the answer from memory (engine_start_answered(), engine_answer_text()) ------------- */
 
-/* tests/fault/faultvfs.so, loaded by main() under the store's VFS, and its control file. */
-static bool faultvfs;
-static char fault_ctl[64];
-
-/* fault_set("ioerr"): every write and sync of the store fails; NULL: none. */
-static void fault_set(const char *fault)
-{
-	FILE *f;
-
-	if (fault == NULL) {
-		unlink(fault_ctl);
-		return;
-	}
-	f = fopen(fault_ctl, "w");
-	assert_non_null(f);
-	fputs(fault, f);
-	assert_int_equal(fclose(f), 0);
-}
-
 struct answer_check {
 	bool done;
 	enum engine_wait_result result;
@@ -779,6 +760,16 @@ static void wait_answer(struct answer_check *c)
 {
 	while (!c->done)
 		uv_run(uv_default_loop(), UV_RUN_ONCE);
+}
+
+/* Another waiter on saga id (not the starter's), answered into c. */
+static void wait_answer_of(const char *id, enum engine_wait_target t, struct answer_check *c)
+{
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	assert_non_null(engine_wait(F.engine, id, t, NULL, 20000, on_answer, c, &rc));
+	wait_answer(c);
 }
 
 /* Starts flow with input (answered, waiting for its end) and checks the answer came from
@@ -880,7 +871,6 @@ static void test_answer_step_cancel_deadline(void **state)
 {
 	struct answer_check c, cc, cend;
 	char id[27], err[256];
-	int rc;
 
 	add_flow(THREE);
 	rule("POST", "/b", 300, NULL, 200, 0);
@@ -891,10 +881,7 @@ static void test_answer_step_cancel_deadline(void **state)
 	assert_string_equal(c.status, "running");
 	/* Another waiter, attached before the saga wrote again: the saga keeps its pieces (it has
 	 * a waiter) and answers it from them too. */
-	memset(&cend, 0, sizeof(cend));
-	assert_non_null(engine_wait(F.engine, id, ENGINE_WAIT_COMPLETION, NULL, 20000, on_answer,
-				    &cend, &rc));
-	wait_answer(&cend);
+	wait_answer_of(id, ENGINE_WAIT_COMPLETION, &cend);
 	assert_int_equal(cend.from_memory, 2);
 	assert_string_equal(cend.status, "completed");
 	/* Nobody waits any more: the next write drops the pieces; a new waiter reads the store. */
@@ -903,10 +890,7 @@ static void test_answer_step_cancel_deadline(void **state)
 	assert_int_equal(c.from_memory, 2);
 	while (strcmp(steps_of(id).states[1], "succeeded") != 0)   /* b's reply, 300 ms */
 		uv_run(uv_default_loop(), UV_RUN_ONCE);
-	memset(&cend, 0, sizeof(cend));
-	assert_non_null(engine_wait(F.engine, id, ENGINE_WAIT_COMPLETION, NULL, 20000, on_answer,
-				    &cend, &rc));
-	wait_answer(&cend);
+	wait_answer_of(id, ENGINE_WAIT_COMPLETION, &cend);
 	assert_int_equal(cend.from_memory, 0);
 	assert_int_equal(cend.from_store, 2);
 	assert_string_equal(cend.status, "completed");
@@ -915,10 +899,7 @@ static void test_answer_step_cancel_deadline(void **state)
 	start_answered("three", "{}", id, ENGINE_WAIT_COMPLETION, NULL, &cend);
 	run_until(id, ENGINE_WAIT_STEP, "a");
 	assert_int_equal(engine_cancel(F.engine, id, err, sizeof(err)), 0);
-	memset(&cc, 0, sizeof(cc));
-	assert_non_null(engine_wait(F.engine, id, ENGINE_WAIT_COMMITTED, NULL, 20000, on_answer,
-				    &cc, &rc));
-	wait_answer(&cc);
+	wait_answer_of(id, ENGINE_WAIT_COMMITTED, &cc);
 	assert_int_equal(cc.from_memory, 2);
 	assert_string_equal(cc.status, "compensating");
 	wait_answer(&cend);
@@ -936,15 +917,12 @@ static void test_answer_step_cancel_deadline(void **state)
 /* A plain start keeps nothing: its answers read the store. */
 static void test_answer_not_kept_without_asking(void **state)
 {
-	struct answer_check c = { 0 };
+	struct answer_check c;
 	char id[27];
-	int rc;
 
 	add_flow(THREE);
 	start("three", "{}", id);
-	assert_non_null(engine_wait(F.engine, id, ENGINE_WAIT_COMPLETION, NULL, 20000, on_answer,
-				    &c, &rc));
-	wait_answer(&c);
+	wait_answer_of(id, ENGINE_WAIT_COMPLETION, &c);
 	assert_int_equal(c.from_memory, 0);
 	assert_int_equal(c.from_store, 2);
 }
@@ -968,9 +946,8 @@ static void test_answer_pipelined(void **state)
  * after the pause the saga, rebuilt from the store, is answered from the store. */
 static void test_answer_lost_transaction(void **state)
 {
-	struct answer_check c, c2 = { 0 };
+	struct answer_check c, c2;
 	char id[27];
-	int rc;
 
 	assert_true(faultvfs);
 	add_flow(THREE);
@@ -986,9 +963,7 @@ static void test_answer_lost_transaction(void **state)
 	/* The probe (every 0.2 s) resumes the engine: recovery sends b again. */
 	while (engine_paused(F.engine) != NULL)
 		uv_run(uv_default_loop(), UV_RUN_ONCE);
-	assert_non_null(engine_wait(F.engine, id, ENGINE_WAIT_COMPLETION, NULL, 20000, on_answer,
-				    &c2, &rc));
-	wait_answer(&c2);
+	wait_answer_of(id, ENGINE_WAIT_COMPLETION, &c2);
 	assert_int_equal(c2.result, ENGINE_WAIT_REACHED);
 	assert_int_equal(c2.from_memory, 0);
 	assert_int_equal(c2.from_store, 2);
@@ -1023,18 +998,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_answer_pipelined, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_lost_transaction, setup, teardown),
 	};
-	const char *so = getenv("FAULTVFS_SO");   /* make check sets it */
 	int rc;
 
-	/* Before the first store_open(): the store's VFS wraps the default VFS it finds then.
-	 * Without a fault in the control file the shim only passes the calls on. */
-	snprintf(fault_ctl, sizeof(fault_ctl), "/tmp/test-engine.%d.fault", (int)getpid());
-	setenv("FAULTVFS_CONTROL", fault_ctl, 1);
-	faultvfs = dlopen(so != NULL ? so : TEST_SRCDIR "/tests/fault/faultvfs.so",
-			  RTLD_NOW) != NULL;
-	if (!faultvfs)
-		fprintf(stderr, "# cannot load faultvfs.so (make tests/fault/faultvfs.so): %s\n",
-			dlerror());
+	fault_load("test-engine");   /* before the first store_open() */
 	rc = cmocka_run_group_tests_name("engine", tests, NULL, NULL);
 	unlink(fault_ctl);
 	return rc;
