@@ -1,6 +1,7 @@
-/* answer.c: a saga as JSON text, straight from the store's rows (see answer.h). The keys and
- * their order are those of the jansson version it replaces (api.c's saga_summary for the
- * first ones). */
+/* answer.c: a saga as JSON text, straight from the store's rows, or from the pieces the engine
+ * kept of the rows it wrote, each written by the same code (see answer.h). The keys and their
+ * order are those of the jansson version it replaces (api.c's saga_summary for the first
+ * ones). */
 #include <stdio.h>
 #include <string.h>
 #include <jansson.h>
@@ -376,6 +377,7 @@ int answer_pieces_text(const struct answer_pieces *p, const struct flow_set *fs,
 	const struct flow *f = fs != NULL ? flow_set_find_version(fs, p->flow, p->flow_version) :
 				NULL;
 	struct steps_out so = { b, f, 0 };
+	struct keys_out ko = { b, true };
 
 	/* The store's answer without that flow version shows no pending steps: leave it to it. */
 	if (f == NULL || f->n_steps != p->n_steps)
@@ -387,13 +389,8 @@ int answer_pieces_text(const struct answer_pieces *p, const struct flow_set *fs,
 	strbuf_reserve(b, p->head.len + p->input.len + p->output.len + p->history.len + 256);
 	strbuf_add(b, p->head.data, p->head.len);
 	LIT(b, ",\"keys\":{");
-	for (size_t k = 0; k < p->n_keys; k++) {
-		if (k > 0)
-			LIT(b, ",");
-		jsonw_str(b, p->key_names[k]);
-		LIT(b, ":");
-		jsonw_str(b, p->key_values[k]);
-	}
+	for (size_t k = 0; k < p->n_keys; k++)
+		on_key_row(p->key_names[k], p->key_values[k], &ko);
 	LIT(b, "},\"input\":");
 	strbuf_add(b, p->input.data, p->input.len);
 	LIT(b, ",\"output\":");
