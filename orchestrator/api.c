@@ -225,7 +225,10 @@ static void answer_saga(struct pending *p, int status)
 			(int)json_integer_value(json_object_get(body, "flow_version")));
 	} else {
 		strbuf_reserve(&text, 4095);   /* a saga with its history: one allocation */
-		if (answer_saga_text(p->api->store, *p->api->flows, p->id, !p->summary_only, &text,
+		/* from the engine's memory when it kept the rows it wrote, else from the store */
+		if (engine_answer_text(p->api->engine, p->id, *p->api->flows, !p->summary_only,
+				       &text, &f, st, sizeof(st)) != 0 &&
+		    answer_saga_text(p->api->store, *p->api->flows, p->id, !p->summary_only, &text,
 				     &f, st, sizeof(st)) != 0) {
 			char err[128];
 
@@ -462,7 +465,12 @@ static void route_start(struct api *a, struct httpd_req *req, const char *flow_n
 			      "e.g. {\"studentName\": \"kim\"}");
 		return;
 	}
-	rc = engine_start(a->engine, flow_name, input, key, id, &existed, err, sizeof(err));
+	/* A client waiting for the end (or a step) with the full answer: the engine keeps it. */
+	if (target != ENGINE_WAIT_COMMITTED && !wants_minimal(req))
+		rc = engine_start_answered(a->engine, flow_name, input, key, id, &existed, err,
+					   sizeof(err));
+	else
+		rc = engine_start(a->engine, flow_name, input, key, id, &existed, err, sizeof(err));
 	json_decref(input);
 	switch (rc) {
 	case 0:

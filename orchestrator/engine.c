@@ -8,7 +8,9 @@
  *
  * Memory: every unfinished saga is in memory (sagas map); finished ones are evicted after the
  * commit that finished them and reloaded from the store when needed (operator retry, a
- * parent compensating a completed child). */
+ * parent compensating a completed child). A saga whose client waits for its full answer
+ * (engine_start_answered()) also keeps that answer's pieces (answer.h) while the client waits:
+ * the saga and each decided waiter hold a reference, the last one frees them. */
 #include <assert.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "answer.h"
 #include "engine.h"
 #include "error.h"
 #include "http.h"
@@ -431,6 +434,16 @@ static void fill_saga_row(const struct saga *s, struct store_saga *row, char **i
 	row->deadline_at = s->deadline_at;
 }
 
+struct answer_pieces *engine__answer_kept(struct saga *s)
+{
+	if (s->answer != NULL && !s->answer_reserved && s->waiters == NULL &&
+	    answer_pieces_refs(s->answer) == 1) {
+		answer_pieces_unref(s->answer);
+		s->answer = NULL;
+	}
+	return s->answer;
+}
+
 static void persist_saga(struct saga *s)
 {
 	struct store_saga row;
@@ -441,6 +454,8 @@ static void persist_saga(struct saga *s)
 	row.error = (char *)scrub(s, row.error, &error);
 	rc = store_saga_update(s->e->store, &row);
 	engine__store_failed(s->e, rc, "saga_update", s->id);
+	if (rc == 0 && engine__answer_kept(s) != NULL)
+		answer_pieces_saga(s->answer, &row);
 	free(input);
 	free(output);
 	free(error);
@@ -450,6 +465,7 @@ static void persist_step(struct saga *s, int i)
 {
 	struct step_run *r = &s->steps[i];
 	char *text = json_text_scrubbed(s, ctx_response(s, i)), *f2;
+	int rc;
 	struct store_step row = {
 		.saga_id = s->id, .idx = i, .name = s->flow->steps[i].name,
 		.state = (char *)step_state_name(r->state), .attempt = r->attempt,
@@ -458,7 +474,10 @@ static void persist_step(struct saga *s, int i)
 	};
 
 	row.error = (char *)scrub(s, row.error, &f2);
-	engine__store_failed(s->e, store_step_put(s->e->store, &row), "step_put", s->id);
+	rc = store_step_put(s->e->store, &row);
+	engine__store_failed(s->e, rc, "step_put", s->id);
+	if (rc == 0 && engine__answer_kept(s) != NULL)
+		answer_pieces_step(s->answer, &row);
 	free(text);
 	free(f2);
 }
@@ -477,11 +496,15 @@ void engine__history(struct saga *s, int step, const char *phase, int attempt, c
 		.ended_at = now,
 	};
 	char *f1, *f2, *f3;
+	int rc;
 
 	h.request = (char *)scrub(s, request, &f1);
 	h.response = (char *)scrub(s, response, &f2);
 	h.error = (char *)scrub(s, error, &f3);
-	engine__store_failed(s->e, store_history_append(s->e->store, &h), "history_append", s->id);
+	rc = store_history_append_seq(s->e->store, &h, &h.seq);
+	engine__store_failed(s->e, rc, "history_append", s->id);
+	if (rc == 0 && engine__answer_kept(s) != NULL)
+		answer_pieces_history(s->answer, &h);
 	free(f1);
 	free(f2);
 	free(f3);
@@ -873,7 +896,7 @@ render_failed:;
 
 static struct saga *saga_create(struct engine *e, struct flow *f, json_t *input,
 				const char *key, const struct saga *parent, int parent_step,
-				char **existing_id, int *rc);
+				bool answered, char **existing_id, int *rc);
 static struct saga *saga_load(struct engine *e, const char *id);
 
 static void child_result(struct saga *parent, int i, struct saga *child);
@@ -923,7 +946,7 @@ static void subflow_dispatch(struct saga *s, int i)
 		engine__step_set_state(s, i, STEP_FAILED);
 		return;
 	}
-	child = saga_create(e, child_flow, input, NULL, s, i, &existing, &rc);
+	child = saga_create(e, child_flow, input, NULL, s, i, false, &existing, &rc);
 	json_decref(input);
 	if (child == NULL && rc == SAGAD_EEXIST && existing != NULL)
 		child = saga_load(e, existing);
@@ -1661,15 +1684,17 @@ static void saga_free(struct saga *s)
 	secret_set_free(s->secrets);
 	free(s->error);
 	free(s->idempotency_key);
+	answer_pieces_unref(s->answer);
 	flow_unref(s->flow);
 	free(s);
 }
 
-/* Creates a new running saga and records it. On a key clash returns NULL with
- * *rc = SAGAD_EEXIST and *existing_id set. */
+/* Creates a new running saga and records it; answered: keep its answer's pieces for the
+ * waiter its starter attaches next. On a key clash returns NULL with *rc = SAGAD_EEXIST and
+ * *existing_id set. */
 static struct saga *saga_create(struct engine *e, struct flow *f, json_t *input,
 				const char *key, const struct saga *parent, int parent_step,
-				char **existing_id, int *rc)
+				bool answered, char **existing_id, int *rc)
 {
 	struct saga *s = saga_alloc(e, f);
 	struct store_saga row;
@@ -1692,6 +1717,10 @@ static struct saga *saga_create(struct engine *e, struct flow *f, json_t *input,
 	s->ctx = make_ctx(s);
 	fill_saga_row(s, &row, &in_text, &out_text);
 	*rc = store_saga_insert(e->store, &row, existing_id);
+	if (*rc == 0 && answered) {
+		s->answer = answer_pieces_new(f, &row);
+		s->answer_reserved = true;
+	}
 	free(in_text);
 	free(out_text);
 	if (*rc != 0) {
@@ -1786,6 +1815,7 @@ static struct saga *saga_from_row(struct engine *e, const struct store_saga *row
 	if (saga_state_parse(row->status, &st) != 0)
 		return NULL;
 	s = saga_alloc(e, f);
+	e->loads++;   /* an answer's pieces of an evicted saga may be stale now */
 	snprintf(s->id, ID_LEN, "%s", row->id);
 	s->state = st;
 	s->cursor = row->cursor;
@@ -2071,8 +2101,9 @@ static const char *kafka_needed(struct engine *e, const struct flow *f, int dept
 	return NULL;
 }
 
-int engine_start(struct engine *e, const char *flow_name, json_t *input,
-		 const char *idempotency_key, char id[27], bool *existed, char *err, size_t errlen)
+static int start(struct engine *e, const char *flow_name, json_t *input,
+		 const char *idempotency_key, bool answered, char id[27], bool *existed, char *err,
+		 size_t errlen)
 {
 	struct flow *f;
 	struct saga *s;
@@ -2123,7 +2154,7 @@ int engine_start(struct engine *e, const char *flow_name, json_t *input,
 		json_decref(checked);
 		return rc;
 	}
-	s = saga_create(e, f, checked, idempotency_key, NULL, -1, &existing, &rc);
+	s = saga_create(e, f, checked, idempotency_key, NULL, -1, answered, &existing, &rc);
 	json_decref(checked);
 	if (s == NULL) {
 		if (rc == SAGAD_EEXIST && existing != NULL) {
@@ -2139,6 +2170,19 @@ int engine_start(struct engine *e, const char *flow_name, json_t *input,
 	memcpy(id, s->id, ID_LEN);
 	engine__drive(s);
 	return 0;
+}
+
+int engine_start(struct engine *e, const char *flow_name, json_t *input,
+		 const char *idempotency_key, char id[27], bool *existed, char *err, size_t errlen)
+{
+	return start(e, flow_name, input, idempotency_key, false, id, existed, err, errlen);
+}
+
+int engine_start_answered(struct engine *e, const char *flow_name, json_t *input,
+			  const char *idempotency_key, char id[27], bool *existed, char *err,
+			  size_t errlen)
+{
+	return start(e, flow_name, input, idempotency_key, true, id, existed, err, errlen);
 }
 
 int engine_cancel(struct engine *e, const char *id, char *err, size_t errlen)
@@ -2220,7 +2264,10 @@ int engine_retry(struct engine *e, const char *id, char *err, size_t errlen)
 
 static void on_waiter_closed(uv_handle_t *h)
 {
-	free(h->data);
+	struct engine_waiter *w = h->data;
+
+	answer_pieces_unref(w->answer);
+	free(w);
 }
 
 static void waiter_finish(struct engine_waiter *w, enum engine_wait_result res)
@@ -2333,6 +2380,7 @@ struct engine_waiter *engine_wait(struct engine *e, const char *id, enum engine_
 	uv_timer_start(&w->timer, on_wait_timeout, (uint64_t)timeout_ms, 0);
 	w->next = s->waiters;
 	s->waiters = w;
+	s->answer_reserved = false;   /* the starter's waiter is here (engine_start_answered()) */
 	/* Checked after the next commit. */
 	engine__touch(s);
 	return w;
@@ -2383,6 +2431,11 @@ static void decide_waiters(struct saga *s, struct engine_waiter ***tail)
 		uv_timer_stop(&w->timer);
 		w->held = true;
 		w->result = (enum engine_wait_result)res;
+		if (s->answer != NULL) {
+			/* kept up to date by s while held: the answer is written at release */
+			w->answer = answer_pieces_ref(s->answer);
+			w->loads = s->e->loads;
+		}
 		w->next = NULL;
 		**tail = w;
 		*tail = &w->next;
@@ -2409,7 +2462,9 @@ static void held_waiter_finish(struct engine_waiter *w, enum engine_wait_result 
 {
 	w->held = false;
 	if (w->cb != NULL) {
+		w->e->answering = w;   /* engine_answer_text() during the callback */
 		waiter_finish(w, res);
+		w->e->answering = NULL;
 		return;
 	}
 	w->done = true;
@@ -2459,8 +2514,13 @@ static void release(struct engine *e, uint64_t durable)
 		struct engine_waiter *w, *wnext;
 		struct effect *fx, *next;
 		/* The answers read one snapshot of the store (no write is pending here: it is
-		 * the committed state), taking SQLite's read locks once for the batch. */
-		bool reading = h->waiters != NULL && store_read_begin(e->store);
+		 * the committed state), taking SQLite's read locks once for the batch, unless each
+		 * of them is written from memory (engine_answer_text()). */
+		bool reading = false, read = false;
+
+		for (w = h->waiters; w != NULL; w = w->next)
+			read = read || w->answer == NULL;
+		reading = read && store_read_begin(e->store);
 
 		e->held = h->next;
 		if (e->held == NULL)
@@ -2483,6 +2543,26 @@ static void release(struct engine *e, uint64_t durable)
 		}
 		free(h);
 	}
+}
+
+int engine_answer_text(struct engine *e, const char *id, const struct flow_set *fs,
+		       bool history, struct strbuf *b, const struct flow **flow, char *status,
+		       size_t status_len)
+{
+	const struct engine_waiter *w = e->answering;
+	struct saga *s;
+
+	/* Only at a release (no write pending: the pieces are the committed rows), for the
+	 * saga whose waiter is being answered. */
+	if (w == NULL || w->answer == NULL || strcmp(w->saga_id, id) != 0 ||
+	    store_pending(e->store))
+		return SAGAD_ENOENT;
+	/* Still kept by the saga, so up to date; or the saga left memory since (its pieces are
+	 * then its last rows) and was not loaded from the store again (and written) since. */
+	s = engine__saga_find(e, id);
+	if (s != NULL ? s->answer != w->answer : e->loads != w->loads)
+		return SAGAD_ENOENT;
+	return answer_pieces_text(w->answer, fs, history, b, flow, status, status_len);
 }
 
 static void evict(struct saga *s)

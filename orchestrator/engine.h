@@ -91,6 +91,14 @@ void engine_set_flows(struct engine *e, struct flow_set *fs);
 int engine_start(struct engine *e, const char *flow_name, json_t *input,
 		 const char *idempotency_key, char id[27], bool *existed, char *err, size_t errlen);
 
+/* engine_start() for a client that waits for the saga's full answer (the saga with its
+ * history) and attaches its waiter (engine_wait()) right after: the engine keeps the answer's
+ * pieces as it writes the rows, so that the answer is written from memory
+ * (engine_answer_text()) instead of read back from the store. */
+int engine_start_answered(struct engine *e, const char *flow_name, json_t *input,
+			  const char *idempotency_key, char id[27], bool *existed, char *err,
+			  size_t errlen);
+
 /* Admission of a new saga of flow_name: SAGAD_EOPEN (message in err, *retry_after_ms set)
  * while the circuit breaker of the flow's pivot participant is open, else 0. Starts check it
  * themselves; the API calls it to compute the Retry-After of its 503. */
@@ -155,6 +163,16 @@ int engine_drain(struct engine *e);
  * (it ended and was evicted: read it from the store). Reflects what the last commit made
  * durable only when called after engine_flush()'s commit (waiter callbacks are). */
 json_t *engine_saga_json(struct engine *e, const char *id);
+
+/* Inside a waiter's callback that a commit decided (ENGINE_WAIT_REACHED or _UNREACHABLE):
+ * appends saga id as answer_saga_text() (answer.h) would read it from the store now, written
+ * from the pieces the engine kept (engine_start_answered()). SAGAD_ENOENT, nothing appended,
+ * when it has none to use (not kept, not in that callback, writes pending, the saga loaded
+ * from the store again since, fs without its flow version): read the store. */
+struct strbuf;
+int engine_answer_text(struct engine *e, const char *id, const struct flow_set *fs,
+		       bool history, struct strbuf *b, const struct flow **flow, char *status,
+		       size_t status_len);
 
 /* Store failures. A commit (or a write) that fails with SAGAD_EBUSY, SAGAD_EFULL or SAGAD_EIO
  * pauses the engine instead of stopping the daemon: the turn's writes are rolled back, its

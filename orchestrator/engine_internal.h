@@ -19,6 +19,7 @@ struct breaker_set;
 struct secret_set;
 struct secret_key;
 struct engine_pause;
+struct answer_pieces;
 
 #define TIMER_BATCH 1000       /* timers handled per wake-up; the rest on the next turn */
 #define SUMMARY_MAX 512        /* bytes of a body kept in the history */
@@ -60,6 +61,9 @@ struct engine_waiter {
 	bool timeout_pending;            /* timed out; answered after the next commit */
 	bool held;                       /* decided at a commit, answered once it is durable */
 	enum engine_wait_result result;  /* when held */
+	struct answer_pieces *answer;    /* the saga's answer pieces when decided (a reference,
+					  * dropped when the waiter is freed), or NULL */
+	uint64_t loads;                  /* e->loads when decided */
 };
 
 /* What one commit allows, held until the store says the commit is durable (a pipelined
@@ -95,6 +99,13 @@ struct saga {
 	bool changed;                    /* waiters must be checked after the commit */
 	bool inserted;                   /* row exists in the store */
 	struct secret_set *secrets;      /* values never written in clear (secret.h), or NULL */
+	/* The answer's pieces (answer.h), kept as the rows are written for a client that waits
+	 * for the full answer (engine_start_answered()), or NULL. Held while that client is to
+	 * attach its waiter (answer_reserved), while the saga has waiters, and while a decided
+	 * waiter holds a reference; dropped at the next write after that, or when the saga leaves
+	 * memory: bounded by the sagas with a pending full-answer waiter. */
+	struct answer_pieces *answer;
+	bool answer_reserved;
 };
 
 /* An attempt in flight. Replies find their saga by id, so a late reply for a saga that
@@ -177,6 +188,9 @@ struct engine {
 	size_t n_watches, cap_watches;
 	/* circuit breakers, one per participant identity (engine_breaker.c); NULL until used */
 	struct breaker_set *breakers;
+	/* the answer from memory (engine_answer_text()) */
+	uint64_t loads;                  /* sagas made from a store row so far */
+	const struct engine_waiter *answering; /* the held waiter whose callback runs, or NULL */
 };
 
 
@@ -211,6 +225,9 @@ void engine__start_compensation(struct saga *s, const char *reason);
  * saga's steps are undone too. 0 when s is (now) compensating or compensated, else
  * SAGAD_ESTATE with err. */
 int engine__saga_cancel(struct saga *s, const char *by, bool reopen, char *err, size_t errlen);
+
+/* The saga's answer pieces while they are needed (see struct saga), else NULL (dropped). */
+struct answer_pieces *engine__answer_kept(struct saga *s);
 
 /* engine_keys.c: business keys */
 /* Renders the flow's keys whose data now exists and records the new ones. */

@@ -4,6 +4,7 @@
  * memory for the API. Sagas are found by key through store_saga_list() / store_key_find(). */
 #include <string.h>
 
+#include "answer.h"
 #include "engine_internal.h"
 #include "expr.h"
 #include "log.h"
@@ -17,6 +18,7 @@ void engine__keys_update(struct saga *s)
 
 	for (size_t k = 0; k < f->n_keys; k++) {
 		char *v;
+		int rc;
 
 		if (json_object_get(s->keys, f->keys[k].name) != NULL)
 			continue;
@@ -24,8 +26,10 @@ void engine__keys_update(struct saga *s)
 		if ((v = tmpl_eval_string(f->keys[k].value, s->ctx, err, sizeof(err))) == NULL)
 			continue;
 		util_utf8_sanitize(v);
-		engine__store_failed(s->e, store_key_put(s->e->store, s->id, f->keys[k].name, v),
-				     "key_put", s->id);
+		rc = store_key_put(s->e->store, s->id, f->keys[k].name, v);
+		engine__store_failed(s->e, rc, "key_put", s->id);
+		if (rc == 0 && engine__answer_kept(s) != NULL)
+			answer_pieces_key(s->answer, f->keys[k].name, v);
 		json_object_set_new(s->keys, f->keys[k].name, json_string(v));
 		free(v);
 	}

@@ -1644,7 +1644,13 @@ int store_scan_steps(struct store *st, const char *saga_id, store_step_cb cb, vo
 
 int store_history_append(struct store *st, const struct store_history *h)
 {
+	return store_history_append_seq(st, h, NULL);
+}
+
+int store_history_append_seq(struct store *st, const struct store_history *h, int64_t *seq)
+{
 	sqlite3_stmt *stmt = st->stmt[ST_HISTORY_APPEND];
+	int rc;
 
 	bind_text(stmt, 1, h->saga_id);
 	bind_opt(stmt, 2, h->step, -1);
@@ -1658,7 +1664,11 @@ int store_history_append(struct store *st, const struct store_history *h)
 	bind_text(stmt, 10, h->error);
 	bind_opt(stmt, 11, h->started_at, 0);
 	bind_opt(stmt, 12, h->ended_at, 0);
-	return exec_write(st, stmt, "history_append");
+	rc = exec_write(st, stmt, "history_append");
+	/* seq is the rowid (INTEGER PRIMARY KEY): the connection's last insert, no statement */
+	if (rc == 0 && seq != NULL)
+		*seq = sqlite3_last_insert_rowid(st->db);
+	return rc;
 }
 
 int store_each_history(struct store *st, const char *saga_id, store_history_cb cb, void *arg)

@@ -168,6 +168,8 @@ int store_saga_insert(struct store *st, const struct store_saga *s, char **exist
 int store_saga_update(struct store *st, const struct store_saga *s);
 int store_step_put(struct store *st, const struct store_step *s);
 int store_history_append(struct store *st, const struct store_history *h);
+/* The same, and *seq gets the new row's seq (what store_each_history() reads back). */
+int store_history_append_seq(struct store *st, const struct store_history *h, int64_t *seq);
 /* Creates or replaces the (saga, kind, step) timer. Deleting a missing timer is not an error. */
 int store_timer_put(struct store *st, const struct store_timer *t);
 int store_timer_delete(struct store *st, const char *saga_id, const char *kind, int step);

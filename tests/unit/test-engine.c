@@ -12,13 +12,16 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "answer.h"
 #include "dsl.h"
 #include "engine.h"
 #include "error.h"
+#include "fault.h"
 #include "flow.h"
 #include "http.h"
 #include "httpd.h"
 #include "log.h"
+#include "secret.h"
 #include "store.h"
 #include "util.h"
 
@@ -690,6 +693,284 @@ static void test_loaded_sagas_are_evicted(void **state)
 	assert_int_equal(st.active, 0);
 }
 
+/* ---- the answer from memory (engine_start_answered(), engine_answer_text()) ------------- */
+
+struct answer_check {
+	bool done;
+	enum engine_wait_result result;
+	int from_memory;           /* answers the engine wrote from its pieces */
+	int from_store;            /* answers it left to the store */
+	char status[24];
+};
+
+/* A waiter's callback, as api.c's answer_saga(): the engine's answer from memory, when it has
+ * one, is compared byte for byte with the store's at the same point (this release), with and
+ * without the history. */
+static void on_answer(const char *id, enum engine_wait_result res, void *arg)
+{
+	struct answer_check *c = arg;
+
+	c->done = true;
+	c->result = res;
+	for (int history = 0; res != ENGINE_WAIT_ABORTED && history < 2; history++) {
+		const struct flow *fm = NULL, *fs = NULL;
+		char sm[24] = "", ss[24] = "";
+		struct strbuf mem, db;
+
+		strbuf_init(&mem);
+		strbuf_init(&db);
+		assert_int_equal(answer_saga_text(F.store, &F.flows, id, history, &db, &fs, ss,
+						  sizeof(ss)), 0);
+		if (engine_answer_text(F.engine, id, &F.flows, history, &mem, &fm, sm,
+				       sizeof(sm)) == 0) {
+			c->from_memory++;
+			assert_string_equal(mem.data, db.data);
+			assert_ptr_equal(fm, fs);
+			assert_string_equal(sm, ss);
+		} else {
+			c->from_store++;
+			assert_int_equal(mem.len, 0);
+		}
+		snprintf(c->status, sizeof(c->status), "%s", ss);
+		strbuf_close(&mem);
+		strbuf_close(&db);
+	}
+	uv_stop(uv_default_loop());
+}
+
+/* Starts a saga as api.c does for a client waiting with the full answer: answered, then its
+ * waiter attached at once. */
+static void start_answered(const char *flow, const char *input, char id[27],
+			   enum engine_wait_target t, const char *step, struct answer_check *c)
+{
+	json_t *in = json_loads(input, 0, NULL);
+	char err[256];
+	bool existed;
+	int rc;
+
+	assert_non_null(in);
+	assert_int_equal(engine_start_answered(F.engine, flow, in, NULL, id, &existed, err,
+					       sizeof(err)), 0);
+	json_decref(in);
+	memset(c, 0, sizeof(*c));
+	assert_non_null(engine_wait(F.engine, id, t, step, 20000, on_answer, c, &rc));
+}
+
+static void wait_answer(struct answer_check *c)
+{
+	while (!c->done)
+		uv_run(uv_default_loop(), UV_RUN_ONCE);
+}
+
+/* Another waiter on saga id (not the starter's), answered into c. */
+static void wait_answer_of(const char *id, enum engine_wait_target t, struct answer_check *c)
+{
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	assert_non_null(engine_wait(F.engine, id, t, NULL, 20000, on_answer, c, &rc));
+	wait_answer(c);
+}
+
+/* Starts flow with input (answered, waiting for its end) and checks the answer came from
+ * memory and equals the store's; returns the saga's status. */
+static const char *answered_run(const char *flow, const char *input, char id[27])
+{
+	static struct answer_check c;
+
+	start_answered(flow, input, id, ENGINE_WAIT_COMPLETION, NULL, &c);
+	wait_answer(&c);
+	assert_int_equal(c.result, ENGINE_WAIT_REACHED);
+	assert_int_equal(c.from_memory, 2);
+	return c.status;
+}
+
+static void test_answer_happy_failed_retried(void **state)
+{
+	char id[27];
+
+	add_flow(THREE);
+	assert_string_equal(answered_run("three", "{\"n\":1.5}", id), "completed");
+	rule("POST", "/b", 0, NULL, 503, 503, 200, 0);        /* retried, then succeeds */
+	assert_string_equal(answered_run("three", "{}", id), "completed");
+	assert_int_equal(steps_of(id).attempts[1], 3);
+	rule("POST", "/c", 0, NULL, 400, 0);                  /* fails: b and a compensated */
+	assert_string_equal(answered_run("three", "{}", id), "compensated");
+	rule("POST", "/b/undo/7", 0, NULL, 500, 0);           /* compensation exhausted */
+	assert_string_equal(answered_run("three", "{}", id), "failed");
+}
+
+/* Steps whose `when` is false (skipped), steps that never start (pending), and business keys
+ * (written as they become known, answered in name order as the store reads them). */
+static void test_answer_skipped_pending_keys(void **state)
+{
+	char id[27];
+
+	add_flow("name: k\nversion: 1\n"
+		 "keys:\n  zeta: \"${input.z}\"\n  alpha: \"${string(steps.a.response.body.id)}\"\n"
+		 "  mid: \"${input.m}\"\n"
+		 "participants:\n  p: { url: URL }\n"
+		 "steps:\n  - name: a\n    participant: p\n    action: { method: POST, path: /a }\n"
+		 "    compensation: { method: POST, path: /a/undo }\n"
+		 "  - name: s\n    participant: p\n    when: \"${input.z == 'never'}\"\n"
+		 "    action: { method: POST, path: /s }\n"
+		 "  - name: b\n    participant: p\n    action: { method: POST, path: /b }\n"
+		 "  - name: c\n    participant: p\n    action: { method: POST, path: /c }\n");
+	assert_string_equal(answered_run("k", "{\"z\":\"z1\",\"m\":\"m\\u00e9\"}", id), "completed");
+	assert_string_equal(calls(), "POST /a, POST /b, POST /c");
+	assert_string_equal(steps_of(id).states[1], "skipped");
+	rule("POST", "/b", 0, NULL, 422, 0);                  /* c never starts: pending */
+	assert_string_equal(answered_run("k", "{\"z\":\"z2\",\"m\":\"m\"}", id), "compensated");
+	assert_string_equal(steps_of(id).states[3], "");
+}
+
+/* Sensitive input: sealed in the store, masked in the answer, scrubbed from the responses
+ * and the history the participant's echo would put it in. */
+static void test_answer_sensitive_input(void **state)
+{
+	static const unsigned char raw[SECRET_KEY_LEN] = { 7 };
+	struct engine_options eo = { .loop = uv_default_loop(), .store = F.store, .http = F.http,
+				     .flows = &F.flows };
+	struct secret_key *key = secret_key_from_bytes(raw);
+	struct answer_check c;
+	char id[27];
+	struct strbuf db;
+
+	engine_free(F.engine);
+	eo.secrets_key = key;
+	assert_int_equal(engine_new(&eo, &F.engine), 0);
+	add_flow("name: card\nversion: 1\n"
+		 "input:\n  holder: { type: string }\n"
+		 "  number: { type: string, required: true, sensitive: true }\n"
+		 "participants:\n  p: { url: URL }\n"
+		 "steps:\n  - name: pay\n    participant: p\n"
+		 "    action: { method: POST, path: /pay, body: { n: \"${input.number}\" } }\n"
+		 "    compensation: { method: POST, path: /pay/undo }\n"
+		 "  - name: ship\n    participant: p\n    action: { method: POST, path: /ship }\n");
+	rule("POST", "/pay", 0, "{\"id\":7,\"echo\":\"4111-2222\"}", 200, 0);
+	rule("POST", "/ship", 0, "{\"error\":\"bad card 4111-2222\"}", 409, 0);
+	start_answered("card", "{\"holder\":\"kim\",\"number\":\"4111-2222\"}", id,
+		       ENGINE_WAIT_COMPLETION, NULL, &c);
+	wait_answer(&c);
+	assert_int_equal(c.from_memory, 2);
+	assert_string_equal(c.status, "compensated");
+	strbuf_init(&db);
+	assert_int_equal(answer_saga_text(F.store, &F.flows, id, true, &db, NULL, NULL, 0), 0);
+	assert_null(strstr(db.data, "4111"));
+	assert_non_null(strstr(db.data, "\"holder\":\"kim\""));
+	strbuf_close(&db);
+	engine_free(F.engine);
+	F.engine = NULL;
+	engine_up();
+	secret_key_free(key);
+}
+
+/* Answers at other points than the end: a step waited for (the saga goes on and keeps its
+ * pieces for the held waiter), a cancel's commit, and the deadline. */
+static void test_answer_step_cancel_deadline(void **state)
+{
+	struct answer_check c, cc, cend;
+	char id[27], err[256];
+
+	add_flow(THREE);
+	rule("POST", "/b", 300, NULL, 200, 0);
+	start_answered("three", "{}", id, ENGINE_WAIT_STEP, "a", &c);
+	wait_answer(&c);
+	assert_int_equal(c.result, ENGINE_WAIT_REACHED);
+	assert_int_equal(c.from_memory, 2);
+	assert_string_equal(c.status, "running");
+	/* Another waiter, attached before the saga wrote again: the saga keeps its pieces (it has
+	 * a waiter) and answers it from them too. */
+	wait_answer_of(id, ENGINE_WAIT_COMPLETION, &cend);
+	assert_int_equal(cend.from_memory, 2);
+	assert_string_equal(cend.status, "completed");
+	/* Nobody waits any more: the next write drops the pieces; a new waiter reads the store. */
+	start_answered("three", "{}", id, ENGINE_WAIT_STEP, "a", &c);
+	wait_answer(&c);
+	assert_int_equal(c.from_memory, 2);
+	while (strcmp(steps_of(id).states[1], "succeeded") != 0)   /* b's reply, 300 ms */
+		uv_run(uv_default_loop(), UV_RUN_ONCE);
+	wait_answer_of(id, ENGINE_WAIT_COMPLETION, &cend);
+	assert_int_equal(cend.from_memory, 0);
+	assert_int_equal(cend.from_store, 2);
+	assert_string_equal(cend.status, "completed");
+
+	/* cancelled while b is in flight: the cancel's commit (cancel_requested) and the end */
+	start_answered("three", "{}", id, ENGINE_WAIT_COMPLETION, NULL, &cend);
+	run_until(id, ENGINE_WAIT_STEP, "a");
+	assert_int_equal(engine_cancel(F.engine, id, err, sizeof(err)), 0);
+	wait_answer_of(id, ENGINE_WAIT_COMMITTED, &cc);
+	assert_int_equal(cc.from_memory, 2);
+	assert_string_equal(cc.status, "compensating");
+	wait_answer(&cend);
+	assert_int_equal(cend.from_memory, 2);
+	assert_string_equal(cend.status, "compensated");
+
+	add_flow("name: slow\nversion: 1\ndeadline: 150ms\n"
+		 "participants:\n  p: { url: URL }\n"
+		 "steps:\n  - name: a\n    participant: p\n    action: { method: POST, path: /a }\n"
+		 "    compensation: { method: POST, path: /a/undo }\n"
+		 "  - name: b\n    participant: p\n    action: { method: POST, path: /b }\n");
+	assert_string_equal(answered_run("slow", "{}", id), "compensated");
+}
+
+/* A plain start keeps nothing: its answers read the store. */
+static void test_answer_not_kept_without_asking(void **state)
+{
+	struct answer_check c;
+	char id[27];
+
+	add_flow(THREE);
+	start("three", "{}", id);
+	wait_answer_of(id, ENGINE_WAIT_COMPLETION, &c);
+	assert_int_equal(c.from_memory, 0);
+	assert_int_equal(c.from_store, 2);
+}
+
+/* With the WAL sync thread the answer is released at a later turn, after the ended saga left
+ * memory: the pieces the waiter holds are still the committed rows. */
+static void test_answer_pipelined(void **state)
+{
+	char id[27], err[256];
+
+	assert_int_equal(store_pipeline_start(F.store, uv_default_loop(), err, sizeof(err)), 0);
+	add_flow(THREE);
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(answered_run("three", "{}", id), "completed");
+	rule("POST", "/c", 0, NULL, 400, 0);
+	assert_string_equal(answered_run("three", "{}", id), "compensated");
+}
+
+/* The transaction holding rows whose pieces the engine kept is lost (the commit fails on an
+ * I/O error, SQLite rolls it back): the waiter is not answered from them (503 in api.c), and
+ * after the pause the saga, rebuilt from the store, is answered from the store. */
+static void test_answer_lost_transaction(void **state)
+{
+	struct answer_check c, c2;
+	char id[27];
+
+	assert_true(faultvfs);
+	add_flow(THREE);
+	rule("POST", "/b", 300, NULL, 200, 0);
+	start_answered("three", "{}", id, ENGINE_WAIT_COMPLETION, NULL, &c);
+	run_until(id, ENGINE_WAIT_STEP, "a");          /* a committed, b in flight */
+	fault_set("ioerr");                           /* b's outcome: its commit fails */
+	wait_answer(&c);
+	fault_set(NULL);
+	assert_int_equal(c.result, ENGINE_WAIT_ABORTED);
+	assert_int_equal(c.from_memory + c.from_store, 0);
+	assert_non_null(engine_paused(F.engine));
+	/* The probe (every 0.2 s) resumes the engine: recovery sends b again. */
+	while (engine_paused(F.engine) != NULL)
+		uv_run(uv_default_loop(), UV_RUN_ONCE);
+	wait_answer_of(id, ENGINE_WAIT_COMPLETION, &c2);
+	assert_int_equal(c2.result, ENGINE_WAIT_REACHED);
+	assert_int_equal(c2.from_memory, 0);
+	assert_int_equal(c2.from_store, 2);
+	assert_string_equal(c2.status, "completed");
+	assert_int_equal(P.rules[0].seen, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -709,7 +990,18 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_child_ending_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_during_retry_after_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loaded_sagas_are_evicted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_answer_happy_failed_retried, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_answer_skipped_pending_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_answer_sensitive_input, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_answer_step_cancel_deadline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_answer_not_kept_without_asking, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_answer_pipelined, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_answer_lost_transaction, setup, teardown),
 	};
+	int rc;
 
-	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
+	fault_load("test-engine");   /* before the first store_open() */
+	rc = cmocka_run_group_tests_name("engine", tests, NULL, NULL);
+	unlink(fault_ctl);
+	return rc;
 }

@@ -1,5 +1,4 @@
 /* test-store.c: the SQLite store on real database files in a temporary folder. */
-#include <dlfcn.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,6 +13,7 @@
 #include <sqlite3.h>
 #include <uv.h>
 #include "error.h"
+#include "fault.h"
 #include "log.h"
 #include "store.h"
 #include "store_vfs.h"
@@ -22,9 +22,6 @@
 static char dir[64];
 static char path[128];          /* this test's database file */
 static int test_no;
-/* tests/fault/faultvfs.so, loaded by main() under the store's VFS, and its control file. */
-static bool faultvfs;
-static char fault_ctl[64];
 
 /* A 26-character id: prefix then i, zero-padded (a few results live at once). */
 static const char *ID(const char *prefix, int i)
@@ -1566,21 +1563,6 @@ static void test_purge_keeps_newest_outbox_row(void **state)
 	store_close(st);
 }
 
-/* fault_set("full"): every write of the store fails with SQLITE_FULL; NULL: none. */
-static void fault_set(const char *fault)
-{
-	FILE *f;
-
-	if (fault == NULL) {
-		unlink(fault_ctl);
-		return;
-	}
-	f = fopen(fault_ctl, "w");
-	assert_non_null(f);
-	fputs(fault, f);
-	assert_int_equal(fclose(f), 0);
-}
-
 /* A JSON string of n bytes, quotes included ("xxx...x"): big enough to spill SQLite's page
  * cache. The caller frees it. */
 static char *big_json_string(size_t n)
@@ -1923,18 +1905,9 @@ int main(void)
 		T(test_each_unfinished_batches),
 	};
 
-	const char *so = getenv("FAULTVFS_SO");   /* make check sets it */
 	int rc;
 
-	/* Before the first store_open(): the store's VFS wraps the default VFS it finds then.
-	 * Without a fault in the control file the shim only passes the calls on. */
-	snprintf(fault_ctl, sizeof(fault_ctl), "/tmp/test-store.%d.fault", (int)getpid());
-	setenv("FAULTVFS_CONTROL", fault_ctl, 1);
-	faultvfs = dlopen(so != NULL ? so : TEST_SRCDIR "/tests/fault/faultvfs.so",
-			  RTLD_NOW) != NULL;
-	if (!faultvfs)
-		fprintf(stderr, "# cannot load faultvfs.so (make tests/fault/faultvfs.so): %s\n",
-			dlerror());
+	fault_load("test-store");   /* before the first store_open() */
 	cmocka_set_message_output(CM_OUTPUT_TAP);
 	rc = cmocka_run_group_tests_name("store", tests, group_setup, group_teardown);
 	unlink(fault_ctl);
