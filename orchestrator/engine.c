@@ -2296,6 +2296,7 @@ static void waiter_unlink(struct engine_waiter *w)
 	for (p = &s->waiters; *p != NULL; p = &(*p)->next)
 		if (*p == w) {
 			*p = w->next;
+			engine__answer_kept(s);   /* the last waiter gone: drop the pieces now */
 			return;
 		}
 }

@@ -24,6 +24,7 @@
 #include "secret.h"
 #include "store.h"
 #include "util.h"
+#include "engine_internal.h"
 
 /* ---- a scripted participant ---------------------------------------------------------- */
 
@@ -971,6 +972,40 @@ static void test_answer_lost_transaction(void **state)
 	assert_int_equal(P.rules[0].seen, 2);
 }
 
+/* review7: a waiter that timed out leaves the saga; the pieces stay until the saga writes
+ * again (here a 30 s retry backoff), not only while a full-answer waiter is pending. */
+static void test_r7_pieces_kept_after_timeout(void **state)
+{
+	struct answer_check c;
+	json_t *in = json_loads("{}", 0, NULL);
+	char id[27], err[256];
+	bool existed;
+	int rc;
+	struct saga *s;
+
+	add_flow("name: r\nversion: 1\n"
+		 "participants:\n  p: { url: URL }\n"
+		 "steps:\n  - name: a\n    participant: p\n"
+		 "    action: { method: POST, path: /a }\n"
+		 "    retry: { max_attempts: 3, initial_backoff: 30s, max_backoff: 60s, jitter: 0 }\n");
+	rule("POST", "/a", 0, NULL, 503, 0);
+	assert_int_equal(engine_start_answered(F.engine, "r", in, NULL, id, &existed, err,
+					       sizeof(err)), 0);
+	json_decref(in);
+	memset(&c, 0, sizeof(c));
+	assert_non_null(engine_wait(F.engine, id, ENGINE_WAIT_COMPLETION, NULL, 300, on_answer,
+				    &c, &rc));
+	wait_answer(&c);
+	assert_int_equal(c.result, ENGINE_WAIT_TIMEOUT);
+	for (int i = 0; i < 20; i++)
+		uv_run(uv_default_loop(), UV_RUN_NOWAIT), usleep(10000);
+	s = engine__saga_find(F.engine, id);
+	assert_non_null(s);
+	assert_null(s->waiters);
+	fprintf(stderr, "# r7: nobody waits; s->answer=%p\n", (void *)s->answer);
+	assert_null(s->answer);   /* fails: the pieces stay until the retry in 30 s */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -997,6 +1032,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_answer_not_kept_without_asking, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_pipelined, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_lost_transaction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_r7_pieces_kept_after_timeout, setup, teardown),
 	};
 	int rc;
 
