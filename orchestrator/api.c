@@ -34,6 +34,8 @@ struct api {
 	const char *const *not_ready_reason;
 	int64_t default_wait_ms;
 	const struct auth *auth;
+	uint64_t answers_memory;       /* full saga answers written from the engine's memory */
+	uint64_t answers_store;        /* ... and read from the store */
 };
 
 enum pending_kind { PENDING_SAGA, PENDING_GET_SAGA, PENDING_LIST, PENDING_FLOWS, PENDING_FLOW };
@@ -227,9 +229,12 @@ static void answer_saga(struct pending *p, int status)
 		strbuf_reserve(&text, 4095);   /* a saga with its history: one allocation */
 		/* from the engine's memory when it kept the rows it wrote, else from the store */
 		if (engine_answer_text(p->api->engine, p->id, *p->api->flows, !p->summary_only,
-				       &text, &f, st, sizeof(st)) != 0 &&
-		    answer_saga_text(p->api->store, *p->api->flows, p->id, !p->summary_only, &text,
-				     &f, st, sizeof(st)) != 0) {
+				       &text, &f, st, sizeof(st)) == 0)
+			p->api->answers_memory++;
+		else if (answer_saga_text(p->api->store, *p->api->flows, p->id, !p->summary_only,
+					  &text, &f, st, sizeof(st)) == 0)
+			p->api->answers_store++;
+		else {
 			char err[128];
 
 			strbuf_close(&text);
@@ -799,6 +804,12 @@ static void answer_metrics(struct api *a, struct httpd_req *req)
 	COUNTER("trigger_duplicates_total", "Redelivered trigger events that started nothing.",
 		st.trigger_duplicates);
 	GAUGE("outbox_unsent", "Outbox messages not yet acknowledged by Kafka.", unsent);
+	strbuf_addf(&b, "# HELP sagad_saga_answers_total Saga objects answered in full, by where "
+		    "they were read: the engine's memory (a start that waited) or the store.\n"
+		    "# TYPE sagad_saga_answers_total counter\n"
+		    "sagad_saga_answers_total{source=\"memory\"} %llu\n"
+		    "sagad_saga_answers_total{source=\"store\"} %llu\n",
+		    (unsigned long long)a->answers_memory, (unsigned long long)a->answers_store);
 	breaker_metrics(a, &b);
 	COUNTER("store_commits_total", "SQLite commits (grouped per loop turn).", commits);
 	COUNTER("store_writes_total", "SQLite rows written.", writes);

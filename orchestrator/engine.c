@@ -2351,21 +2351,25 @@ struct engine_waiter *engine_wait(struct engine *e, const char *id, enum engine_
 	int idx = -1;
 
 	*rc = 0;
-	if (e->quiescing) {
-		*rc = SAGAD_ESHUTDOWN;
-		return NULL;
-	}
 	if (s == NULL) {
-		*rc = SAGAD_ENOSAGA;
+		*rc = e->quiescing ? SAGAD_ESHUTDOWN : SAGAD_ENOSAGA;
 		return NULL;
 	}
 	if (t == ENGINE_WAIT_STEP) {
 		const struct flow_step *st = step ? flow_find_step(s->flow, step) : NULL;
-		if (st == NULL) {
+		if (st == NULL)
 			*rc = SAGAD_EINVAL;
-			return NULL;
-		}
-		idx = st->index;
+		else
+			idx = st->index;
+	}
+	if (e->quiescing)
+		*rc = SAGAD_ESHUTDOWN;
+	if (*rc != 0) {
+		/* A starter's waiter that will not come (engine_start_answered()): the pieces
+		 * were kept for it. */
+		s->answer_reserved = false;
+		engine__answer_kept(s);
+		return NULL;
 	}
 	if (timeout_ms <= 0 || timeout_ms > e->max_wait_ms)
 		timeout_ms = e->max_wait_ms;

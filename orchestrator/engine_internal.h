@@ -102,8 +102,9 @@ struct saga {
 	/* The answer's pieces (answer.h), kept as the rows are written for a client that waits
 	 * for the full answer (engine_start_answered()), or NULL. Held while that client is to
 	 * attach its waiter (answer_reserved), while the saga has waiters, and while a decided
-	 * waiter holds a reference; dropped at the next write after that, or when the saga leaves
-	 * memory: bounded by the sagas with a pending full-answer waiter. */
+	 * waiter holds a reference; dropped when the last waiter leaves or at the next write
+	 * after that, or when the saga leaves memory: bounded by the sagas with a pending
+	 * full-answer waiter. */
 	struct answer_pieces *answer;
 	bool answer_reserved;
 };

@@ -4,7 +4,8 @@
 # byte for byte what the store gives for the same saga: GET /v1/sagas/ID and an idempotent
 # repeat of the start (both read the store; nothing changes a saga once it has ended) answer
 # exactly the same bytes, for the apply flow completing, retrying, and compensating at each of
-# its steps (history, keys, child sagas' outputs, pending steps).
+# its steps (history, keys, child sagas' outputs, pending steps). /metrics shows that the
+# waited answers did come from memory (sagad_saga_answers_total{source="memory"}).
 . "${TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/e2e/lib/common.sh"
 e2e_init
 
@@ -37,6 +38,12 @@ check() {
 	}
 }
 
+# answers_from SOURCE: sagad_saga_answers_total{source=SOURCE}
+answers_from() {
+	api GET /metrics >/dev/null
+	awk -v s="sagad_saga_answers_total{source=\"$1\"}" '$1 == s { print $2 }' "$E2E_TMP/.http_body"
+}
+
 check "happy" "200:completed" "$(seed_input)"
 is "$(jq -r '.keys.applyId | type' "$TMP/waited-1.json"):$(jq '.history | length' "$TMP/waited-1.json" | awk '{ print ($1 >= 5) }')" \
 	"string:1" "happy: the answer has its business key and its history"
@@ -59,5 +66,10 @@ check "delivery refuses" "200:compensated" "$(seed_input '.studentName = "nodeli
 clear_faults delivery
 is "$(jq -r '[.steps[].state] | join(",")' "$TMP/waited-5.json")" "compensated,compensated,failed" \
 	"delivery refuses: pay and apply compensated"
+
+# Each waited answer above came from memory (else this test would compare the store with
+# itself), and each GET and repeat from the store.
+is "$(answers_from memory)" 5 "the 5 waited answers were written from the engine's memory"
+is "$(answers_from store)" 10 "the 5 GETs and 5 idempotent repeats were read from the store"
 
 done_testing

@@ -974,15 +974,19 @@ static void test_answer_lost_transaction(void **state)
 
 /* review7: a waiter that timed out leaves the saga; the pieces stay until the saga writes
  * again (here a 30 s retry backoff), not only while a full-answer waiter is pending. */
-static void test_r7_pieces_kept_after_timeout(void **state)
+/* The pieces kept for a full answer go as soon as nobody waits for it: the waiter timed out
+ * (the saga then waits 30 s for its retry and writes nothing meanwhile), or the starter's
+ * waiter never came (engine_wait() refused it). */
+static void test_answer_pieces_dropped_without_waiter(void **state)
 {
 	struct answer_check c;
 	json_t *in = json_loads("{}", 0, NULL);
-	char id[27], err[256];
+	char id[27], id2[27], err[256];
 	bool existed;
 	int rc;
 	struct saga *s;
 
+	(void)state;
 	add_flow("name: r\nversion: 1\n"
 		 "participants:\n  p: { url: URL }\n"
 		 "steps:\n  - name: a\n    participant: p\n"
@@ -991,19 +995,27 @@ static void test_r7_pieces_kept_after_timeout(void **state)
 	rule("POST", "/a", 0, NULL, 503, 0);
 	assert_int_equal(engine_start_answered(F.engine, "r", in, NULL, id, &existed, err,
 					       sizeof(err)), 0);
-	json_decref(in);
 	memset(&c, 0, sizeof(c));
 	assert_non_null(engine_wait(F.engine, id, ENGINE_WAIT_COMPLETION, NULL, 300, on_answer,
 				    &c, &rc));
 	wait_answer(&c);
 	assert_int_equal(c.result, ENGINE_WAIT_TIMEOUT);
-	for (int i = 0; i < 20; i++)
+	for (int i = 0; i < 20; i++)   /* the waiter's handle closes */
 		uv_run(uv_default_loop(), UV_RUN_NOWAIT), usleep(10000);
 	s = engine__saga_find(F.engine, id);
 	assert_non_null(s);
 	assert_null(s->waiters);
-	fprintf(stderr, "# r7: nobody waits; s->answer=%p\n", (void *)s->answer);
-	assert_null(s->answer);   /* fails: the pieces stay until the retry in 30 s */
+	assert_null(s->answer);
+
+	assert_int_equal(engine_start_answered(F.engine, "r", in, NULL, id2, &existed, err,
+					       sizeof(err)), 0);
+	json_decref(in);
+	s = engine__saga_find(F.engine, id2);
+	assert_non_null(s);
+	assert_non_null(s->answer);
+	assert_null(engine_wait(F.engine, id2, ENGINE_WAIT_STEP, "nope", 300, on_answer, &c, &rc));
+	assert_int_equal(rc, SAGAD_EINVAL);
+	assert_null(s->answer);
 }
 
 int main(void)
@@ -1032,7 +1044,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_answer_not_kept_without_asking, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_pipelined, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_lost_transaction, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_r7_pieces_kept_after_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_answer_pieces_dropped_without_waiter, setup, teardown),
 	};
 	int rc;
 
