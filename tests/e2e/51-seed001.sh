@@ -188,6 +188,7 @@ is "$(jget "$API_BODY" .error.code)" EOPEN "F: ... code EOPEN"
 ra=$(header_value "$TMP/h503" Retry-After)
 ok '[ -n "$ra" ] && [ "$ra" -ge 1 ] && [ "$ra" -le 5 ]' "F: ... Retry-After $ra (1-5 s)"
 shop_start marketing || bail_out "marketing did not restart"
+# (A sleep on purpose: the promise checked is that a start is accepted once Retry-After has passed.)
 sleep "${ra:-5}"
 body=$(api POST '/v1/flows/shop-order/sagas?wait=completion' "$(order_input '.username = "cb4"')")
 is "$HTTP_STATUS:$(jget "$body" .status)" "200:completed" "F: after the open period the probe order completes"

@@ -182,6 +182,7 @@ ok '[ -n "$RA" ] && [ "$RA" -ge 1 ] && [ "$RA" -le 5 ]' "H: Retry-After $RA s"
 is "$(s5_log payment | jq length) $(s5_log reservation | jq length) $(pm_of 103)" "$np $nr []" \
 	"H: refused at once: payment, reservation and paymethod were not called"
 s5_clear payment
+# (A sleep on purpose: the promise checked is that a start is accepted once Retry-After has passed.)
 sleep "${RA:-5}"; sleep 0.5
 body=$(reserve after)
 is "$HTTP_STATUS $(jget "$body" .status)" "200 completed" "H: after the open period the probe succeeds: reservations accepted again"
