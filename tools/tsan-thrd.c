@@ -1,4 +1,5 @@
-/* tsan-thrd.c: under ThreadSanitizer only, thrd_create() through pthread_create().
+/* tsan-thrd.c: under ThreadSanitizer only, C11 threads (thrd_*, mtx_*, cnd_*, call_once)
+ * through the pthread calls that TSan intercepts.
  *
  * Debian's librdkafka starts its threads (rdk:main, rdk:broker-N, and the mock cluster's
  * rdk:mock) with C11 thrd_create(). glibc implements that with an internal call to its own
@@ -9,12 +10,13 @@
  * in the same thread, aborting", exit 66). sagad-kafka-mock hit it at startup with topics and,
  * without, at shutdown, when rd_kafka_mock_cluster_destroy() makes rdk:mock free its brokers.
  *
- * Defined in the program, this thrd_create() interposes glibc's for librdkafka (which calls it
- * through its PLT) and starts the thread with pthread_create(), which TSan intercepts, so the
- * threads are known and their synchronization with ours is seen. thrd_t is a pthread_t in glibc,
- * so thrd_join()/thrd_detach() work on it unchanged; the start routine's int result travels as
- * the pointer-sized exit value, which glibc's thrd_join() converts back to int. Other builds
- * compile nothing here. */
+ * Defined in the program, these functions interpose glibc's for librdkafka (which calls them
+ * through its PLT). thrd_create() alone stops the SEGV, but TSan then reports every librdkafka
+ * thread as leaked (its thrd_join() is not seen) and races between librdkafka's own malloc()
+ * and free() in different threads (its mtx_lock()/cnd_wait() are not seen either); with all of
+ * them routed, TSan reports only what is ours. In glibc thrd_t is a pthread_t and mtx_t, cnd_t,
+ * once_flag have the pthread types' layout; the start routine's int result travels as the
+ * pointer-sized exit value. Other builds compile nothing here. */
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
 #define SAGAD_TSAN 1
