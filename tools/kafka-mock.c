@@ -810,14 +810,19 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
 /* ------------------------------------------------------------------------------------------ */
 /* Startup and shutdown */
 
-/* Starts the control API on "ADDR:PORT" (IPv4); sets m->httpd and m->control_url. */
+/* Starts the control API on "ADDR:PORT" (IPv4); sets m->control_url, then m->httpd.
+ *
+ * The socket is bound here, not by libmicrohttpd, so that the URL (with the port the kernel
+ * chose for port 0) is written before the control thread exists: that thread reads it in
+ * GET /, and writing it after MHD_start_daemon() was a data race (ThreadSanitizer: main's
+ * xasprintf() against the control thread's strlen() in cluster_info()). */
 static int control_start(struct mock *m, const char *addr_port)
 {
 	const char *colon = strrchr(addr_port, ':');
-	const union MHD_DaemonInfo *info;
-	struct sockaddr_in sa = { .sin_family = AF_INET };
+	struct sockaddr_in sa = { .sin_family = AF_INET }, bound;
+	socklen_t len = sizeof(bound);
 	char host[64];
-	int port;
+	int port, fd, one = 1;
 
 	if (!colon || (size_t)(colon - addr_port) >= sizeof(host) || parse_int(colon + 1, 0, 65535, &port) < 0)
 		goto bad;
@@ -826,20 +831,28 @@ static int control_start(struct mock *m, const char *addr_port)
 	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
 		goto bad;
 	sa.sin_port = htons((uint16_t)port);
-	m->httpd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 64) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&bound, &len) != 0) {
+		log_error("event=control_failed addr=%s msg=\"cannot listen: %s\"", addr_port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return SAGAD_EIO;
+	}
+	m->control_url = xasprintf("http://%s:%u", host, (unsigned)ntohs(bound.sin_port));
+	/* libmicrohttpd owns fd from here: MHD_stop_daemon() closes it (seen with strace). On a
+	 * failed start the process exits. */
+	m->httpd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
 				    NULL, NULL, on_request, m,
-				    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+				    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 				    MHD_OPTION_NOTIFY_COMPLETED, on_request_done, m,
 				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
 				    MHD_OPTION_END);
 	if (!m->httpd) {
-		log_error("event=control_failed addr=%s msg=\"cannot listen (in use?)\"", addr_port);
+		log_error("event=control_failed addr=%s msg=\"libmicrohttpd did not start\"", addr_port);
 		return SAGAD_EIO;
 	}
-	info = MHD_get_daemon_info(m->httpd, MHD_DAEMON_INFO_BIND_PORT);
-	if (!info || !info->port)
-		fatalx("control API: no bound port");
-	m->control_url = xasprintf("http://%s:%u", host, (unsigned)info->port);
 	return 0;
 bad:
 	log_error("event=control_failed addr=%s msg=\"want IPV4:PORT, e.g. 127.0.0.1:0\"", addr_port);

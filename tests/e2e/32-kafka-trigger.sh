@@ -148,7 +148,11 @@ ok $? "4: sagad restarted"
 sagad_wait_assigned 60
 S4=$(sagas_of_offset "$O4" | jq -r '.[0].id // empty')
 s=$(wait_status "$S4" completed 60)
-sleep 2   # a redelivery, if any, has been read
+# A redelivery of the record (when its offset was not committed before the kill) is handled
+# before sagad stores and commits the offset past it: once sagad's group has committed $TOPIC
+# to its end, a redelivery has had its chance to start a second saga.
+lag=$(ktool wait-group-lag --group sagad --topic "$TOPIC" --timeout 60)
+is "$(jget "$lag" .lag)" 0 "4: sagad's group committed $TOPIC to its end: a redelivery, if any, was handled"
 is "$(jget "$s" .status) $(n_sagas_of_offset "$O4")" "completed 1" "4: exactly one saga for the record, completed"
 is "$(applied_classes kill-1)" 1 "4: the class service registered that application once"
 diag "4: redelivered after the kill: $(sagad_metric trigger_duplicates_total) (0 when the offset was committed before the kill)"

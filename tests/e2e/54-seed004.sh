@@ -106,7 +106,13 @@ is "$(jget "$body" .status) $(states "$body")" "compensated register=compensated
 	"D: payment failed (2 attempts): the registration is rolled back"
 is "$(pm_of 102) $(s5_log paymethod | jq -r '[.[] | select(.path | test("^/paymethods/[0-9]+$")) | .method] | last')" \
 	"[] DELETE" "D: the paymethod row was deleted: nothing stays committed"
-sleep 0.5
+# A publish is an outbox row committed with the step's state: once sagad's outbox is empty, every
+# event the finished saga wrote (a wrong KindRegistered included) is on ssak5-events; once the
+# message service's group has committed ssak5-events to its end, it has processed all of them.
+wait_until 60 metric_is outbox_unsent 0
+is "$(sagad_metric outbox_unsent)" 0 "D: sagad's outbox is empty: every event it wrote is on the broker"
+lag=$(ktool wait-group-lag --group message --topic ssak5-events --timeout 60)
+is "$(jget "$lag" .lag)" 0 "D: the message service has processed every event on ssak5-events"
 is "$(events_of 102) $(msgs 102)" " []" "D: no KindRegistered, no message"
 body=$(api POST '/v1/flows/paymethod-change/sagas?wait=completion' '{"kind":"bank","number":1,"requestId":102}')
 is "$(jget "$body" .status) $(jget "$body" '.steps[0].state')" "compensated failed" \
@@ -176,6 +182,7 @@ ok '[ -n "$RA" ] && [ "$RA" -ge 1 ] && [ "$RA" -le 5 ]' "H: Retry-After $RA s"
 is "$(s5_log payment | jq length) $(s5_log reservation | jq length) $(pm_of 103)" "$np $nr []" \
 	"H: refused at once: payment, reservation and paymethod were not called"
 s5_clear payment
+# (A sleep on purpose: the promise checked is that a start is accepted once Retry-After has passed.)
 sleep "${RA:-5}"; sleep 0.5
 body=$(reserve after)
 is "$HTTP_STATUS $(jget "$body" .status)" "200 completed" "H: after the open period the probe succeeds: reservations accepted again"
