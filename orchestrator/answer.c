@@ -271,15 +271,6 @@ struct answer_pieces {
 	size_t n_keys;
 };
 
-static void pieces_saga(struct answer_pieces *p, const struct store_saga *row)
-{
-	p->head.len = 0;
-	saga_head(&p->head, row);
-	p->output.len = 0;
-	jsonw_json(&p->output, row->output);
-	util_strlcpy(p->status, row->status, sizeof(p->status));
-}
-
 struct answer_pieces *answer_pieces_new(const struct flow *f, const struct store_saga *row)
 {
 	struct answer_pieces *p = xcalloc(1, sizeof(*p));
@@ -291,7 +282,7 @@ struct answer_pieces *answer_pieces_new(const struct flow *f, const struct store
 	p->steps = xcalloc(f->n_steps ? f->n_steps : 1, sizeof(*p->steps));
 	strbuf_reserve(&p->history, 1023);
 	write_input(&p->input, f, row->input);
-	pieces_saga(p, row);
+	answer_pieces_saga(p, row);
 	return p;
 }
 
@@ -329,7 +320,11 @@ void answer_pieces_unref(struct answer_pieces *p)
 
 void answer_pieces_saga(struct answer_pieces *p, const struct store_saga *row)
 {
-	pieces_saga(p, row);
+	p->head.len = 0;
+	saga_head(&p->head, row);
+	p->output.len = 0;
+	jsonw_json(&p->output, row->output);
+	util_strlcpy(p->status, row->status, sizeof(p->status));
 }
 
 void answer_pieces_step(struct answer_pieces *p, const struct store_step *row)

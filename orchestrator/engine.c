@@ -2521,10 +2521,10 @@ static void release(struct engine *e, uint64_t durable)
 		/* The answers read one snapshot of the store (no write is pending here: it is
 		 * the committed state), taking SQLite's read locks once for the batch, unless each
 		 * of them is written from memory (engine_answer_text()). */
-		bool reading = false, read = false;
+		bool read = false, reading;
 
-		for (w = h->waiters; w != NULL; w = w->next)
-			read = read || w->answer == NULL;
+		for (w = h->waiters; w != NULL && !read; w = w->next)
+			read = w->answer == NULL;
 		reading = read && store_read_begin(e->store);
 
 		e->held = h->next;

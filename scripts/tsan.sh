@@ -39,7 +39,7 @@ TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 suppressions=$dir/tests/ts
 export TSAN_OPTIONS
 E2E_READY_S=${E2E_READY_S:-90}
 export E2E_READY_S
-make -j2 check TESTS="$(echo $TESTS)" >check.log 2>&1
+make -j"$(nproc)" check TESTS="$(echo $TESTS)" >check.log 2>&1
 rc=$?
 passed=0 failed=0
 for t in $TESTS; do

@@ -58,21 +58,14 @@ static void set_headers(struct slot *s, long n, int bare)
 	curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->nodes);
 }
 
-static double cpu_s(void)
+/* The process's CPU time so far, in seconds: user + system, and system alone. */
+static void cpu_times(double *total, double *sys)
 {
 	struct rusage ru;
 
 	getrusage(RUSAGE_SELF, &ru);
-	return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
-	       ru.ru_stime.tv_usec / 1e6;
-}
-
-static double sys_s(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	*sys = ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	*total = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + *sys;
 }
 
 int main(int argc, char **argv)
@@ -138,8 +131,7 @@ int main(int argc, char **argv)
 				failed++;
 			done++;
 			if (done == warm) {
-				c0 = cpu_s();
-				s0 = sys_s();
+				cpu_times(&c0, &s0);
 				clock_gettime(CLOCK_MONOTONIC, &w0);
 			}
 			curl_multi_remove_handle(multi, e);
@@ -156,9 +148,12 @@ int main(int argc, char **argv)
 	} while (running > 0 || done < calls);
 	clock_gettime(CLOCK_MONOTONIC, &w1);
 	{
-		double cpu = cpu_s() - c0, sys = sys_s() - s0;
-		double wall = (w1.tv_sec - w0.tv_sec) + (w1.tv_nsec - w0.tv_nsec) / 1e9;
+		double cpu, sys, wall = (w1.tv_sec - w0.tv_sec) + (w1.tv_nsec - w0.tv_nsec) / 1e9;
 		long n = done - warm;
+
+		cpu_times(&cpu, &sys);
+		cpu -= c0;
+		sys -= s0;
 
 		printf("libcurl %s, %s headers, %ld in flight: %ld calls in %.2f s (%.0f calls/s), "
 		       "CPU %.1f us per call (user %.1f, system %.1f), %ld failed\n",
